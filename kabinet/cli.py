@@ -1,0 +1,206 @@
+"""The `kabinet` command: serve, migrate, seed, staff, schema export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from kabinet.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic's message names the bad variable
+        raise SystemExit(f"kabinet: bad settings: {error}") from None
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    return asyncio.run(coro_factory())
+
+
+async def _with_session(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    from kabinet.db import begin_write, create_engine, create_session_factory
+
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            await begin_write(session)
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from kabinet import migrate
+
+    settings = _settings()
+    if args.revision.startswith("-") or args.downgrade:
+        migrate.downgrade(settings.database_url, args.revision)
+    else:
+        migrate.upgrade(settings.database_url, args.revision)
+    print(f"database migrated to {args.revision} ({_safe_url(settings.database_url)})")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_seed_catalog(_args: argparse.Namespace) -> int:
+    from kabinet.seed import seed_catalog
+
+    settings = _settings()
+    counts = _run(lambda: _with_session(settings, seed_catalog))
+    print(
+        "catalogue loaded: "
+        f"{counts.regions} regions, {counts.tariffs} tariffs, {counts.channels} channels, "
+        f"{counts.tv_packages} TV packages, {counts.service_options} service options, "
+        f"{counts.bonus_rewards} bonus rewards"
+    )
+    return 0
+
+
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
+    from kabinet.seed import seed_demo
+
+    settings = _settings()
+    if settings.is_production:
+        print("kabinet: seed-demo is refused in production (use seed-catalog)", file=sys.stderr)
+        return 2
+    signins = _run(lambda: _with_session(settings, lambda s: seed_demo(s, settings)))
+    print("demo data loaded")
+    print(
+        f"  subscriber : login {signins.demo_login!r}  password {signins.demo_password!r}"
+        f"  (contract {signins.contract_number})"
+    )
+    print(f"  staff      : login {signins.admin_login!r}  password {signins.admin_password!r}")
+    if signins.unregistered_security_code:
+        print(
+            f"  to register: contract {signins.unregistered_contract}"
+            f"  security code {signins.unregistered_security_code}"
+            f"  legal status INDIVIDUAL  passport {signins.unregistered_document!r}"
+        )
+    else:
+        print(f"  contract {signins.unregistered_contract} is registered already")
+    print(f"  explorer   : {settings.public_url}/explorer")
+    return 0
+
+
+def cmd_create_staff(args: argparse.Namespace) -> int:
+    from resolvers.errors import DomainError
+    from resolvers.staff import create_staff_user
+
+    settings = _settings()
+    if not args.password_stdin:
+        print("kabinet: give the password on standard input with --password-stdin", file=sys.stderr)
+        return 2
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        _run(
+            lambda: _with_session(
+                settings,
+                lambda s: create_staff_user(
+                    s, settings=settings, username=args.username, role=args.role, password=password
+                ),
+            )
+        )
+    except DomainError as error:
+        print(f"kabinet: {error.message}", file=sys.stderr)
+        return 2
+    print(f"staff user {args.username!r} ({args.role}) created")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from schema import printed_schema
+
+    text = printed_schema()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"schema written to {args.output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kabinet import migrate
+    from kabinet.logs import configure_logging
+
+    settings = _settings()
+    settings.check_production()
+    configure_logging(settings.log_level)
+    if settings.is_sqlite:
+        # The embedded database is created and migrated on first start.
+        migrate.upgrade(settings.database_url)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    uvicorn.run(
+        "kabinet.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kabinet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema (Alembic)")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--downgrade", action="store_true", help="downgrade to REVISION")
+    migrate.set_defaults(func=cmd_migrate)
+
+    commands.add_parser("seed-catalog", help="load the reference catalogue").set_defaults(
+        func=cmd_seed_catalog
+    )
+    commands.add_parser("seed-demo", help="load demo data (development only)").set_defaults(
+        func=cmd_seed_demo
+    )
+
+    staff = commands.add_parser("create-staff", help="create a staff account")
+    staff.add_argument("--username", required=True)
+    staff.add_argument("--role", required=True, choices=["ADMIN", "OPERATOR"])
+    staff.add_argument("--password-stdin", action="store_true")
+    staff.set_defaults(func=cmd_create_staff)
+
+    export = commands.add_parser("export-schema", help="print or write schema.graphql")
+    export.add_argument("--output", default="-", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_export_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

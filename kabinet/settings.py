@@ -1,0 +1,146 @@
+"""Settings from `KABINET_*` environment variables (and an optional `.env`).
+
+Every number of SPEC §3 is a setting here, with the SPEC's value as its default.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a known development default
+DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"  # noqa: S105
+
+
+class ProductionConfigError(RuntimeError):
+    """The service refuses to start in production with development defaults."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KABINET_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # -- running it (SPEC §6)
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./kabinet.db"
+    database_pool_size: int = Field(10, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEV_SECRET_KEY
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    log_level: str = "INFO"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # -- mail
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Kabinet <no-reply@kabinet.local>"
+    outbox_poll_seconds: float = Field(2.0, gt=0)
+    outbox_max_attempts: int = Field(10, ge=1)
+
+    # -- GraphQL limits (SPEC §5)
+    max_query_depth: int = Field(10, ge=1)
+    max_aliases: int = Field(10, ge=0)
+    max_tokens: int = Field(2000, ge=1)
+    max_page_size: int = Field(100, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    introspection_in_production: bool = False
+
+    # -- registration, sign-in, sessions, recovery (SPEC §3)
+    login_is_contract_number: bool = True
+    registration_max_failures: int = 5
+    registration_lock_seconds: int = 3600
+    password_min_length: int = 15
+    password_max_length: int = 128
+    argon2_memory_kib: int = Field(19456, ge=8)
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_parallelism: int = Field(1, ge=1)
+    argon2_max_concurrent: int = Field(2, ge=1)
+    access_token_idle_seconds: int = 30 * 60
+    access_token_absolute_seconds: int = 12 * 3600
+    refresh_token_seconds: int = 30 * 24 * 3600
+    login_max_failures_per_identifier: int = 10
+    login_max_failures_per_address: int = 50
+    login_window_seconds: int = 15 * 60
+    recovery_code_seconds: int = 600
+    recovery_code_attempts: int = 5
+    support_requests_per_address_per_hour: int = 5
+    operator_name: str = "Кабинет Телеком"
+
+    # -- money (SPEC §3 "Money")
+    currency: str = "RUB"
+    top_up_min: Decimal = Decimal("10.00")
+    top_up_max: Decimal = Decimal("50000.00")
+    idempotency_key_hours: int = 24
+    bonus_rub_per_point: Decimal = Decimal("5")
+    bonus_points_months: int = 12
+    promised_min_contract_age_days: int = 60
+    promised_lookahead_days: int = 30
+    promised_average_months: int = 3
+    promised_max_amount: Decimal = Decimal("5000.00")
+    promised_term_days: int = 3
+    promised_fee_free_up_to: Decimal = Decimal("100.00")
+    promised_fee_small: Decimal = Decimal("10.00")
+    promised_fee_small_up_to: Decimal = Decimal("500.00")
+    promised_fee_large: Decimal = Decimal("25.00")
+    billing_in_serve: bool = False
+    billing_hour_utc: int = Field(1, ge=0, le=23)
+
+    # -- services (SPEC §2, §3 "Services")
+    personal_tv_min_channels: int = 5
+    personal_tv_max_channels: int = 60
+    personal_tv_channel_fee: Decimal = Decimal("15.00")
+    multiroom_max_devices: int = 4
+    multiroom_device_fee: Decimal = Decimal("50.00")
+
+    # -- demo data (never in production)
+    demo_password: str | None = None
+    demo_admin_password: str | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> Settings:
+        if not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("KABINET_PUBLIC_URL must start with http:// or https://")
+        return self
+
+    def check_production(self) -> None:
+        """Refuse development secrets in production (SPEC §5)."""
+        if not self.is_production:
+            return
+        problems = []
+        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
+            problems.append("KABINET_SECRET_KEY must be set to a random value of 32+ characters")
+        if self.webhook_secret == DEV_WEBHOOK_SECRET or len(self.webhook_secret) < 32:
+            problems.append(
+                "KABINET_WEBHOOK_SECRET must be set to a random value of 32+ characters"
+            )
+        if self.argon2_memory_kib < 19456 or self.argon2_time_cost < 2:
+            problems.append("argon2 parameters are below m=19456 KiB, t=2")
+        if self.demo_password or self.demo_admin_password:
+            problems.append("KABINET_DEMO_* passwords are not allowed in production")
+        if problems:
+            raise ProductionConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,217 @@
+"""Staff GraphQL explorer served at ``/explorer``.
+
+Everything the page needs is served by this service itself — no CDN — so the
+explorer works on a host without internet access:
+
+* ``GET /explorer`` — the HTML page (strict Content-Security-Policy, no inline
+  script);
+* ``GET /explorer/assets/{name}`` — a fixed whitelist of files: the GraphiQL and
+  React browser (UMD) builds from ``<repo>/explorer/node_modules`` (installed by
+  ``make explorer``, pinned in ``explorer/package-lock.json``) and the boot
+  script ``kabinet/web/static/explorer.js``.
+
+Each asset is read from disk once, on first request, and kept in memory (with
+a gzip-compressed copy for clients that accept it).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+__all__ = ["ASSETS", "CONTENT_SECURITY_POLICY", "NODE_MODULES", "explorer_routes"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = REPO_ROOT / "explorer" / "node_modules"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self' data:"
+)
+ASSET_CACHE_CONTROL = "public, max-age=86400"
+NOT_INSTALLED_MESSAGE = (
+    "The Kabinet explorer is not installed on this server: its browser assets "
+    "(explorer/node_modules) are missing.\n"
+    "Run `make explorer` in the repository, then reload this page.\n"
+)
+
+_JS = "text/javascript; charset=utf-8"
+_CSS = "text/css; charset=utf-8"
+
+
+_FAVICON_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    b'<rect width="32" height="32" rx="6" fill="#1f4e8c"/>'
+    b'<text x="16" y="23" font-family="sans-serif" font-size="20" font-weight="bold" '
+    b'text-anchor="middle" fill="#fff">K</text></svg>'
+)
+
+
+@dataclass(frozen=True)
+class Asset:
+    path: Path | None
+    media_type: str
+    vendored: bool  # True: comes from explorer/node_modules (needs `make explorer`)
+    data: bytes | None = None  # built-in content, when there is no file
+
+
+# The ONLY files /explorer/assets/ will ever serve. Names are looked up in this
+# mapping; nothing from the request is ever joined onto a filesystem path.
+ASSETS: dict[str, Asset] = {
+    "react.production.min.js": Asset(
+        NODE_MODULES / "react" / "umd" / "react.production.min.js", _JS, True
+    ),
+    "react-dom.production.min.js": Asset(
+        NODE_MODULES / "react-dom" / "umd" / "react-dom.production.min.js", _JS, True
+    ),
+    "graphiql.min.js": Asset(NODE_MODULES / "graphiql" / "graphiql.min.js", _JS, True),
+    "graphiql.min.css": Asset(NODE_MODULES / "graphiql" / "graphiql.min.css", _CSS, True),
+    "explorer.js": Asset(STATIC_DIR / "explorer.js", _JS, False),
+    # Without an icon link the browser asks for /favicon.ico and logs a 404.
+    "favicon.svg": Asset(None, "image/svg+xml", False, data=_FAVICON_SVG),
+}
+
+# Order matters: React, then ReactDOM, then GraphiQL (reads window.React /
+# window.ReactDOM), then our boot code.
+_SCRIPTS = (
+    "react.production.min.js",
+    "react-dom.production.min.js",
+    "graphiql.min.js",
+    "explorer.js",
+)
+
+PAGE_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="referrer" content="no-referrer">
+  <title>Kabinet explorer</title>
+  <link rel="icon" type="image/svg+xml" href="/explorer/assets/favicon.svg">
+  <link rel="stylesheet" href="/explorer/assets/graphiql.min.css">
+  <style>
+    html, body { height: 100%; margin: 0; }
+    body { display: flex; flex-direction: column; font-family: system-ui, sans-serif; }
+    #kabinet-auth {
+      display: flex; flex-wrap: wrap; align-items: center; gap: 0.5rem;
+      padding: 0.5rem 1rem; border-bottom: 1px solid #d0d4dc; background: #f6f7f9;
+      font-size: 14px;
+    }
+    #kabinet-auth strong { margin-right: 1rem; }
+    #kabinet-auth input { padding: 0.25rem 0.5rem; font: inherit; }
+    #kabinet-auth button { padding: 0.25rem 0.75rem; font: inherit; cursor: pointer; }
+    #kabinet-auth [hidden] { display: none; }
+    #kabinet-auth-status { color: #2f6b2f; }
+    #kabinet-auth-error { color: #b00020; }
+    #graphiql { flex: 1 1 auto; min-height: 0; }
+    #graphiql > .kabinet-loading { padding: 1rem; color: #666; }
+  </style>
+</head>
+<body>
+  <form id="kabinet-auth" autocomplete="on">
+    <strong>Kabinet explorer</strong>
+    <span id="kabinet-auth-fields">
+      <label>Identifier
+        <input id="kabinet-identifier" name="identifier" autocomplete="username" required>
+      </label>
+      <label>Password
+        <input id="kabinet-password" name="password" type="password"
+               autocomplete="current-password" required>
+      </label>
+      <button id="kabinet-signin" type="submit">Sign in</button>
+    </span>
+    <span id="kabinet-auth-status" role="status"></span>
+    <button id="kabinet-signout" type="button" hidden>Sign out</button>
+    <span id="kabinet-auth-error" role="alert"></span>
+  </form>
+  <div id="graphiql"><div class="kabinet-loading">Loading the explorer…</div></div>
+__SCRIPTS__
+</body>
+</html>
+""".replace(
+    "__SCRIPTS__",
+    "\n".join(f'  <script src="/explorer/assets/{name}"></script>' for name in _SCRIPTS),
+)
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _vendor_installed() -> bool:
+    return all(
+        asset.path is not None and asset.path.is_file()
+        for asset in ASSETS.values()
+        if asset.vendored
+    )
+
+
+def _load(asset: Asset) -> tuple[bytes, bytes]:
+    if asset.data is not None:
+        raw = asset.data
+    elif asset.path is not None:
+        raw = asset.path.read_bytes()
+    else:  # pragma: no cover - every Asset has one or the other
+        raise FileNotFoundError("asset has neither a path nor data")
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def explorer_routes(*, enabled: bool = True) -> list[Route]:
+    """Routes for the staff GraphQL explorer; an empty list when disabled."""
+    if not enabled:
+        return []
+
+    # name -> (raw bytes, gzip bytes); filled lazily, one disk read per asset.
+    cache: dict[str, tuple[bytes, bytes]] = {}
+
+    async def page(request: Request) -> Response:
+        if not _vendor_installed():
+            return PlainTextResponse(
+                NOT_INSTALLED_MESSAGE, status_code=503, headers={"Cache-Control": "no-store"}
+            )
+        return HTMLResponse(PAGE_HTML, headers=_PAGE_HEADERS)
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        spec = ASSETS.get(name)
+        if spec is None:
+            return PlainTextResponse("Not Found\n", status_code=404)
+        entry = cache.get(name)
+        if entry is None:
+            try:
+                entry = await anyio.to_thread.run_sync(_load, spec)
+            except OSError:
+                if spec.vendored:
+                    return PlainTextResponse(
+                        NOT_INSTALLED_MESSAGE,
+                        status_code=503,
+                        headers={"Cache-Control": "no-store"},
+                    )
+                return PlainTextResponse("Not Found\n", status_code=404)
+            cache[name] = entry
+        raw, compressed = entry
+        headers = {
+            "Cache-Control": ASSET_CACHE_CONTROL,
+            "X-Content-Type-Options": "nosniff",
+            "Vary": "Accept-Encoding",
+        }
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            headers["Content-Encoding"] = "gzip"
+            return Response(compressed, media_type=spec.media_type, headers=headers)
+        return Response(raw, media_type=spec.media_type, headers=headers)
+
+    return [
+        Route("/explorer", page, methods=["GET"], name="explorer"),
+        Route("/explorer/assets/{name}", asset, methods=["GET"], name="explorer_asset"),
+    ]

@@ -1,0 +1,193 @@
+"""`POST /graphql`: JSON only, one operation per request, body size and origin checked.
+
+A thin endpoint over `schema.execute` rather than Strawberry's HTTP view: it owns the
+request limits of SPEC §5, builds the typed Context, and returns the read connection to the
+pool when the result is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from kabinet.db import RequestReader
+from kabinet.settings import Settings
+from kabinet.web.metrics import Metrics
+from schema import MASKED_MESSAGE, should_mask_error
+from schema.context import Context, Loaders
+from schema.limits import uses_introspection
+
+log = logging.getLogger("kabinet.graphql")
+
+
+class RequestRejected(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _error_response(rejected: RequestRejected) -> Response:
+    body = {"errors": [{"message": rejected.message, "extensions": {"code": rejected.code}}]}
+    return JSONResponse(body, status_code=rejected.status, headers=rejected.headers)
+
+
+def _origin_of(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}".lower()
+
+
+class GraphQLEndpoint:
+    def __init__(self, *, schema: strawberry.Schema, settings: Settings, metrics: Metrics) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.metrics = metrics
+        self.allowed_origins = {_origin_of(settings.public_url)} | {
+            _origin_of(origin) for origin in settings.cors_origins
+        }
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            payload = await self._read_payload(request)
+        except RequestRejected as rejected:
+            self.metrics.graphql_requests.labels("invalid", "rejected").inc()
+            return _error_response(rejected)
+        operation = self.metrics.operation_label(payload.get("operationName"))
+        response = await self._execute(request, payload)
+        self.metrics.graphql_seconds.labels(operation).observe(time.perf_counter() - started)
+        return response
+
+    async def _read_payload(self, request: Request) -> dict[str, Any]:
+        if request.method != "POST":
+            raise RequestRejected(
+                405, "METHOD_NOT_ALLOWED", "Use POST with a JSON body.", {"Allow": "POST"}
+            )
+        self._check_origin(request)
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            raise RequestRejected(415, "UNSUPPORTED_MEDIA_TYPE", "Send application/json.")
+        body = await self._read_body(request)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestRejected(400, "BAD_REQUEST", "The body is not valid JSON.") from None
+        if isinstance(payload, list):
+            raise RequestRejected(400, "BAD_REQUEST", "Batched requests are not supported.")
+        if not isinstance(payload, dict):
+            raise RequestRejected(400, "BAD_REQUEST", "The body must be a JSON object.")
+        query = payload.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise RequestRejected(400, "BAD_REQUEST", "`query` must be a non-empty string.")
+        variables = payload.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            raise RequestRejected(400, "BAD_REQUEST", "`variables` must be an object.")
+        operation_name = payload.get("operationName")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise RequestRejected(400, "BAD_REQUEST", "`operationName` must be a string.")
+        return payload
+
+    def _check_origin(self, request: Request) -> None:
+        # Browsers send these on every POST; a cross-site one is a CSRF attempt (SPEC §5).
+        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+            raise RequestRejected(403, "FORBIDDEN", "Cross-site requests are not allowed.")
+        origin = request.headers.get("origin")
+        if origin is not None and origin.lower() not in self.allowed_origins:
+            raise RequestRejected(403, "FORBIDDEN", "This origin is not allowed.")
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = RequestRejected(
+            413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {limit} bytes."
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise RequestRejected(400, "BAD_REQUEST", "Bad Content-Length.")
+            if int(declared) > limit:
+                raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _introspection_allowed(self, context: Context) -> bool:
+        if not self.settings.is_production or self.settings.introspection_in_production:
+            return True
+        return context.principal is not None and context.principal.is_staff
+
+    async def _execute(self, request: Request, payload: dict[str, Any]) -> Response:
+        app_state = request.app.state
+        reader = RequestReader(app_state.engine)
+        context = Context(
+            request=request,
+            settings=self.settings,
+            engine=app_state.engine,
+            session_factory=app_state.session_factory,
+            reader=reader,
+            loaders=Loaders(reader),
+            client_address=request.client.host if request.client else None,
+        )
+        query: str = payload["query"]
+        if not self._introspection_allowed(context) and uses_introspection(query):
+            return JSONResponse(
+                {
+                    "data": None,
+                    "errors": [
+                        {
+                            "message": "Introspection is for signed-in staff only.",
+                            "extensions": {"code": "FORBIDDEN"},
+                        }
+                    ],
+                }
+            )
+        try:
+            result = await self.schema.execute(
+                query,
+                variable_values=payload.get("variables"),
+                context_value=context,
+                operation_name=payload.get("operationName"),
+            )
+        finally:
+            await reader.close()
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [self._format_error(error) for error in result.errors]
+        response = Response(
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+            media_type="application/json",
+            headers=context.response_headers,
+        )
+        for cookie in context.response_cookies:
+            response.set_cookie(**cookie)
+        return response
+
+    @staticmethod
+    def _format_error(error: GraphQLError) -> dict[str, Any]:
+        if should_mask_error(error):
+            original = error.original_error
+            assert original is not None
+            log.error(
+                "unexpected error in a resolver",
+                exc_info=(type(original), original, original.__traceback__),
+                extra={"path": error.path},
+            )
+            return {
+                "message": MASKED_MESSAGE,
+                "path": error.path,
+                "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+            }
+        return dict(error.formatted)

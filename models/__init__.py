@@ -1,0 +1,58 @@
+"""SQLModel tables, one module per domain. Importing this package registers them all."""
+
+from sqlmodel import SQLModel
+
+from models.access import AuthSession, Credential, RateLimitCounter, RecoveryCode, RefreshToken
+from models.audit import AuditEntry
+from models.bonus import BonusAccount, BonusEntry, BonusReward
+from models.catalog import Region, ServiceOption, Tariff
+from models.contract import Contract, ContractOption
+from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
+from models.outbox import OutboxMessage
+from models.staff import StaffUser
+from models.subscriber import Subscriber
+from models.support import SupportRequest
+from models.tv import (
+    Channel,
+    ContractPersonalChannel,
+    ContractTvPackage,
+    MultiroomDevice,
+    TvPackage,
+    TvPackageChannel,
+)
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "AuditEntry",
+    "AuthSession",
+    "BillingCharge",
+    "BonusAccount",
+    "BonusEntry",
+    "BonusReward",
+    "Channel",
+    "Contract",
+    "ContractOption",
+    "ContractPersonalChannel",
+    "ContractTvPackage",
+    "Credential",
+    "LedgerEntry",
+    "MultiroomDevice",
+    "OutboxMessage",
+    "Payment",
+    "PaymentEvent",
+    "PromisedPayment",
+    "RateLimitCounter",
+    "Receipt",
+    "RecoveryCode",
+    "RefreshToken",
+    "Region",
+    "ServiceOption",
+    "StaffUser",
+    "Subscriber",
+    "SupportRequest",
+    "Tariff",
+    "TvPackage",
+    "TvPackageChannel",
+    "metadata",
+]
