@@ -101,7 +101,11 @@ class GraphQLEndpoint:
         if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
             raise RequestRejected(403, "FORBIDDEN", "Cross-site requests are not allowed.")
         origin = request.headers.get("origin")
-        if origin is not None and origin.lower() not in self.allowed_origins:
+        if origin is None:
+            return
+        origin = origin.lower()
+        same_origin = origin.partition("://")[2] == request.headers.get("host", "").lower()
+        if not same_origin and origin not in self.allowed_origins:
             raise RequestRejected(403, "FORBIDDEN", "This origin is not allowed.")
 
     async def _read_body(self, request: Request) -> bytes:

@@ -4,10 +4,9 @@ Needs Debian's `chromium` package (/usr/bin/chromium) and the vendored assets
 (`make explorer`). Without Chromium the tests skip locally; with CI set they
 fail instead, so CI cannot go green without running them.
 
-The app under test comes from the `explorer_app` fixture. The fallback below
-serves `explorer_routes()` plus a tiny stub /graphql with a fixed catalogue;
-a conftest fixture of the same name does NOT override it (module fixtures win),
-so to test the real app replace the fixture body here.
+The catalogue query runs against the real app (`explorer_app`, over the migrated test
+database); the sign-in test runs against a tiny stub /graphql with a known login until the
+real `login` mutation exists.
 """
 
 from __future__ import annotations
@@ -120,9 +119,11 @@ def build_stub_app() -> Starlette:
 
 
 @pytest.fixture
-def explorer_app() -> Starlette:
-    """Fallback app: the explorer plus the stub /graphql (lead: swap for the real app)."""
-    return build_stub_app()
+def explorer_app(settings: Any) -> Starlette:
+    """The real Kabinet app over the migrated test database with the catalogue loaded."""
+    from kabinet.app import create_app
+
+    return create_app(settings)
 
 
 # --------------------------------------------------------------------------- server + browser
