@@ -9,6 +9,7 @@ from functools import lru_cache
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from auth.password_policy import normalize_password
 from kabinet.settings import Settings
 
 
@@ -36,15 +37,18 @@ class Passwords:
         return slots
 
     def hash_sync(self, password: str) -> str:
-        return self._hasher.hash(password)
+        return self._hasher.hash(normalize_password(password))
 
     async def hash(self, password: str) -> str:
         async with self._slots:
-            return await asyncio.to_thread(self._hasher.hash, password)
+            return await asyncio.to_thread(self.hash_sync, password)
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self._hasher.verify(password_hash or self._dummy_hash, password) and (
+            matched = self._hasher.verify(
+                password_hash or self._dummy_hash, normalize_password(password)
+            )
+            return matched and (
                 password_hash is not None
             )
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -45,7 +45,10 @@ class AuthSession(SQLModel, table=True):
     access_token_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = created_at_field()
     last_used_at: datetime = created_at_field()
+    # The current access token: issued at, and its expiry (idle, capped by the absolute).
+    access_issued_at: datetime = created_at_field()
     access_expires_at: datetime = Field(sa_type=UTCDateTime)
+    # The end of the whole session: the refresh tokens' lifetime, counted from sign-in.
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = ts_field()
     client_address: str | None = Field(default=None, max_length=64)

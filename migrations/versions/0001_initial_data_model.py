@@ -152,6 +152,7 @@ def upgrade() -> None:
     sa.Column('access_token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_used_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('access_issued_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('access_expires_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('revoked_at', models.base.UTCDateTime(timezone=True), nullable=True),

@@ -1,0 +1,235 @@
+"""Fixed-window failure counters kept in the database (SPEC §3), shared by every app process.
+
+A caller asks `check` before doing the guarded thing, records a failure with `hit` and clears
+the identifier's count with `reset` on success. These functions write inside the caller's
+transaction and never commit: a failed login records its hit and the caller commits even
+though the login failed.
+
+    limits = limits_for(settings)
+    if retry_after := await check(session, limits.login_identifier, identifier):
+        raise DomainError("RATE_LIMITED", ...)
+
+`check` and `hit` are separate statements, so requests that pass `check` at the same moment
+may each add a failure: the count stays exact (`hit` is one atomic upsert), and the overshoot
+is bounded by how many attempts run concurrently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kabinet.db import begin_write
+from kabinet.settings import Settings
+from models.access import RateLimitCounter
+from models.base import UTCDateTime, utcnow
+
+__all__ = [
+    "Limit",
+    "RateLimits",
+    "check",
+    "hit",
+    "limits_for",
+    "purge_expired",
+    "reset",
+]
+
+# Not (yet) settings: SPEC §3 gives no number for how often recovery codes may be requested.
+# Five codes an hour per identifier is more than a person needs; twenty an hour per address
+# leaves room for a household or an office behind one NAT.
+HOUR = 3600
+
+_BUCKET_MAX_LENGTH = 200
+_KEY_DIGEST_LENGTH = 64  # sha256 hex
+
+_counters = RateLimitCounter.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `max_hits` failures per key in a fixed window of `window_seconds`, which
+    starts with the first failure.
+
+    With `lockout_seconds`, the failure that reaches `max_hits` also keeps the key refused
+    for at least that long from that moment ("5 failures lock registration for an hour"),
+    however late in the window it came.
+    """
+
+    name: str
+    max_hits: int
+    window_seconds: int
+    lockout_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or ":" in self.name:
+            raise ValueError("a limit name is non-empty and has no ':'")
+        if len(self.name) + 1 + _KEY_DIGEST_LENGTH > _BUCKET_MAX_LENGTH:
+            raise ValueError(f"limit name {self.name!r} is too long for a bucket")
+        if self.max_hits < 1 or self.window_seconds < 1:
+            raise ValueError("max_hits and window_seconds must be at least 1")
+        if self.lockout_seconds is not None and self.lockout_seconds < 1:
+            raise ValueError("lockout_seconds must be at least 1")
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The limits of SPEC §3, built once from the settings by `limits_for`."""
+
+    login_identifier: Limit
+    login_address: Limit
+    registration_contract: Limit
+    recovery_identifier: Limit
+    recovery_address: Limit
+    code_check: Limit
+    support_request_address: Limit
+
+
+def limits_for(settings: Settings) -> RateLimits:
+    return RateLimits(
+        login_identifier=Limit(
+            "login-identifier",
+            settings.login_max_failures_per_identifier,
+            settings.login_window_seconds,
+        ),
+        login_address=Limit(
+            "login-address",
+            settings.login_max_failures_per_address,
+            settings.login_window_seconds,
+        ),
+        registration_contract=Limit(
+            "registration-contract",
+            settings.registration_max_failures,
+            settings.registration_lock_seconds,
+            lockout_seconds=settings.registration_lock_seconds,
+        ),
+        recovery_identifier=Limit(
+            "recovery-identifier", settings.recovery_requests_per_identifier_per_hour, HOUR
+        ),
+        recovery_address=Limit(
+            "recovery-address", settings.recovery_requests_per_address_per_hour, HOUR
+        ),
+        # Per identifier, across codes: a new code does not reset the failure count, and the
+        # lockout outlives any code issued before the last allowed failure.
+        code_check=Limit(
+            "code-check",
+            settings.recovery_code_attempts,
+            settings.recovery_code_seconds,
+            lockout_seconds=settings.recovery_code_seconds,
+        ),
+        support_request_address=Limit(
+            "support-request-address", settings.support_requests_per_address_per_hour, HOUR
+        ),
+    )
+
+
+def bucket_for(limit: Limit, key: str) -> str:
+    """The counter's primary key; the key is hashed so that emails, phones and addresses are
+    not stored in clear and any key fits the column."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{limit.name}:{digest}"
+
+
+async def check(
+    session: AsyncSession, limit: Limit, key: str, *, now: datetime | None = None
+) -> int | None:
+    """None when `key` may try again, else the seconds (at least 1) until it may."""
+    now = now or utcnow()
+    row = (
+        await session.execute(
+            sa.select(_counters.c.hits, _counters.c.expires_at).where(
+                _counters.c.bucket == bucket_for(limit, key)
+            )
+        )
+    ).first()
+    if row is None or row.expires_at <= now or row.hits < limit.max_hits:
+        return None
+    return max(1, math.ceil((row.expires_at - now).total_seconds()))
+
+
+async def hit(session: AsyncSession, limit: Limit, key: str, *, now: datetime | None = None) -> int:
+    """Record one failure and return the key's count in the current window.
+
+    One `INSERT … ON CONFLICT DO UPDATE … RETURNING` statement: concurrent hits from any
+    number of connections are each counted exactly once.
+    """
+    now = now or utcnow()
+    await _begin_write_unless_begun(session)
+    at = sa.literal(now, UTCDateTime)
+    window = timedelta(seconds=limit.window_seconds)
+    first_expiry = now + window
+    if limit.lockout_seconds is not None and limit.max_hits == 1:
+        first_expiry = max(first_expiry, now + timedelta(seconds=limit.lockout_seconds))
+
+    stored = _counters.c
+    expired = stored.expires_at <= at
+    expiry_when_counted = stored.expires_at
+    if limit.lockout_seconds is not None:
+        locked_until = now + timedelta(seconds=limit.lockout_seconds)
+        expiry_when_counted = sa.case(
+            (
+                sa.and_(
+                    stored.hits + 1 == limit.max_hits,
+                    stored.expires_at < sa.literal(locked_until, UTCDateTime),
+                ),
+                sa.literal(locked_until, UTCDateTime),
+            ),
+            else_=stored.expires_at,
+        )
+
+    statement = (
+        _insert_into(session)
+        .values(
+            bucket=bucket_for(limit, key), window_started_at=now, hits=1, expires_at=first_expiry
+        )
+        .on_conflict_do_update(
+            index_elements=[stored.bucket],
+            # Every SET expression reads the row as it was before this update.
+            set_={
+                "hits": sa.case((expired, 1), else_=stored.hits + 1),
+                "window_started_at": sa.case((expired, at), else_=stored.window_started_at),
+                "expires_at": sa.case(
+                    (expired, sa.literal(first_expiry, UTCDateTime)), else_=expiry_when_counted
+                ),
+            },
+        )
+        .returning(stored.hits)
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def reset(session: AsyncSession, limit: Limit, key: str) -> None:
+    """Forget the key's failures (a successful sign-in resets the identifier's count)."""
+    await _begin_write_unless_begun(session)
+    await session.execute(sa.delete(_counters).where(_counters.c.bucket == bucket_for(limit, key)))
+
+
+async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Delete the counters whose window is over; returns how many."""
+    now = now or utcnow()
+    await _begin_write_unless_begun(session)
+    result = await session.execute(
+        sa.delete(_counters).where(_counters.c.expires_at <= sa.literal(now, UTCDateTime))
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _insert_into(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(_counters)
+    if dialect == "sqlite":
+        return sqlite.insert(_counters)
+    raise NotImplementedError(f"rate limits need PostgreSQL or SQLite, not {dialect}")
+
+
+async def _begin_write_unless_begun(session: AsyncSession) -> None:
+    # A caller that has already begun its transaction has made its own choice (it should
+    # have called begin_write first); starting one here keeps a bare call safe on SQLite.
+    if not session.in_transaction():
+        await begin_write(session)
