@@ -48,9 +48,7 @@ class Passwords:
             matched = self._hasher.verify(
                 password_hash or self._dummy_hash, normalize_password(password)
             )
-            return matched and (
-                password_hash is not None
-            )
+            return matched and (password_hash is not None)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

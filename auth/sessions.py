@@ -4,7 +4,7 @@ single-use refresh tokens whose reuse revokes the whole session (the token famil
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ class Principal:
     session_id: int
     role: str | None = None  # staff role
     must_change_password: bool = False
+    last_used_at: datetime | None = field(default=None, compare=False)
 
     @property
     def is_staff(self) -> bool:
@@ -139,16 +140,24 @@ async def authenticate(reader: Any, token: str, *, now: datetime | None = None) 
     """The principal of a live access token, in one statement; None for anything else."""
     if not token or len(token) > 100:
         return None
-    rows = await reader.rows(_AUTHENTICATE.params(token_hash=token_hash(token), now=now or utcnow()))
+    rows = await reader.rows(
+        _AUTHENTICATE.params(token_hash=token_hash(token), now=now or utcnow())
+    )
     if not rows:
         return None
     row = rows[0]
     if row.principal_kind == "STAFF":
         if not row.active:
             return None
-        return Principal("STAFF", row.staff_id, row.id, role=row.role)
+        return Principal(
+            "STAFF", row.staff_id, row.id, role=row.role, last_used_at=row.last_used_at
+        )
     return Principal(
-        "SUBSCRIBER", row.subscriber_id, row.id, must_change_password=bool(row.must_change_password)
+        "SUBSCRIBER",
+        row.subscriber_id,
+        row.id,
+        must_change_password=bool(row.must_change_password),
+        last_used_at=row.last_used_at,
     )
 
 
@@ -170,7 +179,9 @@ async def touch(
     ).first()
     if row is None:
         return
-    idle = _access_expiry(settings, issued=row.access_issued_at, now=now, session_ends=row.expires_at)
+    idle = _access_expiry(
+        settings, issued=row.access_issued_at, now=now, session_ends=row.expires_at
+    )
     await session.execute(
         sa.update(_sessions)
         .where(_sessions.c.id == session_id, _sessions.c.revoked_at.is_(None))

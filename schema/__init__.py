@@ -21,6 +21,7 @@ from strawberry.schema.config import StrawberryConfig
 from kabinet.settings import Settings
 from schema.errors import ApiError
 from schema.limits import SecretMutationsOnceRule
+from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 from schema.types.catalog import BonusReward, Channel, ServiceOption, Tariff, TvPackage
@@ -52,6 +53,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     return KabinetSchema(
         query=Query,
+        mutation=Mutation,
         types=[Tariff, Channel, TvPackage, ServiceOption, BonusReward],
         extensions=extensions,
         config=StrawberryConfig(

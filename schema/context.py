@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,66 +10,82 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
+from auth.sessions import Principal
 from kabinet.db import RequestReader
 from kabinet.settings import Settings
-from resolvers import catalog
+from resolvers import accounts, catalog
 from resolvers.loaders import BatchLoader
 
 
-@dataclass(slots=True)
-class Principal:
-    """Who is calling: a subscriber or a staff member (set by the auth layer)."""
-
-    kind: str  # SUBSCRIBER | STAFF
-    id: int
-    session_id: int | None = None
-    role: str | None = None  # staff role
-    must_change_password: bool = False
-
-    @property
-    def is_staff(self) -> bool:
-        return self.kind == "STAFF"
-
-
 class Loaders:
-    """Per-request batch loaders, made on first use."""
-
-    __slots__ = ("_catalog_item", "_channels_by_package", "_reader")
+    """Per-request batch loaders, each made on first use: a field that many objects ask for
+    costs one statement per request."""
 
     def __init__(self, reader: RequestReader) -> None:
         self._reader = reader
-        self._channels_by_package: BatchLoader[int, list[Any]] | None = None
-        self._catalog_item: BatchLoader[tuple[str, int], Any] | None = None
+        self._made: dict[str, BatchLoader[Any, Any]] = {}
+
+    def _loader(
+        self,
+        name: str,
+        fetch: Callable[[Any, Sequence[Any]], Awaitable[dict[Any, Any]]],
+        default: Any,
+    ) -> BatchLoader[Any, Any]:
+        loader = self._made.get(name)
+        if loader is None:
+            reader = self._reader
+
+            async def batch(keys: Sequence[Any]) -> dict[Any, Any]:
+                return await fetch(reader, keys)
+
+            loader = self._made[name] = BatchLoader(batch, default=default)
+        return loader
+
+    @property
+    def channels_by_package(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("channels_by_package", catalog.channels_by_package, [])
 
     @property
     def catalog_item(self) -> BatchLoader[tuple[str, int], Any]:
         """Catalogue rows by ("Type", pk): one statement per type asked for."""
-        if self._catalog_item is None:
-            reader = self._reader
-
-            async def batch(keys: Any) -> dict[tuple[str, int], Any]:
-                by_type: dict[str, list[int]] = {}
-                for type_name, pk in keys:
-                    by_type.setdefault(type_name, []).append(pk)
-                found: dict[tuple[str, int], Any] = {}
-                for type_name, pks in by_type.items():
-                    rows = await catalog.catalog_items_by_id(reader, type_name, pks)
-                    found.update(((type_name, pk), row) for pk, row in rows.items())
-                return found
-
-            self._catalog_item = BatchLoader(batch, default=None)
-        return self._catalog_item
+        return self._loader("catalog_item", _catalog_items, None)
 
     @property
-    def channels_by_package(self) -> BatchLoader[int, list[Any]]:
-        if self._channels_by_package is None:
-            reader = self._reader
+    def subscriber(self) -> BatchLoader[int, Any]:
+        return self._loader("subscriber", accounts.subscribers_by_id, None)
 
-            async def batch(ids: Any) -> dict[int, list[Any]]:
-                return await catalog.channels_by_package(reader, ids)
+    @property
+    def contracts_of_subscriber(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("contracts_of_subscriber", accounts.contracts_of_subscribers, [])
 
-            self._channels_by_package = BatchLoader(batch, default=[])
-        return self._channels_by_package
+    @property
+    def contract_by_number(self) -> BatchLoader[str, Any]:
+        return self._loader("contract_by_number", accounts.contracts_by_number, None)
+
+    @property
+    def contract_by_id(self) -> BatchLoader[int, Any]:
+        return self._loader("contract_by_id", accounts.contracts_by_id, None)
+
+    @property
+    def region(self) -> BatchLoader[str, Any]:
+        return self._loader("region", accounts.regions_by_code, None)
+
+    @property
+    def bonus_points(self) -> BatchLoader[int, int]:
+        return self._loader("bonus_points", accounts.bonus_points, 0)
+
+
+async def _catalog_items(
+    reader: Any, keys: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], Any]:
+    by_type: dict[str, list[int]] = {}
+    for type_name, pk in keys:
+        by_type.setdefault(type_name, []).append(pk)
+    found: dict[tuple[str, int], Any] = {}
+    for type_name, pks in by_type.items():
+        rows = await catalog.catalog_items_by_id(reader, type_name, pks)
+        found.update(((type_name, pk), row) for pk, row in rows.items())
+    return found
 
 
 @dataclass(slots=True)
@@ -80,9 +97,11 @@ class Context:
     reader: RequestReader
     loaders: Loaders
     principal: Principal | None = None
-    client_address: str | None = None
+    client_address: str = "unknown"
+    user_agent: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     response_cookies: list[dict[str, Any]] = field(default_factory=list)
+    clear_cookies: list[str] = field(default_factory=list)
 
 
 Info = StrawberryInfo[Context, None]

@@ -99,3 +99,26 @@ def uses_introspection(query: str) -> bool:
     if "__schema" not in query and "__type" not in query.replace("__typename", ""):
         return False
     return _document_uses_introspection(query)
+
+
+@lru_cache(maxsize=512)
+def root_fields(query: str, operation_name: str | None) -> frozenset[str] | None:
+    """The root field names of the operation a request runs (None when the document does not
+    parse or names no single operation; execution then reports the problem)."""
+    try:
+        document = parse(query, max_tokens=10_000)
+    except GraphQLError:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if hasattr(definition, "type_condition")
+    }
+    return frozenset(
+        field.name.value for field in _root_fields(operations[0].selection_set, fragments, set())
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import catalog
+from auth.permissions import IsSignedIn
+from resolvers import access, accounts, catalog
 from resolvers.errors import DomainError
 from schema.context import Info
 from schema.errors import bad_input
+from schema.types.account import Contract, SessionInfo, Subscriber
 from schema.types.catalog import (
     CATALOG_NODE_TYPES,
     BonusReward,
@@ -53,14 +55,51 @@ class Query:
         rows = await catalog.list_bonus_rewards(info.context.reader)
         return [BonusReward.from_row(row) for row in rows]
 
+    @strawberry.field(description="The signed-in subscriber; null when signed out or staff.")
+    async def me(self, info: Info) -> Subscriber | None:
+        principal = info.context.principal
+        if principal is None or principal.is_staff:
+            return None
+        row = await info.context.loaders.subscriber.load(principal.id)
+        return None if row is None else Subscriber.from_row(row)
+
+    @strawberry.field(description="A contract by number; null when you may not see it.")
+    async def contract(self, info: Info, number: str) -> Contract | None:
+        row = await info.context.loaders.contract_by_number.load(number.strip())
+        if row is None or not accounts.may_see_contract(info.context.principal, row):
+            return None
+        return Contract.from_row(row)
+
+    @strawberry.field(
+        permission_classes=[IsSignedIn], description="Your live sessions, newest first."
+    )
+    async def my_sessions(self, info: Info) -> list[SessionInfo]:
+        principal = info.context.principal
+        assert principal is not None
+        async with info.context.session_factory() as session:
+            rows = await access.list_sessions(session, principal=principal)
+        return [SessionInfo.from_row(row, current_session_id=principal.session_id) for row in rows]
+
     @strawberry.field(description="Any object by its global ID; null when unknown or not yours.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         decoded = from_global_id(id)
         if decoded is None:
             return None
         type_name, raw_pk = decoded
-        node_type = CATALOG_NODE_TYPES.get(type_name)
-        if node_type is None or not raw_pk.isdigit() or len(raw_pk) > 18:
+        if not raw_pk.isdigit() or len(raw_pk) > 18:
             return None
-        row = await info.context.loaders.catalog_item.load((type_name, int(raw_pk)))
+        pk, loaders, principal = int(raw_pk), info.context.loaders, info.context.principal
+        if type_name == "Contract":
+            row = await loaders.contract_by_id.load(pk)
+            ok = row is not None and accounts.may_see_contract(principal, row)
+            return Contract.from_row(row) if ok else None
+        if type_name == "Subscriber":
+            if not accounts.may_see_subscriber(principal, pk):
+                return None
+            row = await loaders.subscriber.load(pk)
+            return None if row is None else Subscriber.from_row(row)
+        node_type = CATALOG_NODE_TYPES.get(type_name)
+        if node_type is None:
+            return None
+        row = await loaders.catalog_item.load((type_name, pk))
         return None if row is None else node_type.from_row(row)

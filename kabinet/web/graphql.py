@@ -17,12 +17,18 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kabinet.db import RequestReader
+from auth.client_address import TrustedProxies, client_address
+from auth.sessions import COOKIE_NAME, Principal, authenticate, needs_touch, touch
+from kabinet.db import RequestReader, begin_write
 from kabinet.settings import Settings
 from kabinet.web.metrics import Metrics
+from models.base import utcnow
 from schema import MASKED_MESSAGE, should_mask_error
 from schema.context import Context, Loaders
-from schema.limits import uses_introspection
+from schema.limits import root_fields, uses_introspection
+
+# What a subscriber who must change the temporary password may still do.
+ALLOWED_BEFORE_PASSWORD_CHANGE = frozenset({"changePassword", "logout", "__typename"})
 
 log = logging.getLogger("kabinet.graphql")
 
@@ -54,6 +60,7 @@ class GraphQLEndpoint:
         self.allowed_origins = {_origin_of(settings.public_url)} | {
             _origin_of(origin) for origin in settings.cors_origins
         }
+        self.trusted_proxies = TrustedProxies(settings.trusted_proxies)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -133,9 +140,41 @@ class GraphQLEndpoint:
             return True
         return context.principal is not None and context.principal.is_staff
 
+    async def _principal(self, request: Request, reader: RequestReader) -> Principal | None:
+        """The caller, from `Authorization: Bearer` or else the session cookie."""
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+        else:
+            token = request.cookies.get(COOKIE_NAME, "")
+        if not token:
+            return None
+        principal = await authenticate(reader, token.strip())
+        if principal is not None and principal.last_used_at is not None:
+            now = utcnow()
+            if needs_touch(principal.last_used_at, now):
+                async with request.app.state.session_factory() as session:
+                    await begin_write(session)
+                    await touch(session, settings=self.settings, session_id=principal.session_id)
+                    await session.commit()
+        return principal
+
+    @staticmethod
+    def _refusal(message: str, code: str) -> Response:
+        return JSONResponse(
+            {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+        )
+
     async def _execute(self, request: Request, payload: dict[str, Any]) -> Response:
         app_state = request.app.state
         reader = RequestReader(app_state.engine)
+        try:
+            principal = await self._principal(request, reader)
+        except BaseException:
+            await reader.close()
+            raise
         context = Context(
             request=request,
             settings=self.settings,
@@ -143,21 +182,22 @@ class GraphQLEndpoint:
             session_factory=app_state.session_factory,
             reader=reader,
             loaders=Loaders(reader),
-            client_address=request.client.host if request.client else None,
+            principal=principal,
+            client_address=client_address(request, self.trusted_proxies),
+            user_agent=request.headers.get("user-agent"),
         )
         query: str = payload["query"]
         if not self._introspection_allowed(context) and uses_introspection(query):
-            return JSONResponse(
-                {
-                    "data": None,
-                    "errors": [
-                        {
-                            "message": "Introspection is for signed-in staff only.",
-                            "extensions": {"code": "FORBIDDEN"},
-                        }
-                    ],
-                }
-            )
+            await reader.close()
+            return self._refusal("Introspection is for signed-in staff only.", "FORBIDDEN")
+        if principal is not None and principal.must_change_password:
+            fields = root_fields(query, payload.get("operationName"))
+            if fields is not None and not fields <= ALLOWED_BEFORE_PASSWORD_CHANGE:
+                await reader.close()
+                return self._refusal(
+                    "Change the temporary password first (changePassword).",
+                    "PASSWORD_CHANGE_REQUIRED",
+                )
         try:
             result = await self.schema.execute(
                 query,
@@ -177,6 +217,8 @@ class GraphQLEndpoint:
         )
         for cookie in context.response_cookies:
             response.set_cookie(**cookie)
+        for name in context.clear_cookies:
+            response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="lax")
         return response
 
     @staticmethod

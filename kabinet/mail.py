@@ -1,0 +1,628 @@
+"""Outgoing mail: the outbox, the letters, and the worker that delivers them.
+
+A letter is an `outbox` row added to the caller's session, so it commits or rolls back with
+the change that causes it (SPEC §5): a rolled-back change never sends a letter, and a
+committed one is never lost. The worker delivers the rows in three short steps:
+
+1. claim due rows in one writing transaction (`attempts + 1`, `locked_until = now + lease`);
+   on PostgreSQL with `SELECT … FOR UPDATE SKIP LOCKED` so that two workers never take the same
+   row, on SQLite under BEGIN IMMEDIATE, which serialises the claimers;
+2. send each one with no transaction open;
+3. mark it sent (if still unsent), or record the error and the time of the next attempt.
+
+Delivery is at least once: if the process dies after claiming, the lease runs out and another
+round sends the row again. A receiving SMTP server sees a duplicate only when the process dies
+between the server accepting the letter and step 3 committing; the duplicate carries the same
+Message-ID, which derives from the outbox row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import NamedTuple, Protocol
+
+import aiosmtplib
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from kabinet.db import begin_write, create_engine, create_session_factory
+from kabinet.settings import Settings
+from models.base import utcnow
+from models.outbox import OutboxMessage
+
+logger = logging.getLogger("kabinet.mail")
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+EMAIL = "EMAIL"
+SMS = "SMS"
+CHANNELS = (EMAIL, SMS)
+
+BATCH_SIZE = 50
+# A claimed row is left alone for this long. A round stops starting new sends well before the
+# lease ends (see SEND_DEADLINE_SECONDS) and hands the untouched rows back.
+CLAIM_LEASE = timedelta(minutes=5)
+SMTP_TIMEOUT_SECONDS = 15.0  # each SMTP step: connect, EHLO, MAIL, DATA…
+SEND_DEADLINE_SECONDS = 60.0  # one letter, start to finish
+RETRY_BASE_SECONDS = 30
+RETRY_MAX_SECONDS = 3600
+ERROR_MAX_CHARS = 500  # the width of outbox.last_error
+SUBJECT_MAX_CHARS = 200
+
+
+# -- queueing -----------------------------------------------------------------------------
+
+
+def queue_letter(
+    session: AsyncSession,
+    *,
+    kind: str,
+    recipient: str,
+    subject: str,
+    body_text: str,
+    body_html: str | None = None,
+    channel: str = EMAIL,
+) -> OutboxMessage:
+    """Add a letter to the caller's transaction; it is delivered once that commits."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown outbox channel {channel!r}")
+    recipient = recipient.strip()
+    if not recipient or any(ord(ch) < 32 or ord(ch) == 127 for ch in recipient):
+        raise ValueError("the recipient must be one address without control characters")
+    message = OutboxMessage(
+        kind=kind,
+        channel=channel,
+        recipient=recipient,
+        # one line: a subject never carries a header break into the letter
+        subject=" ".join(subject.split())[:SUBJECT_MAX_CHARS],
+        body_text=body_text,
+        body_html=body_html,
+        next_attempt_at=utcnow(),
+    )
+    session.add(message)
+    return message
+
+
+# -- letters ------------------------------------------------------------------------------
+
+
+class Letter(NamedTuple):
+    subject: str
+    body_text: str
+    body_html: str | None
+
+
+def public_link(settings: Settings, path: str = "/") -> str:
+    """A link the service hands out: always under KABINET_PUBLIC_URL, never the Host header."""
+    if not path.startswith("/") or path.startswith("//"):
+        raise ValueError("a link path must start with a single '/'")
+    return settings.public_url.rstrip("/") + path
+
+
+def _own_link(settings: Settings, url: str) -> str:
+    if url.startswith("/"):
+        return public_link(settings, url)
+    base = settings.public_url.rstrip("/")
+    if url == base or url.startswith(base + "/"):
+        return url
+    raise ValueError("links in letters must point under KABINET_PUBLIC_URL")
+
+
+def _plural(n: int, one: str, few: str, many: str) -> str:
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
+
+
+def _minutes(n: int) -> str:
+    return f"{n} {_plural(n, 'минуту', 'минуты', 'минут')}"
+
+
+def _moment(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%d.%m.%Y %H:%M UTC")
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    digits = f"{amount.quantize(Decimal('0.01')):,.2f}".replace(",", "\u00a0").replace(".", ",")
+    return f"{digits}\u00a0{'руб.' if currency == 'RUB' else currency}"
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _a(url: str, label: str | None = None) -> str:
+    return f'<a href="{_e(url)}">{_e(label or url)}</a>'
+
+
+def _html_page(title: str, paragraphs: Sequence[str]) -> str:
+    """A minimal HTML letter; `paragraphs` are HTML fragments whose values are escaped."""
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        '<!DOCTYPE html>\n<html lang="ru"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title></head>\n"
+        f'<body style="font-family: sans-serif; line-height: 1.5">\n{body}\n</body></html>\n'
+    )
+
+
+def registration_letter(
+    settings: Settings, *, login: str, temporary_password: str, contract_number: str
+) -> Letter:
+    operator, link = settings.operator_name, public_link(settings)
+    subject = f"{operator}: логин и пароль для личного кабинета"
+    text = (
+        "Здравствуйте!\n\n"
+        f"Вы зарегистрировались в личном кабинете {operator} по договору № {contract_number}.\n\n"
+        f"Логин: {login}\n"
+        f"Временный пароль: {temporary_password}\n\n"
+        f"Войдите в кабинет: {link}\n"
+        "При первом входе кабинет попросит заменить временный пароль на постоянный.\n\n"
+        "Никому не сообщайте пароль: сотрудники его никогда не спрашивают. Если вы не "
+        "регистрировались, обратитесь в поддержку.\n"
+    )
+    page = _html_page(
+        subject,
+        [
+            "Здравствуйте!",
+            f"Вы зарегистрировались в личном кабинете {_e(operator)} "
+            f"по договору № {_e(contract_number)}.",
+            f"Логин: <b>{_e(login)}</b><br>Временный пароль: <b>{_e(temporary_password)}</b>",
+            f"Войдите в кабинет: {_a(link)}<br>"
+            "При первом входе кабинет попросит заменить временный пароль на постоянный.",
+            "Никому не сообщайте пароль: сотрудники его никогда не спрашивают. "
+            "Если вы не регистрировались, обратитесь в поддержку.",
+        ],
+    )
+    return Letter(subject, text, page)
+
+
+def recovery_code_letter(settings: Settings, *, code: str, minutes: int) -> Letter:
+    operator, link = settings.operator_name, public_link(settings)
+    subject = f"{operator}: код для восстановления доступа"
+    text = (
+        "Здравствуйте!\n\n"
+        f"Код для восстановления доступа к личному кабинету: {code}\n"
+        f"Код действует {_minutes(minutes)} и подходит один раз.\n\n"
+        "Никому не сообщайте код: сотрудники его никогда не спрашивают. Если вы не "
+        "восстанавливали доступ, ничего не делайте: пароль останется прежним.\n\n"
+        f"Личный кабинет: {link}\n"
+    )
+    page = _html_page(
+        subject,
+        [
+            "Здравствуйте!",
+            f"Код для восстановления доступа к личному кабинету: <b>{_e(code)}</b><br>"
+            f"Код действует {_e(_minutes(minutes))} и подходит один раз.",
+            "Никому не сообщайте код: сотрудники его никогда не спрашивают. Если вы не "
+            "восстанавливали доступ, ничего не делайте: пароль останется прежним.",
+            f"Личный кабинет: {_a(link)}",
+        ],
+    )
+    return Letter(subject, text, page)
+
+
+def recovery_code_sms(settings: Settings, *, code: str, minutes: int) -> str:
+    # The last line is the WebOTP form: browsers offer the code only on our own site.
+    host = settings.public_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    return (
+        f"Код восстановления доступа: {code}. Действует {_minutes(minutes)}. "
+        "Никому не сообщайте его.\n"
+        f"@{host} #{code}"
+    )
+
+
+def password_changed_letter(settings: Settings, *, when: datetime) -> Letter:
+    operator, link = settings.operator_name, public_link(settings)
+    subject = f"{operator}: пароль от личного кабинета изменён"
+    text = (
+        "Здравствуйте!\n\n"
+        f"Пароль от вашего личного кабинета изменён {_moment(when)}. Все прежние сеансы "
+        "завершены.\n\n"
+        "Если это сделали не вы, сразу восстановите доступ по коду или обратитесь в "
+        f"поддержку.\n\nЛичный кабинет: {link}\n"
+    )
+    page = _html_page(
+        subject,
+        [
+            "Здравствуйте!",
+            f"Пароль от вашего личного кабинета изменён {_e(_moment(when))}. "
+            "Все прежние сеансы завершены.",
+            "Если это сделали не вы, сразу восстановите доступ по коду или обратитесь в поддержку.",
+            f"Личный кабинет: {_a(link)}",
+        ],
+    )
+    return Letter(subject, text, page)
+
+
+def receipt_letter(
+    settings: Settings,
+    *,
+    receipt_number: str,
+    contract_number: str,
+    amount: Decimal,
+    issued_at: datetime,
+    receipt_url: str,
+) -> Letter:
+    """`receipt_url` is a path (`/receipts/…`) or a URL already under KABINET_PUBLIC_URL."""
+    operator, link = settings.operator_name, _own_link(settings, receipt_url)
+    total = _money(amount, settings.currency)
+    subject = f"{operator}: чек № {receipt_number} об оплате по договору № {contract_number}"
+    text = (
+        "Здравствуйте!\n\n"
+        f"Платёж по договору № {contract_number} получен.\n\n"
+        f"Чек № {receipt_number} от {_moment(issued_at)}\n"
+        f"Сумма: {total}\n\n"
+        f"Чек для печати (после входа в личный кабинет): {link}\n\n"
+        f"Спасибо, что вы с нами!\n{operator}\n"
+    )
+    page = _html_page(
+        subject,
+        [
+            "Здравствуйте!",
+            f"Платёж по договору № {_e(contract_number)} получен.",
+            f"Чек № {_e(receipt_number)} от {_e(_moment(issued_at))}<br>Сумма: <b>{_e(total)}</b>",
+            f"Чек для печати (после входа в личный кабинет): {_a(link)}",
+            f"Спасибо, что вы с нами!<br>{_e(operator)}",
+        ],
+    )
+    return Letter(subject, text, page)
+
+
+# -- senders ------------------------------------------------------------------------------
+
+
+class Sender(Protocol):
+    async def send(self, message: OutboxMessage) -> None:
+        """Deliver one outbox row; raise on failure (the worker retries later)."""
+
+
+def _mail_domain(settings: Settings) -> str:
+    address = parseaddr(settings.mail_from)[1]
+    return address.rpartition("@")[2] or "kabinet.local"
+
+
+def message_id(message: OutboxMessage, settings: Settings) -> str:
+    """Stable per outbox row, so that a resent duplicate is recognisable as one."""
+    stamp = message.created_at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    return f"<outbox.{message.id}.{stamp}@{_mail_domain(settings)}>"
+
+
+def build_email(message: OutboxMessage, settings: Settings) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = settings.mail_from
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(utcnow())
+    email["Message-ID"] = message_id(message, settings)
+    email["Auto-Submitted"] = "auto-generated"
+    email.set_content(message.body_text)
+    if message.body_html:
+        email.add_alternative(message.body_html, subtype="html")
+    return email
+
+
+class SmtpSender:
+    """Sends EMAIL rows to KABINET_SMTP_HOST. Port 465 means TLS from the first byte;
+    KABINET_SMTP_STARTTLS=true requires STARTTLS on other ports."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.smtp_host is None:
+            raise ValueError("SmtpSender needs KABINET_SMTP_HOST")
+        self._settings = settings
+        self._host = settings.smtp_host
+
+    async def send(self, message: OutboxMessage) -> None:
+        if message.channel != EMAIL:
+            raise ValueError(f"SmtpSender cannot send {message.channel} messages")
+        settings = self._settings
+        implicit_tls = settings.smtp_port == 465
+        await aiosmtplib.send(
+            build_email(message, settings),
+            hostname=self._host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password if settings.smtp_username else None,
+            use_tls=implicit_tls,
+            start_tls=False if implicit_tls else settings.smtp_starttls,
+            timeout=SMTP_TIMEOUT_SECONDS,
+        )
+
+
+class LogSender:
+    """Development default for EMAIL: the whole letter goes to the log, nothing is sent."""
+
+    async def send(self, message: OutboxMessage) -> None:
+        logger.info(
+            "DEVELOPMENT MAIL, NOT SENT (KABINET_SMTP_HOST is not set)\n"
+            "To: %s\nSubject: %s\n\n%s%s",
+            message.recipient,
+            message.subject,
+            message.body_text,
+            "\n[an HTML version is attached to the real letter]" if message.body_html else "",
+            extra={"outbox_id": message.id, "outbox_kind": message.kind},
+        )
+
+
+class LogSmsSender:
+    """Development default for SMS (a production SMS gateway is plugged in per channel)."""
+
+    async def send(self, message: OutboxMessage) -> None:
+        logger.info(
+            "DEVELOPMENT SMS, NOT SENT\nTo: %s\n\n%s",
+            message.recipient,
+            message.body_text,
+            extra={"outbox_id": message.id, "outbox_kind": message.kind},
+        )
+
+
+class UnconfiguredSender:
+    """Production with no transport: letters wait in the outbox rather than going to the log
+    (they carry passwords and codes) or being dropped."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def send(self, message: OutboxMessage) -> None:
+        raise RuntimeError(self.reason)
+
+
+def senders_for(settings: Settings) -> dict[str, Sender]:
+    email: Sender
+    sms: Sender
+    if settings.smtp_host is not None:
+        email = SmtpSender(settings)
+    elif settings.is_production:
+        email = UnconfiguredSender("KABINET_SMTP_HOST is not set")
+    else:
+        email = LogSender()
+    if settings.is_production:
+        sms = UnconfiguredSender("no SMS gateway is configured")
+    else:
+        sms = LogSmsSender()
+    return {EMAIL: email, SMS: sms}
+
+
+# -- delivery -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    remaining: int = 0  # unsent rows that will still be tried (due now or later)
+
+
+def _due(now: datetime, max_attempts: int) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        col(OutboxMessage.sent_at).is_(None),
+        col(OutboxMessage.next_attempt_at) <= now,
+        sa.or_(col(OutboxMessage.locked_until).is_(None), col(OutboxMessage.locked_until) < now),
+        col(OutboxMessage.attempts) < max_attempts,
+    )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """30 s after the first failure, doubling, at most an hour, plus up to 10% jitter."""
+    seconds = min(RETRY_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 20), RETRY_MAX_SECONDS)
+    return timedelta(seconds=seconds * (1 + random.uniform(0, 0.1)))  # noqa: S311 - jitter
+
+
+def describe_error(error: BaseException, settings: Settings) -> str:
+    """One line for `last_error` and the log: no credentials, no SQL parameters."""
+    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    text = " ".join(f"{type(error).__name__}: {cause}".split())
+    for secret in (settings.smtp_password, settings.smtp_username):
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:ERROR_MAX_CHARS]
+
+
+async def claim_due(
+    session_factory: SessionFactory,
+    *,
+    settings: Settings,
+    limit: int = BATCH_SIZE,
+    now: datetime | None = None,
+    due_by: datetime | None = None,
+) -> list[OutboxMessage]:
+    """Take up to `limit` due rows for this worker until `now + CLAIM_LEASE`."""
+    moment = now or utcnow()
+    cutoff = min(moment, due_by) if due_by else moment
+    query = (
+        sa.select(OutboxMessage)
+        .where(
+            *_due(moment, settings.outbox_max_attempts),
+            col(OutboxMessage.next_attempt_at) <= cutoff,
+        )
+        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+        .limit(limit)
+        # PostgreSQL: rows another claimer holds are skipped, not waited for. SQLite renders no
+        # FOR UPDATE; its BEGIN IMMEDIATE lets one claimer in at a time.
+        .with_for_update(skip_locked=True)
+    )
+    async with session_factory() as session:
+        await begin_write(session)
+        messages = list((await session.scalars(query)).all())
+        for message in messages:
+            message.attempts += 1
+            message.locked_until = moment + CLAIM_LEASE
+        await session.commit()
+    return messages
+
+
+async def _write(session_factory: SessionFactory, statement: sa.Executable) -> None:
+    async with session_factory() as session:
+        await begin_write(session)
+        await session.execute(statement)
+        await session.commit()
+
+
+def _ours(message: OutboxMessage) -> tuple[sa.ColumnElement[bool], ...]:
+    # `locked_until` is the claim's token: a later claim always sets a later lease.
+    return (
+        col(OutboxMessage.id) == message.id,
+        col(OutboxMessage.sent_at).is_(None),
+        col(OutboxMessage.locked_until) == message.locked_until,
+    )
+
+
+async def _mark_sent(session_factory: SessionFactory, message: OutboxMessage, at: datetime) -> None:
+    # Sent is sent even if our lease ran out meanwhile: that stops a third copy.
+    await _write(
+        session_factory,
+        sa.update(OutboxMessage)
+        .where(col(OutboxMessage.id) == message.id, col(OutboxMessage.sent_at).is_(None))
+        .values(sent_at=at, locked_until=None),
+    )
+
+
+async def _mark_failed(
+    session_factory: SessionFactory, message: OutboxMessage, at: datetime, error: str
+) -> None:
+    await _write(
+        session_factory,
+        sa.update(OutboxMessage)
+        .where(*_ours(message))
+        .values(
+            locked_until=None, next_attempt_at=at + retry_delay(message.attempts), last_error=error
+        ),
+    )
+
+
+async def _release(session_factory: SessionFactory, messages: Sequence[OutboxMessage]) -> None:
+    """Hand back claimed rows that were never tried, without counting an attempt."""
+    for message in messages:
+        await _write(
+            session_factory,
+            sa.update(OutboxMessage)
+            .where(*_ours(message))
+            .values(locked_until=None, attempts=col(OutboxMessage.attempts) - 1),
+        )
+
+
+async def _attempt(senders: Mapping[str, Sender], message: OutboxMessage) -> Exception | None:
+    sender = senders.get(message.channel)
+    if sender is None:
+        return LookupError(f"no sender for channel {message.channel}")
+    try:
+        async with asyncio.timeout(SEND_DEADLINE_SECONDS):
+            await sender.send(message)
+    except Exception as error:
+        return error
+    return None
+
+
+async def count_pending(session_factory: SessionFactory, *, settings: Settings) -> int:
+    query = (
+        sa.select(sa.func.count())
+        .select_from(OutboxMessage)
+        .where(
+            col(OutboxMessage.sent_at).is_(None),
+            col(OutboxMessage.attempts) < settings.outbox_max_attempts,
+        )
+    )
+    async with session_factory() as session:
+        return int((await session.execute(query)).scalar_one())
+
+
+async def deliver_due(
+    session_factory: SessionFactory,
+    senders: Mapping[str, Sender],
+    *,
+    settings: Settings,
+    limit: int = BATCH_SIZE,
+    now: datetime | None = None,
+    due_by: datetime | None = None,
+) -> DeliveryReport:
+    """One round: claim what is due, send it, record each outcome. `now` fixes the clock
+    (tests); `due_by` leaves out rows that fall due after it."""
+    claimed = await claim_due(
+        session_factory, settings=settings, limit=limit, now=now, due_by=due_by
+    )
+    # Stop starting sends while every claimed row is still surely ours.
+    budget = CLAIM_LEASE.total_seconds() - 2 * SEND_DEADLINE_SECONDS
+    started = time.monotonic()
+    sent = failed = 0
+    for index, message in enumerate(claimed):
+        if time.monotonic() - started > budget:
+            await _release(session_factory, claimed[index:])
+            logger.warning("outbox: round ran long; %d letters handed back", len(claimed) - index)
+            break
+        error = await _attempt(senders, message)
+        if error is None:
+            await _mark_sent(session_factory, message, now or utcnow())
+            sent += 1
+            continue
+        failed += 1
+        description = describe_error(error, settings)
+        await _mark_failed(session_factory, message, now or utcnow(), description)
+        _log_failure(message, description, settings)
+    remaining = await count_pending(session_factory, settings=settings)
+    return DeliveryReport(sent=sent, failed=failed, remaining=remaining)
+
+
+def _log_failure(message: OutboxMessage, description: str, settings: Settings) -> None:
+    last = message.attempts >= settings.outbox_max_attempts
+    logger.log(
+        logging.ERROR if last else logging.WARNING,
+        "outbox message %s (%s, %s) failed on attempt %d of %d%s: %s",
+        message.id,
+        message.kind,
+        message.channel,
+        message.attempts,
+        settings.outbox_max_attempts,
+        "; giving up" if last else "; will retry",
+        description,
+    )
+
+
+async def run_worker(
+    session_factory: SessionFactory, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Deliver every `outbox_poll_seconds` until `stop` is set; errors are logged, never fatal."""
+    senders = senders_for(settings)
+    while not stop.is_set():
+        full_batch = False
+        try:
+            report = await deliver_due(session_factory, senders, settings=settings)
+            full_batch = report.sent + report.failed >= BATCH_SIZE
+        except Exception as error:
+            logger.error(
+                "outbox worker: delivery round failed: %s", describe_error(error, settings)
+            )
+            logger.debug("outbox worker: round failure details", exc_info=True)
+        if not full_batch:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.outbox_poll_seconds)
+
+
+async def deliver_all_now(settings: Settings) -> DeliveryReport:
+    """`kabinet outbox deliver`: one attempt at everything due now, then exit."""
+    engine = create_engine(settings)
+    try:
+        session_factory = create_session_factory(engine)
+        senders = senders_for(settings)
+        # Rows that fail now fall due again later: `due_by` keeps this to one pass.
+        started = utcnow()
+        sent = failed = 0
+        while True:
+            report = await deliver_due(session_factory, senders, settings=settings, due_by=started)
+            sent, failed = sent + report.sent, failed + report.failed
+            if report.sent + report.failed < BATCH_SIZE:
+                return DeliveryReport(sent=sent, failed=failed, remaining=report.remaining)
+    finally:
+        await engine.dispose()

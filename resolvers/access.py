@@ -1,0 +1,296 @@
+"""Sign-in and sessions: login, refresh, logout, password change, the session list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth import ratelimit
+from auth.password_policy import check_password
+from auth.passwords import passwords_for
+from auth.sessions import (
+    IssuedTokens,
+    Principal,
+    issue_session,
+    revoke_sessions,
+    rotate_refresh_token,
+)
+from kabinet.db import begin_write
+from kabinet.mail import password_changed_letter, queue_letter
+from kabinet.settings import Settings
+from models import AuthSession, Contract, Credential, StaffUser, Subscriber
+from models.base import utcnow
+from resolvers.errors import DomainError, ErrorCode
+from resolvers.identity import find_account, find_staff, normalize_identifier
+
+_sessions = AuthSession.__table__  # type: ignore[attr-defined]
+_credentials = Credential.__table__  # type: ignore[attr-defined]
+_staff = StaffUser.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+
+MAX_PASSWORD_INPUT = 1024  # longer input is refused before hashing (cost bound)
+INVALID_LOGIN = "The login or password is wrong."
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    tokens: IssuedTokens
+    principal: Principal
+
+
+def _rate_limited(retry_after: int) -> DomainError:
+    return DomainError(
+        ErrorCode.RATE_LIMITED,
+        "Too many attempts. Try again later.",
+        retry_after_seconds=retry_after,
+    )
+
+
+async def login(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    identifier: str,
+    password: str,
+    client_address: str,
+    user_agent: str | None,
+) -> SignedIn:
+    """Sign a subscriber (by login, contract number, phone or email) or a staff member (by
+    username) in. Failures are counted per identifier and per client address, in the
+    database, and refused from the 11th (51st) on, even with the right password."""
+    limits = ratelimit.limits_for(settings)
+    ident = normalize_identifier(identifier)
+    await begin_write(session)
+    for limit, key in ((limits.login_identifier, ident), (limits.login_address, client_address)):
+        retry_after = await ratelimit.check(session, limit, key)
+        if retry_after is not None:
+            await session.commit()
+            raise _rate_limited(retry_after)
+
+    passwords = passwords_for(settings)
+    staff = await find_staff(session, ident) if ident else None
+    account = None if staff is not None else (await find_account(session, ident) if ident else None)
+    stored_hash = staff.password_hash if staff else account.password_hash if account else None
+    too_long = len(password) > MAX_PASSWORD_INPUT
+    # An unknown identifier is checked against the dummy hash: the same work either way.
+    matched = await passwords.verify(
+        None if too_long else stored_hash, password[:MAX_PASSWORD_INPUT]
+    )
+    if not matched:
+        await ratelimit.hit(session, limits.login_identifier, ident)
+        await ratelimit.hit(session, limits.login_address, client_address)
+        await session.commit()
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_LOGIN)
+
+    await ratelimit.reset(session, limits.login_identifier, ident)
+    assert stored_hash is not None
+    new_hash = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
+    if staff is not None:
+        if new_hash:
+            await session.execute(
+                sa.update(_staff)
+                .where(_staff.c.id == staff.staff_id)
+                .values(password_hash=new_hash)
+            )
+        tokens = await issue_session(
+            session,
+            settings=settings,
+            staff_id=staff.staff_id,
+            client_address=client_address,
+            user_agent=user_agent,
+        )
+        principal = Principal("STAFF", staff.staff_id, tokens.session_id, role=staff.role)
+    else:
+        assert account is not None
+        if new_hash:
+            await session.execute(
+                sa.update(_credentials)
+                .where(_credentials.c.id == account.credential_id)
+                .values(password_hash=new_hash)
+            )
+        tokens = await issue_session(
+            session,
+            settings=settings,
+            subscriber_id=account.subscriber_id,
+            client_address=client_address,
+            user_agent=user_agent,
+        )
+        principal = Principal(
+            "SUBSCRIBER",
+            account.subscriber_id,
+            tokens.session_id,
+            must_change_password=account.must_change_password,
+        )
+    await session.commit()
+    return SignedIn(tokens, principal)
+
+
+async def refresh_session(
+    session: AsyncSession, *, settings: Settings, refresh_token: str
+) -> IssuedTokens:
+    await begin_write(session)
+    try:
+        tokens = await rotate_refresh_token(session, settings=settings, refresh_token=refresh_token)
+    except DomainError:
+        await session.commit()  # a detected reuse has revoked the family: keep that
+        raise
+    await session.commit()
+    return tokens
+
+
+async def logout(session: AsyncSession, *, principal: Principal) -> None:
+    await begin_write(session)
+    await revoke_sessions(session, session_ids=[principal.session_id])
+    await session.commit()
+
+
+async def logout_everywhere(session: AsyncSession, *, principal: Principal) -> int:
+    await begin_write(session)
+    if principal.is_staff:
+        count = await revoke_sessions(session, staff_id=principal.id)
+    else:
+        count = await revoke_sessions(session, subscriber_id=principal.id)
+    await session.commit()
+    return count
+
+
+async def _context_words(
+    session: AsyncSession, settings: Settings, principal: Principal
+) -> list[str]:
+    if principal.is_staff:
+        username = await session.scalar(
+            sa.select(_staff.c.username).where(_staff.c.id == principal.id)
+        )
+        return [settings.operator_name, username or ""]
+    login_name = await session.scalar(
+        sa.select(_credentials.c.login).where(_credentials.c.subscriber_id == principal.id)
+    )
+    numbers = (
+        await session.execute(
+            sa.select(_contracts.c.number).where(_contracts.c.subscriber_id == principal.id)
+        )
+    ).scalars()
+    return [settings.operator_name, login_name or "", *numbers]
+
+
+def check_new_password(settings: Settings, password: str, context_words: list[str]) -> None:
+    reason = check_password(
+        password,
+        min_length=settings.password_min_length,
+        max_length=settings.password_max_length,
+        context_words=context_words,
+    )
+    if reason is not None:
+        raise DomainError(ErrorCode.PASSWORD_REJECTED, reason, field="newPassword")
+
+
+async def change_password(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    principal: Principal,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Check the current password, set the new one, end every other session, send a notice."""
+    await begin_write(session)
+    table, key = (
+        (_staff, _staff.c.id)
+        if principal.is_staff
+        else (
+            _credentials,
+            _credentials.c.subscriber_id,
+        )
+    )
+    stored = await session.scalar(sa.select(table.c.password_hash).where(key == principal.id))
+    passwords = passwords_for(settings)
+    if len(current_password) > MAX_PASSWORD_INPUT or not await passwords.verify(
+        stored, current_password
+    ):
+        raise DomainError(
+            ErrorCode.INVALID_CREDENTIALS, "The current password is wrong.", field="currentPassword"
+        )
+    check_new_password(settings, new_password, await _context_words(session, settings, principal))
+    if await passwords.verify(stored, new_password):
+        raise DomainError(
+            ErrorCode.PASSWORD_REJECTED,
+            "The new password must differ from the current one.",
+            field="newPassword",
+        )
+    now = utcnow()
+    new_hash = await passwords.hash(new_password)
+    if principal.is_staff:
+        await session.execute(
+            sa.update(_staff).where(key == principal.id).values(password_hash=new_hash)
+        )
+        await revoke_sessions(
+            session, staff_id=principal.id, except_session_id=principal.session_id
+        )
+    else:
+        await session.execute(
+            sa.update(_credentials)
+            .where(key == principal.id)
+            .values(password_hash=new_hash, must_change_password=False, password_changed_at=now)
+        )
+        await revoke_sessions(
+            session, subscriber_id=principal.id, except_session_id=principal.session_id
+        )
+        email = await session.scalar(
+            sa.select(_subscribers.c.email).where(_subscribers.c.id == principal.id)
+        )
+        if email:
+            letter = password_changed_letter(settings, when=now)
+            queue_letter(
+                session,
+                kind="PASSWORD_CHANGED",
+                recipient=email,
+                subject=letter.subject,
+                body_text=letter.body_text,
+                body_html=letter.body_html,
+            )
+    await session.commit()
+
+
+async def list_sessions(session: Any, *, principal: Principal) -> list[Any]:
+    """The principal's live sessions, newest first."""
+    owner = _sessions.c.staff_id if principal.is_staff else _sessions.c.subscriber_id
+    now = utcnow()
+    return list(
+        (
+            await session.execute(
+                sa.select(
+                    _sessions.c.id,
+                    _sessions.c.created_at,
+                    _sessions.c.last_used_at,
+                    _sessions.c.client_address,
+                    _sessions.c.user_agent,
+                )
+                .where(
+                    owner == principal.id,
+                    _sessions.c.revoked_at.is_(None),
+                    _sessions.c.expires_at > now,
+                )
+                .order_by(_sessions.c.id.desc())
+                .limit(100)
+            )
+        ).all()
+    )
+
+
+async def revoke_session(session: AsyncSession, *, principal: Principal, session_id: int) -> None:
+    """End one of the principal's own sessions; another's is NOT_FOUND."""
+    await begin_write(session)
+    owner = _sessions.c.staff_id if principal.is_staff else _sessions.c.subscriber_id
+    found = await session.scalar(
+        sa.select(_sessions.c.id).where(
+            _sessions.c.id == session_id, owner == principal.id, _sessions.c.revoked_at.is_(None)
+        )
+    )
+    if found is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such session.", field="sessionId")
+    await revoke_sessions(session, session_ids=[session_id])
+    await session.commit()

@@ -1,0 +1,112 @@
+"""Reading subscribers and contracts, for their owner or for staff: lean Core selects."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from auth.sessions import Principal
+from models import BonusAccount, Contract, Credential, Region, Subscriber
+from resolvers.catalog import Reader
+
+_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+_credentials = Credential.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+_regions = Region.__table__  # type: ignore[attr-defined]
+_bonus = BonusAccount.__table__  # type: ignore[attr-defined]
+
+SUBSCRIBER_COLUMNS = (
+    _subscribers.c.id,
+    _subscribers.c.legal_status,
+    _subscribers.c.display_name,
+    _subscribers.c.email,
+    _subscribers.c.phone,
+    _subscribers.c.created_at,
+    _credentials.c.login,
+)
+CONTRACT_COLUMNS = (
+    _contracts.c.id,
+    _contracts.c.number,
+    _contracts.c.subscriber_id,
+    _contracts.c.region_code,
+    _contracts.c.address,
+    _contracts.c.status,
+    _contracts.c.balance,
+    _contracts.c.tariff_id,
+    _contracts.c.opened_on,
+)
+
+_SUBSCRIBERS_BY_ID = (
+    sa.select(*SUBSCRIBER_COLUMNS)
+    .select_from(_subscribers)
+    .outerjoin(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
+    .where(_subscribers.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_CONTRACTS_OF_SUBSCRIBERS = (
+    sa.select(*CONTRACT_COLUMNS)
+    .where(_contracts.c.subscriber_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_contracts.c.subscriber_id, _contracts.c.id)
+)
+_CONTRACTS_BY_NUMBER = sa.select(*CONTRACT_COLUMNS).where(
+    _contracts.c.number.in_(sa.bindparam("numbers", expanding=True))
+)
+_CONTRACTS_BY_ID = sa.select(*CONTRACT_COLUMNS).where(
+    _contracts.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_REGIONS_BY_CODE = sa.select(_regions.c.code, _regions.c.name).where(
+    _regions.c.code.in_(sa.bindparam("codes", expanding=True))
+)
+_POINTS = sa.select(_bonus.c.subscriber_id, _bonus.c.points).where(
+    _bonus.c.subscriber_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+MAX_CONTRACT_NUMBER = 20
+
+
+def may_see_contract(principal: Principal | None, contract: Any) -> bool:
+    """A subscriber sees their own contracts; staff see every contract."""
+    if principal is None or principal.must_change_password:
+        return False
+    return principal.is_staff or contract.subscriber_id == principal.id
+
+
+def may_see_subscriber(principal: Principal | None, subscriber_id: int) -> bool:
+    if principal is None or principal.must_change_password:
+        return False
+    return principal.is_staff or (principal.kind == "SUBSCRIBER" and principal.id == subscriber_id)
+
+
+async def subscribers_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
+    return {row.id: row for row in await reader.rows(_SUBSCRIBERS_BY_ID.params(ids=list(ids)))}
+
+
+async def contracts_of_subscribers(reader: Reader, ids: Sequence[int]) -> dict[int, list[Any]]:
+    found: dict[int, list[Any]] = defaultdict(list)
+    for row in await reader.rows(_CONTRACTS_OF_SUBSCRIBERS.params(ids=list(ids))):
+        found[row.subscriber_id].append(row)
+    return found
+
+
+async def contracts_by_number(reader: Reader, numbers: Sequence[str]) -> dict[str, Any]:
+    wanted = [n for n in numbers if n and len(n) <= MAX_CONTRACT_NUMBER]
+    if not wanted:
+        return {}
+    return {
+        row.number: row for row in await reader.rows(_CONTRACTS_BY_NUMBER.params(numbers=wanted))
+    }
+
+
+async def contracts_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
+    return {row.id: row for row in await reader.rows(_CONTRACTS_BY_ID.params(ids=list(ids)))}
+
+
+async def regions_by_code(reader: Reader, codes: Sequence[str]) -> dict[str, Any]:
+    return {row.code: row for row in await reader.rows(_REGIONS_BY_CODE.params(codes=list(codes)))}
+
+
+async def bonus_points(reader: Reader, subscriber_ids: Sequence[int]) -> dict[int, int]:
+    rows = await reader.rows(_POINTS.params(ids=list(subscriber_ids)))
+    return {row.subscriber_id: row.points for row in rows}

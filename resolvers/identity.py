@@ -1,0 +1,116 @@
+"""Finding who an identifier names: login, contract number, phone or email (SPEC §3)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Contract, Credential, StaffUser, Subscriber
+
+MAX_IDENTIFIER_LENGTH = 254
+_PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
+
+_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+_credentials = Credential.__table__  # type: ignore[attr-defined]
+_staff = StaffUser.__table__  # type: ignore[attr-defined]
+
+
+def normalize_identifier(identifier: str) -> str:
+    """The form counted by rate limits and looked up: NFKC, trimmed, e-mails lower-cased."""
+    text = unicodedata.normalize("NFKC", identifier).strip()[:MAX_IDENTIFIER_LENGTH]
+    return text.lower() if "@" in text else text
+
+
+def normalize_phone(phone: str) -> str | None:
+    """E.164 (+ and 8 to 15 digits), or None when it is not a phone number."""
+    text = unicodedata.normalize("NFKC", phone).strip()
+    if not _PHONE.match(text):
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) == 11 and digits.startswith("8") and not text.startswith("+"):
+        digits = "7" + digits[1:]  # a Russian number written the domestic way
+    if not 8 <= len(digits) <= 15:
+        return None
+    return "+" + digits
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A subscriber that has a sign-in."""
+
+    subscriber_id: int
+    credential_id: int
+    login: str
+    password_hash: str
+    must_change_password: bool
+    email: str | None
+    phone: str | None
+
+
+async def find_account(session: AsyncSession, identifier: str) -> Account | None:
+    """The one registered subscriber named by a login, contract number, phone or email;
+    None when there is none or when the identifier is ambiguous."""
+    ident = normalize_identifier(identifier)
+    if not ident:
+        return None
+    matches = [_credentials.c.login == ident, _subscribers.c.email == ident.lower()]
+    phone = normalize_phone(ident)
+    if phone is not None:
+        matches.append(_subscribers.c.phone == phone)
+    by_contract = sa.select(_contracts.c.subscriber_id).where(_contracts.c.number == ident)
+    matches.append(_subscribers.c.id.in_(by_contract))
+    rows = (
+        await session.execute(
+            sa.select(
+                _subscribers.c.id,
+                _credentials.c.id.label("credential_id"),
+                _credentials.c.login,
+                _credentials.c.password_hash,
+                _credentials.c.must_change_password,
+                _subscribers.c.email,
+                _subscribers.c.phone,
+            )
+            .join(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
+            .where(sa.or_(*matches))
+            .limit(2)
+        )
+    ).all()
+    if len(rows) != 1:
+        return None
+    row = rows[0]
+    return Account(
+        subscriber_id=row.id,
+        credential_id=row.credential_id,
+        login=row.login,
+        password_hash=row.password_hash,
+        must_change_password=row.must_change_password,
+        email=row.email,
+        phone=row.phone,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAccount:
+    staff_id: int
+    username: str
+    role: str
+    password_hash: str
+
+
+async def find_staff(session: AsyncSession, identifier: str) -> StaffAccount | None:
+    ident = normalize_identifier(identifier)
+    row = (
+        await session.execute(
+            sa.select(_staff.c.id, _staff.c.username, _staff.c.role, _staff.c.password_hash).where(
+                _staff.c.username == ident, _staff.c.active.is_(True)
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return StaffAccount(row.id, row.username, row.role, row.password_hash)

@@ -1,0 +1,132 @@
+"""Subscribers, contracts, balances and sessions. Objects here are built only on paths that
+have checked the caller may see them (resolvers/accounts.may_see_*)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from schema.context import Info
+from schema.scalars import Money
+from schema.types.catalog import Region, Tariff
+from schema.types.node import Node, to_global_id
+
+
+@strawberry.enum
+class LegalStatus(Enum):
+    INDIVIDUAL = "INDIVIDUAL"
+    LEGAL_ENTITY = "LEGAL_ENTITY"
+
+
+@strawberry.enum
+class ContractStatus(Enum):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    CLOSED = "CLOSED"
+
+
+@strawberry.type(description="The money on a contract.")
+class Balance:
+    amount: Money
+    currency: str
+
+
+@strawberry.type(description="A personal account: one contract of a subscriber.")
+class Contract(Node):
+    pk: strawberry.Private[int]
+    subscriber_pk: strawberry.Private[int]
+    region_code: strawberry.Private[str]
+    tariff_pk: strawberry.Private[int]
+    balance_amount: strawberry.Private[Any]
+    number: str
+    address: str
+    status: ContractStatus
+    opened_on: date
+
+    @strawberry.field
+    def balance(self, info: Info) -> Balance:
+        return Balance(amount=self.balance_amount, currency=info.context.settings.currency)
+
+    @strawberry.field
+    async def region(self, info: Info) -> Region:
+        return Region.from_row(await info.context.loaders.region.load(self.region_code))
+
+    @strawberry.field(description="The tariff in force today.")
+    async def tariff(self, info: Info) -> Tariff:
+        row = await info.context.loaders.catalog_item.load(("Tariff", self.tariff_pk))
+        return Tariff.from_row(row)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Contract:
+        return cls(
+            id=to_global_id("Contract", row.id),
+            pk=row.id,
+            subscriber_pk=row.subscriber_id,
+            region_code=row.region_code,
+            tariff_pk=row.tariff_id,
+            balance_amount=row.balance,
+            number=row.number,
+            address=row.address,
+            status=ContractStatus(row.status),
+            opened_on=row.opened_on,
+        )
+
+
+@strawberry.type(description="Bonus points of a subscriber.")
+class BonusAccount:
+    points: int
+
+
+@strawberry.type(description="An individual or a legal entity with one or more contracts.")
+class Subscriber(Node):
+    pk: strawberry.Private[int]
+    login: str | None
+    legal_status: LegalStatus
+    display_name: str
+    email: str | None
+    phone: str | None
+
+    @strawberry.field
+    async def contracts(self, info: Info) -> list[Contract]:
+        rows = await info.context.loaders.contracts_of_subscriber.load(self.pk)
+        return [Contract.from_row(row) for row in rows]
+
+    @strawberry.field
+    async def bonus_account(self, info: Info) -> BonusAccount:
+        return BonusAccount(points=await info.context.loaders.bonus_points.load(self.pk))
+
+    @classmethod
+    def from_row(cls, row: Any) -> Subscriber:
+        return cls(
+            id=to_global_id("Subscriber", row.id),
+            pk=row.id,
+            login=row.login,
+            legal_status=LegalStatus(row.legal_status),
+            display_name=row.display_name,
+            email=row.email,
+            phone=row.phone,
+        )
+
+
+@strawberry.type(description="A signed-in session of the caller.")
+class SessionInfo:
+    id: strawberry.ID
+    created_at: datetime
+    last_used_at: datetime
+    client_address: str | None
+    user_agent: str | None
+    current: bool
+
+    @classmethod
+    def from_row(cls, row: Any, *, current_session_id: int) -> SessionInfo:
+        return cls(
+            id=to_global_id("Session", row.id),
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            client_address=row.client_address,
+            user_agent=row.user_agent,
+            current=row.id == current_session_id,
+        )
