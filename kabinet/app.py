@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kabinet.db import create_engine, create_session_factory
 from kabinet.logs import request_id_var
+from kabinet.mail import run_worker
 from kabinet.settings import Settings, get_settings
 from kabinet.web.explorer import explorer_routes
 from kabinet.web.graphql import GraphQLEndpoint
@@ -80,8 +82,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await app.state.engine.dispose()
+        # The outbox worker runs inside `serve` (one per worker process: claims are safe
+        # between them). Test clients that skip the lifespan run no worker.
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(app.state.session_factory, settings, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await worker
+            await app.state.engine.dispose()
 
     routes = [
         Route("/graphql", graphql.handle, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),

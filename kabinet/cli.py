@@ -122,6 +122,17 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox_deliver(_args: argparse.Namespace) -> int:
+    from kabinet.logs import configure_logging
+    from kabinet.mail import deliver_all_now
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    report = asyncio.run(deliver_all_now(settings))
+    print(f"outbox: {report.sent} sent, {report.failed} failed, {report.remaining} waiting")
+    return 0 if report.failed == 0 else 1
+
+
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from schema import printed_schema
 
@@ -190,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--role", required=True, choices=["ADMIN", "OPERATOR"])
     staff.add_argument("--password-stdin", action="store_true")
     staff.set_defaults(func=cmd_create_staff)
+
+    outbox = commands.add_parser("outbox", help="the outgoing mail queue")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    outbox_commands.add_parser("deliver", help="send every letter that is due, once").set_defaults(
+        func=cmd_outbox_deliver
+    )
 
     export = commands.add_parser("export-schema", help="print or write schema.graphql")
     export.add_argument("--output", default="-", help="file to write (default: stdout)")
