@@ -93,6 +93,12 @@ class RequestReader:
             result = await self._conn.execute(statement)
             return result.all()
 
+    async def release(self) -> None:
+        """End the read transaction, so that the next read sees what a write just committed
+        (SQLite keeps a snapshot for the life of a read transaction)."""
+        async with self._lock:
+            await self.close()
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

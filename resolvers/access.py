@@ -64,22 +64,24 @@ async def login(
     database, and refused from the 11th (51st) on, even with the right password."""
     limits = ratelimit.limits_for(settings)
     ident = normalize_identifier(identifier)
-    await begin_write(session)
     for limit, key in ((limits.login_identifier, ident), (limits.login_address, client_address)):
         retry_after = await ratelimit.check(session, limit, key)
         if retry_after is not None:
-            await session.commit()
+            await session.rollback()
             raise _rate_limited(retry_after)
 
     passwords = passwords_for(settings)
     staff = await find_staff(session, ident) if ident else None
     account = None if staff is not None else (await find_account(session, ident) if ident else None)
     stored_hash = staff.password_hash if staff else account.password_hash if account else None
+    # The hash is checked outside any transaction: no lock is held for its ~50 ms.
+    await session.rollback()
     too_long = len(password) > MAX_PASSWORD_INPUT
     # An unknown identifier is checked against the dummy hash: the same work either way.
     matched = await passwords.verify(
         None if too_long else stored_hash, password[:MAX_PASSWORD_INPUT]
     )
+    await begin_write(session)
     if not matched:
         await ratelimit.hit(session, limits.login_identifier, ident)
         await ratelimit.hit(session, limits.login_address, client_address)

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn
+from auth.permissions import IsSignedIn, IsStaff
 from auth.sessions import COOKIE_NAME
-from resolvers import access
+from resolvers import access, recovery, registration, staff, support
 from resolvers.errors import DomainError, ErrorCode
 from schema.context import Context, Info
 from schema.errors import UserError
-from schema.types.account import Subscriber
+from schema.types.account import Contract, LegalStatus, Subscriber
 from schema.types.node import from_global_id
 
 T = TypeVar("T")
@@ -29,9 +29,11 @@ async def attempt(
     """Run a verb in its own session; an expected failure becomes `errors`."""
     try:
         async with info.context.session_factory() as session:
-            return await verb(session), []
+            result = await verb(session)
     except DomainError as error:
         return None, [UserError.from_domain(error)]
+    await info.context.reader.release()
+    return result, []
 
 
 def _set_session_cookie(context: Context, token: str, expires_at: datetime) -> None:
@@ -115,7 +117,7 @@ def _ok(payload: Any, result: tuple[Any, list[UserError]]) -> Any:
 
 
 @strawberry.type
-class Mutation:
+class SessionMutation:
     @strawberry.mutation(description="Sign in (subscribers and staff). One per request.")
     async def login(self, info: Info, input: LoginInput) -> LoginPayload:
         context = info.context
@@ -226,3 +228,275 @@ class Mutation:
                 ),
             ),
         )
+
+
+# -- registration and recovery (public)
+
+
+@strawberry.input
+class RegisterInput:
+    contract_number: str
+    security_code: str = strawberry.field(description="The one-time code on the paper contract.")
+    legal_status: LegalStatus
+    document_number: str = strawberry.field(description="Passport series and number, or INN.")
+    email: str
+    phone: str | None = None
+
+
+@strawberry.type
+class RegisterPayload:
+    errors: list[UserError]
+    login: str | None = strawberry.field(
+        default=None, description="The login; the temporary password comes by mail."
+    )
+
+
+@strawberry.input
+class RequestPasswordRecoveryInput:
+    identifier: str = strawberry.field(description="Login, contract number, phone or email.")
+
+
+RequestPasswordRecoveryPayload = ok_payload("RequestPasswordRecoveryPayload")
+
+
+@strawberry.input
+class ResetPasswordInput:
+    identifier: str
+    code: str
+    new_password: str
+
+
+ResetPasswordPayload = ok_payload("ResetPasswordPayload")
+
+
+@strawberry.input
+class SubmitSupportRequestInput:
+    contact: str = strawberry.field(description="How to reach you: email or phone.")
+    message: str
+
+
+SubmitSupportRequestPayload = ok_payload("SubmitSupportRequestPayload")
+
+
+# -- staff
+
+
+@strawberry.input
+class StaffCreateContractInput:
+    legal_status: LegalStatus
+    display_name: str
+    document_number: str
+    email: str
+    phone: str | None = None
+    region: str
+    address: str
+    tariff_id: strawberry.ID
+
+
+@strawberry.type
+class StaffCreateContractPayload:
+    errors: list[UserError]
+    contract: Contract | None = None
+    security_code: str | None = strawberry.field(
+        default=None, description="Shown once: print it on the paper contract."
+    )
+
+
+@strawberry.input
+class StaffResetAccessInput:
+    contract_number: str
+    document_verified: bool = strawberry.field(
+        description="The passport was checked in the office."
+    )
+    reason: str
+
+
+StaffResetAccessPayload = ok_payload("StaffResetAccessPayload")
+
+
+@strawberry.input
+class CloseSupportRequestInput:
+    id: strawberry.ID
+    resolution: str
+
+
+CloseSupportRequestPayload = ok_payload("CloseSupportRequestPayload")
+
+
+def _pk_of(global_id: str, type_name: str, field: str) -> int:
+    decoded = from_global_id(global_id)
+    if decoded is None or decoded[0] != type_name or not decoded[1].isdigit():
+        raise DomainError(ErrorCode.NOT_FOUND, f"No such {type_name}.", field=field)
+    return int(decoded[1])
+
+
+@strawberry.type
+class AccountMutation:
+    @strawberry.mutation(
+        description="Register a contract with its security code and the owner's document; "
+        "the login and a temporary password come by mail. One per request."
+    )
+    async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
+        context = info.context
+        result, errors = await attempt(
+            info,
+            lambda session: registration.register(
+                session,
+                settings=context.settings,
+                contract_number=input.contract_number,
+                security_code=input.security_code,
+                legal_status=input.legal_status.value,
+                document_number=input.document_number,
+                email=input.email,
+                phone=input.phone,
+                client_address=context.client_address,
+            ),
+        )
+        return RegisterPayload(errors=errors, login=result.login if result else None)
+
+    @strawberry.mutation(
+        description="Send a recovery code to the email (or phone) on file. The answer is the "
+        "same whether or not the identifier exists."
+    )
+    async def request_password_recovery(
+        self, info: Info, input: RequestPasswordRecoveryInput
+    ) -> RequestPasswordRecoveryPayload:  # type: ignore[valid-type]
+        context = info.context
+        return _ok(
+            RequestPasswordRecoveryPayload,
+            await attempt(
+                info,
+                lambda session: recovery.request_password_recovery(
+                    session,
+                    settings=context.settings,
+                    identifier=input.identifier,
+                    client_address=context.client_address,
+                ),
+            ),
+        )
+
+    @strawberry.mutation(
+        description="Set a new password with a recovery code; every session ends. One per request."
+    )
+    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:  # type: ignore[valid-type]
+        context = info.context
+        return _ok(
+            ResetPasswordPayload,
+            await attempt(
+                info,
+                lambda session: recovery.reset_password(
+                    session,
+                    settings=context.settings,
+                    identifier=input.identifier,
+                    code=input.code,
+                    new_password=input.new_password,
+                    client_address=context.client_address,
+                ),
+            ),
+        )
+
+    @strawberry.mutation(description="A written request to support, without signing in.")
+    async def submit_support_request(
+        self, info: Info, input: SubmitSupportRequestInput
+    ) -> SubmitSupportRequestPayload:  # type: ignore[valid-type]
+        context = info.context
+        return _ok(
+            SubmitSupportRequestPayload,
+            await attempt(
+                info,
+                lambda session: support.submit_support_request(
+                    session,
+                    settings=context.settings,
+                    contact=input.contact,
+                    message=input.message,
+                    client_address=context.client_address,
+                ),
+            ),
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: open a contract (and its subscriber); returns the security code once.",
+    )
+    async def staff_create_contract(
+        self, info: Info, input: StaffCreateContractInput
+    ) -> StaffCreateContractPayload:
+        context = info.context
+        principal = context.principal
+        assert principal is not None
+
+        async def create(session: AsyncSession) -> Any:
+            return await staff.staff_create_contract(
+                session,
+                settings=context.settings,
+                staff_id=principal.id,
+                legal_status=input.legal_status.value,
+                display_name=input.display_name,
+                document_number=input.document_number,
+                email=input.email,
+                phone=input.phone,
+                region=input.region,
+                address=input.address,
+                tariff_id=_pk_of(input.tariff_id, "Tariff", "tariffId"),
+                client_address=context.client_address,
+            )
+
+        created, errors = await attempt(info, create)
+        if created is None:
+            return StaffCreateContractPayload(errors=errors)
+        row = await context.loaders.contract_by_id.load(created.contract_id)
+        return StaffCreateContractPayload(
+            errors=[], contract=Contract.from_row(row), security_code=created.security_code
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: after checking the passport in the office, mail a new temporary "
+        "password and end every session of the subscriber. Audited.",
+    )
+    async def staff_reset_access(
+        self, info: Info, input: StaffResetAccessInput
+    ) -> StaffResetAccessPayload:  # type: ignore[valid-type]
+        context = info.context
+        principal = context.principal
+        assert principal is not None
+        return _ok(
+            StaffResetAccessPayload,
+            await attempt(
+                info,
+                lambda session: staff.staff_reset_access(
+                    session,
+                    settings=context.settings,
+                    staff_id=principal.id,
+                    contract_number=input.contract_number,
+                    document_verified=input.document_verified,
+                    reason=input.reason,
+                    client_address=context.client_address,
+                ),
+            ),
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: close a written support request with its resolution.",
+    )
+    async def close_support_request(
+        self, info: Info, input: CloseSupportRequestInput
+    ) -> CloseSupportRequestPayload:  # type: ignore[valid-type]
+        principal = info.context.principal
+        assert principal is not None
+
+        async def close(session: AsyncSession) -> Any:
+            return await support.close_support_request(
+                session,
+                staff_id=principal.id,
+                request_id=_pk_of(input.id, "SupportRequest", "id"),
+                resolution=input.resolution,
+            )
+
+        return _ok(CloseSupportRequestPayload, await attempt(info, close))
+
+
+@strawberry.type
+class Mutation(SessionMutation, AccountMutation):
+    """Every mutation of the API (later domains add their own base classes here)."""

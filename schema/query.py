@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from auth.permissions import IsSignedIn
-from resolvers import access, accounts, catalog
+from auth.permissions import IsSignedIn, IsStaff
+from resolvers import access, accounts, audit, catalog, subscribers, support
 from resolvers.errors import DomainError
 from schema.context import Info
 from schema.errors import bad_input
@@ -20,6 +20,8 @@ from schema.types.catalog import (
     TvPackage,
 )
 from schema.types.node import Node, from_global_id
+from schema.types.pagination import Connection, page_arguments
+from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
 
 
 @strawberry.type
@@ -103,3 +105,64 @@ class Query:
             return None
         row = await loaders.catalog_item.load((type_name, pk))
         return None if row is None else node_type.from_row(row)
+
+    @strawberry.field(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: subscribers by contract number, login, email, phone, name or the "
+        "last 4 characters of the document; newest first.",
+    )
+    async def subscribers(
+        self,
+        info: Info,
+        search: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Subscriber]:
+        limit, after_id = page_arguments(info, first, after)
+        try:
+            page = await subscribers.search_subscribers(
+                info.context.reader, search=search, first=limit, after=after_id
+            )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return Connection.from_page(page, Subscriber.from_row)
+
+    @strawberry.field(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: written support requests, newest first (open ones only by default).",
+    )
+    async def support_requests(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: SupportRequestStatus | None = SupportRequestStatus.OPEN,
+    ) -> Connection[SupportRequest]:
+        limit, after_id = page_arguments(info, first, after)
+        try:
+            page = await support.list_support_requests(
+                info.context.reader,
+                status=status.value if status else None,
+                first=limit,
+                after=after_id,
+            )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return Connection.from_page(page, SupportRequest.from_row)
+
+    @strawberry.field(
+        permission_classes=[IsSignedIn, IsStaff],
+        description="Staff: every staff write, newest first.",
+    )
+    async def audit_log(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        action: str | None = None,
+    ) -> Connection[AuditEntry]:
+        limit, after_id = page_arguments(info, first, after)
+        page = await audit.list_audit_log(
+            info.context.reader, first=limit, after=after_id, action=action
+        )
+        return Connection.from_page(page, AuditEntry.from_row)
