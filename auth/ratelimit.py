@@ -84,6 +84,7 @@ class RateLimits:
     login_identifier: Limit
     login_address: Limit
     registration_contract: Limit
+    registration_address: Limit
     recovery_identifier: Limit
     recovery_address: Limit
     code_check: Limit
@@ -107,6 +108,12 @@ def limits_for(settings: Settings) -> RateLimits:
             settings.registration_max_failures,
             settings.registration_lock_seconds,
             lockout_seconds=settings.registration_lock_seconds,
+        ),
+        # Probing many contract numbers from one address is limited too (not only per number).
+        registration_address=Limit(
+            "registration-address",
+            settings.registration_max_failures_per_address,
+            settings.registration_lock_seconds,
         ),
         recovery_identifier=Limit(
             "recovery-identifier", settings.recovery_requests_per_identifier_per_hour, HOUR

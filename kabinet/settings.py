@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     login_is_contract_number: bool = True
     registration_max_failures: int = 5
     registration_lock_seconds: int = 3600
+    registration_max_failures_per_address: int = 20
     password_min_length: int = 15
     password_max_length: int = 128
     argon2_memory_kib: int = Field(19456, ge=8)

@@ -103,10 +103,11 @@ def _mismatch() -> DomainError:
 
 
 async def _fail(
-    session: AsyncSession, limit: ratelimit.Limit, key: str, error: DomainError
+    session: AsyncSession, counted: list[tuple[ratelimit.Limit, str]], error: DomainError
 ) -> DomainError:
     """Count the failure and commit it, so that it survives the error; return `error`."""
-    await ratelimit.hit(session, limit, key)
+    for limit, key in counted:
+        await ratelimit.hit(session, limit, key)
     await session.commit()
     return error
 
@@ -143,22 +144,27 @@ async def register(
     `DETAILS_MISMATCH_MESSAGE` and no field for any mismatch; ALREADY_REGISTERED when the
     subscriber has a sign-in already and the legal status and document match.
 
-    `client_address` is accepted for the mutation's shape; registration is limited per
-    contract number only (SPEC §3).
+    Failures are counted per contract number (SPEC §3: 5 an hour lock it) and per client
+    address (so that probing many numbers from one place is limited too).
     """
     number = normalize_contract_number(contract_number)
     email_given, phone_given = _check_formats(
         legal_status, normalize_email(email), (phone or "").strip() or None
     )
-    limit = ratelimit.limits_for(settings).registration_contract
+    limits = ratelimit.limits_for(settings)
+    counted = [
+        (limits.registration_contract, number),
+        (limits.registration_address, client_address or "unknown"),
+    ]
 
     await begin_write(session)
-    retry_after = await ratelimit.check(session, limit, number)
-    if retry_after is not None:
-        await session.rollback()
-        raise DomainError(
-            ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
-        )
+    for limit, key in counted:
+        retry_after = await ratelimit.check(session, limit, key)
+        if retry_after is not None:
+            await session.rollback()
+            raise DomainError(
+                ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
+            )
 
     # PostgreSQL: the contract and subscriber rows stay locked until commit, so that two
     # registrations of one contract (or of two contracts of one subscriber) queue up. SQLite
@@ -184,7 +190,7 @@ async def register(
     given_document = document_hash(settings, document_number)
     given_code = security_code_hash(settings, security_code)
     if row is None:
-        raise await _fail(session, limit, number, _mismatch())
+        raise await _fail(session, counted, _mismatch())
 
     status_ok = constant_time_equal(row.legal_status, legal_status)
     document_ok = constant_time_equal(row.document_hash, given_document)
@@ -196,8 +202,7 @@ async def register(
     if registered and status_ok and document_ok:
         raise await _fail(
             session,
-            limit,
-            number,
+            counted,
             DomainError(ErrorCode.ALREADY_REGISTERED, ALREADY_REGISTERED_MESSAGE),
         )
     code_ok = row.security_code_hash is not None and constant_time_equal(
@@ -206,7 +211,7 @@ async def register(
     email_ok = row.email is None or row.email.lower() == email_given
     phone_ok = phone_given is None or row.phone is None or row.phone == phone_given
     if registered or not (status_ok and document_ok and code_ok and email_ok and phone_ok):
-        raise await _fail(session, limit, number, _mismatch())
+        raise await _fail(session, counted, _mismatch())
 
     now = utcnow()
     # The code is spent by whoever changes it first; a loser of that race is told the
@@ -217,7 +222,7 @@ async def register(
         .values(security_code_hash=None, security_code_used_at=now)
     )
     if burnt.rowcount != 1:  # type: ignore[attr-defined]
-        raise await _fail(session, limit, number, _mismatch())
+        raise await _fail(session, counted, _mismatch())
 
     profile: dict[str, str] = {}
     if row.email is None:
@@ -258,6 +263,6 @@ async def register(
         body_text=letter.body_text,
         body_html=letter.body_html,
     )
-    await ratelimit.reset(session, limit, number)
+    await ratelimit.reset(session, limits.registration_contract, number)
     await session.commit()
     return RegistrationResult(login=login, subscriber_id=row.subscriber_id)
