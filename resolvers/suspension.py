@@ -1,0 +1,25 @@
+"""Suspension for non-payment: set by the billing day, lifted by money arriving."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Contract
+
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+
+
+async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
+    """A SUSPENDED contract whose balance is back to ≥ 0 is ACTIVE again (in the caller's
+    transaction, after the credit). Returns whether it was lifted."""
+    result = await session.execute(
+        sa.update(_contracts)
+        .where(
+            _contracts.c.id == contract_id,
+            _contracts.c.status == "SUSPENDED",
+            _contracts.c.balance >= 0,
+        )
+        .values(status="ACTIVE")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
