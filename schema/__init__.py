@@ -9,13 +9,13 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.config import StrawberryConfig
 
 from kabinet.settings import Settings
@@ -42,13 +42,18 @@ class KabinetSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # The rule classes are made once: the validation cache is keyed by the rules tuple, so
+    # rules made per request (as QueryDepthLimiter does) would miss it every time.
+    rules = [
+        depth_validator(settings.max_query_depth, None, None),
+        alias_validator(settings.max_aliases),
+        SecretMutationsOnceRule,
+    ]
     # Factories: Strawberry makes fresh extension instances for each request.
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=1024),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: AddValidationRules([SecretMutationsOnceRule]),
+        lambda: AddValidationRules(rules),
         lambda: ValidationCache(maxsize=1024),
     ]
     return KabinetSchema(
