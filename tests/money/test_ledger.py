@@ -26,15 +26,19 @@ async def test_post_changes_the_balance_and_records_it(session_factory: Any, set
     contract_id = made.contract_ids[0]
     async with session_factory() as session:
         await begin_write(session)
-        first = await ledger.post(session, contract_id=contract_id, kind="TOP_UP",
-                                  amount=Decimal("100.10"), actor="test")
-        second = await ledger.post(session, contract_id=contract_id, kind="CHARGE",
-                                   amount=Decimal("-30.05"), actor="test")
+        first = await ledger.post(
+            session, contract_id=contract_id, kind="TOP_UP", amount=Decimal("100.10"), actor="test"
+        )
+        second = await ledger.post(
+            session, contract_id=contract_id, kind="CHARGE", amount=Decimal("-30.05"), actor="test"
+        )
         await session.commit()
     assert first.balance_after == Decimal("100.10")
     assert second.balance_after == Decimal("70.05")
     async with session_factory() as session:
-        balance = await session.scalar(sa.select(Contract.balance).where(Contract.id == contract_id))
+        balance = await session.scalar(
+            sa.select(Contract.balance).where(Contract.id == contract_id)
+        )
         rows = (await session.execute(sa.select(LedgerEntry))).scalars().all()
     assert balance == Decimal("70.05") and len(rows) == 2
     await assert_ledger_balanced(session_factory)
@@ -44,11 +48,21 @@ async def test_zero_and_unknown_kinds_are_refused(session_factory: Any, settings
     made = await make_subscriber(session_factory, settings)
     async with session_factory() as session:
         with pytest.raises(ValueError):
-            await ledger.post(session, contract_id=made.contract_ids[0], kind="TOP_UP",
-                              amount=Decimal("0"), actor="test")
+            await ledger.post(
+                session,
+                contract_id=made.contract_ids[0],
+                kind="TOP_UP",
+                amount=Decimal("0"),
+                actor="test",
+            )
         with pytest.raises(ValueError):
-            await ledger.post(session, contract_id=made.contract_ids[0], kind="GIFT",
-                              amount=Decimal("1"), actor="test")
+            await ledger.post(
+                session,
+                contract_id=made.contract_ids[0],
+                kind="GIFT",
+                amount=Decimal("1"),
+                actor="test",
+            )
 
 
 async def test_verify_finds_a_balance_edited_in_place(session_factory: Any, settings: Any) -> None:
@@ -66,8 +80,13 @@ async def test_concurrent_posts_lose_nothing(session_factory: Any, settings: Any
     async def one(i: int) -> None:
         async with session_factory() as session:
             await begin_write(session)
-            await ledger.post(session, contract_id=made.contract_ids[0], kind="TOP_UP",
-                              amount=Decimal("1.01"), actor=f"test:{i}")
+            await ledger.post(
+                session,
+                contract_id=made.contract_ids[0],
+                kind="TOP_UP",
+                amount=Decimal("1.01"),
+                actor=f"test:{i}",
+            )
             await session.commit()
 
     await asyncio.gather(*(one(i) for i in range(30)))
