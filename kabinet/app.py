@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
-        *explorer_routes(enabled=True),
+        *explorer_routes(enabled=True, staff_only=settings.is_production),
     ]
     middleware = [Middleware(RequestIdMiddleware, metrics=metrics)]
     if settings.cors_origins:

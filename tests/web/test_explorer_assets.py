@@ -1,21 +1,32 @@
-"""The /explorer page and its assets are self-contained and safely served.
+"""The /explorer page and its assets are self-contained and safely served, and in
+production only signed-in staff get GraphiQL.
 
-Runs against a Starlette app made of ``explorer_routes()`` only. Needs the
-vendored assets (``make explorer``); without them the page must answer 503.
+Most tests run against a Starlette app made of ``explorer_routes()`` only; the gate
+tests run against the real app (``client``: development; ``prod_client``: production)
+on both databases. Needs the vendored assets (``make explorer``); without them the page
+must answer 503.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator
+from html import escape
 from html.parser import HTMLParser
+from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from auth.sessions import COOKIE_NAME
+from kabinet.app import create_app
+from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
 from kabinet.web.explorer import CONTENT_SECURITY_POLICY, explorer_routes
+from tests.conftest import fast_settings, gql_raw
+from tests.factories import DEFAULT_PASSWORD, make_staff, make_subscriber
 
 BASE_URL = "http://kabinet.test"
 
@@ -38,27 +49,7 @@ class _LinkCollector(HTMLParser):
                 self.links.append(value)
 
 
-@pytest.fixture
-async def client():
-    app = Starlette(routes=explorer_routes())
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
-        yield c
-
-
-@needs_assets
-async def test_page_is_html_with_csp(client: httpx.AsyncClient) -> None:
-    resp = await client.get("/explorer")
-    assert resp.status_code == 200
-    assert resp.headers["content-type"].startswith("text/html")
-    assert resp.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-    assert "script-src 'self'" in resp.headers["content-security-policy"]
-    assert "<title>Kabinet explorer</title>" in resp.text
-
-
-@needs_assets
-async def test_page_references_no_external_host(client: httpx.AsyncClient) -> None:
-    html = (await client.get("/explorer")).text
+def _assert_self_contained(html: str) -> None:
     external = re.findall(r"(?:https?:)?//[A-Za-z0-9.-]+\.[A-Za-z]{2,}[^\s\"'<>]*", html)
     assert external == [], f"external URLs in /explorer: {external}"
     assert not re.search(r"https?://", html), "absolute URL in /explorer"
@@ -68,9 +59,33 @@ async def test_page_references_no_external_host(client: httpx.AsyncClient) -> No
         assert "src=" in attrs and body.strip() == "", "inline <script> in /explorer"
 
 
+@pytest.fixture
+async def explorer_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The explorer routes alone (development mode: no database behind them)."""
+    app = Starlette(routes=explorer_routes())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
+        yield c
+
+
 @needs_assets
-async def test_every_referenced_asset_is_served(client: httpx.AsyncClient) -> None:
-    html = (await client.get("/explorer")).text
+async def test_page_is_html_with_csp(explorer_client: httpx.AsyncClient) -> None:
+    resp = await explorer_client.get("/explorer")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    assert resp.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "script-src 'self'" in resp.headers["content-security-policy"]
+    assert "<title>Kabinet explorer</title>" in resp.text
+
+
+@needs_assets
+async def test_page_references_no_external_host(explorer_client: httpx.AsyncClient) -> None:
+    _assert_self_contained((await explorer_client.get("/explorer")).text)
+
+
+@needs_assets
+async def test_every_referenced_asset_is_served(explorer_client: httpx.AsyncClient) -> None:
+    html = (await explorer_client.get("/explorer")).text
     collector = _LinkCollector()
     collector.feed(html)
     links = collector.links
@@ -78,7 +93,7 @@ async def test_every_referenced_asset_is_served(client: httpx.AsyncClient) -> No
     assert sum(link.endswith(".js") for link in links) >= 4
     for link in links:
         assert link.startswith("/explorer/assets/"), link
-        resp = await client.get(link)
+        resp = await explorer_client.get(link)
         assert resp.status_code == 200, link
         assert resp.content, f"empty body for {link}"
         assert resp.headers["cache-control"] == "public, max-age=86400"
@@ -89,11 +104,11 @@ async def test_every_referenced_asset_is_served(client: httpx.AsyncClient) -> No
 
 
 @needs_assets
-async def test_asset_gzip_and_identity_bodies_match(client: httpx.AsyncClient) -> None:
-    plain = await client.get(
+async def test_asset_gzip_and_identity_bodies_match(explorer_client: httpx.AsyncClient) -> None:
+    plain = await explorer_client.get(
         "/explorer/assets/graphiql.min.js", headers={"Accept-Encoding": "identity"}
     )
-    zipped = await client.get(
+    zipped = await explorer_client.get(
         "/explorer/assets/graphiql.min.js", headers={"Accept-Encoding": "gzip"}
     )
     assert plain.status_code == zipped.status_code == 200
@@ -103,12 +118,16 @@ async def test_asset_gzip_and_identity_bodies_match(client: httpx.AsyncClient) -
     assert b"window.GraphiQL" in plain.content
 
 
-async def test_boot_script_is_served(client: httpx.AsyncClient) -> None:
-    resp = await client.get("/explorer/assets/explorer.js")
+async def test_boot_script_is_served(explorer_client: httpx.AsyncClient) -> None:
+    resp = await explorer_client.get("/explorer/assets/explorer.js")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/javascript")
     assert b"GraphiQL.createFetcher" in resp.content
     assert b"login(input: $input)" in resp.content
+    for field in (b"accessToken", b"refreshToken", b"expiresAt", b"mustChangePassword"):
+        assert field in resp.content
+    assert b"credentials: 'same-origin'" in resp.content
+    assert b"Signed in as " in resp.content
 
 
 @pytest.mark.parametrize(
@@ -124,8 +143,10 @@ async def test_boot_script_is_served(client: httpx.AsyncClient) -> None:
         "/explorer/assets/..%2Fexplorer.py",
     ],
 )
-async def test_unknown_or_traversal_asset_is_404(client: httpx.AsyncClient, path: str) -> None:
-    resp = await client.get(path)
+async def test_unknown_or_traversal_asset_is_404(
+    explorer_client: httpx.AsyncClient, path: str
+) -> None:
+    resp = await explorer_client.get(path)
     assert resp.status_code == 404
     assert b"[build-system]" not in resp.content
 
@@ -152,3 +173,226 @@ async def test_missing_node_modules_answers_503(monkeypatch: pytest.MonkeyPatch,
     assert "make explorer" in page.text
     assert "Traceback" not in page.text
     assert asset.status_code == 503
+
+
+# --------------------------------------------------------------------------- the gate
+# The real app: /explorer decides from the session cookie. The cookie is Secure, so httpx
+# (over http://) does not send it back by itself: the tests pass it by hand.
+
+LOGIN = """
+mutation($input: LoginInput!) {
+  login(input: $input) {
+    accessToken refreshToken expiresAt mustChangePassword errors { code message }
+  }
+}
+"""
+
+
+def _production_settings(migrated_url: str) -> Settings:
+    return fast_settings(
+        migrated_url,
+        env="production",
+        secret_key="s" * 40,
+        webhook_secret="w" * 40,
+        argon2_memory_kib=19456,
+        argon2_time_cost=2,
+    )
+
+
+@pytest.fixture
+def prod_settings(migrated_url: str) -> Settings:
+    return _production_settings(migrated_url)
+
+
+@pytest.fixture
+async def prod_app(prod_settings: Settings, engine: Any) -> AsyncIterator[Any]:
+    """The real app in production mode (`engine` empties the tables first)."""
+    application = create_app(prod_settings)
+    yield application
+    await application.state.engine.dispose()
+
+
+@pytest.fixture
+async def prod_client(prod_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=prod_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+async def _sign_in_cookie(client: httpx.AsyncClient, identifier: str, password: str) -> str:
+    """Signs in with the real `login` mutation; returns a `cookie` header value."""
+    response = await gql_raw(
+        client, LOGIN, {"input": {"identifier": identifier, "password": password}}
+    )
+    assert response.status_code == 200, response.text
+    payload = response.json()["data"]["login"]
+    assert payload["errors"] == [] and payload["accessToken"], payload
+    set_cookie = response.headers["set-cookie"]
+    attributes = {part.strip().lower() for part in set_cookie.split(";")}
+    assert {"secure", "httponly", "samesite=lax", "path=/"} <= attributes, set_cookie
+    name, _, value = set_cookie.split(";", 1)[0].partition("=")
+    assert name == COOKIE_NAME and value == payload["accessToken"]
+    return f"{COOKIE_NAME}={value}"
+
+
+def _is_sign_in_page(resp: httpx.Response) -> bool:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert resp.headers["cache-control"] == "no-store"
+    html = resp.text
+    _assert_self_contained(html)
+    signin = '<form id="kabinet-auth"' in html and "graphiql.min.js" not in html
+    if signin:
+        assert 'id="kabinet-identifier"' in html and 'id="kabinet-password"' in html
+        assert '<script src="/explorer/assets/explorer.js"></script>' in html
+        for vendored in ("react.production.min.js", "react-dom.production.min.js", "graphiql"):
+            assert vendored not in html
+        assert 'id="graphiql"' not in html
+    return signin
+
+
+def _is_graphiql_page(resp: httpx.Response) -> bool:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    html = resp.text
+    return (
+        '<script src="/explorer/assets/graphiql.min.js"></script>' in html
+        and 'id="graphiql"' in html
+        and '<form id="kabinet-auth"' in html
+    )
+
+
+@needs_assets
+async def test_production_anonymous_gets_the_sign_in_page(
+    prod_client: httpx.AsyncClient,
+) -> None:
+    for headers in ({}, {"cookie": f"{COOKIE_NAME}=not-a-session"}):
+        resp = await prod_client.get("/explorer", headers=headers)
+        assert _is_sign_in_page(resp), resp.text
+        assert "Staff only" in resp.text
+        assert 'data-identity=""' in resp.text
+        assert "signed in as" not in resp.text.lower()
+    # The bundles stay public (open-source code, no data); introspection does not.
+    assert (await prod_client.get("/explorer/assets/graphiql.min.js")).status_code == 200
+    body = (await gql_raw(prod_client, "{ __schema { queryType { name } } }")).json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+@needs_assets
+async def test_production_subscriber_gets_the_sign_in_page_with_staff_only_note(
+    prod_client: httpx.AsyncClient, session_factory: Any, prod_settings: Settings
+) -> None:
+    subscriber = await make_subscriber(session_factory, prod_settings, login="ivanov")
+    cookie = await _sign_in_cookie(prod_client, "ivanov", subscriber.password)
+
+    resp = await prod_client.get("/explorer", headers={"cookie": cookie})
+
+    assert _is_sign_in_page(resp), resp.text
+    assert 'id="kabinet-note"' in resp.text
+    assert "Staff only." in resp.text
+    assert "You are signed in as <strong>ivanov</strong>" in resp.text
+    assert 'data-identity="ivanov"' in resp.text
+    body = (
+        await gql_raw(
+            prod_client, "{ __schema { queryType { name } } }", headers={"cookie": cookie}
+        )
+    ).json()
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+@needs_assets
+async def test_production_staff_gets_graphiql_until_signed_out(
+    prod_client: httpx.AsyncClient, session_factory: Any, prod_settings: Settings
+) -> None:
+    # A name that must be escaped where the page shows it.
+    _, username, password = await make_staff(
+        session_factory, prod_settings, username='ops<b>&"x"', role="OPERATOR"
+    )
+    cookie = await _sign_in_cookie(prod_client, username, password)
+
+    resp = await prod_client.get("/explorer", headers={"cookie": cookie})
+
+    assert _is_graphiql_page(resp), resp.text
+    assert resp.headers["cache-control"] == "no-store"
+    assert 'data-identity="ops&lt;b&gt;&amp;&quot;x&quot;"' in resp.text
+    assert "<b>&" not in resp.text
+    _assert_self_contained(resp.text)
+    body = (
+        await gql_raw(
+            prod_client, "{ __schema { queryType { name } } }", headers={"cookie": cookie}
+        )
+    ).json()
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+    # The page is the cookie's, not a bearer token's: a page load never carries one.
+    bearer = {"Authorization": f"Bearer {cookie.partition('=')[2]}"}
+    assert _is_sign_in_page(await prod_client.get("/explorer", headers=bearer))
+
+    # Signed out: the session is revoked, the same cookie opens nothing any more.
+    logout = await gql_raw(prod_client, "mutation { logout { ok } }", headers={"cookie": cookie})
+    assert logout.json()["data"]["logout"]["ok"] is True
+    assert _is_sign_in_page(await prod_client.get("/explorer", headers={"cookie": cookie}))
+
+
+@needs_assets
+async def test_production_wrong_password_sets_no_cookie(
+    prod_client: httpx.AsyncClient, session_factory: Any, prod_settings: Settings
+) -> None:
+    _, username, _ = await make_staff(session_factory, prod_settings)
+    response = await gql_raw(
+        prod_client, LOGIN, {"input": {"identifier": username, "password": "wrong " * 3}}
+    )
+    payload = response.json()["data"]["login"]
+    assert payload["accessToken"] is None
+    assert payload["errors"][0]["code"] == "INVALID_CREDENTIALS"
+    assert payload["errors"][0]["message"]
+    assert "set-cookie" not in response.headers
+
+
+@needs_assets
+async def test_development_gives_graphiql_to_anyone(
+    client: httpx.AsyncClient, session_factory: Any, settings: Settings
+) -> None:
+    anonymous = await client.get("/explorer")
+    assert _is_graphiql_page(anonymous), anonymous.text
+    assert 'data-identity=""' in anonymous.text
+
+    subscriber = await make_subscriber(session_factory, settings, login="petrov")
+    cookie = await _sign_in_cookie(client, "petrov", subscriber.password)
+    signed_in = await client.get("/explorer", headers={"cookie": cookie})
+    assert _is_graphiql_page(signed_in), signed_in.text
+    assert 'data-identity="petrov"' in signed_in.text
+
+    _, username, _ = await make_staff(session_factory, settings)
+    cookie = await _sign_in_cookie(client, username, DEFAULT_PASSWORD)
+    staff = await client.get("/explorer", headers={"cookie": cookie})
+    assert _is_graphiql_page(staff), staff.text
+    assert f'data-identity="{username}"' in staff.text
+
+
+@needs_assets
+async def test_explorer_page_returns_its_read_connection(
+    prod_app: Any, prod_client: httpx.AsyncClient, session_factory: Any, prod_settings: Settings
+) -> None:
+    """Page loads with a cookie do not keep pooled connections (the reader is closed)."""
+    _, username, password = await make_staff(session_factory, prod_settings)
+    cookie = await _sign_in_cookie(prod_client, username, password)
+    for _ in range(prod_settings.database_pool_size + 15):
+        resp = await prod_client.get("/explorer", headers={"cookie": cookie})
+        assert _is_graphiql_page(resp)
+    assert prod_app.state.engine.pool.checkedout() == 0
+
+
+def test_names_are_escaped_and_never_read_as_placeholders() -> None:
+    not_staff = object()  # any principal that is not None
+    for name in ("__NOTE__", "__IDENTITY__", '"><script src="/x.js"></script>'):
+        escaped = escape(name, quote=True)
+        page = explorer_module._sign_in_page(not_staff, name)  # type: ignore[arg-type]
+        assert page.count('<p id="kabinet-note"') == 1
+        assert f'data-identity="{escaped}"' in page
+        assert f"You are signed in as <strong>{escaped}</strong>" in page
+        assert '<script src="/x.js">' not in page
+        graphiql = explorer_module._graphiql_page(name)
+        assert f'data-identity="{escaped}"' in graphiql
+        assert '<script src="/x.js">' not in graphiql

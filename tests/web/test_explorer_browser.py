@@ -4,32 +4,29 @@ Needs Debian's `chromium` package (/usr/bin/chromium) and the vendored assets
 (`make explorer`). Without Chromium the tests skip locally; with CI set they
 fail instead, so CI cannot go green without running them.
 
-The catalogue query runs against the real app (`explorer_app`, over the migrated test
-database); the sign-in test runs against a tiny stub /graphql with a known login until the
-real `login` mutation exists.
+Everything runs against the real app over the migrated test database (both backends):
+the catalogue query and the in-page sign-in in development, and the production gate (the
+sign-in page, then GraphiQL once a staff member has signed in). Set
+EXPLORER_SCREENSHOT_DIR to keep screenshots of the pages.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from graphql import build_schema, graphql_sync
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from kabinet.app import create_app
+from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
-from kabinet.web.explorer import explorer_routes
+from tests.conftest import fast_settings
+from tests.factories import make_staff, make_subscriber
+from tests.live import serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 QUERY = "{ regions { code name } }"
+STAFF_QUERY = "{ auditLog { edges { node { action } } } }"
+WRONG_LOGIN = "The login or password is wrong."
 
 
 def _skip_or_fail(message: str) -> None:
@@ -65,118 +64,64 @@ except ImportError:  # pragma: no cover
     _skip_or_fail("playwright is not installed: pip install -e '.[dev]'")
 
 
-# --------------------------------------------------------------------------- stub /graphql
-
-STUB_REGIONS = [
-    {"code": "NORTH", "name": "Northern district"},
-    {"code": "SOUTH", "name": "Southern district"},
-]
-STUB_SDL = """
-type Region { code: String! name: String! }
-type LoginError { code: String! message: String! }
-type LoginPayload { accessToken: String errors: [LoginError!]! }
-input LoginInput { identifier: String! password: String! }
-type Query { regions: [Region!]! whoami: String }
-type Mutation { login(input: LoginInput!): LoginPayload! }
-"""
-STUB_SCHEMA = build_schema(STUB_SDL)
-STUB_TOKEN = "stub-access-token"
-
-
-def _stub_login(_info: Any, input: dict[str, str]) -> dict[str, Any]:
-    if input["identifier"] == "staff" and input["password"] == "correct horse":
-        return {"accessToken": STUB_TOKEN, "errors": []}
-    return {
-        "accessToken": None,
-        "errors": [{"code": "INVALID_CREDENTIALS", "message": "Wrong identifier or password."}],
-    }
-
-
-async def stub_graphql(request: Request) -> Response:
-    """A tiny fixed catalogue: enough for GraphiQL's introspection and the test queries."""
-    body = await request.json()
-    authorization = request.headers.get("authorization", "")
-    root = {
-        "regions": STUB_REGIONS,
-        "whoami": "staff" if authorization == f"Bearer {STUB_TOKEN}" else None,
-        "login": _stub_login,
-    }
-    result = graphql_sync(
-        STUB_SCHEMA,
-        body["query"],
-        root_value=root,
-        variable_values=body.get("variables"),
-        operation_name=body.get("operationName"),
-    )
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [err.formatted for err in result.errors]
-    return JSONResponse(payload)
-
-
-def build_stub_app() -> Starlette:
-    return Starlette(routes=[*explorer_routes(), Route("/graphql", stub_graphql, methods=["POST"])])
+# --------------------------------------------------------------------------- apps + servers
 
 
 @pytest.fixture
-def explorer_app(settings: Any) -> Starlette:
-    """The real Kabinet app over the migrated test database with the catalogue loaded."""
-    from kabinet.app import create_app
-
+def explorer_app(settings: Settings) -> Starlette:
+    """The real Kabinet app (development) over the migrated test database."""
     return create_app(settings)
 
 
-# --------------------------------------------------------------------------- server + browser
+@pytest.fixture
+def live_url(explorer_app: Starlette, engine: Any) -> Iterator[str]:
+    # `engine` empties the tables before the app is served.
+    with serve_in_thread(explorer_app, lifespan="off") as url:
+        yield url
 
 
-class _ThreadedServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # pragma: no cover - not on main thread
-        pass
-
-
-def _serve(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="off",
-        loop="asyncio",
-        http="h11",
-        ws="none",
-        access_log=False,
+@pytest.fixture
+def prod_settings(migrated_url: str) -> Settings:
+    return fast_settings(
+        migrated_url,
+        env="production",
+        secret_key="s" * 40,
+        webhook_secret="w" * 40,
+        argon2_memory_kib=19456,
+        argon2_time_cost=2,
     )
-    server = _ThreadedServer(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 @pytest.fixture
-def live_url(explorer_app: Starlette) -> Iterator[str]:
-    yield from _serve(explorer_app)
+def prod_url(prod_settings: Settings, engine: Any) -> Iterator[str]:
+    """The real app in production mode: /explorer is for signed-in staff only."""
+    with serve_in_thread(create_app(prod_settings), lifespan="off") as url:
+        yield url
 
 
 @pytest.fixture
-def stub_url() -> Iterator[str]:
-    """Always the stub: the sign-in test needs a login mutation with known credentials."""
-    yield from _serve(build_stub_app())
+async def staff_account(session_factory: Any, settings: Settings) -> tuple[str, str]:
+    _, username, password = await make_staff(session_factory, settings, role="OPERATOR")
+    return username, password
+
+
+@pytest.fixture
+async def prod_accounts(
+    session_factory: Any, prod_settings: Settings
+) -> dict[str, tuple[str, str]]:
+    _, username, password = await make_staff(session_factory, prod_settings, role="OPERATOR")
+    subscriber = await make_subscriber(session_factory, prod_settings, login="sidorov")
+    return {"staff": (username, password), "subscriber": ("sidorov", subscriber.password)}
+
+
+# --------------------------------------------------------------------------- browser
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
+    """Chromium through Playwright's sync API, which runs an event loop of its own on this
+    thread: tests must list it AFTER every async fixture (database, accounts), so that
+    those are set up before it starts and torn down after it stops."""
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
@@ -233,9 +178,13 @@ def _open_explorer(browser: Any, base_url: str) -> tuple[Any, _PageWatch]:
 
 
 def _run_query(page: Any, query: str) -> dict[str, Any]:
+    # Empty the result pane first, so that the wait below sees this query's answer.
     page.evaluate(
-        "(q) => document.querySelector('.graphiql-query-editor .CodeMirror')"
-        ".CodeMirror.setValue(q)",
+        """(q) => {
+            document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(q);
+            const pane = document.querySelector('.graphiql-response .CodeMirror');
+            if (pane) pane.CodeMirror.setValue('');
+        }""",
         query,
     )
     page.click(".graphiql-execute-button")
@@ -251,9 +200,26 @@ def _run_query(page: Any, query: str) -> dict[str, Any]:
     return handle.json_value()
 
 
-def test_explorer_runs_a_query_in_chromium(
-    browser: Any, live_url: str, explorer_app: Starlette
-) -> None:
+def _sign_in(page: Any, identifier: str, password: str) -> None:
+    page.fill("#kabinet-identifier", identifier)
+    page.fill("#kabinet-password", password)
+    page.click("#kabinet-signin")
+
+
+def _wait_for_error(page: Any) -> str:
+    page.wait_for_function(
+        "() => document.querySelector('#kabinet-auth-error').textContent.length > 0"
+    )
+    return page.inner_text("#kabinet-auth-error")
+
+
+def _screenshot(page: Any, name: str) -> None:
+    directory = os.environ.get("EXPLORER_SCREENSHOT_DIR")
+    if directory:
+        page.screenshot(path=str(Path(directory) / name))
+
+
+def test_explorer_runs_a_query_in_chromium(live_url: str, browser: Any) -> None:
     page, watch = _open_explorer(browser, live_url)
     assert page.title() == "Kabinet explorer"
 
@@ -266,38 +232,99 @@ def test_explorer_runs_a_query_in_chromium(
     # the result pane (what a person sees) shows them
     pane = page.inner_text(".graphiql-response")
     assert regions[0]["code"] in pane
-    if explorer_app.routes[-1].endpoint is stub_graphql:  # type: ignore[attr-defined]
-        assert regions == STUB_REGIONS
-        assert "Northern district" in pane
-
-    if os.environ.get("EXPLORER_SCREENSHOT"):
-        page.screenshot(path=os.environ["EXPLORER_SCREENSHOT"])
+    _screenshot(page, "explorer-development.png")
     watch.check()
 
 
-def test_explorer_sign_in_adds_bearer_token(browser: Any, stub_url: str) -> None:
-    page, watch = _open_explorer(browser, stub_url)
+def test_explorer_sign_in_with_the_real_login(
+    live_url: str, staff_account: tuple[str, str], browser: Any
+) -> None:
+    username, password = staff_account
+    page, watch = _open_explorer(browser, live_url)
 
-    # wrong password: the server's message is shown, no token is used
-    page.fill("#kabinet-identifier", "staff")
-    page.fill("#kabinet-password", "nope")
-    page.click("#kabinet-signin")
-    page.wait_for_function(
-        "() => document.querySelector('#kabinet-auth-error').textContent.length > 0"
-    )
-    assert page.inner_text("#kabinet-auth-error") == "Wrong identifier or password."
-    assert _run_query(page, "{ whoami }") == {"data": {"whoami": None}}
+    # anonymous: a staff-only field is refused
+    refused = _run_query(page, STAFF_QUERY)
+    assert refused.get("errors") and not (refused.get("data") or {}).get("auditLog"), refused
 
-    # right password: the token rides on every GraphiQL request
-    page.fill("#kabinet-password", "correct horse")
+    # wrong password: the server's message is shown, nobody is signed in
+    _sign_in(page, username, "not the password")
+    assert _wait_for_error(page) == WRONG_LOGIN
+    assert page.inner_text("#kabinet-auth-status") == ""
+    assert page.is_hidden("#kabinet-signout")
+
+    # right password: "Signed in as …", and the staff-only query answers
+    page.fill("#kabinet-password", password)
     page.click("#kabinet-signin")
     page.wait_for_selector("#kabinet-signout", state="visible")
     assert page.inner_text("#kabinet-auth-error") == ""
+    assert page.inner_text("#kabinet-auth-status") == f"Signed in as {username}"
+    assert page.is_hidden("#kabinet-identifier")
     page.wait_for_selector(".graphiql-query-editor .CodeMirror")
-    assert _run_query(page, "{ whoami }") == {"data": {"whoami": "staff"}}
+    result = _run_query(page, STAFF_QUERY)
+    assert "errors" not in result, json.dumps(result)
+    assert isinstance(result["data"]["auditLog"]["edges"], list)
+    assert '"auditLog"' in page.inner_text(".graphiql-response")
+    _screenshot(page, "explorer-development-signed-in.png")
 
-    # sign out drops it again
-    page.click("#kabinet-signout")
+    # sign out: the session ends (logout) and the page comes back signed out
+    with page.expect_navigation():
+        page.click("#kabinet-signout")
     page.wait_for_selector("#kabinet-signin", state="visible")
-    assert _run_query(page, "{ whoami }") == {"data": {"whoami": None}}
+    page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=30_000)
+    assert page.inner_text("#kabinet-auth-status") == ""
+    refused = _run_query(page, STAFF_QUERY)
+    assert refused.get("errors"), refused
+    watch.check()
+
+
+def test_production_explorer_is_for_signed_in_staff(
+    prod_url: str, prod_accounts: dict[str, tuple[str, str]], browser: Any
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    watch = _PageWatch(page, prod_url)
+    resp = page.goto(f"{prod_url}/explorer")
+    assert resp is not None and resp.status == 200
+
+    # anonymous: the sign-in page, without GraphiQL
+    page.wait_for_selector("#kabinet-identifier", state="visible")
+    assert page.title() == "Sign in · Kabinet explorer"
+    assert page.query_selector("#graphiql") is None
+    assert page.evaluate("() => typeof window.GraphiQL") == "undefined"
+    _screenshot(page, "explorer-production-sign-in.png")
+
+    # wrong password: the message, and still the sign-in page
+    username, password = prod_accounts["staff"]
+    _sign_in(page, username, "not the password")
+    assert _wait_for_error(page) == WRONG_LOGIN
+    assert page.query_selector("#graphiql") is None
+
+    # a subscriber signs in (the cookie is set) but gets the sign-in page again
+    with page.expect_navigation():
+        _sign_in(page, *prod_accounts["subscriber"])
+    page.wait_for_selector("#kabinet-note", state="visible")
+    assert "Staff only" in page.inner_text("#kabinet-note")
+    assert "sidorov" in page.inner_text("#kabinet-note")
+    assert page.query_selector("#graphiql") is None
+    _screenshot(page, "explorer-production-not-staff.png")
+
+    # staff signs in: GraphiQL, with the schema (introspection) and staff-only fields
+    with page.expect_navigation():
+        _sign_in(page, username, password)
+    page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=30_000)
+    assert page.title() == "Kabinet explorer"
+    page.wait_for_selector("#kabinet-signout", state="visible")
+    assert page.inner_text("#kabinet-auth-status") == f"Signed in as {username}"
+    result = _run_query(page, STAFF_QUERY)
+    assert "errors" not in result, json.dumps(result)
+    assert '"auditLog"' in page.inner_text(".graphiql-response")
+    # GraphiQL got the schema: the documentation explorer lists the query type
+    page.click("[aria-label='Show Documentation Explorer']")
+    page.wait_for_selector(".graphiql-doc-explorer >> text=Query", timeout=30_000)
+    _screenshot(page, "explorer-production-signed-in.png")
+
+    # sign out: back to the sign-in page
+    with page.expect_navigation():
+        page.click("#kabinet-signout")
+    page.wait_for_selector("#kabinet-identifier", state="visible")
+    assert page.query_selector("#graphiql") is None
     watch.check()

@@ -1,42 +1,91 @@
 /*
  * Boot code of the Kabinet staff GraphQL explorer (/explorer).
  *
- * Loaded after the React, ReactDOM and GraphiQL UMD builds (window.React,
- * window.ReactDOM, window.GraphiQL), all served by Kabinet itself. Kept in a
- * file (not inline) so the page can run under `script-src 'self'`.
+ * Kept in a file (not inline) so the pages can run under `script-src 'self'`.
+ * It serves both pages that /explorer can answer with:
  *
- * Requests go to the same-origin /graphql endpoint with cookies
- * (credentials: 'same-origin') and, after "Sign in", an
- * `Authorization: Bearer <accessToken>` header. The token lives in
- * sessionStorage: it survives a reload of this tab and is gone when the tab
- * closes.
+ * - the GraphiQL page (development: anyone; production: signed-in staff). It is
+ *   loaded after the React, ReactDOM and GraphiQL UMD builds (window.React,
+ *   window.ReactDOM, window.GraphiQL), all served by Kabinet itself, and boots
+ *   GraphiQL into #graphiql;
+ * - the sign-in page (production, anyone else): no #graphiql, only the form.
+ *
+ * The form posts the `login` mutation to the same-origin /graphql with
+ * credentials: 'same-origin', so the session cookie of the response
+ * (__Host-, Secure, HttpOnly) is stored by the browser. On the sign-in page a
+ * successful sign-in reloads /explorer, which the server then answers from
+ * that cookie. On the GraphiQL page the access token is also kept in
+ * sessionStorage and sent as `Authorization: Bearer` (for a development host
+ * served over plain http, where a Secure cookie is not stored); it survives a
+ * reload of this tab and is gone when the tab closes.
+ *
+ * The server puts the name of whoever the session cookie belongs to into
+ * <form data-identity>; "Sign out" sends the `logout` mutation (which revokes
+ * the session and clears the cookie) and reloads.
  */
 (function () {
   'use strict';
 
   var GRAPHQL_URL = '/graphql';
   var TOKEN_KEY = 'kabinet.explorer.accessToken';
+  var IDENTITY_KEY = 'kabinet.explorer.identity';
   var LOGIN_MUTATION =
-    'mutation($input: LoginInput!) { login(input: $input) { accessToken errors { code message } } }';
+    'mutation KabinetExplorerLogin($input: LoginInput!) { login(input: $input) { ' +
+    'accessToken refreshToken expiresAt mustChangePassword errors { code message } } }';
+  var LOGOUT_MUTATION = 'mutation KabinetExplorerLogout { logout { ok errors { code message } } }';
 
-  var accessToken = null;
-  try {
-    accessToken = window.sessionStorage.getItem(TOKEN_KEY);
-  } catch (e) {
-    accessToken = null; // storage disabled: keep the token in memory only
+  var graphiqlEl = document.getElementById('graphiql');
+  var onSignInPage = !graphiqlEl;
+
+  var form = document.getElementById('kabinet-auth');
+  var fields = document.getElementById('kabinet-auth-fields');
+  var identifierInput = document.getElementById('kabinet-identifier');
+  var passwordInput = document.getElementById('kabinet-password');
+  var signInButton = document.getElementById('kabinet-signin');
+  var signOutButton = document.getElementById('kabinet-signout');
+  var statusEl = document.getElementById('kabinet-auth-status');
+  var errorEl = document.getElementById('kabinet-auth-error');
+
+  // Who the session cookie belongs to, as the server saw it ('' when nobody).
+  var cookieIdentity = form.getAttribute('data-identity') || '';
+
+  // ---- token storage (GraphiQL page only) ---------------------------------
+
+  function load(key) {
+    try {
+      return window.sessionStorage.getItem(key);
+    } catch (e) {
+      return null; // storage disabled: keep the token in memory only
+    }
   }
 
-  function storeToken(token) {
-    accessToken = token;
+  function save(key, value) {
     try {
-      if (token) {
-        window.sessionStorage.setItem(TOKEN_KEY, token);
+      if (value) {
+        window.sessionStorage.setItem(key, value);
       } else {
-        window.sessionStorage.removeItem(TOKEN_KEY);
+        window.sessionStorage.removeItem(key);
       }
     } catch (e) {
       /* memory only */
     }
+  }
+
+  var accessToken = onSignInPage ? null : load(TOKEN_KEY);
+  var tokenIdentity = onSignInPage ? null : load(IDENTITY_KEY);
+
+  function storeToken(token, identity) {
+    accessToken = token;
+    tokenIdentity = identity;
+    save(TOKEN_KEY, token);
+    save(IDENTITY_KEY, identity);
+  }
+
+  function currentIdentity() {
+    if (accessToken) {
+      return tokenIdentity || 'a bearer token';
+    }
+    return cookieIdentity;
   }
 
   function hasHeader(headers, name) {
@@ -45,6 +94,8 @@
       return key.toLowerCase() === wanted;
     });
   }
+
+  // ---- requests -----------------------------------------------------------
 
   // fetch() used by GraphiQL: same-origin cookies plus the bearer token, unless
   // the user typed an Authorization header of their own in the Headers tab.
@@ -59,22 +110,43 @@
     return window.fetch(url, options);
   }
 
-  // A new fetcher instance makes GraphiQL introspect the schema again, which
-  // matters when signing in exposes more of it.
-  function makeFetcher() {
-    return GraphiQL.createFetcher({
-      url: GRAPHQL_URL,
-      fetch: authFetch,
-      enableIncrementalDelivery: false,
-    });
+  // One GraphQL request outside GraphiQL; resolves to the JSON body.
+  function postGraphQL(query, variables, bearer) {
+    var headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+    if (bearer) {
+      headers['Authorization'] = 'Bearer ' + bearer;
+    }
+    return window
+      .fetch(GRAPHQL_URL, {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: headers,
+        body: JSON.stringify({ query: query, variables: variables || {} }),
+      })
+      .then(function (response) {
+        return response.json().catch(function () {
+          return { errors: [{ message: 'HTTP ' + response.status + '.' }] };
+        });
+      });
   }
 
-  var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  // ---- GraphiQL -----------------------------------------------------------
 
+  var root = onSignInPage ? null : ReactDOM.createRoot(graphiqlEl);
+
+  // A new fetcher instance makes GraphiQL introspect the schema again, which
+  // matters when signing in exposes more of it.
   function render() {
+    if (!root) {
+      return;
+    }
     root.render(
       React.createElement(GraphiQL, {
-        fetcher: makeFetcher(),
+        fetcher: GraphiQL.createFetcher({
+          url: GRAPHQL_URL,
+          fetch: authFetch,
+          enableIncrementalDelivery: false,
+        }),
         defaultEditorToolsVisibility: true,
         shouldPersistHeaders: false,
       })
@@ -83,19 +155,13 @@
 
   // ---- sign-in form -------------------------------------------------------
 
-  var form = document.getElementById('kabinet-auth');
-  var fields = document.getElementById('kabinet-auth-fields');
-  var identifierInput = document.getElementById('kabinet-identifier');
-  var passwordInput = document.getElementById('kabinet-password');
-  var signInButton = document.getElementById('kabinet-signin');
-  var signOutButton = document.getElementById('kabinet-signout');
-  var statusEl = document.getElementById('kabinet-auth-status');
-  var errorEl = document.getElementById('kabinet-auth-error');
-
-  function showAuthState() {
-    fields.hidden = Boolean(accessToken);
-    signOutButton.hidden = !accessToken;
-    statusEl.textContent = accessToken ? 'Signed in: requests carry a bearer token.' : '';
+  function showAuthState(note) {
+    var who = currentIdentity();
+    // The sign-in page keeps its fields when someone (not staff) is signed in:
+    // signing in with a staff account is what it is for.
+    fields.hidden = Boolean(who) && !onSignInPage;
+    signOutButton.hidden = !who;
+    statusEl.textContent = who && !onSignInPage ? 'Signed in as ' + who + (note || '') : '';
   }
 
   function showError(message) {
@@ -128,33 +194,30 @@
     event.preventDefault();
     showError('');
     signInButton.disabled = true;
-    window
-      .fetch(GRAPHQL_URL, {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify({
-          query: LOGIN_MUTATION,
-          variables: {
-            input: { identifier: identifierInput.value, password: passwordInput.value },
-          },
-        }),
-      })
-      .then(function (response) {
-        return response.json().catch(function () {
-          return { errors: [{ message: 'Sign-in failed: HTTP ' + response.status + '.' }] };
-        });
-      })
+    var identifier = identifierInput.value.trim();
+    postGraphQL(LOGIN_MUTATION, {
+      input: { identifier: identifier, password: passwordInput.value },
+    })
       .then(function (body) {
         var login = body && body.data && body.data.login;
-        if (login && login.accessToken && !(login.errors && login.errors.length)) {
-          storeToken(login.accessToken);
-          passwordInput.value = '';
-          showAuthState();
-          render();
-        } else {
+        if (!(login && login.accessToken && !(login.errors && login.errors.length))) {
           showError(loginErrorMessage(body));
+          return;
         }
+        passwordInput.value = '';
+        if (onSignInPage) {
+          // The session cookie is set: the server decides what /explorer shows now.
+          statusEl.textContent = 'Signed in as ' + identifier + '. Opening the explorer…';
+          window.location.reload();
+          return;
+        }
+        storeToken(login.accessToken, identifier);
+        showAuthState(
+          login.mustChangePassword
+            ? ' (change the temporary password first: changePassword).'
+            : ''
+        );
+        render();
       })
       .catch(function (err) {
         showError('Sign-in failed: ' + (err && err.message ? err.message : 'network error') + '.');
@@ -165,10 +228,29 @@
   });
 
   signOutButton.addEventListener('click', function () {
-    storeToken(null);
     showError('');
-    showAuthState();
-    render();
+    signOutButton.disabled = true;
+    var token = accessToken;
+    // End the bearer token's session, then the cookie's (usually the same one:
+    // then the second request finds no session and does nothing).
+    var done = token ? postGraphQL(LOGOUT_MUTATION, null, token) : Promise.resolve(null);
+    if (cookieIdentity) {
+      done = done
+        .catch(function () {
+          return null;
+        })
+        .then(function () {
+          return postGraphQL(LOGOUT_MUTATION, null, null);
+        });
+    }
+    done
+      .catch(function () {
+        return null;
+      })
+      .then(function () {
+        storeToken(null, null);
+        window.location.reload();
+      });
   });
 
   showAuthState();
