@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import token_hash
+from kabinet.db import ReadQuery
 from kabinet.settings import Settings
 from models import AuthSession, Credential, RefreshToken, StaffUser
 from models.base import utcnow
@@ -113,7 +114,7 @@ def _access_expiry(
     )
 
 
-_AUTHENTICATE = (
+_AUTHENTICATE = ReadQuery(
     sa.select(
         _sessions.c.id,
         _sessions.c.principal_kind,
@@ -140,9 +141,7 @@ async def authenticate(reader: Any, token: str, *, now: datetime | None = None) 
     """The principal of a live access token, in one statement; None for anything else."""
     if not token or len(token) > 100:
         return None
-    rows = await reader.rows(
-        _AUTHENTICATE.params(token_hash=token_hash(token), now=now or utcnow())
-    )
+    rows = await reader.fetch(_AUTHENTICATE, token_hash=token_hash(token), now=now or utcnow())
     if not rows:
         return None
     row = rows[0]

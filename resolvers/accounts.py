@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from auth.sessions import Principal
+from kabinet.db import ReadQuery, one_of
 from models import BonusAccount, Contract, Credential, Region, Subscriber
 from resolvers.catalog import Reader
 
@@ -39,28 +40,26 @@ CONTRACT_COLUMNS = (
     _contracts.c.opened_on,
 )
 
-_SUBSCRIBERS_BY_ID = (
+_SUBSCRIBERS_BY_ID = ReadQuery(
     sa.select(*SUBSCRIBER_COLUMNS)
     .select_from(_subscribers)
     .outerjoin(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
-    .where(_subscribers.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .where(one_of(_subscribers.c.id, "ids"))
 )
-_CONTRACTS_OF_SUBSCRIBERS = (
+_CONTRACTS_OF_SUBSCRIBERS = ReadQuery(
     sa.select(*CONTRACT_COLUMNS)
-    .where(_contracts.c.subscriber_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(one_of(_contracts.c.subscriber_id, "ids"))
     .order_by(_contracts.c.subscriber_id, _contracts.c.id)
 )
-_CONTRACTS_BY_NUMBER = sa.select(*CONTRACT_COLUMNS).where(
-    _contracts.c.number.in_(sa.bindparam("numbers", expanding=True))
+_CONTRACTS_BY_NUMBER = ReadQuery(
+    sa.select(*CONTRACT_COLUMNS).where(one_of(_contracts.c.number, "numbers"))
 )
-_CONTRACTS_BY_ID = sa.select(*CONTRACT_COLUMNS).where(
-    _contracts.c.id.in_(sa.bindparam("ids", expanding=True))
+_CONTRACTS_BY_ID = ReadQuery(sa.select(*CONTRACT_COLUMNS).where(one_of(_contracts.c.id, "ids")))
+_REGIONS_BY_CODE = ReadQuery(
+    sa.select(_regions.c.code, _regions.c.name).where(one_of(_regions.c.code, "codes"))
 )
-_REGIONS_BY_CODE = sa.select(_regions.c.code, _regions.c.name).where(
-    _regions.c.code.in_(sa.bindparam("codes", expanding=True))
-)
-_POINTS = sa.select(_bonus.c.subscriber_id, _bonus.c.points).where(
-    _bonus.c.subscriber_id.in_(sa.bindparam("ids", expanding=True))
+_POINTS = ReadQuery(
+    sa.select(_bonus.c.subscriber_id, _bonus.c.points).where(one_of(_bonus.c.subscriber_id, "ids"))
 )
 
 MAX_CONTRACT_NUMBER = 20
@@ -80,12 +79,12 @@ def may_see_subscriber(principal: Principal | None, subscriber_id: int) -> bool:
 
 
 async def subscribers_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
-    return {row.id: row for row in await reader.rows(_SUBSCRIBERS_BY_ID.params(ids=list(ids)))}
+    return {row.id: row for row in await reader.fetch(_SUBSCRIBERS_BY_ID, ids=list(ids))}
 
 
 async def contracts_of_subscribers(reader: Reader, ids: Sequence[int]) -> dict[int, list[Any]]:
     found: dict[int, list[Any]] = defaultdict(list)
-    for row in await reader.rows(_CONTRACTS_OF_SUBSCRIBERS.params(ids=list(ids))):
+    for row in await reader.fetch(_CONTRACTS_OF_SUBSCRIBERS, ids=list(ids)):
         found[row.subscriber_id].append(row)
     return found
 
@@ -94,19 +93,17 @@ async def contracts_by_number(reader: Reader, numbers: Sequence[str]) -> dict[st
     wanted = [n for n in numbers if n and len(n) <= MAX_CONTRACT_NUMBER]
     if not wanted:
         return {}
-    return {
-        row.number: row for row in await reader.rows(_CONTRACTS_BY_NUMBER.params(numbers=wanted))
-    }
+    return {row.number: row for row in await reader.fetch(_CONTRACTS_BY_NUMBER, numbers=wanted)}
 
 
 async def contracts_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
-    return {row.id: row for row in await reader.rows(_CONTRACTS_BY_ID.params(ids=list(ids)))}
+    return {row.id: row for row in await reader.fetch(_CONTRACTS_BY_ID, ids=list(ids))}
 
 
 async def regions_by_code(reader: Reader, codes: Sequence[str]) -> dict[str, Any]:
-    return {row.code: row for row in await reader.rows(_REGIONS_BY_CODE.params(codes=list(codes)))}
+    return {row.code: row for row in await reader.fetch(_REGIONS_BY_CODE, codes=list(codes))}
 
 
 async def bonus_points(reader: Reader, subscriber_ids: Sequence[int]) -> dict[int, int]:
-    rows = await reader.rows(_POINTS.params(ids=list(subscriber_ids)))
+    rows = await reader.fetch(_POINTS, ids=list(subscriber_ids))
     return {row.subscriber_id: row.points for row in rows}

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import Row
 from sqlalchemy.sql.base import Executable
 
+from kabinet.db import ReadQuery, one_of
 from models import (
     BonusReward,
     Channel,
@@ -24,6 +25,8 @@ from resolvers.errors import DomainError, ErrorCode
 
 class Reader(Protocol):
     async def rows(self, statement: Executable) -> Sequence[Row[Any]]: ...
+
+    async def fetch(self, query: ReadQuery, **params: Any) -> list[Any]: ...
 
 
 _regions = Region.__table__  # type: ignore[attr-defined]
@@ -82,34 +85,38 @@ REWARD_COLUMNS = (
     _rewards.c.duration_days,
 )
 
-_REGIONS = sa.select(*REGION_COLUMNS).order_by(_regions.c.code)
-_TARIFFS = (
+_REGIONS = ReadQuery(sa.select(*REGION_COLUMNS).order_by(_regions.c.code))
+_TARIFFS_ON_SALE = (
     sa.select(*TARIFF_COLUMNS)
     .where(_tariffs.c.archived.is_(False))
     .order_by(_tariffs.c.region_code, _tariffs.c.monthly_fee, _tariffs.c.id)
 )
-_CHANNELS = (
+_TARIFFS = ReadQuery(_TARIFFS_ON_SALE)
+_TARIFFS_OF_REGION = ReadQuery(
+    _TARIFFS_ON_SALE.where(_tariffs.c.region_code == sa.bindparam("region"))
+)
+_CHANNELS = ReadQuery(
     sa.select(*CHANNEL_COLUMNS).where(_channels.c.archived.is_(False)).order_by(_channels.c.number)
 )
-_PACKAGES = (
+_PACKAGES = ReadQuery(
     sa.select(*PACKAGE_COLUMNS)
     .where(_packages.c.archived.is_(False))
     .order_by(_packages.c.monthly_fee, _packages.c.id)
 )
-_OPTIONS = (
+_OPTIONS = ReadQuery(
     sa.select(*OPTION_COLUMNS)
     .where(_options.c.archived.is_(False))
     .order_by(_options.c.monthly_fee, _options.c.id)
 )
-_REWARDS = (
+_REWARDS = ReadQuery(
     sa.select(*REWARD_COLUMNS)
     .where(_rewards.c.archived.is_(False))
     .order_by(_rewards.c.points_price, _rewards.c.id)
 )
-_CHANNELS_OF_PACKAGES = (
+_CHANNELS_OF_PACKAGES = ReadQuery(
     sa.select(_package_channels.c.package_id, *CHANNEL_COLUMNS)
     .join(_channels, _channels.c.id == _package_channels.c.channel_id)
-    .where(_package_channels.c.package_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(one_of(_package_channels.c.package_id, "ids"))
     .order_by(_package_channels.c.package_id, _channels.c.number)
 )
 
@@ -117,32 +124,32 @@ MAX_REGION_CODE = 16
 
 
 async def list_regions(reader: Reader) -> Sequence[Row[Any]]:
-    return await reader.rows(_REGIONS)
+    return await reader.fetch(_REGIONS)
 
 
 async def list_tariffs(reader: Reader, *, region: str | None = None) -> Sequence[Row[Any]]:
     """Tariffs on sale (not archived), of one region when `region` is given."""
     if region is None:
-        return await reader.rows(_TARIFFS)
+        return await reader.fetch(_TARIFFS)
     if not region or len(region) > MAX_REGION_CODE:
         raise DomainError(ErrorCode.INVALID, "Unknown region code.", field="region")
-    return await reader.rows(_TARIFFS.where(_tariffs.c.region_code == region))
+    return await reader.fetch(_TARIFFS_OF_REGION, region=region)
 
 
 async def list_channels(reader: Reader) -> Sequence[Row[Any]]:
-    return await reader.rows(_CHANNELS)
+    return await reader.fetch(_CHANNELS)
 
 
 async def list_tv_packages(reader: Reader) -> Sequence[Row[Any]]:
-    return await reader.rows(_PACKAGES)
+    return await reader.fetch(_PACKAGES)
 
 
 async def list_service_options(reader: Reader) -> Sequence[Row[Any]]:
-    return await reader.rows(_OPTIONS)
+    return await reader.fetch(_OPTIONS)
 
 
 async def list_bonus_rewards(reader: Reader) -> Sequence[Row[Any]]:
-    return await reader.rows(_REWARDS)
+    return await reader.fetch(_REWARDS)
 
 
 async def channels_by_package(
@@ -150,27 +157,17 @@ async def channels_by_package(
 ) -> dict[int, list[Row[Any]]]:
     """Channels of several packages in one statement, keyed by package id."""
     found: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in await reader.rows(_CHANNELS_OF_PACKAGES.params(ids=list(package_ids))):
+    for row in await reader.fetch(_CHANNELS_OF_PACKAGES, ids=list(package_ids)):
         found[row.package_id].append(row)
     return found
 
 
 _BY_ID = {
-    "Tariff": sa.select(*TARIFF_COLUMNS).where(
-        _tariffs.c.id.in_(sa.bindparam("ids", expanding=True))
-    ),
-    "Channel": sa.select(*CHANNEL_COLUMNS).where(
-        _channels.c.id.in_(sa.bindparam("ids", expanding=True))
-    ),
-    "TvPackage": sa.select(*PACKAGE_COLUMNS).where(
-        _packages.c.id.in_(sa.bindparam("ids", expanding=True))
-    ),
-    "ServiceOption": sa.select(*OPTION_COLUMNS).where(
-        _options.c.id.in_(sa.bindparam("ids", expanding=True))
-    ),
-    "BonusReward": sa.select(*REWARD_COLUMNS).where(
-        _rewards.c.id.in_(sa.bindparam("ids", expanding=True))
-    ),
+    "Tariff": ReadQuery(sa.select(*TARIFF_COLUMNS).where(one_of(_tariffs.c.id, "ids"))),
+    "Channel": ReadQuery(sa.select(*CHANNEL_COLUMNS).where(one_of(_channels.c.id, "ids"))),
+    "TvPackage": ReadQuery(sa.select(*PACKAGE_COLUMNS).where(one_of(_packages.c.id, "ids"))),
+    "ServiceOption": ReadQuery(sa.select(*OPTION_COLUMNS).where(one_of(_options.c.id, "ids"))),
+    "BonusReward": ReadQuery(sa.select(*REWARD_COLUMNS).where(one_of(_rewards.c.id, "ids"))),
 }
 CATALOG_TYPES = frozenset(_BY_ID)
 
@@ -179,5 +176,5 @@ async def catalog_items_by_id(
     reader: Reader, type_name: str, ids: Sequence[int]
 ) -> dict[int, Row[Any]]:
     """Catalogue rows of one type by id (archived ones too: contracts may still have them)."""
-    rows = await reader.rows(_BY_ID[type_name].params(ids=list(ids)))
+    rows = await reader.fetch(_BY_ID[type_name], ids=list(ids))
     return {row.id: row for row in rows}
