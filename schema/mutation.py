@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,23 +16,10 @@ from resolvers import access, recovery, registration, staff, support
 from resolvers.errors import DomainError, ErrorCode
 from schema.context import Context, Info
 from schema.errors import UserError
+from schema.money import MoneyMutation
+from schema.mutation_support import attempt, ok_payload
 from schema.types.account import Contract, LegalStatus, Subscriber
 from schema.types.node import from_global_id
-
-T = TypeVar("T")
-
-
-async def attempt(
-    info: Info, verb: Callable[[AsyncSession], Awaitable[T]]
-) -> tuple[T | None, list[UserError]]:
-    """Run a verb in its own session; an expected failure becomes `errors`."""
-    try:
-        async with info.context.session_factory() as session:
-            result = await verb(session)
-    except DomainError as error:
-        return None, [UserError.from_domain(error)]
-    await info.context.reader.release()
-    return result, []
 
 
 def _set_session_cookie(context: Context, token: str, expires_at: datetime) -> None:
@@ -86,12 +72,6 @@ class RefreshSessionPayload:
     access_token: str | None = None
     refresh_token: str | None = None
     expires_at: datetime | None = None
-
-
-def ok_payload(name: str) -> Any:
-    """A payload with nothing to say but `ok` (each mutation has its own payload type)."""
-    namespace = {"__annotations__": {"errors": list[UserError], "ok": bool}, "ok": False}
-    return strawberry.type(type(name, (), namespace))
 
 
 LogoutPayload = ok_payload("LogoutPayload")
@@ -498,5 +478,5 @@ class AccountMutation:
 
 
 @strawberry.type
-class Mutation(SessionMutation, AccountMutation):
-    """Every mutation of the API (later domains add their own base classes here)."""
+class Mutation(SessionMutation, AccountMutation, MoneyMutation):
+    """Every mutation of the API (each domain adds its own base class here)."""

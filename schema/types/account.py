@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
+from resolvers import expenses
+from resolvers.errors import DomainError
 from schema.context import Info
+from schema.errors import bad_input
 from schema.scalars import Money
 from schema.types.catalog import Region, Tariff
+from schema.types.money import ExpenseSummary, LedgerEntry, LedgerKind
 from schema.types.node import Node, to_global_id
+from schema.types.pagination import Connection
 
 
 @strawberry.enum
@@ -58,6 +63,45 @@ class Contract(Node):
     async def tariff(self, info: Info) -> Tariff:
         row = await info.context.loaders.catalog_item.load(("Tariff", self.tariff_pk))
         return Tariff.from_row(row)
+
+    @strawberry.field(description="Balance changes, newest first; filter by kind and period.")
+    async def ledger(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        kinds: list[LedgerKind] | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> Connection[LedgerEntry]:
+        try:
+            page = await expenses.ledger_page(
+                info.context.reader,
+                contract_id=self.pk,
+                first=first,
+                after=after,
+                kinds=[kind.value for kind in kinds] if kinds else None,
+                since=from_,
+                until=to,
+            )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return Connection.from_page(page, LedgerEntry.from_row)
+
+    @strawberry.field(description="Totals of the days [from, to] (UTC, at most 366 days).")
+    async def expense_summary(
+        self,
+        info: Info,
+        from_: Annotated[date, strawberry.argument(name="from")],
+        to: date,
+    ) -> ExpenseSummary:
+        try:
+            summary = await expenses.expense_summary(
+                info.context.reader, contract_id=self.pk, since=from_, until=to
+            )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return ExpenseSummary.from_summary(summary)
 
     @classmethod
     def from_row(cls, row: Any) -> Contract:

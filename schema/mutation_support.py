@@ -1,0 +1,34 @@
+"""What every mutation field uses: `attempt` runs a verb, payloads with nothing but `ok`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from resolvers.errors import DomainError
+from schema.context import Info
+from schema.errors import UserError
+
+T = TypeVar("T")
+
+
+async def attempt(
+    info: Info, verb: Callable[[AsyncSession], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run a verb in its own session; an expected failure becomes `errors`."""
+    try:
+        async with info.context.session_factory() as session:
+            result = await verb(session)
+    except DomainError as error:
+        return None, [UserError.from_domain(error)]
+    await info.context.reader.release()
+    return result, []
+
+
+def ok_payload(name: str) -> Any:
+    """A payload with nothing to say but `ok` (each mutation has its own payload type)."""
+    namespace = {"__annotations__": {"errors": list[UserError], "ok": bool}, "ok": False}
+    return strawberry.type(type(name, (), namespace))
