@@ -24,6 +24,7 @@ from kabinet.web.explorer import explorer_routes
 from kabinet.web.graphql import GraphQLEndpoint
 from kabinet.web.health import healthz, readyz
 from kabinet.web.metrics import Metrics
+from kabinet.web.payments import payment_routes
 from kabinet.web.statements import statement_routes
 from schema import build_schema
 
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         *statement_routes(),
+        *payment_routes(settings),
         *explorer_routes(enabled=True, staff_only=settings.is_production),
     ]
     middleware = [Middleware(RequestIdMiddleware, metrics=metrics)]

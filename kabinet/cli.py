@@ -174,6 +174,68 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_billing_run(args: argparse.Namespace) -> int:
+    from datetime import UTC, date, datetime
+
+    from kabinet.db import create_engine
+    from resolvers.billing import run_billing_day
+
+    if args.date is None:
+        day = datetime.now(UTC).date()
+    else:
+        try:
+            day = date.fromisoformat(args.date)
+        except ValueError:
+            print(f"kabinet: bad --date {args.date!r}: give a day as YYYY-MM-DD", file=sys.stderr)
+            return 2
+    settings = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(settings)
+        try:
+            return await run_billing_day(
+                engine, settings=settings, day=day, progress=lambda p: print(p, flush=True)
+            )
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_ledger_verify(_args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from kabinet.db import create_engine, create_session_factory
+    from models import Contract
+    from resolvers import ledger
+
+    settings = _settings()
+
+    async def run() -> tuple[int, list[Any]]:
+        engine = create_engine(settings)
+        try:
+            async with create_session_factory(engine)() as session:
+                mismatches = await ledger.verify(session)
+                count = await session.scalar(sa.select(sa.func.count()).select_from(Contract))
+            return int(count or 0), mismatches
+        finally:
+            await engine.dispose()
+
+    count, mismatches = asyncio.run(run())
+    if not mismatches:
+        print(f"ledger OK: {count} contracts")
+        return 0
+    for m in mismatches:
+        print(
+            f"mismatch: contract {m.number} (id {m.contract_id}): balance {m.balance:.2f},"
+            f" ledger sum {m.ledger_sum:.2f}, difference {m.balance - m.ledger_sum:.2f}"
+        )
+    print(f"ledger MISMATCH: {len(mismatches)} of {count} contracts")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kabinet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -207,6 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_commands.add_parser("deliver", help="send every letter that is due, once").set_defaults(
         func=cmd_outbox_deliver
     )
+
+    billing = commands.add_parser("billing", help="the billing day")
+    billing_commands = billing.add_subparsers(
+        dest="billing_command", required=True, metavar="ACTION"
+    )
+    billing_run = billing_commands.add_parser(
+        "run", help="charge the day's share of the monthly fees, settle due promises, suspend"
+    )
+    billing_run.add_argument("--date", help="the day to bill, YYYY-MM-DD (default: today, UTC)")
+    billing_run.set_defaults(func=cmd_billing_run)
+
+    ledger = commands.add_parser("ledger", help="the money ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_commands.add_parser(
+        "verify", help="check balance == sum of the ledger for every contract"
+    ).set_defaults(func=cmd_ledger_verify)
 
     export = commands.add_parser("export-schema", help="print or write schema.graphql")
     export.add_argument("--output", default="-", help="file to write (default: stdout)")

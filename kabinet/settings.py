@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     promised_fee_large: Decimal = Decimal("25.00")
     billing_in_serve: bool = False
     billing_hour_utc: int = Field(1, ge=0, le=23)
+    # Who confirms top-ups: the built-in sandbox (development only) or an external provider
+    # whose hosted page is `payment_provider_url`, a template with {payment_id} (the Payment's
+    # global ID) and {amount} (e.g. "https://pay.example/checkout?payment={payment_id}").
+    payment_provider: Literal["sandbox", "external"] = "sandbox"
+    payment_provider_url: str | None = None
 
     # -- services (SPEC §2, §3 "Services")
     personal_tv_min_channels: int = 5
@@ -138,6 +143,13 @@ class Settings(BaseSettings):
             )
         if self.argon2_memory_kib < 19456 or self.argon2_time_cost < 2:
             problems.append("argon2 parameters are below m=19456 KiB, t=2")
+        if self.payment_provider == "sandbox":
+            problems.append(
+                "KABINET_PAYMENT_PROVIDER must be 'external' in production"
+                " (the sandbox credits unpaid payments)"
+            )
+        elif not (self.payment_provider_url or "").startswith("https://"):
+            problems.append("KABINET_PAYMENT_PROVIDER_URL must be an https:// URL template")
         if self.demo_password or self.demo_admin_password:
             problems.append("KABINET_DEMO_* passwords are not allowed in production")
         if problems:

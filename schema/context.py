@@ -13,7 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 from auth.sessions import Principal
 from kabinet.db import RequestReader
 from kabinet.settings import Settings
-from resolvers import accounts, catalog
+from resolvers import accounts, catalog, payments
 from resolvers.loaders import BatchLoader
 
 
@@ -73,6 +73,22 @@ class Loaders:
     @property
     def bonus_points(self) -> BatchLoader[int, int]:
         return self._loader("bonus_points", accounts.bonus_points, 0)
+
+    @property
+    def receipt_of_payment(self) -> BatchLoader[int, Any]:
+        return self._loader("receipt_of_payment", payments.receipt_for_payment, None)
+
+    @property
+    def payment_by_id(self) -> BatchLoader[int, Any]:
+        return self._loader("payment_by_id", payments.payments_by_id, None)
+
+    def first_payments(self, limit: int) -> BatchLoader[int, list[Any]]:
+        """The newest `limit` payments of each contract asked for: one statement."""
+
+        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
+            return await payments.first_payments(reader, contract_ids, limit=limit)
+
+        return self._loader(f"first_payments:{limit}", fetch, [])
 
 
 async def _catalog_items(

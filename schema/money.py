@@ -7,13 +7,40 @@ from typing import Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsStaff
-from resolvers import adjustments
+from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
+from resolvers import accounts, adjustments, payments
+from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
 from schema.mutation_support import attempt
 from schema.scalars import Money
 from schema.types.account import Contract
+from schema.types.money import Payment, PaymentMethod
+
+
+async def own_contract(info: Info, number: str) -> Any:
+    """The contract row when the caller may act on it; NOT_FOUND otherwise (never FORBIDDEN:
+    that would tell a stranger the number exists)."""
+    row = await info.context.loaders.contract_by_number.load(number.strip())
+    if row is None or not accounts.may_see_contract(info.context.principal, row):
+        raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
+    return row
+
+
+@strawberry.input
+class CreateTopUpInput:
+    contract_number: str
+    amount: Money
+    method: PaymentMethod
+    idempotency_key: str = strawberry.field(
+        description="Your unique key for this top-up: a retry with it returns the same payment."
+    )
+
+
+@strawberry.type
+class CreateTopUpPayload:
+    errors: list[UserError]
+    payment: Payment | None = None
 
 
 @strawberry.input
@@ -31,6 +58,33 @@ class AdjustBalancePayload:
 
 @strawberry.type
 class MoneyMutation:
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Start a top-up: a PENDING payment and where to pay (`confirmationUrl`). "
+        "The balance is credited when the payment provider confirms it.",
+    )
+    async def create_top_up(self, info: Info, input: CreateTopUpInput) -> CreateTopUpPayload:
+        context = info.context
+        principal = context.principal
+        assert principal is not None
+
+        async def create(session: AsyncSession) -> Any:
+            contract = await own_contract(info, input.contract_number)
+            return await payments.create_top_up(
+                session,
+                settings=context.settings,
+                principal_scope=principal.actor,
+                contract_id=contract.id,
+                amount=input.amount,
+                method=input.method.value,
+                idempotency_key=input.idempotency_key,
+            )
+
+        top_up, errors = await attempt(info, create)
+        if top_up is None:
+            return CreateTopUpPayload(errors=errors)
+        return CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up))
+
     @strawberry.mutation(
         permission_classes=[IsSignedIn, IsStaff],
         description="Staff: correct a balance with a reason (a ledger entry; audited).",

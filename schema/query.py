@@ -19,6 +19,7 @@ from schema.types.catalog import (
     Tariff,
     TvPackage,
 )
+from schema.types.money import Payment
 from schema.types.node import Node, from_global_id
 from schema.types.pagination import Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
@@ -95,6 +96,10 @@ class Query:
             row = await loaders.contract_by_id.load(pk)
             ok = row is not None and accounts.may_see_contract(principal, row)
             return Contract.from_row(row) if ok else None
+        if type_name == "Payment":
+            row = await loaders.payment_by_id.load(pk)
+            ok = row is not None and accounts.may_see_contract(principal, row)
+            return Payment.from_row(row) if ok else None
         if type_name == "Subscriber":
             if not accounts.may_see_subscriber(principal, pk):
                 return None

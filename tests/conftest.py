@@ -54,6 +54,22 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def production_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings that pass the production check (real-looking secrets, SPEC argon2, an
+    external payment provider)."""
+    values: dict[str, Any] = {
+        "env": "production",
+        "secret_key": "s" * 40,
+        "webhook_secret": "w" * 40,
+        "argon2_memory_kib": 19456,
+        "argon2_time_cost": 2,
+        "payment_provider": "external",
+        "payment_provider_url": "https://pay.example/checkout?payment={payment_id}",
+    }
+    values.update(overrides)
+    return fast_settings(database_url, **values)
+
+
 async def _pg_admin(statement: str) -> None:
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
     try:

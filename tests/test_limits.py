@@ -11,7 +11,7 @@ from graphql import parse, validate
 from resolvers import catalog
 from schema import build_schema
 from schema.limits import SecretMutationsOnceRule, uses_introspection
-from tests.conftest import fast_settings, gql_raw
+from tests.conftest import fast_settings, gql_raw, production_settings
 
 
 async def test_too_deep_is_refused(client: Any) -> None:
@@ -167,14 +167,7 @@ async def test_introspection_is_closed_to_anonymous_callers_in_production(
 
     from kabinet.app import create_app
 
-    settings = fast_settings(
-        migrated_url,
-        env="production",
-        secret_key="s" * 40,
-        webhook_secret="w" * 40,
-        argon2_memory_kib=19456,
-        argon2_time_cost=2,
-    )
+    settings = production_settings(migrated_url)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

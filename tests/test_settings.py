@@ -61,9 +61,25 @@ def test_production_with_real_secrets_passes_the_check() -> None:
         secret_key="k" * 40,
         webhook_secret="w" * 40,
         database_url="sqlite+aiosqlite:///:memory:",
+        payment_provider="external",
+        payment_provider_url="https://pay.example/checkout?payment={payment_id}",
     )
     settings.check_production()
     assert settings.is_production
+
+
+def test_production_refuses_the_sandbox_payment_provider() -> None:
+    settings = Settings(env="production", secret_key="k" * 40, webhook_secret="w" * 40)
+    with pytest.raises(ProductionConfigError, match="KABINET_PAYMENT_PROVIDER"):
+        settings.check_production()
+    external = settings.model_copy(
+        update={
+            "payment_provider": "external",
+            "payment_provider_url": "http://insecure/{payment_id}",
+        }
+    )
+    with pytest.raises(ProductionConfigError, match="https"):
+        external.check_production()
 
 
 def test_a_bad_public_url_is_refused() -> None:

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 import strawberry
 
-from resolvers import expenses
+from resolvers import expenses, payments
 from resolvers.errors import DomainError
+from resolvers.pagination import Page, check_first
 from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
 from schema.types.catalog import Region, Tariff
-from schema.types.money import ExpenseSummary, LedgerEntry, LedgerKind
+from schema.types.money import ExpenseSummary, LedgerEntry, LedgerKind, Payment
 from schema.types.node import Node, to_global_id
 from schema.types.pagination import Connection
 
@@ -63,6 +64,29 @@ class Contract(Node):
     async def tariff(self, info: Info) -> Tariff:
         row = await info.context.loaders.catalog_item.load(("Tariff", self.tariff_pk))
         return Tariff.from_row(row)
+
+    @strawberry.field(description="Top-ups, newest first.")
+    async def payments(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Payment]:
+        settings = info.context.settings
+        try:
+            if after is None:
+                # The first page of many contracts comes from one statement (a loader).
+                limit = check_first(first, settings.max_page_size)
+                rows = await info.context.loaders.first_payments(limit + 1).load(self.pk)
+                page: Page[Any] = payments.page_of_newest(rows, limit)
+            else:
+                page = await payments.payments_of_contract(
+                    info.context.reader,
+                    contract_id=self.pk,
+                    first=first,
+                    after=after,
+                    max_page_size=settings.max_page_size,
+                )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return Connection.from_page(page, Payment.from_row)
 
     @strawberry.field(description="Balance changes, newest first; filter by kind and period.")
     async def ledger(

@@ -9,6 +9,8 @@ from typing import Any
 
 import strawberry
 
+from resolvers import payments
+from schema.context import Info
 from schema.scalars import Money
 from schema.types.node import Node, to_global_id
 
@@ -83,4 +85,95 @@ class ExpenseSummary:
                 MonthTotal(month=m.month, charged=m.charged, credited=m.credited)
                 for m in summary.by_month
             ],
+        )
+
+
+@strawberry.enum
+class PaymentMethod(Enum):
+    BANK_CARD = "BANK_CARD"
+    SBP = "SBP"
+    E_WALLET = "E_WALLET"
+    CASH_TERMINAL = "CASH_TERMINAL"
+
+
+@strawberry.enum
+class PaymentStatus(Enum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+@strawberry.type(description="An electronic receipt of a successful top-up (VAT included).")
+class Receipt:
+    number: str
+    issued_at: datetime
+    seller_name: str
+    seller_inn: str
+    contract_number: str
+    payer_email: str | None
+    item: str
+    vat_rate: str = strawberry.field(description='Percent, e.g. "20".')
+    vat_amount: Money
+    total: Money
+    method: PaymentMethod
+    provider_reference: str | None
+    url: str = strawberry.field(description="The printable page, for its owner.")
+
+    @classmethod
+    def from_row(cls, row: Any, *, url: str) -> Receipt:
+        return cls(
+            number=row.number,
+            issued_at=row.issued_at,
+            seller_name=row.seller_name,
+            seller_inn=row.seller_inn,
+            contract_number=row.contract_number,
+            payer_email=row.payer_email,
+            item=row.item,
+            vat_rate=f"{row.vat_rate.normalize():f}",
+            vat_amount=row.vat_amount,
+            total=row.total,
+            method=PaymentMethod(row.method),
+            provider_reference=row.provider_reference,
+            url=url,
+        )
+
+
+@strawberry.type(description="A top-up of a contract's balance.")
+class Payment(Node):
+    pk: strawberry.Private[int]
+    amount: Money
+    method: PaymentMethod
+    status: PaymentStatus
+    created_at: datetime
+    confirmed_at: datetime | None
+
+    @strawberry.field(description="Where to pay while PENDING; null afterwards.")
+    def confirmation_url(self, info: Info) -> str | None:
+        if self.status is not PaymentStatus.PENDING:
+            return None
+        return payments.confirmation_url_for(
+            info.context.settings, payment_id=self.pk, amount=self.amount
+        )
+
+    @strawberry.field(description="The receipt, once the payment has SUCCEEDED.")
+    async def receipt(self, info: Info) -> Receipt | None:
+        if self.status is not PaymentStatus.SUCCEEDED:
+            return None
+        row = await info.context.loaders.receipt_of_payment.load(self.pk)
+        if row is None:
+            return None
+        url = f"{info.context.settings.public_url}/receipts/{self.id}"
+        return Receipt.from_row(row, url=url)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Payment:
+        return cls(
+            id=to_global_id("Payment", row.id),
+            pk=row.id,
+            amount=row.amount,
+            method=PaymentMethod(row.method),
+            status=PaymentStatus(row.status),
+            created_at=row.created_at,
+            confirmed_at=row.confirmed_at,
         )

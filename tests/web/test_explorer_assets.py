@@ -25,7 +25,7 @@ from kabinet.app import create_app
 from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
 from kabinet.web.explorer import CONTENT_SECURITY_POLICY, explorer_routes
-from tests.conftest import fast_settings, gql_raw
+from tests.conftest import gql_raw, production_settings
 from tests.factories import DEFAULT_PASSWORD, make_staff, make_subscriber
 
 BASE_URL = "http://kabinet.test"
@@ -189,14 +189,7 @@ mutation($input: LoginInput!) {
 
 
 def _production_settings(migrated_url: str) -> Settings:
-    return fast_settings(
-        migrated_url,
-        env="production",
-        secret_key="s" * 40,
-        webhook_secret="w" * 40,
-        argon2_memory_kib=19456,
-        argon2_time_cost=2,
-    )
+    return production_settings(migrated_url)
 
 
 @pytest.fixture

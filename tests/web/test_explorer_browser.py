@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from kabinet.app import create_app
 from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
-from tests.conftest import fast_settings
+from tests.conftest import production_settings
 from tests.factories import make_staff, make_subscriber
 from tests.live import serve_in_thread
 
@@ -82,14 +82,7 @@ def live_url(explorer_app: Starlette, engine: Any) -> Iterator[str]:
 
 @pytest.fixture
 def prod_settings(migrated_url: str) -> Settings:
-    return fast_settings(
-        migrated_url,
-        env="production",
-        secret_key="s" * 40,
-        webhook_secret="w" * 40,
-        argon2_memory_kib=19456,
-        argon2_time_cost=2,
-    )
+    return production_settings(migrated_url)
 
 
 @pytest.fixture

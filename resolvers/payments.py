@@ -1,0 +1,601 @@
+"""Top-ups (SPEC §3 "Money"): a PENDING payment made under an idempotency key, the
+provider's confirmation applied exactly once, the receipt, and the read side for GraphQL.
+
+Exactly once, whatever the retries and races:
+
+* creating: `(idempotency_scope, idempotency_key)` is unique, so two identical requests
+  racing with one key make one row; the loser of the insert re-reads the winner.
+* confirming: the payment row is locked (`FOR UPDATE` on PostgreSQL; SQLite's BEGIN
+  IMMEDIATE has serialised the writers already), it moves only from PENDING, by a
+  conditional UPDATE, and its `payment_events` row is unique per (payment, status). A
+  SUCCEEDED event credits the balance, accrues the points, repays an open promise, lifts a
+  suspension, issues the receipt and queues its letter, all in that one transaction.
+
+Idempotency keys are remembered for as long as the payment rows exist, and payment rows are
+never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at least 24 h).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
+
+from kabinet.catalog_data import OPERATOR
+from kabinet.db import ReadQuery, begin_write, one_of
+from kabinet.mail import queue_letter, receipt_letter
+from kabinet.payment_providers import PaymentProvider, payment_global_id, provider_for
+from kabinet.settings import Settings
+from models import Contract, Payment, PaymentEvent, Receipt, Subscriber
+from models.base import utcnow
+from models.money import PAYMENT_METHODS
+from resolvers import bonus, ledger
+from resolvers.errors import DomainError, ErrorCode
+from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
+from resolvers.promised import repay_open_promise
+from resolvers.suspension import lift_if_paid
+
+log = logging.getLogger("kabinet.payments")
+
+_payments = Payment.__table__  # type: ignore[attr-defined]
+_events = PaymentEvent.__table__  # type: ignore[attr-defined]
+_receipts = Receipt.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+
+CENT = Decimal("0.01")
+RECEIPT_ITEM = "Предоплата услуг связи"  # "Communication services prepayment"
+EVENT_STATUSES = ("SUCCEEDED", "FAILED")
+IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 8, 100
+# Printable ASCII (space included, but not at either end): UUIDs, ULIDs, "topup-2024-…".
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+_PROVIDER_REFERENCE = re.compile(r"[\x21-\x7e]{1,100}")
+MAX_SCOPE_LENGTH = 64
+# Far beyond any amount a top-up may have; keeps Decimal arithmetic away from huge exponents.
+_AMOUNT_SANITY_LIMIT = Decimal("1e12")
+
+PAYMENT_COLUMNS = (
+    _payments.c.id,
+    _payments.c.contract_id,
+    _payments.c.amount,
+    _payments.c.method,
+    _payments.c.status,
+    _payments.c.provider,
+    _payments.c.provider_reference,
+    _payments.c.created_at,
+    _payments.c.confirmed_at,
+)
+RECEIPT_COLUMNS = (
+    _receipts.c.id,
+    _receipts.c.payment_id,
+    _receipts.c.number,
+    _receipts.c.issued_at,
+    _receipts.c.seller_name,
+    _receipts.c.seller_inn,
+    _receipts.c.contract_number,
+    _receipts.c.payer_email,
+    _receipts.c.item,
+    _receipts.c.vat_rate,
+    _receipts.c.vat_amount,
+    _receipts.c.total,
+    _receipts.c.method,
+    _receipts.c.provider_reference,
+)
+
+
+# -- creating a top-up --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """A payment as `createTopUp` returns it."""
+
+    id: int
+    contract_id: int
+    status: str
+    amount: Decimal
+    method: str
+    provider: str
+    provider_reference: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    confirmation_url: str
+    replayed: bool  # an earlier request with this idempotency key made it
+
+
+def _invalid(field: str, message: str) -> DomainError:
+    return DomainError(ErrorCode.INVALID, message, field=field)
+
+
+def checked_amount(settings: Settings, amount: Decimal) -> Decimal:
+    """The amount with 2 places, or INVALID: a finite number of whole kopecks in the limits."""
+    limits = f"from {settings.top_up_min:.2f} to {settings.top_up_max:.2f} {settings.currency}"
+    if (
+        not isinstance(amount, Decimal)
+        or not amount.is_finite()
+        or abs(amount) > _AMOUNT_SANITY_LIMIT
+    ):
+        raise _invalid("amount", f"The amount must be a number {limits}.")
+    if not settings.top_up_min <= amount <= settings.top_up_max:
+        raise _invalid("amount", f"The amount must be {limits}.")
+    try:
+        rounded = amount.quantize(CENT)
+    except InvalidOperation:
+        rounded = None
+    if rounded != amount:
+        raise _invalid("amount", "The amount may have at most 2 decimal places.")
+    return rounded
+
+
+def check_method(method: str) -> None:
+    if method not in PAYMENT_METHODS:
+        raise _invalid("method", f"The method must be one of {', '.join(PAYMENT_METHODS)}.")
+
+
+def check_idempotency_key(key: str) -> None:
+    if (
+        not isinstance(key, str)
+        or not IDEMPOTENCY_KEY_MIN <= len(key) <= IDEMPOTENCY_KEY_MAX
+        or not _IDEMPOTENCY_KEY.fullmatch(key)
+    ):
+        raise _invalid(
+            "idempotencyKey",
+            f"The idempotency key must be {IDEMPOTENCY_KEY_MIN} to {IDEMPOTENCY_KEY_MAX} "
+            "printable ASCII characters, not starting or ending with a space.",
+        )
+
+
+def request_fingerprint(*, contract_id: int, amount: Decimal, method: str) -> str:
+    """What makes two requests "the same" for one idempotency key."""
+    return hashlib.sha256(f"{contract_id}\n{amount:.2f}\n{method}".encode()).hexdigest()
+
+
+def confirmation_url_for(settings: Settings, *, payment_id: int, amount: Decimal) -> str:
+    """Where to pay a payment (also for `Payment.confirmationUrl` on read)."""
+    return provider_for(settings).confirmation_url(payment_global_id(payment_id), amount=amount)
+
+
+def _top_up(row: Any, provider: PaymentProvider, *, replayed: bool) -> TopUp:
+    amount = Decimal(row.amount).quantize(CENT)
+    return TopUp(
+        id=row.id,
+        contract_id=row.contract_id,
+        status=row.status,
+        amount=amount,
+        method=row.method,
+        provider=row.provider,
+        provider_reference=row.provider_reference,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        confirmation_url=provider.confirmation_url(payment_global_id(row.id), amount=amount),
+        replayed=replayed,
+    )
+
+
+async def _by_idempotency_key(session: AsyncSession, scope: str, key: str) -> Any:
+    return (
+        await session.execute(
+            sa.select(*PAYMENT_COLUMNS, _payments.c.request_fingerprint).where(
+                _payments.c.idempotency_scope == scope, _payments.c.idempotency_key == key
+            )
+        )
+    ).first()
+
+
+def _replay(row: Any, fingerprint: str, provider: PaymentProvider) -> TopUp:
+    if row.request_fingerprint != fingerprint:
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            "This idempotency key was already used for a different top-up.",
+            field="idempotencyKey",
+        )
+    return _top_up(row, provider, replayed=True)
+
+
+async def create_top_up(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    principal_scope: str,
+    contract_id: int,
+    amount: Decimal,
+    method: str,
+    idempotency_key: str,
+) -> TopUp:
+    """A PENDING payment and where to pay it. The caller has checked that the principal may
+    see the contract; `principal_scope` (e.g. `Principal.actor`) scopes the key.
+
+    Raises DomainError: INVALID (field amount, method or idempotencyKey); CONFLICT (field
+    idempotencyKey) for a key already used by this principal for another request; NOT_FOUND
+    (field contractNumber) for no such contract; NOT_ELIGIBLE for a CLOSED contract.
+    A SUSPENDED contract may top up. Commits.
+    """
+    if not principal_scope or len(principal_scope) > MAX_SCOPE_LENGTH:
+        raise ValueError("principal_scope must be 1 to 64 characters")
+    amount = checked_amount(settings, amount)
+    check_method(method)
+    check_idempotency_key(idempotency_key)
+    fingerprint = request_fingerprint(contract_id=contract_id, amount=amount, method=method)
+    provider = provider_for(settings)
+
+    await begin_write(session)
+    existing = await _by_idempotency_key(session, principal_scope, idempotency_key)
+    if existing is not None:
+        await session.rollback()
+        return _replay(existing, fingerprint, provider)
+    contract_status = (
+        await session.execute(sa.select(_contracts.c.status).where(_contracts.c.id == contract_id))
+    ).scalar_one_or_none()
+    if contract_status is None:
+        await session.rollback()
+        raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
+    if contract_status == "CLOSED":
+        await session.rollback()
+        raise DomainError(
+            ErrorCode.NOT_ELIGIBLE, "A closed contract cannot be topped up.", field="contractNumber"
+        )
+    try:
+        row = (
+            await session.execute(
+                sa.insert(_payments)
+                .values(
+                    contract_id=contract_id,
+                    amount=amount,
+                    method=method,
+                    status="PENDING",
+                    idempotency_scope=principal_scope,
+                    idempotency_key=idempotency_key,
+                    request_fingerprint=fingerprint,
+                    provider=provider.name,
+                    created_at=utcnow(),
+                )
+                .returning(*PAYMENT_COLUMNS)
+            )
+        ).one()
+        await session.commit()
+    except IntegrityError:
+        # PostgreSQL: an identical request with this key committed first (our insert waited
+        # for it on the unique index). SQLite cannot get here: BEGIN IMMEDIATE serialises.
+        await session.rollback()
+        winner = await _by_idempotency_key(session, principal_scope, idempotency_key)
+        await session.rollback()
+        if winner is None:
+            raise
+        return _replay(winner, fingerprint, provider)
+    log.info("top-up created", extra={"payment_id": row.id, "contract_id": contract_id})
+    return _top_up(row, provider, replayed=False)
+
+
+# -- the provider's confirmation ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    applied: bool  # False: the payment was final already; nothing changed
+    payment_status: str
+    receipt_number: str | None = None
+
+
+def vat_included(total: Decimal, rate: Decimal) -> Decimal:
+    """The VAT inside a VAT-inclusive total: total × rate / (100 + rate), half-up to kopecks
+    (20%: 12.15 → 2.025 → 2.03)."""
+    return (total * rate / (100 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def receipt_number(payment_id: int, issued_at: datetime) -> str:
+    """Unique because the payment id is; the date makes it readable."""
+    return f"R-{issued_at:%Y%m%d}-{payment_id:08d}"
+
+
+def _checked_reference(status: str, reference: str | None) -> str | None:
+    if reference is None:
+        if status == "SUCCEEDED":
+            raise _invalid("providerReference", "A successful payment needs its reference.")
+        return None
+    if not isinstance(reference, str) or not _PROVIDER_REFERENCE.fullmatch(reference):
+        raise _invalid("providerReference", "The reference must be 1 to 100 printable characters.")
+    return reference
+
+
+async def apply_provider_event(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    payment_id: int,
+    status: str,
+    provider_reference: str | None,
+) -> EventOutcome:
+    """Apply the provider's word on a payment, exactly once. Commits.
+
+    PENDING → SUCCEEDED credits (see the module docstring); PENDING → FAILED only records
+    it. An event for a payment that is final already changes nothing (a replay, or a
+    contradiction such as SUCCEEDED after FAILED, which is logged): `applied` is False.
+
+    Raises DomainError: INVALID (field status or providerReference); NOT_FOUND (field
+    paymentId); CONFLICT (field providerReference) when the reference belongs to another
+    payment of this provider.
+    """
+    if status not in EVENT_STATUSES:
+        raise _invalid("status", f"The status must be one of {', '.join(EVENT_STATUSES)}.")
+    provider_reference = _checked_reference(status, provider_reference)
+
+    await begin_write(session)
+    payment = (
+        await session.execute(
+            sa.select(*PAYMENT_COLUMNS).where(_payments.c.id == payment_id).with_for_update()
+        )
+    ).first()
+    if payment is None:
+        await session.rollback()
+        raise DomainError(ErrorCode.NOT_FOUND, "No such payment.", field="paymentId")
+    if payment.status != "PENDING":
+        await session.rollback()
+        if payment.status != status:
+            log.warning(
+                "payment event contradicts the final status; ignored",
+                extra={"payment_id": payment_id, "status": payment.status, "event": status},
+            )
+        return EventOutcome(False, payment.status)
+    if provider_reference is not None:
+        taken = (
+            await session.execute(
+                sa.select(_payments.c.id).where(
+                    _payments.c.provider == payment.provider,
+                    _payments.c.provider_reference == provider_reference,
+                    _payments.c.id != payment_id,
+                )
+            )
+        ).first()
+        if taken is not None:
+            await session.rollback()
+            log.error(
+                "provider reference already belongs to another payment; event refused",
+                extra={"payment_id": payment_id, "other_payment_id": taken.id},
+            )
+            raise DomainError(
+                ErrorCode.CONFLICT,
+                "This provider reference belongs to another payment.",
+                field="providerReference",
+            )
+
+    now = utcnow()
+    # The unique (payment, status) row: a second transaction that got this far for the same
+    # event would fail here and roll back whole, credit included.
+    await session.execute(
+        sa.insert(_events).values(
+            payment_id=payment_id,
+            status=status,
+            provider_reference=provider_reference,
+            received_at=now,
+        )
+    )
+    changes: dict[str, Any] = {"status": status, "confirmed_at": now}
+    if provider_reference is not None:
+        changes["provider_reference"] = provider_reference
+    moved = await session.execute(
+        sa.update(_payments)
+        .where(_payments.c.id == payment_id, _payments.c.status == "PENDING")
+        .values(**changes)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()  # cannot happen under the row lock; never credit twice
+        return EventOutcome(False, await _status_of(session, payment_id))
+
+    number = None
+    if status == "SUCCEEDED":
+        number = await _credit(
+            session,
+            settings=settings,
+            payment=payment,
+            provider_reference=provider_reference or payment.provider_reference,
+            now=now,
+        )
+    await session.commit()
+    log.info("payment %s", status.lower(), extra={"payment_id": payment_id})
+    return EventOutcome(True, status, number)
+
+
+async def _status_of(session: AsyncSession, payment_id: int) -> str:
+    status = await session.scalar(sa.select(_payments.c.status).where(_payments.c.id == payment_id))
+    await session.rollback()
+    return str(status)
+
+
+async def _credit(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    payment: Any,
+    provider_reference: str | None,
+    now: datetime,
+) -> str:
+    """Everything a successful top-up does, in the caller's transaction; the receipt number."""
+    amount = Decimal(payment.amount).quantize(CENT)
+    actor = f"provider:{payment.provider}"
+    payer = (
+        await session.execute(
+            sa.select(_contracts.c.number, _contracts.c.subscriber_id, _subscribers.c.email)
+            .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
+            .where(_contracts.c.id == payment.contract_id)
+        )
+    ).one()
+    # A closed contract is credited too: the money has been taken; a refund is staff's call.
+    await ledger.post(
+        session,
+        contract_id=payment.contract_id,
+        kind="TOP_UP",
+        amount=amount,
+        actor=actor,
+        description="Пополнение баланса",
+        reference=f"payment:{payment.id}",
+        at=now,
+    )
+    # The promise first, then the suspension: the balance after repayment decides.
+    await repay_open_promise(session, contract_id=payment.contract_id, actor=actor)
+    await lift_if_paid(session, contract_id=payment.contract_id)
+    await bonus.accrue_for_top_up(
+        session,
+        settings=settings,
+        subscriber_id=payer.subscriber_id,
+        payment_id=payment.id,
+        amount=amount,
+        at=now,
+    )
+    number = receipt_number(payment.id, now)
+    await session.execute(
+        sa.insert(_receipts).values(
+            payment_id=payment.id,
+            number=number,
+            issued_at=now,
+            seller_name=OPERATOR.name,
+            seller_inn=OPERATOR.inn,
+            contract_number=payer.number,
+            payer_email=payer.email,
+            item=RECEIPT_ITEM,
+            vat_rate=OPERATOR.vat_rate,
+            vat_amount=vat_included(amount, OPERATOR.vat_rate),
+            total=amount,
+            method=payment.method,
+            provider_reference=provider_reference,
+        )
+    )
+    if payer.email:
+        letter = receipt_letter(
+            settings,
+            receipt_number=number,
+            contract_number=payer.number,
+            amount=amount,
+            issued_at=now,
+            receipt_url=f"/receipts/{payment_global_id(payment.id)}",
+        )
+        try:
+            queue_letter(
+                session,
+                kind="RECEIPT",
+                recipient=payer.email,
+                subject=letter.subject,
+                body_text=letter.body_text,
+                body_html=letter.body_html,
+            )
+        except ValueError:
+            # An unusable address on file must not stop the money: the receipt stays readable.
+            log.error("receipt letter not queued: bad address", extra={"payment_id": payment.id})
+    return number
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+async def _rows(reader_or_session: Any, statement: Executable) -> Sequence[Any]:
+    """A RequestReader (`rows`) or an AsyncSession (`execute`)."""
+    rows = getattr(reader_or_session, "rows", None)
+    if rows is not None:
+        return list(await rows(statement))
+    return (await reader_or_session.execute(statement)).all()
+
+
+_RECEIPTS_BY_PAYMENT = sa.select(*RECEIPT_COLUMNS).where(
+    _receipts.c.payment_id.in_(sa.bindparam("ids", expanding=True))
+)
+_PAYMENTS_BY_ID = (
+    sa.select(
+        *PAYMENT_COLUMNS,
+        _contracts.c.number.label("contract_number"),
+        _contracts.c.subscriber_id,
+    )
+    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+    .where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_RECEIPTS_WITH_OWNER = (
+    sa.select(*RECEIPT_COLUMNS, _contracts.c.subscriber_id)
+    .join(_payments, _payments.c.id == _receipts.c.payment_id)
+    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+    .where(_receipts.c.payment_id.in_(sa.bindparam("ids", expanding=True)))
+)
+
+
+async def receipt_for_payment(reader_or_session: Any, payment_ids: Sequence[int]) -> dict[int, Any]:
+    """Receipts by payment id (a loader's batch): only payments that have one."""
+    if not payment_ids:
+        return {}
+    statement = _RECEIPTS_BY_PAYMENT.params(ids=list(payment_ids))
+    return {row.payment_id: row for row in await _rows(reader_or_session, statement)}
+
+
+async def receipts_with_owner(reader_or_session: Any, payment_ids: Sequence[int]) -> dict[int, Any]:
+    """Receipts by payment id with the contract owner's `subscriber_id` (for a permission
+    check with `may_see_contract`)."""
+    if not payment_ids:
+        return {}
+    statement = _RECEIPTS_WITH_OWNER.params(ids=list(payment_ids))
+    return {row.payment_id: row for row in await _rows(reader_or_session, statement)}
+
+
+async def payments_by_id(reader_or_session: Any, ids: Sequence[int]) -> dict[int, Any]:
+    """Payments with their `contract_number` and owner's `subscriber_id` (for `node(id)`:
+    check `may_see_contract` on the row)."""
+    if not ids:
+        return {}
+    statement = _PAYMENTS_BY_ID.params(ids=list(ids))
+    return {row.id: row for row in await _rows(reader_or_session, statement)}
+
+
+async def payments_of_contract(
+    reader: Any,
+    *,
+    contract_id: int,
+    first: int | None,
+    after: str | None,
+    max_page_size: int = 100,
+) -> Page[Any]:
+    """`Contract.payments(first, after)`: newest first, keyset-paginated by id."""
+    limit = check_first(first, max_page_size)
+    before_id = decode_id_cursor(after)
+    statement = sa.select(*PAYMENT_COLUMNS).where(_payments.c.contract_id == contract_id)
+    if before_id is not None:
+        statement = statement.where(_payments.c.id < before_id)
+    statement = statement.order_by(_payments.c.id.desc()).limit(limit + 1)
+    return page_by_id(await _rows(reader, statement), limit, after=before_id)
+
+
+_RANKED_PAYMENTS = (
+    sa.select(
+        *PAYMENT_COLUMNS,
+        sa.func.row_number()
+        .over(partition_by=_payments.c.contract_id, order_by=_payments.c.id.desc())
+        .label("position"),
+    )
+    .where(one_of(_payments.c.contract_id, "ids"))
+    .subquery()
+)
+_FIRST_PAYMENTS = ReadQuery(
+    sa.select(*[_RANKED_PAYMENTS.c[column.key] for column in PAYMENT_COLUMNS])
+    .where(_RANKED_PAYMENTS.c.position <= sa.bindparam("limit"))
+    .order_by(_RANKED_PAYMENTS.c.contract_id, _RANKED_PAYMENTS.c.position)
+)
+
+
+async def first_payments(
+    reader: Any, contract_ids: Sequence[int], *, limit: int
+) -> dict[int, list[Any]]:
+    """The newest `limit` payments of each contract, in one statement for all of them (so
+    that a list of contracts with their payments costs one query, not one per contract)."""
+    found: dict[int, list[Any]] = {contract_id: [] for contract_id in contract_ids}
+    for row in await reader.fetch(_FIRST_PAYMENTS, ids=list(contract_ids), limit=limit):
+        found[row.contract_id].append(row)
+    return found
+
+
+def page_of_newest(rows: Sequence[Any], limit: int) -> Page[Any]:
+    """A first page from `first_payments(limit + 1)` rows."""
+    return page_by_id(rows, limit, after=None)
