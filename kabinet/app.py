@@ -26,6 +26,7 @@ from kabinet.web.health import healthz, readyz
 from kabinet.web.metrics import Metrics
 from kabinet.web.payments import payment_routes
 from kabinet.web.statements import statement_routes
+from resolvers.billing import run_billing_scheduler
 from schema import build_schema
 
 log = logging.getLogger("kabinet.http")
@@ -86,13 +87,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The outbox worker runs inside `serve` (one per worker process: claims are safe
         # between them). Test clients that skip the lifespan run no worker.
+        # So does the billing day when KABINET_BILLING_IN_SERVE is on (a rerun of a day that
+        # another process billed charges nothing).
         stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(app.state.session_factory, settings, stop))
+        tasks = [
+            asyncio.create_task(run_worker(app.state.session_factory, settings, stop)),
+            asyncio.create_task(run_billing_scheduler(app.state.session_factory, settings, stop)),
+        ]
         try:
             yield
         finally:
             stop.set()
-            await worker
+            await asyncio.gather(*tasks)
             await app.state.engine.dispose()
 
     routes = [

@@ -42,7 +42,7 @@ from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger
 from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
-from resolvers.promised import repay_open_promise
+from resolvers.promised import clear_overdue_if_paid, repay_open_promise
 from resolvers.suspension import lift_if_paid
 
 log = logging.getLogger("kabinet.payments")
@@ -442,6 +442,7 @@ async def _credit(
     )
     # The promise first, then the suspension: the balance after repayment decides.
     await repay_open_promise(session, contract_id=payment.contract_id, actor=actor)
+    await clear_overdue_if_paid(session, contract_id=payment.contract_id)
     await lift_if_paid(session, contract_id=payment.contract_id)
     await bonus.accrue_for_top_up(
         session,

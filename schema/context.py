@@ -13,7 +13,8 @@ from strawberry.types import Info as StrawberryInfo
 from auth.sessions import Principal
 from kabinet.db import RequestReader
 from kabinet.settings import Settings
-from resolvers import accounts, catalog, payments
+from models.base import utcnow
+from resolvers import accounts, catalog, charges, lineup, payments, promised
 from resolvers.loaders import BatchLoader
 
 
@@ -81,6 +82,27 @@ class Loaders:
     @property
     def payment_by_id(self) -> BatchLoader[int, Any]:
         return self._loader("payment_by_id", payments.payments_by_id, None)
+
+    @property
+    def tv_packages_of_contract(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("tv_packages_of_contract", lineup.tv_packages_of_contracts, [])
+
+    @property
+    def open_promise(self) -> BatchLoader[int, Any]:
+        return self._loader("open_promise", promised.open_promises, None)
+
+    @property
+    def promises(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("promises", promised.promises_of_contract, [])
+
+    @property
+    def daily_charge(self) -> BatchLoader[int, Any]:
+        """Today's charge of each contract (for `daysLeft`): one statement."""
+
+        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
+            return await charges.daily_totals(reader, contract_ids, on=utcnow().date())
+
+        return self._loader("daily_charge", fetch, None)
 
     def first_payments(self, limit: int) -> BatchLoader[int, list[Any]]:
         """The newest `limit` payments of each contract asked for: one statement."""

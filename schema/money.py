@@ -8,14 +8,14 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
-from resolvers import accounts, adjustments, payments
+from resolvers import accounts, adjustments, payments, promised
 from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
 from schema.mutation_support import attempt
 from schema.scalars import Money
-from schema.types.account import Contract
-from schema.types.money import Payment, PaymentMethod
+from schema.types.account import Balance, Contract
+from schema.types.money import Payment, PaymentMethod, PromisedPayment
 
 
 async def own_contract(info: Info, number: str) -> Any:
@@ -41,6 +41,19 @@ class CreateTopUpInput:
 class CreateTopUpPayload:
     errors: list[UserError]
     payment: Payment | None = None
+
+
+@strawberry.input
+class ActivatePromisedPaymentInput:
+    contract_number: str
+    amount: Money
+
+
+@strawberry.type
+class ActivatePromisedPaymentPayload:
+    errors: list[UserError]
+    promised_payment: PromisedPayment | None = None
+    balance: Balance | None = None
 
 
 @strawberry.input
@@ -84,6 +97,41 @@ class MoneyMutation:
         if top_up is None:
             return CreateTopUpPayload(errors=errors)
         return CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up))
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Take a promised payment: credited at once, repaid by the next top-up.",
+    )
+    async def activate_promised_payment(
+        self, info: Info, input: ActivatePromisedPaymentInput
+    ) -> ActivatePromisedPaymentPayload:
+        context = info.context
+        principal = context.principal
+        assert principal is not None
+
+        async def activate(session: AsyncSession) -> Any:
+            contract = await own_contract(info, input.contract_number)
+            return contract, await promised.activate_promised_payment(
+                session,
+                settings=context.settings,
+                contract_id=contract.id,
+                amount=input.amount,
+                actor=principal.actor,
+            )
+
+        result, errors = await attempt(info, activate)
+        if result is None:
+            return ActivatePromisedPaymentPayload(errors=errors)
+        contract, activated = result
+        return ActivatePromisedPaymentPayload(
+            errors=[],
+            promised_payment=PromisedPayment.from_row(activated.promise),
+            balance=Balance(
+                contract_pk=contract.id,
+                amount=activated.balance_after,
+                currency=context.settings.currency,
+            ),
+        )
 
     @strawberry.mutation(
         permission_classes=[IsSignedIn, IsStaff],

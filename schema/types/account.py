@@ -4,19 +4,27 @@ have checked the caller may see them (resolvers/accounts.may_see_*)."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
 
-from resolvers import expenses, payments
+from resolvers import expenses, payments, promised
 from resolvers.errors import DomainError
 from resolvers.pagination import Page, check_first
 from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
-from schema.types.catalog import Region, Tariff
-from schema.types.money import ExpenseSummary, LedgerEntry, LedgerKind, Payment
+from schema.types.catalog import Region, Tariff, TvPackage
+from schema.types.money import (
+    ExpenseSummary,
+    LedgerEntry,
+    LedgerKind,
+    Payment,
+    PromisedPayment,
+    PromisedPaymentOffer,
+)
 from schema.types.node import Node, to_global_id
 from schema.types.pagination import Connection
 
@@ -36,8 +44,28 @@ class ContractStatus(Enum):
 
 @strawberry.type(description="The money on a contract.")
 class Balance:
+    contract_pk: strawberry.Private[int]
     amount: Money
     currency: str
+
+    @strawberry.field(description="What can be spent before the contract is suspended.")
+    def available_amount(self) -> Money:
+        return max(self.amount, Decimal("0.00"))  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="Days until the balance runs out at today's charges; null "
+        "when nothing is charged."
+    )
+    async def days_left(self, info: Info) -> int | None:
+        daily = await info.context.loaders.daily_charge.load(self.contract_pk)
+        if not daily:
+            return None
+        return max(0, int(self.amount // daily))
+
+    @strawberry.field(description="The promised payment to be repaid, if one is open.")
+    async def open_promised_payment(self, info: Info) -> PromisedPayment | None:
+        row = await info.context.loaders.open_promise.load(self.contract_pk)
+        return None if row is None else PromisedPayment.from_row(row)
 
 
 @strawberry.type(description="A personal account: one contract of a subscriber.")
@@ -54,7 +82,23 @@ class Contract(Node):
 
     @strawberry.field
     def balance(self, info: Info) -> Balance:
-        return Balance(amount=self.balance_amount, currency=info.context.settings.currency)
+        return Balance(
+            contract_pk=self.pk,
+            amount=self.balance_amount,
+            currency=info.context.settings.currency,
+        )
+
+    @strawberry.field(description="Whether a promised payment can be taken now.")
+    async def promised_payment_offer(self, info: Info) -> PromisedPaymentOffer:
+        offer = await promised.promised_payment_offer(
+            info.context.reader, settings=info.context.settings, contract_id=self.pk
+        )
+        return PromisedPaymentOffer.from_offer(offer)
+
+    @strawberry.field(description="Every promised payment, newest first.")
+    async def promised_payments(self, info: Info) -> list[PromisedPayment]:
+        rows = await info.context.loaders.promises.load(self.pk)
+        return [PromisedPayment.from_row(row) for row in rows]
 
     @strawberry.field
     async def region(self, info: Info) -> Region:
@@ -64,6 +108,11 @@ class Contract(Node):
     async def tariff(self, info: Info) -> Tariff:
         row = await info.context.loaders.catalog_item.load(("Tariff", self.tariff_pk))
         return Tariff.from_row(row)
+
+    @strawberry.field(description="The TV packages connected now.")
+    async def tv_packages(self, info: Info) -> list[TvPackage]:
+        rows = await info.context.loaders.tv_packages_of_contract.load(self.pk)
+        return [TvPackage.from_row(row) for row in rows]
 
     @strawberry.field(description="Top-ups, newest first.")
     async def payments(

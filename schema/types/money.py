@@ -177,3 +177,62 @@ class Payment(Node):
             created_at=row.created_at,
             confirmed_at=row.confirmed_at,
         )
+
+
+@strawberry.enum
+class PromisedPaymentStatus(Enum):
+    OPEN = "OPEN"
+    REPAID = "REPAID"
+    OVERDUE = "OVERDUE"
+
+
+@strawberry.type(description="Money lent until the next top-up (SPEC: promised payment).")
+class PromisedPayment(Node):
+    amount: Money
+    fee: Money
+    status: PromisedPaymentStatus
+    issued_at: datetime
+    due_at: datetime
+    settled_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> PromisedPayment:
+        return cls(
+            id=to_global_id("PromisedPayment", row.id),
+            amount=row.amount,
+            fee=row.fee,
+            status=PromisedPaymentStatus(row.status),
+            issued_at=row.issued_at,
+            due_at=row.due_at,
+            settled_at=row.settled_at,
+        )
+
+
+@strawberry.type
+class PromiseFeeTier:
+    up_to: Money | None = strawberry.field(description="Inclusive; null: any larger amount.")
+    fee: Money
+
+
+@strawberry.type(description="Whether a promised payment can be taken now, and how much.")
+class PromisedPaymentOffer:
+    available: bool
+    max_amount: Money
+    term_days: int
+    fee_tiers: list[PromiseFeeTier]
+    reasons: list[str] = strawberry.field(
+        description="Why not, as stable codes: CONTRACT_TOO_NEW, PROMISE_OPEN, PROMISE_OVERDUE, "
+        "BALANCE_SUFFICIENT, NOTHING_TO_PROMISE, CONTRACT_CLOSED."
+    )
+    messages: list[str] = strawberry.field(description="The reasons in words, same order.")
+
+    @classmethod
+    def from_offer(cls, offer: Any) -> PromisedPaymentOffer:
+        return cls(
+            available=offer.available,
+            max_amount=offer.max_amount,
+            term_days=offer.term_days,
+            fee_tiers=[PromiseFeeTier(up_to=t.up_to, fee=t.fee) for t in offer.fee_tiers],
+            reasons=list(offer.reasons),
+            messages=list(offer.messages),
+        )

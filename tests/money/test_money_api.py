@@ -45,10 +45,30 @@ mutation($input: AdjustBalanceInput!) {
 }
 """
 OVERVIEW = """
-{ me { displayName contracts { number status balance { amount }
+{ me { displayName contracts { number status
+  balance { amount daysLeft openPromisedPayment { amount dueAt } }
   tariff { name monthlyFee speedMbps }
+  tvPackages { name monthlyFee }
   payments(first: 10) { edges { node { amount status createdAt } } } }
   bonusAccount { points } } }
+"""
+OFFER = """
+query($number: String!) { contract(number: $number) {
+  balance { amount availableAmount daysLeft openPromisedPayment { amount fee status } }
+  promisedPaymentOffer {
+    available maxAmount termDays reasons messages feeTiers { upTo fee }
+  }
+  promisedPayments { amount status }
+} }
+"""
+ACTIVATE = """
+mutation($input: ActivatePromisedPaymentInput!) {
+  activatePromisedPayment(input: $input) {
+    promisedPayment { amount fee status dueAt }
+    balance { amount openPromisedPayment { amount } }
+    errors { field code message }
+  }
+}
 """
 
 
@@ -268,5 +288,56 @@ async def test_the_overview_costs_the_same_statements_for_1_and_5_contracts(
         assert len(data["me"]["contracts"]) == contracts
         assert all(len(c["payments"]["edges"]) == 3 for c in data["me"]["contracts"])
         counts.append(len(statements))
-    assert counts[0] == counts[1] <= 7, counts
+    # authenticate, subscriber, contracts, points, tariffs, packages, payments, daily charge,
+    # open promise (+ BEGIN on SQLite): the same for 1 and 5 contracts
+    assert counts[0] == counts[1] <= 10, counts
     assert Decimal(data["me"]["contracts"][0]["balance"]["amount"]) == 0
+
+
+async def test_promised_payment_offer_and_activation(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    # given: an old contract with nothing on it
+    made = await make_subscriber(session_factory, settings, opened_days_ago=120)
+    me = await sign_in(client, made.login)
+    number = made.contract_numbers[0]
+    before = (await gql(client, OFFER, {"number": number}, headers=me))["contract"]
+    offer = before["promisedPaymentOffer"]
+    assert offer["available"] is True and offer["reasons"] == []
+    assert Decimal(offer["maxAmount"]) >= Decimal("590") and offer["termDays"] == 3
+    assert before["balance"]["daysLeft"] == 0 and before["balance"]["availableAmount"] == "0.00"
+    # when
+    taken = (
+        await gql(
+            client, ACTIVATE, {"input": {"contractNumber": number, "amount": "300.00"}}, headers=me
+        )
+    )["activatePromisedPayment"]
+    # then: credited, the 10 RUB fee as its own entry, one open promise
+    assert taken["errors"] == []
+    assert (
+        taken["promisedPayment"]["fee"] == "10.00" and taken["promisedPayment"]["status"] == "OPEN"
+    )
+    assert taken["balance"]["amount"] == "290.00"
+    assert taken["balance"]["openPromisedPayment"]["amount"] == "300.00"
+    after = (await gql(client, OFFER, {"number": number}, headers=me))["contract"]
+    assert after["promisedPaymentOffer"]["available"] is False
+    assert "PROMISE_OPEN" in after["promisedPaymentOffer"]["reasons"]
+    assert after["balance"]["daysLeft"] > 0
+    again = (
+        await gql(
+            client, ACTIVATE, {"input": {"contractNumber": number, "amount": "50.00"}}, headers=me
+        )
+    )["activatePromisedPayment"]
+    assert again["errors"][0]["code"] == "NOT_ELIGIBLE"
+    await assert_ledger_balanced(session_factory)
+
+
+async def test_a_new_contract_gets_no_promise(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings, opened_days_ago=10)
+    me = await sign_in(client, made.login)
+    offer = (await gql(client, OFFER, {"number": made.contract_numbers[0]}, headers=me))[
+        "contract"
+    ]["promisedPaymentOffer"]
+    assert offer["available"] is False and offer["reasons"] == ["CONTRACT_TOO_NEW"]
