@@ -79,6 +79,15 @@ async def begin_write(session: AsyncSession) -> None:
     await session.connection(execution_options={WRITE_OPTION: True})
 
 
+async def read_rows(source: Any, statement: Executable) -> Sequence[Any]:
+    """Rows of `statement` from a request's reader (`rows(statement)`) or an AsyncSession:
+    the read verbs serve both a GraphQL request and a writing transaction."""
+    rows = getattr(source, "rows", None)
+    if rows is not None:
+        return list(await rows(statement))
+    return (await source.execute(statement)).all()
+
+
 class RequestReader:
     """The read side of one request: one pooled connection, taken on first use and used by
     one statement at a time (Strawberry resolves sibling fields concurrently), released by

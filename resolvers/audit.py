@@ -8,15 +8,15 @@ every staff member, and a password hash or a security code there would be a leak
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.base import Executable
 
+from kabinet.db import read_rows
 from models import AuditEntry
 from models.base import utcnow
 from resolvers.pagination import Page, check_first, page_by_id
@@ -112,14 +112,6 @@ async def record_audit(
     )
 
 
-async def _fetch(source: Any, statement: Executable) -> Sequence[Row[Any]]:
-    """Rows from an AsyncSession or from a request's reader (anything with `rows()`)."""
-    rows = getattr(source, "rows", None)
-    if rows is not None:
-        return list(await rows(statement))
-    return (await source.execute(statement)).all()
-
-
 async def list_audit_log(
     session: Any, *, first: int | None, after: int | None, action: str | None = None
 ) -> Page[Row[Any]]:
@@ -131,4 +123,4 @@ async def list_audit_log(
         statement = statement.where(_audit.c.id < after)
     if action is not None:
         statement = statement.where(_audit.c.action == action[:MAX_ACTION_LENGTH])
-    return page_by_id(await _fetch(session, statement), limit, after=after)
+    return page_by_id(await read_rows(session, statement), limit, after=after)

@@ -28,9 +28,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
+from kabinet.db import read_rows
 from models import (
     Channel,
     Contract,
@@ -197,14 +197,6 @@ def charge_items(day: date, contracts: ContractFilter) -> sa.Subquery:
 
 def _in_list(column: Any) -> ColumnElement[bool]:
     return column.in_(sa.bindparam("contract_ids", expanding=True))  # type: ignore[no-any-return]
-
-
-async def read_rows(source: Any, statement: Executable) -> Sequence[Any]:
-    """Rows of `statement` from a request's reader (`rows(statement)`) or an AsyncSession."""
-    rows = getattr(source, "rows", None)
-    if rows is not None:
-        return await rows(statement)  # type: ignore[no-any-return]
-    return (await source.execute(statement)).all()  # type: ignore[no-any-return]
 
 
 def _money(value: Any) -> Decimal:

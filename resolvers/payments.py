@@ -29,10 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.base import Executable
 
 from kabinet.catalog_data import OPERATOR
-from kabinet.db import ReadQuery, begin_write, one_of
+from kabinet.db import ReadQuery, begin_write, one_of, read_rows
 from kabinet.mail import queue_letter, receipt_letter
 from kabinet.payment_providers import PaymentProvider, payment_global_id, provider_for
 from kabinet.settings import Settings
@@ -497,14 +496,6 @@ async def _credit(
 # -- reading ------------------------------------------------------------------------------
 
 
-async def _rows(reader_or_session: Any, statement: Executable) -> Sequence[Any]:
-    """A RequestReader (`rows`) or an AsyncSession (`execute`)."""
-    rows = getattr(reader_or_session, "rows", None)
-    if rows is not None:
-        return list(await rows(statement))
-    return (await reader_or_session.execute(statement)).all()
-
-
 _RECEIPTS_BY_PAYMENT = sa.select(*RECEIPT_COLUMNS).where(
     _receipts.c.payment_id.in_(sa.bindparam("ids", expanding=True))
 )
@@ -530,7 +521,7 @@ async def receipt_for_payment(reader_or_session: Any, payment_ids: Sequence[int]
     if not payment_ids:
         return {}
     statement = _RECEIPTS_BY_PAYMENT.params(ids=list(payment_ids))
-    return {row.payment_id: row for row in await _rows(reader_or_session, statement)}
+    return {row.payment_id: row for row in await read_rows(reader_or_session, statement)}
 
 
 async def receipts_with_owner(reader_or_session: Any, payment_ids: Sequence[int]) -> dict[int, Any]:
@@ -539,7 +530,7 @@ async def receipts_with_owner(reader_or_session: Any, payment_ids: Sequence[int]
     if not payment_ids:
         return {}
     statement = _RECEIPTS_WITH_OWNER.params(ids=list(payment_ids))
-    return {row.payment_id: row for row in await _rows(reader_or_session, statement)}
+    return {row.payment_id: row for row in await read_rows(reader_or_session, statement)}
 
 
 async def payments_by_id(reader_or_session: Any, ids: Sequence[int]) -> dict[int, Any]:
@@ -548,7 +539,7 @@ async def payments_by_id(reader_or_session: Any, ids: Sequence[int]) -> dict[int
     if not ids:
         return {}
     statement = _PAYMENTS_BY_ID.params(ids=list(ids))
-    return {row.id: row for row in await _rows(reader_or_session, statement)}
+    return {row.id: row for row in await read_rows(reader_or_session, statement)}
 
 
 async def payments_of_contract(
@@ -566,7 +557,7 @@ async def payments_of_contract(
     if before_id is not None:
         statement = statement.where(_payments.c.id < before_id)
     statement = statement.order_by(_payments.c.id.desc()).limit(limit + 1)
-    return page_by_id(await _rows(reader, statement), limit, after=before_id)
+    return page_by_id(await read_rows(reader, statement), limit, after=before_id)
 
 
 _RANKED_PAYMENTS = (

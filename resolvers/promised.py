@@ -33,12 +33,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import begin_write
+from kabinet.db import begin_write, read_rows
 from kabinet.settings import Settings
 from models import Contract, Payment, PromisedPayment
 from models.base import utcnow
 from resolvers import ledger
-from resolvers.charges import days_in_month, monthly_totals, read_rows
+from resolvers.charges import days_in_month, monthly_totals
 from resolvers.errors import DomainError, ErrorCode
 from resolvers.suspension import lift_if_paid
 

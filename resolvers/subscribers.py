@@ -15,13 +15,12 @@ lower-case, Title Case and UPPER-CASE forms: on SQLite "иванов", "Иван
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Row
-from sqlalchemy.sql.base import Executable
 
+from kabinet.db import read_rows
 from models import Contract, Credential, Subscriber
 from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import normalize_phone
@@ -89,14 +88,6 @@ def _search_conditions(search: str) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-async def _fetch(source: Any, statement: Executable) -> Sequence[Row[Any]]:
-    """Rows from an AsyncSession or from a request's reader (anything with `rows()`)."""
-    rows = getattr(source, "rows", None)
-    if rows is not None:
-        return list(await rows(statement))
-    return (await source.execute(statement)).all()
-
-
 async def search_subscribers(
     session: Any, *, search: str | None, first: int | None, after: int | None
 ) -> Page[Row[Any]]:
@@ -127,4 +118,4 @@ async def search_subscribers(
         statement = statement.where(sa.or_(*_search_conditions(text)))
     if after is not None:
         statement = statement.where(_subscribers.c.id < after)
-    return page_by_id(await _fetch(session, statement), limit, after=after)
+    return page_by_id(await read_rows(session, statement), limit, after=after)

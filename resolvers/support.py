@@ -3,16 +3,14 @@ submit one, a few an hour per client address; staff list them and close them, au
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.base import Executable
 
 from auth import ratelimit
-from kabinet.db import begin_write
+from kabinet.db import begin_write, read_rows
 from kabinet.settings import Settings
 from models import SupportRequest
 from models.base import utcnow
@@ -110,14 +108,6 @@ async def submit_support_request(
     return int(request_id)
 
 
-async def _fetch(source: Any, statement: Executable) -> Sequence[Row[Any]]:
-    """Rows from an AsyncSession or from a request's reader (anything with `rows()`)."""
-    rows = getattr(source, "rows", None)
-    if rows is not None:
-        return list(await rows(statement))
-    return (await source.execute(statement)).all()
-
-
 async def list_support_requests(
     session: Any, *, status: str | None, first: int | None, after: int | None
 ) -> Page[Row[Any]]:
@@ -136,7 +126,7 @@ async def list_support_requests(
         statement = statement.where(_requests.c.id < after)
     if status is not None:
         statement = statement.where(_requests.c.status == status)
-    return page_by_id(await _fetch(session, statement), limit, after=after)
+    return page_by_id(await read_rows(session, statement), limit, after=after)
 
 
 async def close_support_request(

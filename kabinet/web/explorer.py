@@ -32,8 +32,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from auth.sessions import COOKIE_NAME, Principal, authenticate
+from auth.sessions import Principal, authenticate
 from kabinet.db import RequestReader
+from kabinet.web.auth import request_token
 from models import Credential, StaffUser
 
 __all__ = [
@@ -255,8 +256,8 @@ async def _signed_in(request: Request) -> tuple[Principal | None, str]:
     Only the cookie counts: a page load never carries an ``Authorization`` header.
     Without a cookie the database is not touched at all.
     """
-    token = request.cookies.get(COOKIE_NAME, "").strip()
-    if not token:
+    token = request_token(request, bearer=False)
+    if token is None:
         return None, ""
     reader = RequestReader(request.app.state.engine)
     try:

@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.client_address import TrustedProxies, client_address
-from auth.sessions import COOKIE_NAME, Principal, authenticate, needs_touch, touch
+from auth.sessions import Principal, needs_touch, touch
 from kabinet.db import RequestReader, begin_write
 from kabinet.settings import Settings
+from kabinet.web.auth import request_principal
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from schema import MASKED_MESSAGE, should_mask_error
@@ -141,17 +142,9 @@ class GraphQLEndpoint:
         return context.principal is not None and context.principal.is_staff
 
     async def _principal(self, request: Request, reader: RequestReader) -> Principal | None:
-        """The caller, from `Authorization: Bearer` or else the session cookie."""
-        authorization = request.headers.get("authorization")
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-        else:
-            token = request.cookies.get(COOKIE_NAME, "")
-        if not token:
-            return None
-        principal = await authenticate(reader, token.strip())
+        """The caller (see kabinet/web/auth.py); an active session's idle expiry is pushed
+        forward at most once a minute."""
+        principal = await request_principal(request, reader)
         if principal is not None and principal.last_used_at is not None:
             now = utcnow()
             if needs_touch(principal.last_used_at, now):

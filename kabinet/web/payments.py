@@ -51,10 +51,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from auth.sessions import COOKIE_NAME, Principal, authenticate
 from kabinet.db import RequestReader
 from kabinet.payment_providers import SIGNATURE_HEADER, sign, verify_signature
 from kabinet.settings import Settings
+from kabinet.web.auth import request_principal
 from resolvers.accounts import may_see_contract
 from resolvers.errors import DomainError, ErrorCode
 from resolvers.payments import (
@@ -383,25 +383,10 @@ class PaymentRoutes:
 
     # -- receipts
 
-    @staticmethod
-    async def _principal(request: Request, reader: RequestReader) -> Principal | None:
-        """As `/graphql` does: `Authorization: Bearer`, else the session cookie."""
-        authorization = request.headers.get("authorization")
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-        else:
-            token = request.cookies.get(COOKIE_NAME, "")
-        token = token.strip()
-        if not token:
-            return None
-        return await authenticate(reader, token)
-
     async def receipt(self, request: Request) -> Response:
         reader = RequestReader(request.app.state.engine)
         try:
-            principal = await self._principal(request, reader)
+            principal = await request_principal(request, reader)
             if principal is None:
                 response = _message_page(
                     "Нужен вход", "Войдите в личный кабинет, чтобы открыть чек.", 401

@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from auth.sessions import COOKIE_NAME, Principal, authenticate
 from kabinet.db import RequestReader
+from kabinet.web.auth import request_principal
 from resolvers.accounts import contracts_by_number, may_see_contract
 from resolvers.errors import DomainError
 from resolvers.expenses import STATEMENT_MAX_ROWS, check_period, statement_rows
@@ -105,20 +105,6 @@ def render_csv(rows: list[Any]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-async def _principal(request: Request, reader: RequestReader) -> Principal | None:
-    """The caller, from `Authorization: Bearer` or else the session cookie (as /graphql)."""
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-    else:
-        token = request.cookies.get(COOKIE_NAME, "")
-    if not token:
-        return None
-    return await authenticate(reader, token.strip())
-
-
 def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return PlainTextResponse(
         message + "\n", status_code=status, headers={**_NO_STORE, **(headers or {})}
@@ -128,7 +114,7 @@ def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> 
 async def download_statement(request: Request) -> Response:
     reader = RequestReader(request.app.state.engine)
     try:
-        principal = await _principal(request, reader)
+        principal = await request_principal(request, reader)
         if principal is None:
             return _plain(401, "Sign in first.", {"WWW-Authenticate": "Bearer"})
         number = request.path_params["number"]

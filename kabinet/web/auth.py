@@ -1,0 +1,30 @@
+"""Who is calling an HTTP endpoint: one rule for /graphql, receipts, statements and the
+explorer — `Authorization: Bearer <token>`, else the `__Host-` session cookie."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from auth.sessions import COOKIE_NAME, Principal, authenticate
+from kabinet.db import RequestReader
+
+
+def request_token(request: Request, *, bearer: bool = True) -> str | None:
+    """The access token a request carries; an Authorization header of another scheme counts
+    as none (it is not silently replaced by the cookie). `bearer=False`: the cookie only
+    (page loads never carry a bearer token)."""
+    authorization = request.headers.get("authorization") if bearer else None
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+    else:
+        token = request.cookies.get(COOKIE_NAME, "")
+    return token.strip() or None
+
+
+async def request_principal(
+    request: Request, reader: RequestReader, *, bearer: bool = True
+) -> Principal | None:
+    token = request_token(request, bearer=bearer)
+    return None if token is None else await authenticate(reader, token)
