@@ -56,7 +56,7 @@ from kabinet.db import begin_write, create_session_factory
 from kabinet.settings import Settings
 from models import BillingCharge, Contract, LedgerEntry, PromisedPayment
 from models.base import UTCDateTime, utcnow
-from resolvers import ledger
+from resolvers import bonus, ledger
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -96,6 +96,7 @@ class BillingSummary:
     seconds: float
     contracts_zero: int = 0  # ACTIVE contracts with nothing to charge (marked, no entry)
     overdue_cleared: int = 0  # OVERDUE promises of contracts back to ≥ 0, now REPAID
+    points_expired: int = 0  # bonus points 12 months old, expired by this run
 
     def lines(self) -> list[str]:
         return [
@@ -106,6 +107,7 @@ class BillingSummary:
             f"  promises settled    : {self.promises_settled} "
             f"({self.promises_overdue} overdue, {self.overdue_cleared} overdue now repaid)",
             f"  contracts suspended : {self.contracts_suspended}",
+            f"  bonus points expired: {self.points_expired}",
             f"  seconds             : {self.seconds:.2f}",
         ]
 
@@ -525,6 +527,9 @@ async def run_billing_day(
     suspended = await _in_write_transaction(factory, partial(_suspend_debtors, dialect=dialect))
     if progress is not None:
         progress(BillingProgress(day, "suspend", 1, 1, contracts, total))
+    points_expired = await _in_write_transaction(
+        factory, partial(bonus.expire_points, day=day, now=now)
+    )
     return BillingSummary(
         day=day,
         contracts_charged=contracts,
@@ -535,6 +540,7 @@ async def run_billing_day(
         seconds=time.perf_counter() - started,
         contracts_zero=zero,
         overdue_cleared=cleared,
+        points_expired=points_expired,
     )
 
 

@@ -14,7 +14,7 @@ from auth.sessions import Principal
 from kabinet.db import RequestReader
 from kabinet.settings import Settings
 from models.base import utcnow
-from resolvers import accounts, catalog, charges, lineup, payments, promised
+from resolvers import accounts, bonus, catalog, charges, lineup, payments, promised
 from resolvers.loaders import BatchLoader
 
 
@@ -86,6 +86,10 @@ class Loaders:
     @property
     def tv_packages_of_contract(self) -> BatchLoader[int, list[Any]]:
         return self._loader("tv_packages_of_contract", lineup.tv_packages_of_contracts, [])
+
+    @property
+    def expiring_points(self) -> BatchLoader[int, Any]:
+        return self._loader("expiring_points", bonus.expiring_soon, None)
 
     @property
     def open_promise(self) -> BatchLoader[int, Any]:

@@ -17,7 +17,8 @@ from resolvers.errors import DomainError, ErrorCode
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
-from schema.mutation_support import attempt, ok_payload
+from schema.mutation_support import attempt, ok_payload, pk_of
+from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 from schema.types.node import from_global_id
 
@@ -303,13 +304,6 @@ class CloseSupportRequestInput:
 CloseSupportRequestPayload = ok_payload("CloseSupportRequestPayload")
 
 
-def _pk_of(global_id: str, type_name: str, field: str) -> int:
-    decoded = from_global_id(global_id)
-    if decoded is None or decoded[0] != type_name or not decoded[1].isdigit():
-        raise DomainError(ErrorCode.NOT_FOUND, f"No such {type_name}.", field=field)
-    return int(decoded[1])
-
-
 @strawberry.type
 class AccountMutation:
     @strawberry.mutation(
@@ -417,7 +411,7 @@ class AccountMutation:
                 phone=input.phone,
                 region=input.region,
                 address=input.address,
-                tariff_id=_pk_of(input.tariff_id, "Tariff", "tariffId"),
+                tariff_id=pk_of(input.tariff_id, "Tariff", "tariffId"),
                 client_address=context.client_address,
             )
 
@@ -470,7 +464,7 @@ class AccountMutation:
             return await support.close_support_request(
                 session,
                 staff_id=principal.id,
-                request_id=_pk_of(input.id, "SupportRequest", "id"),
+                request_id=pk_of(input.id, "SupportRequest", "id"),
                 resolution=input.resolution,
             )
 
@@ -478,5 +472,5 @@ class AccountMutation:
 
 
 @strawberry.type
-class Mutation(SessionMutation, AccountMutation, MoneyMutation):
+class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation):
     """Every mutation of the API (each domain adds its own base class here)."""

@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers.errors import DomainError
+from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
+from schema.types.node import from_global_id
 
 T = TypeVar("T")
 
@@ -32,3 +33,11 @@ def ok_payload(name: str) -> Any:
     """A payload with nothing to say but `ok` (each mutation has its own payload type)."""
     namespace = {"__annotations__": {"errors": list[UserError], "ok": bool}, "ok": False}
     return strawberry.type(type(name, (), namespace))
+
+
+def pk_of(global_id: str, type_name: str, field: str) -> int:
+    """The primary key in a global ID of `type_name`; NOT_FOUND for anything else."""
+    decoded = from_global_id(global_id)
+    if decoded is None or decoded[0] != type_name or not decoded[1].isdigit():
+        raise DomainError(ErrorCode.NOT_FOUND, f"No such {type_name}.", field=field)
+    return int(decoded[1])

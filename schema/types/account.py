@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import strawberry
 
-from resolvers import expenses, payments, promised
+from resolvers import bonus, expenses, payments, promised
 from resolvers.errors import DomainError
 from resolvers.pagination import Page, check_first
 from schema.context import Info
@@ -192,9 +192,71 @@ class Contract(Node):
         )
 
 
-@strawberry.type(description="Bonus points of a subscriber.")
-class BonusAccount:
+@strawberry.enum
+class BonusEntryKind(Enum):
+    ACCRUAL = "ACCRUAL"
+    REDEMPTION = "REDEMPTION"
+    EXPIRY = "EXPIRY"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+@strawberry.type(description="A change of bonus points.")
+class BonusEntry(Node):
+    kind: BonusEntryKind
+    points: int = strawberry.field(description="Signed: spent and expired points negative.")
+    expires_at: datetime | None = strawberry.field(description="Accruals: when they expire.")
+    description: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> BonusEntry:
+        return cls(
+            id=to_global_id("BonusEntry", row.id),
+            kind=BonusEntryKind(row.kind),
+            points=row.points,
+            expires_at=row.expires_at,
+            description=row.description,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class ExpiringPoints:
     points: int
+    expires_at: datetime = strawberry.field(description="The earliest of them expires then.")
+
+
+@strawberry.type(
+    description="Bonus points of a subscriber: 1 per full 5 RUB of top-ups, kept 12 months."
+)
+class BonusAccount:
+    subscriber_pk: strawberry.Private[int]
+    points: int
+
+    @strawberry.field(description="Points that expire within 30 days; null when none do.")
+    async def expiring_soon(self, info: Info) -> ExpiringPoints | None:
+        found = await info.context.loaders.expiring_points.load(self.subscriber_pk)
+        return (
+            None
+            if found is None
+            else ExpiringPoints(points=found.points, expires_at=found.expires_at)
+        )
+
+    @strawberry.field(description="The points ledger, newest first.")
+    async def history(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Connection[BonusEntry]:
+        try:
+            page = await bonus.bonus_history_page(
+                info.context.reader,
+                subscriber_id=self.subscriber_pk,
+                first=first,
+                after=after,
+                max_page_size=info.context.settings.max_page_size,
+            )
+        except DomainError as error:
+            raise bad_input(error) from None
+        return Connection.from_page(page, BonusEntry.from_row)
 
 
 @strawberry.type(description="An individual or a legal entity with one or more contracts.")
@@ -213,7 +275,8 @@ class Subscriber(Node):
 
     @strawberry.field
     async def bonus_account(self, info: Info) -> BonusAccount:
-        return BonusAccount(points=await info.context.loaders.bonus_points.load(self.pk))
+        points = await info.context.loaders.bonus_points.load(self.pk)
+        return BonusAccount(subscriber_pk=self.pk, points=points)
 
     @classmethod
     def from_row(cls, row: Any) -> Subscriber:
