@@ -37,6 +37,8 @@ CONTRACT_COLUMNS = (
     _contracts.c.status,
     _contracts.c.balance,
     _contracts.c.tariff_id,
+    _contracts.c.scheduled_tariff_id,
+    _contracts.c.scheduled_tariff_from,
     _contracts.c.opened_on,
 )
 

@@ -56,7 +56,7 @@ from kabinet.db import begin_write, create_session_factory
 from kabinet.settings import Settings
 from models import BillingCharge, Contract, LedgerEntry, PromisedPayment
 from models.base import UTCDateTime, utcnow
-from resolvers import bonus, ledger
+from resolvers import bonus, ledger, services
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -500,6 +500,10 @@ async def run_billing_day(
                     )
                 )
     total = (Decimal(kopecks) / 100).quantize(CENT)
+    # Charges already took a tariff changed for this day from the schedule; now it is the
+    # contract's tariff (never for a later day: a missed earlier day billed after would
+    # then be charged at the new tariff).
+    await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day))
 
     due_by = min(end_of_day(day), now)
     async with factory() as session:

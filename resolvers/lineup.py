@@ -1,26 +1,144 @@
-"""What a contract has connected today (read side): TV packages, and later the rest."""
+"""What a contract has connected now (read side): TV packages, Personal TV channels,
+Multiroom receivers, service options, the channel line-up it receives, and what the next
+month costs. Each reader is one statement for all the contracts asked for.
+
+"Connected now" is a row with `ended_on IS NULL` (resolvers/services.py): an item
+disconnected today is gone at once, even though today stays paid, and an item connected
+today shows at once, though it is charged from tomorrow. Packages and options given free by a
+bonus reward show until their free period ends (`_has_now`).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from kabinet.db import ReadQuery, one_of
-from models import ContractTvPackage, TvPackage
-from resolvers.catalog import PACKAGE_COLUMNS
+from models import (
+    Channel,
+    Contract,
+    ContractOption,
+    ContractPersonalChannel,
+    ContractTvPackage,
+    MultiroomDevice,
+    ServiceOption,
+    TvPackage,
+    TvPackageChannel,
+)
+from models.base import utcnow
+from resolvers.catalog import CHANNEL_COLUMNS, OPTION_COLUMNS, PACKAGE_COLUMNS
+from resolvers.charges import ChargeItem, monthly_charges
 
 _links = ContractTvPackage.__table__  # type: ignore[attr-defined]
 _packages = TvPackage.__table__  # type: ignore[attr-defined]
+_package_channels = TvPackageChannel.__table__  # type: ignore[attr-defined]
+_channels = Channel.__table__  # type: ignore[attr-defined]
+_personal = ContractPersonalChannel.__table__  # type: ignore[attr-defined]
+_multiroom = MultiroomDevice.__table__  # type: ignore[attr-defined]
+_options = ServiceOption.__table__  # type: ignore[attr-defined]
+_contract_options = ContractOption.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
+
+
+def _has_now(table: Any) -> sa.ColumnElement[bool]:
+    """Connected now, or given free by a bonus reward that has not run out: reward rows end
+    on their own (`ended_on` set from the start) and nobody disconnected them."""
+    return sa.and_(
+        table.c.disconnected_at.is_(None),
+        sa.or_(table.c.ended_on.is_(None), table.c.ended_on > sa.bindparam("today", type_=sa.Date)),
+    )
+
 
 _PACKAGES_OF_CONTRACTS = ReadQuery(
     sa.select(_links.c.contract_id, _links.c.free_until, *PACKAGE_COLUMNS)
     .join(_packages, _packages.c.id == _links.c.package_id)
-    .where(one_of(_links.c.contract_id, "ids"), _links.c.ended_on.is_(None))
+    .where(one_of(_links.c.contract_id, "ids"), _has_now(_links))
     .order_by(_links.c.contract_id, _packages.c.monthly_fee, _packages.c.id)
 )
+
+_PERSONAL_CHANNELS_OF_CONTRACTS = ReadQuery(
+    sa.select(
+        _personal.c.contract_id,
+        _personal.c.monthly_fee.label("personal_fee"),
+        _personal.c.started_on,
+        *CHANNEL_COLUMNS,
+    )
+    .join(_channels, _channels.c.id == _personal.c.channel_id)
+    .where(one_of(_personal.c.contract_id, "ids"), _personal.c.ended_on.is_(None))
+    .order_by(_personal.c.contract_id, _channels.c.number)
+)
+
+_MULTIROOM_DEVICES_OF_CONTRACTS = ReadQuery(
+    sa.select(
+        _multiroom.c.id,
+        _multiroom.c.contract_id,
+        _multiroom.c.serial,
+        _multiroom.c.monthly_fee,
+        _multiroom.c.started_on,
+        _multiroom.c.connected_at,
+    )
+    .where(one_of(_multiroom.c.contract_id, "ids"), _multiroom.c.ended_on.is_(None))
+    .order_by(_multiroom.c.contract_id, _multiroom.c.id)
+)
+
+_OPTIONS_OF_CONTRACTS = ReadQuery(
+    sa.select(
+        _contract_options.c.contract_id,
+        _contract_options.c.free_until,
+        _contract_options.c.started_on,
+        *OPTION_COLUMNS,
+    )
+    .join(_options, _options.c.id == _contract_options.c.option_id)
+    .where(one_of(_contract_options.c.contract_id, "ids"), _has_now(_contract_options))
+    .order_by(_contract_options.c.contract_id, _options.c.monthly_fee, _options.c.id)
+)
+
+
+def _line_up_statement() -> sa.Select[Any]:
+    # (contract, channel) pairs from the three sources; UNION removes the duplicates.
+    must_carry = (
+        sa.select(_contracts.c.id.label("contract_id"), _channels.c.id.label("channel_id"))
+        .select_from(_contracts.join(_channels, _channels.c.must_carry.is_(True)))
+        .where(one_of(_contracts.c.id, "ids"))
+    )
+    from_packages = (
+        sa.select(_links.c.contract_id, _package_channels.c.channel_id)
+        .join(_package_channels, _package_channels.c.package_id == _links.c.package_id)
+        .where(one_of(_links.c.contract_id, "ids"), _has_now(_links))
+    )
+    personal = sa.select(_personal.c.contract_id, _personal.c.channel_id).where(
+        one_of(_personal.c.contract_id, "ids"), _personal.c.ended_on.is_(None)
+    )
+    pairs = sa.union(must_carry, from_packages, personal).subquery("line_up")
+    return (
+        sa.select(pairs.c.contract_id, *CHANNEL_COLUMNS)
+        .join(_channels, _channels.c.id == pairs.c.channel_id)
+        .order_by(pairs.c.contract_id, _channels.c.number)
+    )
+
+
+_LINE_UP_OF_CONTRACTS = ReadQuery(_line_up_statement())
+
+
+async def _grouped(
+    reader: Any, query: ReadQuery, contract_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    found: dict[int, list[Any]] = defaultdict(list)
+    if not contract_ids:
+        return found
+    seen: set[tuple[int, Any]] = set()
+    rows = await reader.fetch(query, ids=list(dict.fromkeys(contract_ids)), today=utcnow().date())
+    for row in rows:
+        # A package free by a reward and its paid connection from the day after: one item.
+        key = (row.contract_id, row.id)
+        if key not in seen:
+            seen.add(key)
+            found[row.contract_id].append(row)
+    return found
 
 
 async def tv_packages_of_contracts(
@@ -28,7 +146,50 @@ async def tv_packages_of_contracts(
 ) -> dict[int, list[Any]]:
     """The packages connected now (archived ones too: they stay on the contracts that have
     them), one statement for all the contracts asked for."""
-    found: dict[int, list[Any]] = defaultdict(list)
-    for row in await reader.fetch(_PACKAGES_OF_CONTRACTS, ids=list(contract_ids)):
-        found[row.contract_id].append(row)
-    return found
+    return await _grouped(reader, _PACKAGES_OF_CONTRACTS, contract_ids)
+
+
+async def personal_channels_of_contracts(
+    reader: Any, contract_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    """The Personal TV channels chosen now, by channel number: the channel's columns plus
+    `personal_fee` (the monthly fee of that channel for this contract) and `started_on`."""
+    return await _grouped(reader, _PERSONAL_CHANNELS_OF_CONTRACTS, contract_ids)
+
+
+async def multiroom_devices_of_contracts(
+    reader: Any, contract_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    """The Multiroom receivers in use now: id, serial, monthly_fee, started_on,
+    connected_at."""
+    return await _grouped(reader, _MULTIROOM_DEVICES_OF_CONTRACTS, contract_ids)
+
+
+async def options_of_contracts(reader: Any, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The service options on now (archived ones too), with free_until and started_on."""
+    return await _grouped(reader, _OPTIONS_OF_CONTRACTS, contract_ids)
+
+
+async def channel_lineup_of_contracts(
+    reader: Any, contract_ids: Sequence[int]
+) -> dict[int, list[Any]]:
+    """The channels each contract receives now (`Contract.channels`): the must-carry
+    channels ∪ the channels of its connected packages ∪ its Personal TV channels, each once,
+    by channel number.
+
+    Every contract is a TV contract: the must-carry channels are in every line-up, also of a
+    contract with no package and no Personal TV (they are free and nothing removes them).
+    Channels archived in the catalogue stay in the line-ups that have them, like archived
+    packages."""
+    return await _grouped(reader, _LINE_UP_OF_CONTRACTS, contract_ids)
+
+
+async def monthly_charges_view(
+    reader: Any, contract_ids: Sequence[int], *, today: date | None = None
+) -> dict[int, list[ChargeItem]]:
+    """What the next month costs, item by item (`Contract.monthlyCharges`): the items charged
+    tomorrow (the next billing day) with their monthly fees, so a tariff change and items
+    connected today show, and items disconnected today do not. An item free tomorrow (a
+    bonus reward) is left out."""
+    day = (today if today is not None else utcnow().date()) + timedelta(days=1)
+    return await monthly_charges(reader, contract_ids, on=day)

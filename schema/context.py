@@ -84,6 +84,26 @@ class Loaders:
         return self._loader("payment_by_id", payments.payments_by_id, None)
 
     @property
+    def personal_channels(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("personal_channels", lineup.personal_channels_of_contracts, [])
+
+    @property
+    def multiroom_devices(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("multiroom_devices", lineup.multiroom_devices_of_contracts, [])
+
+    @property
+    def options(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("options", lineup.options_of_contracts, [])
+
+    @property
+    def channel_lineup(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("channel_lineup", lineup.channel_lineup_of_contracts, [])
+
+    @property
+    def monthly_charges(self) -> BatchLoader[int, list[Any]]:
+        return self._loader("monthly_charges", lineup.monthly_charges_view, [])
+
+    @property
     def tv_packages_of_contract(self) -> BatchLoader[int, list[Any]]:
         return self._loader("tv_packages_of_contract", lineup.tv_packages_of_contracts, [])
 

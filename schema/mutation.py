@@ -14,6 +14,7 @@ from auth.permissions import IsSignedIn, IsStaff
 from auth.sessions import COOKIE_NAME
 from resolvers import access, recovery, registration, staff, support
 from resolvers.errors import DomainError, ErrorCode
+from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
@@ -472,5 +473,5 @@ class AccountMutation:
 
 
 @strawberry.type
-class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation):
+class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
     """Every mutation of the API (each domain adds its own base class here)."""

@@ -8,7 +8,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import IsSignedIn, IsSubscriber
-from resolvers import bonus
+from resolvers import bonus, services
+from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
 from schema.money import own_contract
@@ -19,6 +20,95 @@ from schema.types.account import BonusAccount, Contract
 async def contract_payload(info: Info, contract_id: int) -> Contract:
     row = await info.context.loaders.contract_by_id.load(contract_id)
     return Contract.from_row(row)
+
+
+def contract_payload_type(name: str) -> Any:
+    namespace = {
+        "__annotations__": {"errors": list[UserError], "contract": Contract | None},
+        "contract": None,
+    }
+    return strawberry.type(type(name, (), namespace))
+
+
+ChangeTariffPayload = contract_payload_type("ChangeTariffPayload")
+CancelTariffChangePayload = contract_payload_type("CancelTariffChangePayload")
+ConnectTvPackagePayload = contract_payload_type("ConnectTvPackagePayload")
+DisconnectTvPackagePayload = contract_payload_type("DisconnectTvPackagePayload")
+SetPersonalTvChannelsPayload = contract_payload_type("SetPersonalTvChannelsPayload")
+AddMultiroomDevicePayload = contract_payload_type("AddMultiroomDevicePayload")
+RemoveMultiroomDevicePayload = contract_payload_type("RemoveMultiroomDevicePayload")
+ActivateOptionPayload = contract_payload_type("ActivateOptionPayload")
+DeactivateOptionPayload = contract_payload_type("DeactivateOptionPayload")
+
+
+@strawberry.input
+class ChangeTariffInput:
+    contract_number: str
+    tariff_id: strawberry.ID
+
+
+@strawberry.input
+class CancelTariffChangeInput:
+    contract_number: str
+
+
+@strawberry.input
+class TvPackageInput:
+    contract_number: str
+    package_id: strawberry.ID
+
+
+ConnectTvPackageInput = strawberry.input(type("ConnectTvPackageInput", (TvPackageInput,), {}))
+DisconnectTvPackageInput = strawberry.input(type("DisconnectTvPackageInput", (TvPackageInput,), {}))
+
+
+@strawberry.input
+class SetPersonalTvChannelsInput:
+    contract_number: str
+    channel_ids: list[strawberry.ID] = strawberry.field(
+        description="The whole choice (replaces the previous one); an empty list turns "
+        "Personal TV off. Must-carry channels are free and need not be listed."
+    )
+
+
+@strawberry.input
+class AddMultiroomDeviceInput:
+    contract_number: str
+
+
+@strawberry.input
+class RemoveMultiroomDeviceInput:
+    contract_number: str
+    device_id: strawberry.ID
+
+
+@strawberry.input
+class OptionInput:
+    contract_number: str
+    option_id: strawberry.ID
+
+
+ActivateOptionInput = strawberry.input(type("ActivateOptionInput", (OptionInput,), {}))
+DeactivateOptionInput = strawberry.input(type("DeactivateOptionInput", (OptionInput,), {}))
+
+
+async def _contract_change(
+    info: Info,
+    payload: Any,
+    contract_number: str,
+    verb: Any,
+) -> Any:
+    """Run a service verb on the caller's contract and answer with the contract."""
+
+    async def work(session: AsyncSession) -> int:
+        contract = await own_contract(info, contract_number)
+        await verb(session, contract.id)
+        return int(contract.id)
+
+    contract_id, errors = await attempt(info, work)
+    if contract_id is None:
+        return payload(errors=errors)
+    return payload(errors=[], contract=await contract_payload(info, contract_id))
 
 
 @strawberry.input
@@ -36,6 +126,166 @@ class RedeemBonusPayload:
 
 @strawberry.type
 class ServicesMutation:
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Change the tariff from the next billing day (once a day; the region's "
+        "tariffs on sale; not to a dearer one while a promised payment is open).",
+    )
+    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            tariff_id = pk_of(input.tariff_id, "Tariff", "tariffId")
+            await services.change_tariff(
+                session, settings=settings, contract_id=contract_id, tariff_id=tariff_id
+            )
+
+        return await _contract_change(info, ChangeTariffPayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Undo a scheduled tariff change.",
+    )
+    async def cancel_tariff_change(
+        self, info: Info, input: CancelTariffChangeInput
+    ) -> CancelTariffChangePayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            await services.cancel_tariff_change(session, settings=settings, contract_id=contract_id)
+
+        return await _contract_change(info, CancelTariffChangePayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Connect a TV package now; charged from the next billing day.",
+    )
+    async def connect_tv_package(
+        self,
+        info: Info,
+        input: ConnectTvPackageInput,  # type: ignore[valid-type]
+    ) -> ConnectTvPackagePayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            package_id = pk_of(input.package_id, "TvPackage", "packageId")
+            await services.connect_tv_package(
+                session, settings=settings, contract_id=contract_id, package_id=package_id
+            )
+
+        return await _contract_change(info, ConnectTvPackagePayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Disconnect a TV package now (today stays paid).",
+    )
+    async def disconnect_tv_package(
+        self,
+        info: Info,
+        input: DisconnectTvPackageInput,  # type: ignore[valid-type]
+    ) -> DisconnectTvPackagePayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            package_id = pk_of(input.package_id, "TvPackage", "packageId")
+            await services.disconnect_tv_package(
+                session, settings=settings, contract_id=contract_id, package_id=package_id
+            )
+
+        return await _contract_change(info, DisconnectTvPackagePayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Choose the Personal TV channels (5 to 60 paid ones, or none).",
+    )
+    async def set_personal_tv_channels(
+        self, info: Info, input: SetPersonalTvChannelsInput
+    ) -> SetPersonalTvChannelsPayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            if len(input.channel_ids) > 1000:
+                raise DomainError(ErrorCode.INVALID, "Too many channels.", field="channelIds")
+            ids = [pk_of(channel, "Channel", "channelIds") for channel in input.channel_ids]
+            await services.set_personal_tv_channels(
+                session, settings=settings, contract_id=contract_id, channel_ids=ids
+            )
+
+        return await _contract_change(
+            info, SetPersonalTvChannelsPayload, input.contract_number, verb
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Add an extra TV receiver (up to 4; packages are charged once).",
+    )
+    async def add_multiroom_device(
+        self, info: Info, input: AddMultiroomDeviceInput
+    ) -> AddMultiroomDevicePayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            await services.add_multiroom_device(session, settings=settings, contract_id=contract_id)
+
+        return await _contract_change(info, AddMultiroomDevicePayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Return an extra TV receiver.",
+    )
+    async def remove_multiroom_device(
+        self, info: Info, input: RemoveMultiroomDeviceInput
+    ) -> RemoveMultiroomDevicePayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            device_id = pk_of(input.device_id, "MultiroomDevice", "deviceId")
+            await services.remove_multiroom_device(
+                session, settings=settings, contract_id=contract_id, device_id=device_id
+            )
+
+        return await _contract_change(
+            info, RemoveMultiroomDevicePayload, input.contract_number, verb
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Switch a service option on; charged from the next billing day.",
+    )
+    async def activate_option(
+        self,
+        info: Info,
+        input: ActivateOptionInput,  # type: ignore[valid-type]
+    ) -> ActivateOptionPayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            option_id = pk_of(input.option_id, "ServiceOption", "optionId")
+            await services.activate_option(
+                session, settings=settings, contract_id=contract_id, option_id=option_id
+            )
+
+        return await _contract_change(info, ActivateOptionPayload, input.contract_number, verb)
+
+    @strawberry.mutation(
+        permission_classes=[IsSignedIn, IsSubscriber],
+        description="Switch a service option off.",
+    )
+    async def deactivate_option(
+        self,
+        info: Info,
+        input: DeactivateOptionInput,  # type: ignore[valid-type]
+    ) -> DeactivateOptionPayload:  # type: ignore[valid-type]
+        settings = info.context.settings
+
+        async def verb(session: AsyncSession, contract_id: int) -> None:
+            option_id = pk_of(input.option_id, "ServiceOption", "optionId")
+            await services.deactivate_option(
+                session, settings=settings, contract_id=contract_id, option_id=option_id
+            )
+
+        return await _contract_change(info, DeactivateOptionPayload, input.contract_number, verb)
+
     @strawberry.mutation(
         permission_classes=[IsSignedIn, IsSubscriber],
         description="Spend bonus points (oldest first) on a reward for a contract.",

@@ -15,6 +15,7 @@ from auth.secrets import document_hash, security_code_hash
 from kabinet.db import begin_write
 from kabinet.settings import Settings
 from models import BonusAccount, Contract, Credential, StaffUser, Subscriber, Tariff
+from resolvers import ledger
 
 _numbers = itertools.count(1)
 DEFAULT_PASSWORD = "correct horse battery staple 42"
@@ -77,7 +78,6 @@ async def make_subscriber(
                 region_code="MOW",
                 address=f"Москва, ул. Тестовая, д. {n}, кв. {c}",
                 tariff_id=tariff.id,
-                balance=balance,
                 opened_on=(datetime.now(UTC) - timedelta(days=opened_days_ago)).date(),
                 security_code_hash=(
                     security_code_hash(settings, security_code) if security_code else None
@@ -88,6 +88,16 @@ async def make_subscriber(
             assert contract.id is not None
             numbers.append(contract.number)
             ids.append(contract.id)
+            if balance:
+                # Money arrives only through the ledger, in tests too: balance == Σ ledger.
+                await ledger.post(
+                    session,
+                    contract_id=contract.id,
+                    kind="ADJUSTMENT",
+                    amount=balance,
+                    actor="test:factory",
+                    description="opening balance",
+                )
         login_name = None
         if registered:
             login_name = login or numbers[0]

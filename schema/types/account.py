@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 import strawberry
 
-from resolvers import bonus, expenses, payments, promised
+from models.base import utcnow
+from resolvers import bonus, expenses, payments, promised, services
 from resolvers.errors import DomainError
 from resolvers.pagination import Page, check_first
 from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
-from schema.types.catalog import Region, Tariff, TvPackage
+from schema.types.catalog import Channel, Region, ServiceOption, Tariff, TvPackage
 from schema.types.money import (
     ExpenseSummary,
     LedgerEntry,
@@ -68,6 +69,63 @@ class Balance:
         return None if row is None else PromisedPayment.from_row(row)
 
 
+@strawberry.type(description="A tariff change that takes effect on a coming billing day.")
+class ScheduledTariff:
+    tariff: Tariff
+    effective_from: date
+
+
+@strawberry.type(description="A Personal TV channel chosen by the subscriber.")
+class PersonalTvChannel:
+    channel: Channel
+    monthly_fee: Money
+
+
+@strawberry.type(description="An extra TV receiver (Multiroom).")
+class MultiroomDevice(Node):
+    serial: str
+    monthly_fee: Money
+    connected_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> MultiroomDevice:
+        return cls(
+            id=to_global_id("MultiroomDevice", row.id),
+            serial=row.serial,
+            monthly_fee=row.monthly_fee,
+            connected_at=row.connected_at,
+        )
+
+
+@strawberry.type(description="A service option switched on, free until a day if a reward.")
+class ContractServiceOption:
+    option: ServiceOption
+    free_until: date | None
+
+
+@strawberry.enum
+class ChargeKind(Enum):
+    TARIFF = "TARIFF"
+    TV_PACKAGE = "TV_PACKAGE"
+    PERSONAL_TV = "PERSONAL_TV"
+    MULTIROOM_DEVICE = "MULTIROOM_DEVICE"
+    OPTION = "OPTION"
+
+
+@strawberry.type(description="One item of what the next month costs.")
+class MonthlyCharge:
+    kind: ChargeKind
+    name: str
+    quantity: int
+    monthly_fee: Money
+
+
+@strawberry.type(description="What the next month costs, item by item.")
+class MonthlyCharges:
+    items: list[MonthlyCharge]
+    total: Money
+
+
 @strawberry.type(description="A personal account: one contract of a subscriber.")
 class Contract(Node):
     pk: strawberry.Private[int]
@@ -75,6 +133,7 @@ class Contract(Node):
     region_code: strawberry.Private[str]
     tariff_pk: strawberry.Private[int]
     balance_amount: strawberry.Private[Any]
+    row: strawberry.Private[Any]
     number: str
     address: str
     status: ContractStatus
@@ -106,8 +165,67 @@ class Contract(Node):
 
     @strawberry.field(description="The tariff in force today.")
     async def tariff(self, info: Info) -> Tariff:
-        row = await info.context.loaders.catalog_item.load(("Tariff", self.tariff_pk))
+        # A change scheduled for today is in force even before the billing day has run.
+        tariff_id = services.tariff_on(self.row, utcnow().date())
+        row = await info.context.loaders.catalog_item.load(("Tariff", tariff_id))
         return Tariff.from_row(row)
+
+    @strawberry.field(description="The tariff change to come, if one is scheduled.")
+    async def scheduled_tariff(self, info: Info) -> ScheduledTariff | None:
+        pending = services.pending_tariff_change(self.row, today=utcnow().date())
+        if pending is None:
+            return None
+        tariff_id, effective_from = pending
+        tariff = await info.context.loaders.catalog_item.load(("Tariff", tariff_id))
+        return ScheduledTariff(tariff=Tariff.from_row(tariff), effective_from=effective_from)
+
+    @strawberry.field(
+        description="Personal TV: the channels chosen (must-carry ones are free "
+        "and always in `channels`)."
+    )
+    async def personal_tv_channels(self, info: Info) -> list[PersonalTvChannel]:
+        rows = await info.context.loaders.personal_channels.load(self.pk)
+        return [
+            PersonalTvChannel(channel=Channel.from_row(row), monthly_fee=row.personal_fee)
+            for row in rows
+        ]
+
+    @strawberry.field(description="Extra TV receivers.")
+    async def multiroom_devices(self, info: Info) -> list[MultiroomDevice]:
+        rows = await info.context.loaders.multiroom_devices.load(self.pk)
+        return [MultiroomDevice.from_row(row) for row in rows]
+
+    @strawberry.field(description="Service options switched on.")
+    async def options(self, info: Info) -> list[ContractServiceOption]:
+        rows = await info.context.loaders.options.load(self.pk)
+        return [
+            ContractServiceOption(option=ServiceOption.from_row(row), free_until=row.free_until)
+            for row in rows
+        ]
+
+    @strawberry.field(
+        description="The channel line-up received: must-carry ∪ packages ∪ "
+        "Personal TV, each channel once."
+    )
+    async def channels(self, info: Info) -> list[Channel]:
+        rows = await info.context.loaders.channel_lineup.load(self.pk)
+        return [Channel.from_row(row) for row in rows]
+
+    @strawberry.field(description="What the next month costs, item by item.")
+    async def monthly_charges(self, info: Info) -> MonthlyCharges:
+        items = await info.context.loaders.monthly_charges.load(self.pk)
+        return MonthlyCharges(
+            items=[
+                MonthlyCharge(
+                    kind=ChargeKind(item.kind),
+                    name=item.name,
+                    quantity=item.quantity,
+                    monthly_fee=item.monthly_fee,
+                )
+                for item in items
+            ],
+            total=sum((item.monthly_fee for item in items), Decimal("0.00")),  # type: ignore[arg-type]
+        )
 
     @strawberry.field(description="The TV packages connected now.")
     async def tv_packages(self, info: Info) -> list[TvPackage]:
@@ -185,6 +303,7 @@ class Contract(Node):
             region_code=row.region_code,
             tariff_pk=row.tariff_id,
             balance_amount=row.balance,
+            row=row,
             number=row.number,
             address=row.address,
             status=ContractStatus(row.status),

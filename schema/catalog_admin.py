@@ -1,0 +1,464 @@
+"""Staff mutations that edit the catalogue (every one audited; nothing is deleted: archived
+items leave the public lists and stay on the contracts that have them)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.permissions import IsSignedIn, IsStaff
+from resolvers import catalog_admin
+from schema.context import Info
+from schema.errors import UserError
+from schema.mutation_support import attempt, pk_of
+from schema.scalars import Money
+from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption, Tariff, TvPackage
+
+STAFF = [IsSignedIn, IsStaff]
+
+
+def _payload(name: str, field: str, node_type: Any) -> Any:
+    namespace = {
+        "__annotations__": {"errors": list[UserError], field: node_type | None},
+        field: None,
+    }
+    return strawberry.type(type(name, (), namespace))
+
+
+TariffPayload = _payload("TariffPayload", "tariff", Tariff)
+TvPackagePayload = _payload("TvPackagePayload", "tvPackage", TvPackage)
+ChannelPayload = _payload("ChannelPayload", "channel", Channel)
+ServiceOptionPayload = _payload("ServiceOptionPayload", "serviceOption", ServiceOption)
+BonusRewardPayload = _payload("BonusRewardPayload", "bonusReward", BonusReward)
+
+
+async def _run(
+    info: Info,
+    payload: Any,
+    field: str,
+    node_type: Any,
+    verb: Callable[[AsyncSession, int, str | None], Awaitable[Any]],
+) -> Any:
+    principal = info.context.principal
+    assert principal is not None
+    client = info.context.client_address
+
+    async def work(session: AsyncSession) -> Any:
+        return await verb(session, principal.id, client)
+
+    row, errors = await attempt(info, work)
+    if row is None:
+        return payload(errors=errors)
+    return payload(errors=[], **{field: node_type.from_row(row)})
+
+
+@strawberry.input
+class CreateTariffInput:
+    region: str
+    code: str
+    name: str
+    monthly_fee: Money
+    speed_mbps: int
+    traffic_gb: int | None = None
+    description: str = ""
+
+
+@strawberry.input
+class UpdateTariffInput:
+    tariff_id: strawberry.ID
+    name: str | None = None
+    monthly_fee: Money | None = None
+    speed_mbps: int | None = None
+    traffic_gb: int | None = strawberry.field(
+        default=None, description="Set with `unlimited` false; see `unlimited`."
+    )
+    unlimited: bool | None = strawberry.field(
+        default=None, description="true: no traffic allowance (trafficGb is ignored)."
+    )
+    description: str | None = None
+
+
+@strawberry.input
+class ArchiveInput:
+    id: strawberry.ID
+    archived: bool = True
+
+
+@strawberry.input
+class CreateTvPackageInput:
+    code: str
+    name: str
+    monthly_fee: Money
+    channel_ids: list[strawberry.ID]
+    description: str = ""
+
+
+@strawberry.input
+class UpdateTvPackageInput:
+    package_id: strawberry.ID
+    name: str | None = None
+    monthly_fee: Money | None = None
+    channel_ids: list[strawberry.ID] | None = None
+    description: str | None = None
+
+
+@strawberry.input
+class CreateChannelInput:
+    number: int
+    name: str
+    genre: str
+    hd: bool = False
+    must_carry: bool = False
+
+
+@strawberry.input
+class UpdateChannelInput:
+    channel_id: strawberry.ID
+    number: int | None = None
+    name: str | None = None
+    genre: str | None = None
+    hd: bool | None = None
+    must_carry: bool | None = None
+
+
+@strawberry.input
+class CreateServiceOptionInput:
+    code: str
+    name: str
+    monthly_fee: Money
+    description: str = ""
+
+
+@strawberry.input
+class UpdateServiceOptionInput:
+    option_id: strawberry.ID
+    name: str | None = None
+    monthly_fee: Money | None = None
+    description: str | None = None
+
+
+@strawberry.input
+class CreateBonusRewardInput:
+    code: str
+    name: str
+    kind: RewardKind
+    points_price: int
+    credit_amount: Money | None = None
+    tv_package_id: strawberry.ID | None = None
+    option_id: strawberry.ID | None = None
+    duration_days: int | None = None
+
+
+@strawberry.input
+class UpdateBonusRewardInput:
+    reward_id: strawberry.ID
+    name: str | None = None
+    points_price: int | None = None
+    credit_amount: Money | None = None
+    tv_package_id: strawberry.ID | None = None
+    option_id: strawberry.ID | None = None
+    duration_days: int | None = None
+
+
+def _channel_pks(ids: list[strawberry.ID] | None) -> list[int] | None:
+    return None if ids is None else [pk_of(i, "Channel", "channelIds") for i in ids]
+
+
+def _optional_pk(global_id: str | None, type_name: str, field: str) -> int | None:
+    return None if global_id is None else pk_of(global_id, type_name, field)
+
+
+@strawberry.type
+class CatalogMutation:
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new tariff.")
+    async def create_tariff(self, info: Info, input: CreateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            TariffPayload,
+            "tariff",
+            Tariff,
+            lambda s, staff, client: catalog_admin.create_tariff(
+                s,
+                staff_id=staff,
+                region=input.region,
+                code=input.code,
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                speed_mbps=input.speed_mbps,
+                traffic_gb=input.traffic_gb,
+                description=input.description,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a tariff.")
+    async def update_tariff(self, info: Info, input: UpdateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
+        traffic: Any = catalog_admin.UNSET
+        if input.unlimited:
+            traffic = None
+        elif input.traffic_gb is not None:
+            traffic = input.traffic_gb
+        return await _run(
+            info,
+            TariffPayload,
+            "tariff",
+            Tariff,
+            lambda s, staff, client: catalog_admin.update_tariff(
+                s,
+                staff_id=staff,
+                tariff_id=pk_of(input.tariff_id, "Tariff", "tariffId"),
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                speed_mbps=input.speed_mbps,
+                traffic_gb=traffic,
+                description=input.description,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    async def archive_tariff(self, info: Info, input: ArchiveInput) -> TariffPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            TariffPayload,
+            "tariff",
+            Tariff,
+            lambda s, staff, client: catalog_admin.archive_tariff(
+                s,
+                staff_id=staff,
+                tariff_id=pk_of(input.id, "Tariff", "tariffId"),
+                archived=input.archived,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new TV package.")
+    async def create_tv_package(self, info: Info, input: CreateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            TvPackagePayload,
+            "tvPackage",
+            TvPackage,
+            lambda s, staff, client: catalog_admin.create_tv_package(
+                s,
+                staff_id=staff,
+                code=input.code,
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                description=input.description,
+                channel_ids=_channel_pks(input.channel_ids),
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a TV package.")
+    async def update_tv_package(self, info: Info, input: UpdateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            TvPackagePayload,
+            "tvPackage",
+            TvPackage,
+            lambda s, staff, client: catalog_admin.update_tv_package(
+                s,
+                staff_id=staff,
+                package_id=pk_of(input.package_id, "TvPackage", "packageId"),
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                description=input.description,
+                channel_ids=_channel_pks(input.channel_ids),
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    async def archive_tv_package(self, info: Info, input: ArchiveInput) -> TvPackagePayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            TvPackagePayload,
+            "tvPackage",
+            TvPackage,
+            lambda s, staff, client: catalog_admin.archive_tv_package(
+                s,
+                staff_id=staff,
+                package_id=pk_of(input.id, "TvPackage", "packageId"),
+                archived=input.archived,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new channel.")
+    async def create_channel(self, info: Info, input: CreateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ChannelPayload,
+            "channel",
+            Channel,
+            lambda s, staff, client: catalog_admin.create_channel(
+                s,
+                staff_id=staff,
+                number=input.number,
+                name=input.name,
+                genre=input.genre,
+                hd=input.hd,
+                must_carry=input.must_carry,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a channel.")
+    async def update_channel(self, info: Info, input: UpdateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ChannelPayload,
+            "channel",
+            Channel,
+            lambda s, staff, client: catalog_admin.update_channel(
+                s,
+                staff_id=staff,
+                channel_id=pk_of(input.channel_id, "Channel", "channelId"),
+                number=input.number,
+                name=input.name,
+                genre=input.genre,
+                hd=input.hd,
+                must_carry=input.must_carry,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    async def archive_channel(self, info: Info, input: ArchiveInput) -> ChannelPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ChannelPayload,
+            "channel",
+            Channel,
+            lambda s, staff, client: catalog_admin.archive_channel(
+                s,
+                staff_id=staff,
+                channel_id=pk_of(input.id, "Channel", "channelId"),
+                archived=input.archived,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new service option.")
+    async def create_service_option(
+        self, info: Info, input: CreateServiceOptionInput
+    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ServiceOptionPayload,
+            "serviceOption",
+            ServiceOption,
+            lambda s, staff, client: catalog_admin.create_service_option(
+                s,
+                staff_id=staff,
+                code=input.code,
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                description=input.description,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a service option.")
+    async def update_service_option(
+        self, info: Info, input: UpdateServiceOptionInput
+    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ServiceOptionPayload,
+            "serviceOption",
+            ServiceOption,
+            lambda s, staff, client: catalog_admin.update_service_option(
+                s,
+                staff_id=staff,
+                option_id=pk_of(input.option_id, "ServiceOption", "optionId"),
+                name=input.name,
+                monthly_fee=input.monthly_fee,
+                description=input.description,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    async def archive_service_option(self, info: Info, input: ArchiveInput) -> ServiceOptionPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            ServiceOptionPayload,
+            "serviceOption",
+            ServiceOption,
+            lambda s, staff, client: catalog_admin.archive_service_option(
+                s,
+                staff_id=staff,
+                option_id=pk_of(input.id, "ServiceOption", "optionId"),
+                archived=input.archived,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new bonus reward.")
+    async def create_bonus_reward(
+        self, info: Info, input: CreateBonusRewardInput
+    ) -> BonusRewardPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            BonusRewardPayload,
+            "bonusReward",
+            BonusReward,
+            lambda s, staff, client: catalog_admin.create_bonus_reward(
+                s,
+                staff_id=staff,
+                code=input.code,
+                name=input.name,
+                kind=input.kind.value,
+                points_price=input.points_price,
+                credit_amount=input.credit_amount,
+                tv_package_id=_optional_pk(input.tv_package_id, "TvPackage", "tvPackageId"),
+                option_id=_optional_pk(input.option_id, "ServiceOption", "optionId"),
+                duration_days=input.duration_days,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a bonus reward.")
+    async def update_bonus_reward(
+        self, info: Info, input: UpdateBonusRewardInput
+    ) -> BonusRewardPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            BonusRewardPayload,
+            "bonusReward",
+            BonusReward,
+            lambda s, staff, client: catalog_admin.update_bonus_reward(
+                s,
+                staff_id=staff,
+                reward_id=pk_of(input.reward_id, "BonusReward", "rewardId"),
+                name=input.name,
+                points_price=input.points_price,
+                credit_amount=input.credit_amount,
+                tv_package_id=_optional_pk(input.tv_package_id, "TvPackage", "tvPackageId"),
+                option_id=_optional_pk(input.option_id, "ServiceOption", "optionId"),
+                duration_days=input.duration_days,
+                client_address=client,
+            ),
+        )
+
+    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    async def archive_bonus_reward(self, info: Info, input: ArchiveInput) -> BonusRewardPayload:  # type: ignore[valid-type]
+        return await _run(
+            info,
+            BonusRewardPayload,
+            "bonusReward",
+            BonusReward,
+            lambda s, staff, client: catalog_admin.archive_bonus_reward(
+                s,
+                staff_id=staff,
+                reward_id=pk_of(input.id, "BonusReward", "rewardId"),
+                archived=input.archived,
+                client_address=client,
+            ),
+        )
