@@ -121,10 +121,11 @@ class RequestReader:
             if self._driver is None:
                 raw = await (await self._connection()).get_raw_connection()
                 self._driver = raw.driver_connection
-            sql, names = query.compiled_for(self._engine.dialect)
+            sql, names, fixed = query.compiled_for(self._engine.dialect)
             for listener in STATEMENT_LISTENERS:
                 listener(sql)
-            records = await self._driver.fetch(sql, *[params[name] for name in names])
+            values = [params[name] if name in params else fixed[name] for name in names]
+            records = await self._driver.fetch(sql, *values)
         make = query.row_type._make
         return [make(record) for record in records]
 
@@ -159,14 +160,20 @@ class ReadQuery:
         self.statement = statement
         names = [column.key for column in statement.selected_columns]
         self.row_type = namedtuple("Row", names)  # type: ignore[misc]
-        self._compiled: dict[str, tuple[str, list[str]]] = {}
+        self._compiled: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
 
-    def compiled_for(self, dialect: Any) -> tuple[str, list[str]]:
+    def compiled_for(self, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
+        """(SQL, parameter names in order, values of the statement's own literals)."""
         found = self._compiled.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
             names = list(compiled.positiontup or [])
-            found = self._compiled[dialect.name] = (compiled.string, names)
+            fixed = {
+                name: bind.value
+                for name, bind in ((n, compiled.binds[n]) for n in names)
+                if bind.value is not None
+            }
+            found = self._compiled[dialect.name] = (compiled.string, names, fixed)
         return found
 
 

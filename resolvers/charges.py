@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from kabinet.db import read_rows
+from kabinet.db import ReadQuery, one_of, read_rows
 from models import (
     Channel,
     Contract,
@@ -195,6 +195,14 @@ def charge_items(day: date, contracts: ContractFilter) -> sa.Subquery:
     return sa.union_all(tariff, packages, personal, multiroom, options).subquery("charge_items")
 
 
+def _items_on_day() -> ReadQuery:
+    items = charge_items(
+        sa.bindparam("day", type_=sa.Date),  # type: ignore[arg-type]
+        lambda column: one_of(column, "ids"),
+    )
+    return ReadQuery(sa.select(items))
+
+
 def _in_list(column: Any) -> ColumnElement[bool]:
     return column.in_(sa.bindparam("contract_ids", expanding=True))  # type: ignore[no-any-return]
 
@@ -202,6 +210,9 @@ def _in_list(column: Any) -> ColumnElement[bool]:
 def _money(value: Any) -> Decimal:
     # SQLite hands NUMERIC back as REAL-derived Decimals: round to kopecks as stored.
     return Decimal(str(value)).quantize(CENT) if value is not None else ZERO
+
+
+_ITEMS_ON_DAY = _items_on_day()
 
 
 async def monthly_charges(
@@ -213,12 +224,14 @@ async def monthly_charges(
     found: dict[int, list[ChargeItem]] = {cid: [] for cid in contract_ids}
     if not contract_ids:
         return found
-    items = charge_items(on, _in_list)
-    statement = sa.select(items).params(contract_ids=list(dict.fromkeys(contract_ids)))
-    rows = sorted(
-        await read_rows(source, statement),
-        key=lambda r: (r.contract_id, KINDS.index(r.kind), r.position),
-    )
+    ids = list(dict.fromkeys(contract_ids))
+    if hasattr(source, "fetch"):
+        # A request's reader: the statement is built and compiled once (see _ITEMS_ON_DAY).
+        fetched = await source.fetch(_ITEMS_ON_DAY, ids=ids, day=on)
+    else:
+        items = charge_items(on, _in_list)
+        fetched = await read_rows(source, sa.select(items).params(contract_ids=ids))
+    rows = sorted(fetched, key=lambda r: (r.contract_id, KINDS.index(r.kind), r.position))
     for row in rows:
         found.setdefault(row.contract_id, []).append(
             ChargeItem(row.kind, row.name, _money(row.monthly_fee), int(row.quantity))

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import begin_write, read_rows
+from kabinet.db import ReadQuery, begin_write, one_of, read_rows
 from kabinet.settings import Settings
 from models import Contract, Payment, PromisedPayment
 from models.base import utcnow
@@ -415,7 +415,18 @@ async def open_promises(source: Any, contract_ids: Sequence[int]) -> dict[int, A
     """The OPEN promise of each contract that has one (`Balance.openPromisedPayment`)."""
     if not contract_ids:
         return {}
-    statement = sa.select(*PROMISE_COLUMNS).where(
-        _promises.c.contract_id.in_(list(contract_ids)), _promises.c.status == "OPEN"
+    if hasattr(source, "fetch"):
+        rows = await source.fetch(_OPEN_PROMISES, ids=list(contract_ids))
+    else:
+        statement = sa.select(*PROMISE_COLUMNS).where(
+            _promises.c.contract_id.in_(list(contract_ids)), _promises.c.status == "OPEN"
+        )
+        rows = await read_rows(source, statement)
+    return {row.contract_id: row for row in rows}
+
+
+_OPEN_PROMISES = ReadQuery(
+    sa.select(*PROMISE_COLUMNS).where(
+        one_of(_promises.c.contract_id, "ids"), _promises.c.status == sa.literal_column("'OPEN'")
     )
-    return {row.contract_id: row for row in await read_rows(source, statement)}
+)
