@@ -210,6 +210,31 @@ async def hit(session: AsyncSession, limit: Limit, key: str, *, now: datetime | 
     return int((await session.execute(statement)).scalar_one())
 
 
+async def take(
+    session: AsyncSession, limit: Limit, key: str, *, now: datetime | None = None
+) -> int | None:
+    """Count an attempt BEFORE it is checked, and say whether it may go on: None when it is
+    within the limit, else the seconds until the key may try again.
+
+    Counting first is what holds against a burst: with check-then-count, thirty requests sent
+    at once all pass the check before any of them is counted. The attempt stays counted;
+    `release` gives it back when it turns out not to be a failure."""
+    now = now or utcnow()
+    if await hit(session, limit, key, now=now) <= limit.max_hits:
+        return None
+    return await check(session, limit, key, now=now) or 1
+
+
+async def release(session: AsyncSession, limit: Limit, key: str) -> None:
+    """Give back one attempt counted by `take` (it was not a failure)."""
+    await _begin_write_unless_begun(session)
+    await session.execute(
+        sa.update(_counters)
+        .where(_counters.c.bucket == bucket_for(limit, key), _counters.c.hits > 0)
+        .values(hits=_counters.c.hits - 1)
+    )
+
+
 async def reset(session: AsyncSession, limit: Limit, key: str) -> None:
     """Forget the key's failures (a successful sign-in resets the identifier's count)."""
     await _begin_write_unless_begun(session)

@@ -50,6 +50,9 @@ def _sqlite_begin(conn: Any) -> None:
 def create_engine(settings: Settings | str, **kwargs: Any) -> AsyncEngine:
     url = settings if isinstance(settings, str) else settings.database_url
     parsed = make_url(url)
+    # Database errors must not carry the statement's values into logs (letters hold
+    # temporary passwords, rows hold personal data: SPEC §5).
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs

@@ -480,13 +480,18 @@ def _ours(message: OutboxMessage) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
+DELIVERED_BODY = "(delivered; the text is not kept)"
+
+
 async def _mark_sent(session_factory: SessionFactory, message: OutboxMessage, at: datetime) -> None:
-    # Sent is sent even if our lease ran out meanwhile: that stops a third copy.
+    # Sent is sent even if our lease ran out meanwhile: that stops a third copy. The body is
+    # dropped: letters carry temporary passwords and codes, which must not outlive delivery
+    # in the database (a dump would hand them out).
     await _write(
         session_factory,
         sa.update(OutboxMessage)
         .where(col(OutboxMessage.id) == message.id, col(OutboxMessage.sent_at).is_(None))
-        .values(sent_at=at, locked_until=None),
+        .values(sent_at=at, locked_until=None, body_text=DELIVERED_BODY, body_html=None),
     )
 
 

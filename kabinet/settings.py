@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     mail_from: str = "Kabinet <no-reply@kabinet.local>"
     outbox_poll_seconds: float = Field(2.0, gt=0)
-    outbox_max_attempts: int = Field(10, ge=1)
+    # Backoff doubles from 30 s to an hourly retry: 128 attempts keep trying for ~5 days,
+    # as mail servers do, before a letter is left for an operator.
+    outbox_max_attempts: int = Field(128, ge=1)
 
     # -- GraphQL limits (SPEC §5)
     max_query_depth: int = Field(10, ge=1)

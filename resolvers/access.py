@@ -64,11 +64,15 @@ async def login(
     database, and refused from the 11th (51st) on, even with the right password."""
     limits = ratelimit.limits_for(settings)
     ident = normalize_identifier(identifier)
+    # The attempt is counted (and committed) before the password is looked at, so that a
+    # burst of concurrent guesses cannot all pass the limit; a success gives it back.
+    await begin_write(session)
     for limit, key in ((limits.login_identifier, ident), (limits.login_address, client_address)):
-        retry_after = await ratelimit.check(session, limit, key)
+        retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.rollback()
+            await session.commit()
             raise _rate_limited(retry_after)
+    await session.commit()
 
     passwords = passwords_for(settings)
     staff = await find_staff(session, ident) if ident else None
@@ -81,13 +85,11 @@ async def login(
     matched = await passwords.verify(
         None if too_long else stored_hash, password[:MAX_PASSWORD_INPUT]
     )
-    await begin_write(session)
     if not matched:
-        await ratelimit.hit(session, limits.login_identifier, ident)
-        await ratelimit.hit(session, limits.login_address, client_address)
-        await session.commit()
         raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_LOGIN)
 
+    await begin_write(session)
+    await ratelimit.release(session, limits.login_address, client_address)
     await ratelimit.reset(session, limits.login_identifier, ident)
     assert stored_hash is not None
     new_hash = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None

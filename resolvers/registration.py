@@ -102,13 +102,9 @@ def _mismatch() -> DomainError:
     return DomainError(ErrorCode.INVALID, DETAILS_MISMATCH_MESSAGE)
 
 
-async def _fail(
-    session: AsyncSession, counted: list[tuple[ratelimit.Limit, str]], error: DomainError
-) -> DomainError:
-    """Count the failure and commit it, so that it survives the error; return `error`."""
-    for limit, key in counted:
-        await ratelimit.hit(session, limit, key)
-    await session.commit()
+async def _fail(session: AsyncSession, error: DomainError) -> DomainError:
+    """End the transaction (the attempt was counted before it began); return `error`."""
+    await session.rollback()
     return error
 
 
@@ -157,14 +153,18 @@ async def register(
         (limits.registration_address, client_address or "unknown"),
     ]
 
+    # The attempt is counted (and committed) before anything is compared, so that a burst of
+    # concurrent guesses cannot all pass the limit; a success gives it back.
     await begin_write(session)
     for limit, key in counted:
-        retry_after = await ratelimit.check(session, limit, key)
+        retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.rollback()
+            await session.commit()
             raise DomainError(
                 ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
             )
+    await session.commit()
+    await begin_write(session)
 
     # PostgreSQL: the contract and subscriber rows stay locked until commit, so that two
     # registrations of one contract (or of two contracts of one subscriber) queue up. SQLite
@@ -190,7 +190,7 @@ async def register(
     given_document = document_hash(settings, document_number)
     given_code = security_code_hash(settings, security_code)
     if row is None:
-        raise await _fail(session, counted, _mismatch())
+        raise await _fail(session, _mismatch())
 
     status_ok = constant_time_equal(row.legal_status, legal_status)
     document_ok = constant_time_equal(row.document_hash, given_document)
@@ -202,7 +202,6 @@ async def register(
     if registered and status_ok and document_ok:
         raise await _fail(
             session,
-            counted,
             DomainError(ErrorCode.ALREADY_REGISTERED, ALREADY_REGISTERED_MESSAGE),
         )
     code_ok = row.security_code_hash is not None and constant_time_equal(
@@ -211,7 +210,7 @@ async def register(
     email_ok = row.email is None or row.email.lower() == email_given
     phone_ok = phone_given is None or row.phone is None or row.phone == phone_given
     if registered or not (status_ok and document_ok and code_ok and email_ok and phone_ok):
-        raise await _fail(session, counted, _mismatch())
+        raise await _fail(session, _mismatch())
 
     now = utcnow()
     # The code is spent by whoever changes it first; a loser of that race is told the
@@ -222,7 +221,7 @@ async def register(
         .values(security_code_hash=None, security_code_used_at=now)
     )
     if burnt.rowcount != 1:  # type: ignore[attr-defined]
-        raise await _fail(session, counted, _mismatch())
+        raise await _fail(session, _mismatch())
 
     profile: dict[str, str] = {}
     if row.email is None:
@@ -264,5 +263,6 @@ async def register(
         body_html=letter.body_html,
     )
     await ratelimit.reset(session, limits.registration_contract, number)
+    await ratelimit.release(session, limits.registration_address, client_address or "unknown")
     await session.commit()
     return RegistrationResult(login=login, subscriber_id=row.subscriber_id)
