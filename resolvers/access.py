@@ -18,7 +18,7 @@ from auth.sessions import (
     revoke_sessions,
     rotate_refresh_token,
 )
-from kabinet.db import begin_write
+from kabinet.db import begin_write, read_rows
 from kabinet.mail import password_changed_letter, queue_letter
 from kabinet.settings import Settings
 from models import AuthSession, Contract, Credential, StaffUser, Subscriber
@@ -259,30 +259,26 @@ async def change_password(
     await session.commit()
 
 
-async def list_sessions(session: Any, *, principal: Principal) -> list[Any]:
-    """The principal's live sessions, newest first."""
+async def list_sessions(source: Any, *, principal: Principal) -> list[Any]:
+    """The principal's live sessions, newest first (from a request's reader or a session)."""
     owner = _sessions.c.staff_id if principal.is_staff else _sessions.c.subscriber_id
-    now = utcnow()
-    return list(
-        (
-            await session.execute(
-                sa.select(
-                    _sessions.c.id,
-                    _sessions.c.created_at,
-                    _sessions.c.last_used_at,
-                    _sessions.c.client_address,
-                    _sessions.c.user_agent,
-                )
-                .where(
-                    owner == principal.id,
-                    _sessions.c.revoked_at.is_(None),
-                    _sessions.c.expires_at > now,
-                )
-                .order_by(_sessions.c.id.desc())
-                .limit(100)
-            )
-        ).all()
+    statement = (
+        sa.select(
+            _sessions.c.id,
+            _sessions.c.created_at,
+            _sessions.c.last_used_at,
+            _sessions.c.client_address,
+            _sessions.c.user_agent,
+        )
+        .where(
+            owner == principal.id,
+            _sessions.c.revoked_at.is_(None),
+            _sessions.c.expires_at > utcnow(),
+        )
+        .order_by(_sessions.c.id.desc())
+        .limit(100)
     )
+    return list(await read_rows(source, statement))
 
 
 async def revoke_session(session: AsyncSession, *, principal: Principal, session_id: int) -> None:

@@ -20,6 +20,9 @@ async def attempt(
     info: Info, verb: Callable[[AsyncSession], Awaitable[T]]
 ) -> tuple[T | None, list[UserError]]:
     """Run a verb in its own session; an expected failure becomes `errors`."""
+    # The request's read connection goes back to the pool first: one request never holds two
+    # connections (under load that is how a pool deadlocks).
+    await info.context.reader.release()
     try:
         async with info.context.session_factory() as session:
             result = await verb(session)

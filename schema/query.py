@@ -79,8 +79,7 @@ class Query:
     async def my_sessions(self, info: Info) -> list[SessionInfo]:
         principal = info.context.principal
         assert principal is not None
-        async with info.context.session_factory() as session:
-            rows = await access.list_sessions(session, principal=principal)
+        rows = await access.list_sessions(info.context.reader, principal=principal)
         return [SessionInfo.from_row(row, current_session_id=principal.session_id) for row in rows]
 
     @strawberry.field(description="Any object by its global ID; null when unknown or not yours.")

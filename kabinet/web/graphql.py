@@ -148,6 +148,10 @@ class GraphQLEndpoint:
         if principal is not None and principal.last_used_at is not None:
             now = utcnow()
             if needs_touch(principal.last_used_at, now):
+                # Never hold two pooled connections in one request: under load every request
+                # would hold one and wait for a second (pool exhaustion). Give the read one
+                # back first; the reader takes it again when it next reads.
+                await reader.release()
                 async with request.app.state.session_factory() as session:
                     await begin_write(session)
                     await touch(session, settings=self.settings, session_id=principal.session_id)
