@@ -96,23 +96,36 @@ class RequestReader:
     one statement at a time (Strawberry resolves sibling fields concurrently), released by
     `close()` when the response is built."""
 
-    __slots__ = ("_conn", "_driver", "_engine", "_lock")
+    __slots__ = ("_broken", "_closed", "_conn", "_driver", "_engine", "_lock")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
         self._lock = asyncio.Lock()
+        # A statement interrupted midway (GraphQL cancels sibling resolvers when one fails on
+        # a non-null field) leaves the connection in an unknown state: it is then discarded,
+        # never handed to the next request.
+        self._broken = False
+        # Set when the response is built: a resolver (or a loader's batch) still running
+        # after execution ended must not open a connection that nobody would give back.
+        self._closed = False
 
     async def _connection(self) -> AsyncConnection:
+        if self._closed:
+            raise RuntimeError("the request has finished: no more reads")
         if self._conn is None:
             self._conn = await self._engine.connect()
         return self._conn
 
     async def rows(self, statement: Executable) -> Sequence[Row[Any]]:
         async with self._lock:
-            result = await (await self._connection()).execute(statement)
-            return result.all()
+            try:
+                result = await (await self._connection()).execute(statement)
+                return result.all()
+            except BaseException:
+                self._broken = True
+                raise
 
     async def fetch(self, query: ReadQuery, **params: Any) -> list[Any]:
         """Run a ReadQuery. On PostgreSQL it goes straight to asyncpg with SQL compiled once
@@ -128,7 +141,11 @@ class RequestReader:
             for listener in STATEMENT_LISTENERS:
                 listener(sql)
             values = [params[name] if name in params else fixed[name] for name in names]
-            records = await self._driver.fetch(sql, *values)
+            try:
+                records = await self._driver.fetch(sql, *values)
+            except BaseException:
+                self._broken = True
+                raise
         make = query.row_type._make
         return [make(record) for record in records]
 
@@ -136,11 +153,22 @@ class RequestReader:
         """End the read transaction, so that the next read sees what a write just committed
         (SQLite keeps a snapshot for the life of a read transaction)."""
         async with self._lock:
-            await self.close()
+            await self._give_back()
 
     async def close(self) -> None:
+        """The request is answered: give the connection back, and refuse any later read."""
+        self._closed = True
+        async with self._lock:
+            await self._give_back()
+
+    async def _give_back(self) -> None:
         conn, self._conn = self._conn, None
         self._driver = None
+        broken, self._broken = self._broken, False
+        if conn is not None and broken:
+            await conn.invalidate()
+            await conn.close()
+            return
         if conn is not None:
             await conn.close()  # rolls back the read transaction and returns it to the pool
 

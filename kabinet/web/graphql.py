@@ -48,6 +48,16 @@ def _error_response(rejected: RequestRejected) -> Response:
     return JSONResponse(body, status_code=rejected.status, headers=rejected.headers)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _origin_of(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}".lower()
@@ -102,6 +112,10 @@ class GraphQLEndpoint:
         operation_name = payload.get("operationName")
         if operation_name is not None and not isinstance(operation_name, str):
             raise RequestRejected(400, "BAD_REQUEST", "`operationName` must be a string.")
+        # NUL is valid JSON and GraphQL but no text column takes it (PostgreSQL refuses it):
+        # refuse it here, plainly, rather than as a database error deep inside a resolver.
+        if "\\u0000" in query.lower() or _has_nul(payload):
+            raise RequestRejected(400, "BAD_REQUEST", "NUL characters are not allowed.")
         return payload
 
     def _check_origin(self, request: Request) -> None:
