@@ -37,7 +37,7 @@ schema: install
 	$(BIN)/kabinet export-schema --output schema.graphql
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: explorer-clean
 	rm -rf $(VENV) kabinet.db kabinet.db-wal kabinet.db-shm
