@@ -56,9 +56,25 @@ LEDGER_COLUMNS = (
 # -- Contract.ledger -----------------------------------------------------------------------
 
 
+# Money moved by this service lies between these days: anything outside is a mistake (and
+# the calendar's very ends cannot even be shifted to UTC or by a day).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+
+
+def _check_day(value: date, field: str) -> None:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise DomainError(
+            ErrorCode.INVALID, f"Give a day between {FIRST_DAY} and {LAST_DAY}.", field=field
+        )
+
+
 def _check_instant(value: datetime | None, field: str) -> None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return
+    if value.tzinfo is None:
         raise DomainError(ErrorCode.INVALID, "Give the time with its zone.", field=field)
+    _check_day(value.date(), field)
 
 
 def _check_kinds(kinds: Sequence[str] | None) -> list[str] | None:
@@ -81,8 +97,17 @@ def _decode_ledger_cursor(cursor: str) -> tuple[datetime, int]:
         at = datetime.fromisoformat(created_at)
     except ValueError:
         at = None
-    if at is None or at.tzinfo is None or not entry_id.isdigit() or len(entry_id) > 18:
+    valid = (
+        at is not None
+        and at.tzinfo is not None
+        and FIRST_DAY <= at.date() <= LAST_DAY
+        and entry_id.isascii()
+        and entry_id.isdigit()
+        and len(entry_id) <= 18
+    )
+    if not valid:
         raise DomainError(ErrorCode.INVALID, "The cursor is not valid.", field="after")
+    assert at is not None
     return at, int(entry_id)
 
 
@@ -193,6 +218,8 @@ def _money(value: Any) -> Decimal:
 
 def check_period(since: date, until: date) -> tuple[datetime, datetime]:
     """Both days included, at most 366 days; returns the UTC instants [start, end)."""
+    _check_day(since, "from")
+    _check_day(until, "to")
     if since > until:
         raise DomainError(ErrorCode.INVALID, "`from` must not be after `to`.", field="from")
     if (until - since).days + 1 > MAX_PERIOD_DAYS:

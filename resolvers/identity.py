@@ -31,7 +31,7 @@ def normalize_phone(phone: str) -> str | None:
     text = unicodedata.normalize("NFKC", phone).strip()
     if not _PHONE.match(text):
         return None
-    digits = "".join(ch for ch in text if ch.isdigit())
+    digits = "".join(ch for ch in text if ch.isascii() and ch.isdigit())
     if len(digits) == 11 and digits.startswith("8") and not text.startswith("+"):
         digits = "7" + digits[1:]  # a Russian number written the domestic way
     if not 8 <= len(digits) <= 15:

@@ -41,7 +41,7 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     (value,) = decode_cursor(cursor, parts=1)
-    if not value.isdigit() or len(value) > 18:
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
         raise DomainError(ErrorCode.INVALID, "The cursor is not valid.", field="after")
     return int(value)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.permissions import IsSignedIn, IsStaff
 from auth.sessions import COOKIE_NAME
 from resolvers import access, recovery, registration, staff, support
-from resolvers.errors import DomainError, ErrorCode
+from resolvers.errors import DomainError
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
@@ -21,7 +21,6 @@ from schema.money import MoneyMutation
 from schema.mutation_support import attempt, ok_payload, pk_of
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
-from schema.types.node import from_global_id
 
 
 def _set_session_cookie(context: Context, token: str, expires_at: datetime) -> None:
@@ -196,11 +195,10 @@ class SessionMutation:
     async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:  # type: ignore[valid-type]
         principal = info.context.principal
         assert principal is not None
-        decoded = from_global_id(input.session_id)
-        if decoded is None or decoded[0] != "Session" or not decoded[1].isdigit():
-            error = DomainError(ErrorCode.NOT_FOUND, "No such session.", field="sessionId")
+        try:
+            session_pk = pk_of(input.session_id, "Session", "sessionId")
+        except DomainError as error:
             return RevokeSessionPayload(errors=[UserError.from_domain(error)])
-        session_pk = int(decoded[1])
         return _ok(
             RevokeSessionPayload,
             await attempt(

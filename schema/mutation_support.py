@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
-from schema.types.node import from_global_id
+from schema.types.node import from_global_id, parse_pk
 
 T = TypeVar("T")
 
@@ -41,6 +41,7 @@ def ok_payload(name: str) -> Any:
 def pk_of(global_id: str, type_name: str, field: str) -> int:
     """The primary key in a global ID of `type_name`; NOT_FOUND for anything else."""
     decoded = from_global_id(global_id)
-    if decoded is None or decoded[0] != type_name or not decoded[1].isdigit():
+    pk = None if decoded is None or decoded[0] != type_name else parse_pk(decoded[1])
+    if pk is None:
         raise DomainError(ErrorCode.NOT_FOUND, f"No such {type_name}.", field=field)
-    return int(decoded[1])
+    return pk

@@ -20,7 +20,7 @@ from schema.types.catalog import (
     TvPackage,
 )
 from schema.types.money import Payment
-from schema.types.node import Node, from_global_id
+from schema.types.node import Node, from_global_id, parse_pk
 from schema.types.pagination import Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
 
@@ -88,9 +88,10 @@ class Query:
         if decoded is None:
             return None
         type_name, raw_pk = decoded
-        if not raw_pk.isdigit() or len(raw_pk) > 18:
+        parsed = parse_pk(raw_pk)
+        if parsed is None:
             return None
-        pk, loaders, principal = int(raw_pk), info.context.loaders, info.context.principal
+        pk, loaders, principal = parsed, info.context.loaders, info.context.principal
         if type_name == "Contract":
             row = await loaders.contract_by_id.load(pk)
             ok = row is not None and accounts.may_see_contract(principal, row)

@@ -31,3 +31,10 @@ def from_global_id(global_id: str) -> tuple[str, str] | None:
 @strawberry.interface(description="An object with a global ID, fetchable by `node(id)`.")
 class Node:
     id: strawberry.ID
+
+
+def parse_pk(text: str) -> int | None:
+    """A primary key from the text of a global ID: ASCII digits that fit a BIGINT."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
