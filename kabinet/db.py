@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -96,7 +97,16 @@ class RequestReader:
     one statement at a time (Strawberry resolves sibling fields concurrently), released by
     `close()` when the response is built."""
 
-    __slots__ = ("_broken", "_closed", "_conn", "_driver", "_engine", "_lock")
+    __slots__ = (
+        "_broken",
+        "_closed",
+        "_conn",
+        "_driver",
+        "_engine",
+        "_flushing",
+        "_lock",
+        "_queue",
+    )
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -110,6 +120,10 @@ class RequestReader:
         # Set when the response is built: a resolver (or a loader's batch) still running
         # after execution ended must not open a connection that nobody would give back.
         self._closed = False
+        # Fetches waiting for the next combined statement (PostgreSQL), and the task sending
+        # the last one (kept referenced until it is done).
+        self._queue: list[tuple[ReadQuery, dict[str, Any], asyncio.Future[Any]]] | None = None
+        self._flushing: asyncio.Future[None] | None = None
 
     async def _connection(self) -> AsyncConnection:
         if self._closed:
@@ -129,10 +143,27 @@ class RequestReader:
 
     async def fetch(self, query: ReadQuery, **params: Any) -> list[Any]:
         """Run a ReadQuery. On PostgreSQL it goes straight to asyncpg with SQL compiled once
-        (no per-call compilation, cache-key building or greenlet hop); elsewhere through
+        (no per-call compilation, cache-key building or greenlet hop), and every fetch asked
+        for in one round of the event loop (the loaders of one level of a GraphQL answer)
+        travels in one combined statement (see _combined_sql). Elsewhere it runs through
         SQLAlchemy. Rows have the same attribute names either way."""
         if self._engine.dialect.name != "postgresql":
             return list(await self.rows(query.statement.params(**params)))
+        if self._closed:
+            raise RuntimeError("the request has finished: no more reads")
+        if not query.combinable(self._engine.dialect):
+            return await self._fetch_alone(query, params)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[Any]] = loop.create_future()
+        if self._queue is None:
+            self._queue = []
+            # Sent on the loop's next round: by then every task that was ready alongside
+            # this one (the sibling fields and loaders of one level) has asked too.
+            loop.call_soon(self._flush_queued)
+        self._queue.append((query, params, waiter))
+        return await waiter
+
+    async def _fetch_alone(self, query: ReadQuery, params: dict[str, Any]) -> list[Any]:
         async with self._lock:
             if self._driver is None:
                 raw = await (await self._connection()).get_raw_connection()
@@ -148,6 +179,56 @@ class RequestReader:
                 raise
         make = query.row_type._make
         return [make(record) for record in records]
+
+    def _flush_queued(self) -> None:
+        batch, self._queue = self._queue or [], None
+        self._flushing = asyncio.ensure_future(self._flush(batch))
+
+    async def _flush(
+        self, batch: list[tuple[ReadQuery, dict[str, Any], asyncio.Future[Any]]]
+    ) -> None:
+        live = [item for item in batch if not item[2].done()]  # a cancelled waiter is gone
+        if not live:
+            return
+        try:
+            async with self._lock:
+                if self._closed:
+                    raise RuntimeError("the request has finished: no more reads")
+                if self._driver is None:
+                    raw = await (await self._connection()).get_raw_connection()
+                    self._driver = raw.driver_connection
+                queries = tuple(query for query, _, _ in live)
+                sql, names = _combined_sql(queries, self._engine.dialect)
+                for listener in STATEMENT_LISTENERS:
+                    listener(sql)
+                values = []
+                for (query, params, _), query_names in zip(live, names, strict=True):
+                    fixed = query.compiled_for(self._engine.dialect)[2]
+                    values += [params[n] if n in params else fixed[n] for n in query_names]
+                try:
+                    if len(live) == 1:
+                        results = [await self._driver.fetch(sql, *values)]
+                    else:
+                        record = await self._driver.fetchrow(sql, *values)
+                        results = list(record)
+                except BaseException:
+                    self._broken = True
+                    raise
+        except BaseException as error:
+            for _, _, waiter in live:
+                if waiter.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (query, _, waiter), records in zip(live, results, strict=True):
+            if not waiter.done():
+                make = query.row_type._make
+                waiter.set_result([make(record) for record in records])
 
     async def release(self) -> None:
         """End the read transaction, so that the next read sees what a write just committed
@@ -173,6 +254,38 @@ class RequestReader:
             await conn.close()  # rolls back the read transaction and returns it to the pool
 
 
+_COMBINED: dict[tuple[ReadQuery, ...], tuple[str, list[list[str]]]] = {}
+_COMBINED_LIMIT = 512
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def _combined_sql(queries: tuple[ReadQuery, ...], dialect: Any) -> tuple[str, list[list[str]]]:
+    """One statement answering every query: a row of arrays of anonymous records, one array
+    per query (asyncpg decodes the records with their columns' own types), its placeholders
+    renumbered one query after the other. A single query is sent as it is."""
+    found = _COMBINED.get(queries)
+    if found is not None:
+        return found
+    if len(queries) == 1:
+        sql, names, _ = queries[0].compiled_for(dialect)
+        found = (sql, [names])
+    else:
+        parts, all_names, offset = [], [], 0
+        for query in queries:
+            sql, names, _ = query.compiled_for(dialect)
+            if offset:
+                sql = _PLACEHOLDER.sub(lambda m, o=offset: f"${int(m.group(1)) + o}", sql)
+            parts.append(f"ARRAY(SELECT ROW(q.*) FROM ({sql}) AS q)")
+            all_names.append(names)
+            offset += len(names)
+        found = ("SELECT " + ", ".join(parts), all_names)
+    if len(_COMBINED) >= _COMBINED_LIMIT:
+        _COMBINED.clear()
+    _COMBINED[queries] = found
+    return found
+
+
 # Called with the SQL of every statement the fast path sends (SQLAlchemy's own events do not
 # see it): tests count statements per request with it.
 STATEMENT_LISTENERS: list[Callable[[str], None]] = []
@@ -185,13 +298,14 @@ class ReadQuery:
     array (one SQL text whatever the list length), SQLite an expanding IN.
     """
 
-    __slots__ = ("_compiled", "row_type", "statement")
+    __slots__ = ("_combinable", "_compiled", "row_type", "statement")
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
         names = [column.key for column in statement.selected_columns]
         self.row_type = namedtuple("Row", names)  # type: ignore[misc]
         self._compiled: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
+        self._combinable: dict[str, bool] = {}
 
     def compiled_for(self, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
         """(SQL, parameter names in order, values of the statement's own literals)."""
@@ -205,6 +319,17 @@ class ReadQuery:
                 if bind.value is not None
             }
             found = self._compiled[dialect.name] = (compiled.string, names, fixed)
+        return found
+
+    def combinable(self, dialect: Any) -> bool:
+        """Whether the SQL can go into a combined statement: its placeholders are renumbered
+        as text, so none may hide in a quoted literal."""
+        found = self._combinable.get(dialect.name)
+        if found is None:
+            sql = self.compiled_for(dialect)[0]
+            unquoted = _QUOTED.sub("''", sql)
+            found = len(_PLACEHOLDER.findall(unquoted)) == len(_PLACEHOLDER.findall(sql))
+            self._combinable[dialect.name] = found
         return found
 
 

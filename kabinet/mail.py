@@ -51,6 +51,7 @@ SMS = "SMS"
 CHANNELS = (EMAIL, SMS)
 
 BATCH_SIZE = 50
+MARK_SENT_EVERY = 10  # letters marked sent per statement
 # A claimed row is left alone for this long. A round stops starting new sends well before the
 # lease ends (see SEND_DEADLINE_SECONDS) and hands the untouched rows back.
 CLAIM_LEASE = timedelta(minutes=5)
@@ -483,14 +484,21 @@ def _ours(message: OutboxMessage) -> tuple[sa.ColumnElement[bool], ...]:
 DELIVERED_BODY = "(delivered; the text is not kept)"
 
 
-async def _mark_sent(session_factory: SessionFactory, message: OutboxMessage, at: datetime) -> None:
+async def _mark_sent(
+    session_factory: SessionFactory, messages: Sequence[OutboxMessage], at: datetime
+) -> None:
     # Sent is sent even if our lease ran out meanwhile: that stops a third copy. The body is
     # dropped: letters carry temporary passwords and codes, which must not outlive delivery
     # in the database (a dump would hand them out).
+    if not messages:
+        return
     await _write(
         session_factory,
         sa.update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message.id, col(OutboxMessage.sent_at).is_(None))
+        .where(
+            col(OutboxMessage.id).in_([message.id for message in messages]),
+            col(OutboxMessage.sent_at).is_(None),
+        )
         .values(sent_at=at, locked_until=None, body_text=DELIVERED_BODY, body_html=None),
     )
 
@@ -562,20 +570,31 @@ async def deliver_due(
     budget = CLAIM_LEASE.total_seconds() - 2 * SEND_DEADLINE_SECONDS
     started = time.monotonic()
     sent = failed = 0
-    for index, message in enumerate(claimed):
-        if time.monotonic() - started > budget:
-            await _release(session_factory, claimed[index:])
-            logger.warning("outbox: round ran long; %d letters handed back", len(claimed) - index)
-            break
-        error = await _attempt(senders, message)
-        if error is None:
-            await _mark_sent(session_factory, message, now or utcnow())
-            sent += 1
-            continue
-        failed += 1
-        description = describe_error(error, settings)
-        await _mark_failed(session_factory, message, now or utcnow(), description)
-        _log_failure(message, description, settings)
+    # Letters sent but not yet marked: marked together, at most MARK_SENT_EVERY at a time
+    # (a crash between sending and marking sends those again; never more of them).
+    unmarked: list[OutboxMessage] = []
+    try:
+        for index, message in enumerate(claimed):
+            if time.monotonic() - started > budget:
+                await _release(session_factory, claimed[index:])
+                logger.warning(
+                    "outbox: round ran long; %d letters handed back", len(claimed) - index
+                )
+                break
+            error = await _attempt(senders, message)
+            if error is None:
+                unmarked.append(message)
+                sent += 1
+                if len(unmarked) >= MARK_SENT_EVERY:
+                    await _mark_sent(session_factory, unmarked, now or utcnow())
+                    unmarked = []
+                continue
+            failed += 1
+            description = describe_error(error, settings)
+            await _mark_failed(session_factory, message, now or utcnow(), description)
+            _log_failure(message, description, settings)
+    finally:
+        await _mark_sent(session_factory, unmarked, now or utcnow())
     remaining = await count_pending(session_factory, settings=settings)
     return DeliveryReport(sent=sent, failed=failed, remaining=remaining)
 

@@ -29,6 +29,8 @@ CENT = Decimal("0.01")
 class Posted:
     entry_id: int
     balance_after: Decimal
+    # The contract's status as this transaction holds it (the row stays locked till commit).
+    contract_status: str
 
 
 async def post(
@@ -48,15 +50,15 @@ async def post(
     amount = amount.quantize(CENT)
     if amount == 0:
         raise ValueError("a ledger entry moves money")
-    balance = (
+    contract = (
         await session.execute(
             sa.update(_contracts)
             .where(_contracts.c.id == contract_id)
             .values(balance=_contracts.c.balance + amount)
-            .returning(_contracts.c.balance)
+            .returning(_contracts.c.balance, _contracts.c.status)
         )
-    ).scalar_one()
-    balance_after = Decimal(balance).quantize(CENT)
+    ).one()
+    balance_after = Decimal(contract.balance).quantize(CENT)
     entry_id = (
         await session.execute(
             sa.insert(_ledger)
@@ -73,7 +75,7 @@ async def post(
             .returning(_ledger.c.id)
         )
     ).scalar_one()
-    return Posted(entry_id, balance_after)
+    return Posted(entry_id, balance_after, contract.status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,14 @@ class BatchLoader(Generic[K, V]):
     """A minimal DataLoader: `load(key)` returns the value the batch function found for it
     (or `default`); results are cached for the life of the loader (one request)."""
 
-    __slots__ = ("_batch_fn", "_cache", "_default", "_pending")
+    __slots__ = ("_batch_fn", "_cache", "_default", "_dispatching", "_pending")
 
     def __init__(self, batch_fn: BatchFn[K, V], default: V) -> None:
         self._batch_fn = batch_fn
         self._default = default
         self._cache: dict[K, asyncio.Future[V]] = {}
         self._pending: list[K] | None = None
+        self._dispatching: asyncio.Future[None] | None = None
 
     def load(self, key: K) -> asyncio.Future[V]:
         future = self._cache.get(key)
@@ -36,8 +37,10 @@ class BatchLoader(Generic[K, V]):
         future = loop.create_future()
         self._cache[key] = future
         if self._pending is None:
+            # The batch starts on the loop's next round: it takes every key asked for
+            # until then.
             self._pending = []
-            loop.call_soon(lambda: asyncio.ensure_future(self._dispatch()))
+            self._dispatching = asyncio.ensure_future(self._dispatch())
         self._pending.append(key)
         return future
 

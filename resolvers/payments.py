@@ -329,9 +329,10 @@ async def apply_provider_event(
     provider_reference = _checked_reference(status, provider_reference)
 
     await begin_write(session)
+    # One statement: the payment (locked), who pays, and whether the reference is taken.
     payment = (
         await session.execute(
-            sa.select(*PAYMENT_COLUMNS).where(_payments.c.id == payment_id).with_for_update()
+            _LOCKED_EVENT_PAYMENT, {"payment_id": payment_id, "reference": provider_reference}
         )
     ).first()
     if payment is None:
@@ -346,20 +347,11 @@ async def apply_provider_event(
             )
         return EventOutcome(False, payment.status)
     if provider_reference is not None:
-        taken = (
-            await session.execute(
-                sa.select(_payments.c.id).where(
-                    _payments.c.provider == payment.provider,
-                    _payments.c.provider_reference == provider_reference,
-                    _payments.c.id != payment_id,
-                )
-            )
-        ).first()
-        if taken is not None:
+        if payment.reference_taken_by is not None:
             await session.rollback()
             log.error(
                 "provider reference already belongs to another payment; event refused",
-                extra={"payment_id": payment_id, "other_payment_id": taken.id},
+                extra={"payment_id": payment_id, "other_payment_id": payment.reference_taken_by},
             )
             raise DomainError(
                 ErrorCode.CONFLICT,
@@ -421,15 +413,9 @@ async def _credit(
     """Everything a successful top-up does, in the caller's transaction; the receipt number."""
     amount = Decimal(payment.amount).quantize(CENT)
     actor = f"provider:{payment.provider}"
-    payer = (
-        await session.execute(
-            sa.select(_contracts.c.number, _contracts.c.subscriber_id, _subscribers.c.email)
-            .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
-            .where(_contracts.c.id == payment.contract_id)
-        )
-    ).one()
+    payer = payment  # the locked row carries the contract number, subscriber and email
     # A closed contract is credited too: the money has been taken; a refund is staff's call.
-    await ledger.post(
+    posted = await ledger.post(
         session,
         contract_id=payment.contract_id,
         kind="TOP_UP",
@@ -439,10 +425,14 @@ async def _credit(
         reference=f"payment:{payment.id}",
         at=now,
     )
-    # The promise first, then the suspension: the balance after repayment decides.
-    await repay_open_promise(session, contract_id=payment.contract_id, actor=actor)
-    await clear_overdue_if_paid(session, contract_id=payment.contract_id)
-    await lift_if_paid(session, contract_id=payment.contract_id)
+    # The promise first, then the suspension: the balance after repayment decides. Both
+    # need a balance ≥ 0, and lifting a SUSPENDED contract (this transaction holds its row
+    # since the credit, so the status it saw is still the status): skip what cannot apply.
+    repaid = await repay_open_promise(session, contract_id=payment.contract_id, actor=actor)
+    if posted.balance_after - (repaid or 0) >= 0:
+        await clear_overdue_if_paid(session, contract_id=payment.contract_id)
+        if posted.contract_status == "SUSPENDED":
+            await lift_if_paid(session, contract_id=payment.contract_id)
     await bonus.accrue_for_top_up(
         session,
         settings=settings,
@@ -491,6 +481,30 @@ async def _credit(
             # An unusable address on file must not stop the money: the receipt stays readable.
             log.error("receipt letter not queued: bad address", extra={"payment_id": payment.id})
     return number
+
+
+_other = _payments.alias("other_payment")
+_LOCKED_EVENT_PAYMENT = (
+    sa.select(
+        *PAYMENT_COLUMNS,
+        _contracts.c.number,
+        _contracts.c.subscriber_id,
+        _subscribers.c.email,
+        sa.select(_other.c.id)
+        .where(
+            _other.c.provider == _payments.c.provider,
+            _other.c.provider_reference == sa.bindparam("reference", type_=sa.String),
+            _other.c.id != _payments.c.id,
+        )
+        .limit(1)
+        .scalar_subquery()
+        .label("reference_taken_by"),
+    )
+    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+    .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
+    .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
+    .with_for_update(of=_payments)
+)
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import strawberry
 from auth.permissions import IsSignedIn, IsStaff
 from resolvers import access, accounts, audit, catalog, subscribers, support
 from resolvers.errors import DomainError
-from schema.context import Info
+from schema.context import Info, asks_for
 from schema.errors import bad_input
 from schema.types.account import Contract, SessionInfo, Subscriber
 from schema.types.catalog import (
@@ -63,7 +63,13 @@ class Query:
         principal = info.context.principal
         if principal is None or principal.is_staff:
             return None
-        row = await info.context.loaders.subscriber.load(principal.id)
+        loaders = info.context.loaders
+        # The subscriber's contracts and points go in the same statement as the subscriber.
+        if asks_for(info, "contracts"):
+            loaders.contracts_of_subscriber.load(principal.id)
+        if asks_for(info, "bonusAccount"):
+            loaders.bonus_points.load(principal.id)
+        row = await loaders.subscriber.load(principal.id)
         return None if row is None else Subscriber.from_row(row)
 
     @strawberry.field(description="A contract by number; null when you may not see it.")

@@ -173,5 +173,7 @@ async def test_the_catalogue_costs_a_fixed_number_of_statements(
             await conn.execute(sa.text("DELETE FROM tv_packages WHERE code = 'extra-test'"))
     # then
     selects = [s for s in after if s.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 9, selects
+    # On PostgreSQL the reads of one level travel in one statement: the lists; the
+    # packages' channels; the rewards' links.
+    assert len(selects) == (3 if engine.dialect.name == "postgresql" else 9), selects
     assert len(after) == len(before)

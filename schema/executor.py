@@ -1,0 +1,83 @@
+"""graphql-core's execution with a short path for plain leaf fields.
+
+Most fields of an answer are plain: an attribute of the object already built (a name, an
+amount, a status) with no resolver, no arguments, no permission check, and a scalar or
+enum type. graphql-core treats each like any other field: it builds a ResolveInfo, looks
+at the arguments, calls Strawberry's default resolver, then walks the type to complete the
+value. Here such a field is read and serialised directly, with the same type's own
+`coerce_output_value` graphql-core would call. Anything unusual (a null, a missing
+attribute, a value the type refuses) goes the ordinary way, which raises the error it
+always raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    Undefined,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+
+# (leaf type, attribute) of each plain field, by object type name and field name.
+PlainFields = dict[str, dict[str, tuple[Any, str]]]
+
+
+def plain_fields(schema: GraphQLSchema) -> PlainFields:
+    found: PlainFields = {}
+    for type_name, graphql_type in schema.type_map.items():
+        if not isinstance(graphql_type, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, field in graphql_type.fields.items():
+            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if definition is None or field.args or field.resolve is None:
+                continue
+            # Strawberry's own marker of a field with no resolver and no extension.
+            if not getattr(field.resolve, "_is_default", False):
+                continue
+            leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+                found.setdefault(type_name, {})[field_name] = (leaf, definition.python_name)
+    return found
+
+
+_MISSING = object()
+
+
+def executor_for(schema: GraphQLSchema) -> type[StrawberryGraphQLCoreExecutionContext]:
+    plain = plain_fields(schema)
+
+    class KabinetExecutionContext(StrawberryGraphQLCoreExecutionContext):
+        def execute_field(
+            self,
+            parent_type: GraphQLObjectType,
+            source: Any,
+            field_details_list: Any,
+            path: Any,
+            position_context: Any,
+        ) -> Any:
+            of_type = plain.get(parent_type.name)
+            if of_type is not None and not self.middleware_manager:
+                node = field_details_list[0].node
+                found = of_type.get(node.name.value)
+                if found is not None and not node.arguments:
+                    leaf, attribute = found
+                    value = getattr(source, attribute, _MISSING)
+                    if value is not None and value is not _MISSING:
+                        try:
+                            coerced = leaf.coerce_output_value(value)
+                        except Exception:  # the ordinary way reports it
+                            coerced = None
+                        if coerced is not None and coerced is not Undefined:
+                            return coerced
+            return super().execute_field(
+                parent_type, source, field_details_list, path, position_context
+            )
+
+    return KabinetExecutionContext
