@@ -64,8 +64,21 @@ def create_engine(settings: Settings | str, **kwargs: Any) -> AsyncEngine:
     pool_size = kwargs.pop("pool_size", None)
     if pool_size is None and not isinstance(settings, str):
         pool_size = settings.database_pool_size
+    # Every statement is a prepared one (asyncpg). By default PostgreSQL plans each execution
+    # afresh until it trusts a generic plan, which for our short indexed reads costs more
+    # than running them (the overview's per-contract read: 0.76 ms planning, 0.25 ms
+    # executing). Our statements are lookups by key and set-based verbs whose best plan
+    # does not depend on the values bound, so the generic plan is used from the start.
+    connect_args = kwargs.pop("connect_args", {})
+    server_settings = {"plan_cache_mode": "force_generic_plan"}
+    server_settings.update(connect_args.get("server_settings", {}))
     return create_async_engine(
-        url, pool_size=pool_size or 10, max_overflow=10, pool_pre_ping=False, **kwargs
+        url,
+        pool_size=pool_size or 10,
+        max_overflow=10,
+        pool_pre_ping=False,
+        connect_args={**connect_args, "server_settings": server_settings},
+        **kwargs,
     )
 
 
