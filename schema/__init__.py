@@ -38,7 +38,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from kabinet.settings import Settings
 from schema.errors import ApiError
-from schema.executor import executor_for
+from schema.executor import executor_for, lean_resolvers
 from schema.limits import SecretMutationsOnceRule
 from schema.mutation import Mutation
 from schema.query import Query
@@ -76,6 +76,11 @@ class KabinetSchema(strawberry.Schema):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.execution_context_class = executor_for(self._schema)
+        lean_resolvers(
+            self._schema,
+            info_class=self.config.info_class,
+            exception_handlers=bool(self.schema_converter._exception_handler_specs),
+        )
         self._max_tokens = max_tokens
         self._rules = (
             *specified_rules,

@@ -12,6 +12,7 @@ always raised.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from graphql import (
@@ -81,3 +82,46 @@ def executor_for(schema: GraphQLSchema) -> type[StrawberryGraphQLCoreExecutionCo
             )
 
     return KabinetExecutionContext
+
+
+def lean_resolvers(schema: GraphQLSchema, *, info_class: Any, exception_handlers: bool) -> int:
+    """Calls our resolvers without Strawberry's per-call wrapping where it has nothing to do.
+
+    A field with a resolver of its own goes, on every call, through Strawberry's argument
+    conversion, its field-extension chain and an `await_maybe` wrapper. For a resolver that
+    takes no argument but `self` and `info`, with no extension (no permission class) and no
+    exception handler, all of that is the identity: here such a field calls the resolver
+    directly with the same `self` (the parent object) and the same Info Strawberry would
+    build. Returns how many fields were changed.
+    """
+    if exception_handlers:
+        return 0
+    changed = 0
+    for type_name, graphql_type in schema.type_map.items():
+        if not isinstance(graphql_type, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field in graphql_type.fields.values():
+            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            resolver = getattr(definition, "base_resolver", None)
+            if resolver is None or definition.extensions or field.args:
+                continue
+            names = tuple(inspect.signature(resolver.wrapped_func).parameters)
+            if names not in (("self",), ("self", "info")):
+                continue
+            field.resolve = _direct(resolver.wrapped_func, definition, info_class, len(names) == 2)
+            changed += 1
+    return changed
+
+
+def _direct(function: Any, definition: Any, info_class: Any, wants_info: bool) -> Any:
+    if wants_info:
+
+        def resolve_with_info(source: Any, info: Any) -> Any:
+            return function(source, info_class(_raw_info=info, _field=definition))
+
+        return resolve_with_info
+
+    def resolve(source: Any, info: Any) -> Any:
+        return function(source)
+
+    return resolve
