@@ -164,10 +164,11 @@ class RequestReader:
             return list(await self.rows(query.statement.params(**params)))
         if self._closed:
             raise RuntimeError("the request has finished: no more reads")
-        if not query.combinable(self._engine.dialect):
-            return await self._fetch_alone(query, params)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[Any]] = loop.create_future()
+        if not query.combinable(self._engine.dialect):
+            await self._flush([(query, params, waiter)])  # sent alone, at once
+            return waiter.result()
         if self._queue is None:
             self._queue = []
             # Sent on the loop's next round: by then every task that was ready alongside
@@ -175,23 +176,6 @@ class RequestReader:
             loop.call_soon(self._flush_queued)
         self._queue.append((query, params, waiter))
         return await waiter
-
-    async def _fetch_alone(self, query: ReadQuery, params: dict[str, Any]) -> list[Any]:
-        async with self._lock:
-            if self._driver is None:
-                raw = await (await self._connection()).get_raw_connection()
-                self._driver = raw.driver_connection
-            sql, names, fixed = query.compiled_for(self._engine.dialect)
-            for listener in STATEMENT_LISTENERS:
-                listener(sql)
-            values = [params[name] if name in params else fixed[name] for name in names]
-            try:
-                records = await self._driver.fetch(sql, *values)
-            except BaseException:
-                self._broken = True
-                raise
-        make = query.row_type._make
-        return [make(record) for record in records]
 
     def _flush_queued(self) -> None:
         batch, self._queue = self._queue or [], None
@@ -205,8 +189,6 @@ class RequestReader:
             return
         try:
             async with self._lock:
-                if self._closed:
-                    raise RuntimeError("the request has finished: no more reads")
                 if self._driver is None:
                     raw = await (await self._connection()).get_raw_connection()
                     self._driver = raw.driver_connection

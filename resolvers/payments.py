@@ -410,10 +410,11 @@ async def _credit(
     provider_reference: str | None,
     now: datetime,
 ) -> str:
-    """Everything a successful top-up does, in the caller's transaction; the receipt number."""
+    """Everything a successful top-up does, in the caller's transaction; the receipt number.
+    `payment` is the locked row of _LOCKED_EVENT_PAYMENT (with its contract number, subscriber
+    and email)."""
     amount = Decimal(payment.amount).quantize(CENT)
     actor = f"provider:{payment.provider}"
-    payer = payment  # the locked row carries the contract number, subscriber and email
     # A closed contract is credited too: the money has been taken; a refund is staff's call.
     posted = await ledger.post(
         session,
@@ -436,7 +437,7 @@ async def _credit(
     await bonus.accrue_for_top_up(
         session,
         settings=settings,
-        subscriber_id=payer.subscriber_id,
+        subscriber_id=payment.subscriber_id,
         payment_id=payment.id,
         amount=amount,
         at=now,
@@ -449,8 +450,8 @@ async def _credit(
             issued_at=now,
             seller_name=OPERATOR.name,
             seller_inn=OPERATOR.inn,
-            contract_number=payer.number,
-            payer_email=payer.email,
+            contract_number=payment.number,
+            payer_email=payment.email,
             item=RECEIPT_ITEM,
             vat_rate=OPERATOR.vat_rate,
             vat_amount=vat_included(amount, OPERATOR.vat_rate),
@@ -459,11 +460,11 @@ async def _credit(
             provider_reference=provider_reference,
         )
     )
-    if payer.email:
+    if payment.email:
         letter = receipt_letter(
             settings,
             receipt_number=number,
-            contract_number=payer.number,
+            contract_number=payment.number,
             amount=amount,
             issued_at=now,
             receipt_url=f"/receipts/{payment_global_id(payment.id)}",
@@ -472,7 +473,7 @@ async def _credit(
             queue_letter(
                 session,
                 kind="RECEIPT",
-                recipient=payer.email,
+                recipient=payment.email,
                 subject=letter.subject,
                 body_text=letter.body_text,
                 body_html=letter.body_html,

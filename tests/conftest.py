@@ -8,6 +8,7 @@ clear message and fail in CI (the CI variable is set).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -108,13 +109,13 @@ def create_sqlite_database(tmp_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_dir / 'kabinet-test.db'}"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def migrated_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A database migrated to head with the catalogue loaded, one per backend per session."""
-    if request.param == "sqlite":
-        url = create_sqlite_database(tmp_path_factory.mktemp("sqlite"))
+@contextlib.contextmanager
+def fresh_database(backend: str, tmp_dir: Path | None = None) -> Iterator[str]:
+    """A new database of `backend` ("sqlite" in `tmp_dir`, or "postgresql"), migrated to
+    head with the catalogue loaded; a PostgreSQL one is dropped afterwards."""
+    if backend == "sqlite":
+        assert tmp_dir is not None
+        url = create_sqlite_database(tmp_dir)
     else:
         url = create_pg_database()
     try:
@@ -122,8 +123,17 @@ def migrated_url(
         asyncio.run(_seed_catalog(url))
         yield url
     finally:
-        if request.param == "postgresql":
+        if backend == "postgresql":
             drop_pg_database(url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database migrated to head with the catalogue loaded, one per backend per session."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
 
 
 async def _seed_catalog(url: str) -> None:

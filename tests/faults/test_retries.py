@@ -29,7 +29,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from kabinet import migrate
 from kabinet.db import begin_write, create_engine
 from kabinet.settings import Settings
 from kabinet.web.payments import WEBHOOK_ATTEMPTS
@@ -45,7 +44,7 @@ from models import (
 from models.base import utcnow
 from resolvers.billing import RETRIES, run_billing_day
 from resolvers.promised import activate_promised_payment
-from tests.conftest import _seed_catalog, create_pg_database, drop_pg_database
+from tests.conftest import fresh_database
 from tests.factories import make_subscriber
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import balance_of, count, event_body, payment_row, post_event, top_up
@@ -78,14 +77,9 @@ INSTALL_FAULTS = [
 def migrated_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own: the fault trigger never touches the
     database the rest of the suite shares."""
-    url = create_pg_database()
-    try:
-        migrate.upgrade(url)
-        asyncio.run(_seed_catalog(url))
+    with fresh_database("postgresql") as url:
         asyncio.run(_run(url, INSTALL_FAULTS))
         yield url
-    finally:
-        drop_pg_database(url)
 
 
 async def _run(url: str, statements: list[str]) -> None:

@@ -32,7 +32,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kabinet import migrate
 from kabinet.db import create_engine, create_session_factory
 from kabinet.payment_providers import sign
 from kabinet.settings import Settings
@@ -40,11 +39,8 @@ from models import Contract, LedgerEntry, OutboxMessage, Payment, PaymentEvent, 
 from resolvers import ledger
 from tests.conftest import (
     PG_ADMIN_URL,
-    _seed_catalog,
-    create_pg_database,
-    create_sqlite_database,
-    drop_pg_database,
     fast_settings,
+    fresh_database,
 )
 from tests.factories import make_subscriber
 from tests.money.test_payments import event_body, top_up
@@ -60,17 +56,8 @@ REPLAY_ROUNDS = 20
 @pytest.fixture(params=["postgresql", "sqlite"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database, migrated, with the catalogue."""
-    if request.param == "sqlite":
-        url = create_sqlite_database(tmp_path)
-    else:
-        url = create_pg_database()
-    try:
-        migrate.upgrade(url)
-        asyncio.run(_seed_catalog(url))
+    with fresh_database(request.param, tmp_path) as url:
         yield url
-    finally:
-        if request.param == "postgresql":
-            drop_pg_database(url)
 
 
 def _free_port() -> int:

@@ -437,6 +437,54 @@ async def test_a_top_up_repays_the_promise_before_deciding_on_the_suspension(
     await assert_ledger_balanced(session_factory)
 
 
+async def test_a_top_up_clears_an_overdue_promise_only_at_zero_or_more(
+    http: httpx.AsyncClient, session_factory: Any, settings: Settings
+) -> None:
+    """An OVERDUE promise was debited at settlement; money that brings the balance back to
+    ≥ 0 marks it REPAID (and lifts the suspension), money that does not leaves both."""
+    # given: suspended with a debt of 200 and an overdue promise
+    made = await make_subscriber(session_factory, settings)
+    contract_id = made.contract_ids[0]
+    async with session_factory() as session:
+        await begin_write(session)
+        session.add(
+            PromisedPayment(
+                contract_id=contract_id,
+                amount=Decimal("200.00"),
+                fee=Decimal("0.00"),
+                due_at=utcnow() - timedelta(days=1),
+                status="OVERDUE",
+            )
+        )
+        await session.commit()
+    await _suspend_with_debt(session_factory, contract_id, "200.00")
+
+    async def promise_status() -> str:
+        async with session_factory() as session:
+            return str(
+                await session.scalar(
+                    sa.select(PromisedPayment.status).where(
+                        PromisedPayment.contract_id == contract_id
+                    )
+                )
+            )
+
+    # when: 150 arrive, the balance stays below zero
+    first = await top_up(session_factory, settings, contract_id=contract_id, amount="150.00")
+    await deliver(http, settings, first.id)
+    # then: nothing is cleared
+    assert await promise_status() == "OVERDUE"
+    assert await _status(session_factory, contract_id) == "SUSPENDED"
+    # when: 50 more bring it to zero
+    second = await top_up(session_factory, settings, contract_id=contract_id, amount="50.00")
+    await deliver(http, settings, second.id)
+    # then
+    assert await balance_of(session_factory, contract_id) == Decimal("0.00")
+    assert await promise_status() == "REPAID"
+    assert await _status(session_factory, contract_id) == "ACTIVE"
+    await assert_ledger_balanced(session_factory)
+
+
 async def test_no_letter_without_an_email(
     http: httpx.AsyncClient, session_factory: Any, settings: Settings
 ) -> None:
