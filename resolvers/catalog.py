@@ -172,6 +172,11 @@ _BY_ID = {
 CATALOG_TYPES = frozenset(_BY_ID)
 
 
+def tariff_by_id(tariff_id: Any) -> sa.Select[Any]:
+    """One tariff (an id, or a column of an enclosing statement), archived ones too."""
+    return sa.select(*TARIFF_COLUMNS).where(_tariffs.c.id == tariff_id)
+
+
 async def catalog_items_by_id(
     reader: Reader, type_name: str, ids: Sequence[int]
 ) -> dict[int, Row[Any]]:

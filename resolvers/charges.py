@@ -107,20 +107,38 @@ def _on(table: Any, day: date, *, free_until: bool) -> list[ColumnElement[bool]]
     return clauses
 
 
+def tariff_in_force(contracts: Any, day: Any) -> ColumnElement[Any]:
+    """The tariff id of each row of `contracts` (the table or an alias) on `day`: the
+    scheduled one from the day it takes effect, the current one otherwise (in Python:
+    resolvers/services.tariff_on)."""
+    return sa.case(
+        (
+            sa.and_(
+                contracts.c.scheduled_tariff_id.is_not(None),
+                contracts.c.scheduled_tariff_from.is_not(None),
+                contracts.c.scheduled_tariff_from <= day,
+            ),
+            contracts.c.scheduled_tariff_id,
+        ),
+        else_=contracts.c.tariff_id,
+    )
+
+
+def daily_kopecks_by_contract(day: date, contracts: ContractFilter) -> sa.Select[Any]:
+    """(contract_id, kopecks): what the billing day debits for `day`, in whole kopecks, per
+    contract with anything charged (`daily_totals` in one statement's part)."""
+    items = charge_items(day, contracts)
+    return sa.select(
+        items.c.contract_id,
+        sa.func.sum(daily_kopecks(items.c.monthly_fee, day)).label("kopecks"),
+    ).group_by(items.c.contract_id)
+
+
 def charge_items(day: date, contracts: ContractFilter) -> sa.Subquery:
     """Every item charged on `day` for the contracts `contracts(contract_id_column)` selects,
     as rows (contract_id, kind, position, name, monthly_fee, quantity). The contract's status
     is not looked at: the caller decides whom to charge."""
-    effective_tariff = sa.case(
-        (
-            sa.and_(
-                _contracts.c.scheduled_tariff_from.is_not(None),
-                _contracts.c.scheduled_tariff_from <= day,
-            ),
-            _contracts.c.scheduled_tariff_id,
-        ),
-        else_=_contracts.c.tariff_id,
-    )
+    effective_tariff = tariff_in_force(_contracts, day)
     tariff = (
         sa.select(
             _contracts.c.id.label("contract_id"),

@@ -53,12 +53,23 @@ def _has_now(table: Any) -> sa.ColumnElement[bool]:
     )
 
 
-_PACKAGES_OF_CONTRACTS = ReadQuery(
-    sa.select(_links.c.contract_id, _links.c.free_until, *PACKAGE_COLUMNS)
-    .join(_packages, _packages.c.id == _links.c.package_id)
-    .where(one_of(_links.c.contract_id, "ids"), _has_now(_links))
-    .order_by(_links.c.contract_id, _packages.c.monthly_fee, _packages.c.id)
-)
+def _packages_now(contracts: Any) -> sa.Select[Any]:
+    return (
+        sa.select(_links.c.contract_id, _links.c.free_until, *PACKAGE_COLUMNS)
+        .join(_packages, _packages.c.id == _links.c.package_id)
+        .where(contracts(_links.c.contract_id), _has_now(_links))
+        .order_by(_links.c.contract_id, _packages.c.monthly_fee, _packages.c.id)
+    )
+
+
+_PACKAGES_OF_CONTRACTS = ReadQuery(_packages_now(lambda column: one_of(column, "ids")))
+
+
+def packages_now_of(contract_id: Any) -> sa.Select[Any]:
+    """`tv_packages_of_contracts` for the one contract `contract_id` (a column of an
+    enclosing statement), in the same order; its parameter `today` is the day."""
+    return _packages_now(lambda column: column == contract_id)
+
 
 _PERSONAL_CHANNELS_OF_CONTRACTS = ReadQuery(
     sa.select(

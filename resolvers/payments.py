@@ -568,11 +568,21 @@ async def payments_of_contract(
     """`Contract.payments(first, after)`: newest first, keyset-paginated by id."""
     limit = check_first(first, max_page_size)
     before_id = decode_id_cursor(after)
-    statement = sa.select(*PAYMENT_COLUMNS).where(_payments.c.contract_id == contract_id)
+    statement = newest_payments_of(contract_id)
     if before_id is not None:
         statement = statement.where(_payments.c.id < before_id)
-    statement = statement.order_by(_payments.c.id.desc()).limit(limit + 1)
+    statement = statement.limit(limit + 1)
     return page_by_id(await read_rows(reader, statement), limit, after=before_id)
+
+
+def newest_payments_of(contract_id: Any) -> sa.Select[Any]:
+    """The payments of one contract (an id, or a column of an enclosing statement), newest
+    first: the order of `Contract.payments` and of its cursors."""
+    return (
+        sa.select(*PAYMENT_COLUMNS)
+        .where(_payments.c.contract_id == contract_id)
+        .order_by(_payments.c.id.desc())
+    )
 
 
 _RANKED_PAYMENTS = (

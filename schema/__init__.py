@@ -37,6 +37,7 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from kabinet.settings import Settings
+from schema.compiled import SqlAnswers
 from schema.errors import ApiError
 from schema.executor import executor_for, lean_resolvers
 from schema.limits import SecretMutationsOnceRule
@@ -89,6 +90,8 @@ class KabinetSchema(strawberry.Schema):
             OneOfInputValidationRule,
         )
         self._prepare = lru_cache(maxsize=prepared_cache_size)(self._prepare_document)
+        # Documents answered from one SQL statement on PostgreSQL (schema/compiled.py).
+        self.sql_answers = SqlAnswers(self._schema, self._prepare, prepared_cache_size)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged (and masked) once, by the HTTP endpoint that answers them."""

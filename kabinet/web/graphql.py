@@ -25,6 +25,7 @@ from kabinet.web.auth import request_principal
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from schema import MASKED_MESSAGE, should_mask_error
+from schema.compiled import SqlAnswers
 from schema.context import Context, Loaders
 from schema.limits import root_fields, uses_introspection
 
@@ -209,23 +210,30 @@ class GraphQLEndpoint:
                     "Change the temporary password first (changePassword).",
                     "PASSWORD_CHANGE_REQUIRED",
                 )
+        sql_answers: SqlAnswers | None = getattr(self.schema, "sql_answers", None)
         try:
-            result = await self.schema.execute(
-                query,
-                variable_values=payload.get("variables"),
-                context_value=context,
-                operation_name=payload.get("operationName"),
-            )
+            data = None
+            if sql_answers is not None:
+                data = await sql_answers.answer(
+                    query, payload.get("variables"), payload.get("operationName"), context
+                )
+            if data is None:
+                result = await self.schema.execute(
+                    query,
+                    variable_values=payload.get("variables"),
+                    context_value=context,
+                    operation_name=payload.get("operationName"),
+                )
         finally:
             await reader.close()
-        body: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            body["errors"] = [self._format_error(error) for error in result.errors]
-        response = Response(
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-            media_type="application/json",
-            headers=context.response_headers,
-        )
+        if data is not None:
+            text = '{"data":' + data + "}"  # built by PostgreSQL (schema/compiled.py)
+        else:
+            body: dict[str, Any] = {"data": result.data}
+            if result.errors:
+                body["errors"] = [self._format_error(error) for error in result.errors]
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        response = Response(text, media_type="application/json", headers=context.response_headers)
         for cookie in context.response_cookies:
             response.set_cookie(**cookie)
         for name in context.clear_cookies:

@@ -1,0 +1,297 @@
+"""Answers built by PostgreSQL in one statement (schema/compiled.py) are the executor's.
+
+Each document is asked twice of the same data through POST /graphql: as served, and with
+the one-statement way turned off (the executor, field by field). The two answers must be the
+same JSON, and the first must really have come from one statement after the sign-in check.
+On SQLite the one-statement way never answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from graphql import parse
+
+from kabinet.db import begin_write
+from kabinet.settings import Settings
+from models import (
+    BonusAccount,
+    Contract,
+    ContractTvPackage,
+    Payment,
+    PromisedPayment,
+    Subscriber,
+    Tariff,
+    TvPackage,
+)
+from models.base import utcnow
+from resolvers import ledger
+from schema import build_schema
+from schema.compiled import NotCompiled, SqlAnswers, compile_document
+from tests.conftest import gql_raw
+from tests.factories import make_staff, make_subscriber, sign_in
+from tests.services.test_services import catalog_id
+from tests.test_catalog_api import count_statements
+
+OVERVIEW = """
+{ me { displayName contracts { number status
+  balance { amount daysLeft openPromisedPayment { amount dueAt } }
+  tariff { name monthlyFee speedMbps }
+  tvPackages { name monthlyFee }
+  payments(first: 10) { edges { node { amount status createdAt } } } }
+  bonusAccount { points } } }
+"""
+EVERYTHING = """
+query Everything($n: Int) {
+  __typename
+  me {
+    __typename id login legalStatus displayName email phone
+    bonusAccount { __typename points }
+    contracts {
+      ...ContractFields
+      balance { __typename amount currency availableAmount daysLeft
+        openPromisedPayment { __typename id amount fee status issuedAt dueAt settledAt } }
+      region { __typename code name }
+      tariff { __typename id code name regionCode monthlyFee speedMbps trafficGb unlimited
+        description archived }
+      tvPackages { __typename id code name monthlyFee description archived }
+      recent: payments(first: $n) {
+        __typename
+        edges { __typename cursor node { __typename id amount method status createdAt
+          confirmedAt } }
+        pageInfo { __typename hasNextPage hasPreviousPage startCursor endCursor }
+      }
+      ... on Contract { all: payments { edges { cursor } pageInfo { hasNextPage endCursor } } }
+      none: payments(first: 0) { edges { cursor } pageInfo { hasNextPage startCursor } }
+      onlyInfo: payments(first: 2) { pageInfo { hasNextPage } }
+    }
+  }
+}
+fragment ContractFields on Contract { __typename id number address status openedOn }
+"""
+# Documents the executor answers (and which must come out exactly as before).
+NOT_COMPILED = [
+    ("{ me { contracts { payments(first: 1000) { edges { cursor } } } } }", None),
+    ("query($n: Int) { me { contracts { payments(first: $n) { edges { cursor } } } } }", {"n": -1}),
+    ("query($n: Int!) { me { contracts { payments(first: $n) { edges { cursor } } } } }", {}),
+    (
+        "query($n: Int) { me { contracts { payments(first: $n) { edges { cursor } } } } }",
+        {"n": "x"},
+    ),
+    ("{ me { contracts { monthlyCharges { total } } } }", None),
+    ("{ me { displayName @include(if: true) } }", None),
+    ("{ me { a: displayName a: displayName } }", None),
+    ("{ regions { code } }", None),
+    ('{ me { contracts { payments(first: 1, after: "MQ==") { edges { cursor } } } } }', None),
+]
+
+
+async def _rich_subscriber(session_factory: Any, settings: Any) -> Any:
+    """Three contracts with what the overview shows, in the shapes that are easy to get
+    wrong: timestamps with and without microseconds, a negative balance, a tariff change in
+    force today and one to come, packages (one free for now), an open promise, quotes and
+    backslashes in a name, no email."""
+    made = await make_subscriber(
+        session_factory, settings, contracts=3, balance=Decimal("1234.50"), email=None
+    )
+    first, second, third = made.contract_ids
+    base = await catalog_id(session_factory, TvPackage, "base")
+    sport = await catalog_id(session_factory, TvPackage, "sport")
+    dearer = await catalog_id(session_factory, Tariff, "home-300")
+    today = utcnow().date()
+    whole_second = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with session_factory() as session:
+        await begin_write(session)
+        await session.execute(
+            sa.update(Subscriber)
+            .where(Subscriber.id == made.id)
+            .values(display_name="Тест \"в кавычках\" \\ и 'апостроф' <b>")
+        )
+        await session.execute(
+            sa.update(BonusAccount).where(BonusAccount.subscriber_id == made.id).values(points=42)
+        )
+        for i in range(12):
+            session.add(
+                Payment(
+                    contract_id=first,
+                    amount=Decimal("100.00") + i,
+                    method=("SBP", "BANK_CARD", "E_WALLET")[i % 3],
+                    status=("SUCCEEDED", "PENDING", "FAILED", "CANCELED")[i % 4],
+                    idempotency_scope="test",
+                    idempotency_key=f"compiled-{made.id}-{i}",
+                    request_fingerprint="x",
+                    provider_reference=f"ref-{made.id}-{i}",
+                    created_at=whole_second + timedelta(minutes=i)
+                    if i % 2
+                    else whole_second + timedelta(minutes=i, microseconds=i + 1),
+                    confirmed_at=whole_second if i % 4 == 0 else None,
+                )
+            )
+        session.add(ContractTvPackage(contract_id=first, package_id=sport, started_on=today))
+        session.add(
+            ContractTvPackage(
+                contract_id=first,
+                package_id=base,
+                started_on=today - timedelta(days=3),
+                ended_on=today + timedelta(days=5),
+                free_until=today + timedelta(days=5),
+            )
+        )
+        session.add(
+            PromisedPayment(
+                contract_id=first,
+                amount=Decimal("300.00"),
+                fee=Decimal("10.00"),
+                status="OPEN",
+                due_at=whole_second.replace(year=2027),
+            )
+        )
+        await session.execute(
+            sa.update(Contract)
+            .where(Contract.id == second)
+            .values(scheduled_tariff_id=dearer, scheduled_tariff_from=today)
+        )
+        await session.execute(
+            sa.update(Contract)
+            .where(Contract.id == third)
+            .values(scheduled_tariff_id=dearer, scheduled_tariff_from=today + timedelta(days=1))
+        )
+        await ledger.post(
+            session,
+            contract_id=second,
+            kind="ADJUSTMENT",
+            amount=Decimal("-2000.00"),
+            actor="test:compiled",
+            description="below zero",
+        )
+        await session.commit()
+    return made
+
+
+async def _both_ways(
+    client: Any,
+    app: Any,
+    monkeypatch: Any,
+    query: str,
+    variables: dict[str, Any] | None,
+    headers: Any,
+) -> tuple[dict[str, Any], dict[str, Any], list[str], bool]:
+    """(served answer, executor's answer, statements of the served one, whether one
+    statement answered it)."""
+    answered: list[str] = []
+    original = SqlAnswers.answer
+
+    async def spying(self: SqlAnswers, *args: Any) -> str | None:
+        found = await original(self, *args)
+        if found is not None:
+            answered.append(found)
+        return found
+
+    monkeypatch.setattr(SqlAnswers, "answer", spying)
+    await gql_raw(client, query, variables, headers=headers)  # warm the caches
+    answered.clear()
+    with count_statements(app.state.engine) as statements:
+        served = await gql_raw(client, query, variables, headers=headers)
+
+    async def never(self: SqlAnswers, *args: Any) -> None:
+        return None
+
+    monkeypatch.setattr(SqlAnswers, "answer", never)
+    executed = await gql_raw(client, query, variables, headers=headers)
+    monkeypatch.setattr(SqlAnswers, "answer", original)
+    assert served.status_code == executed.status_code == 200
+    return served.json(), executed.json(), list(statements), bool(answered)
+
+
+async def test_the_overview_from_one_statement_is_the_executors_answer(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given a subscriber with everything the overview shows
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    postgresql = app.state.engine.dialect.name == "postgresql"
+    for query, variables in ((OVERVIEW, None), (EVERYTHING, {"n": 5}), (EVERYTHING, {})):
+        # when
+        served, executed, statements, compiled = await _both_ways(
+            client, app, monkeypatch, query, variables, headers
+        )
+        # then the same answer, from one statement after the sign-in check on PostgreSQL
+        assert "errors" not in executed, executed
+        assert served == executed
+        assert compiled is postgresql
+        if postgresql:
+            assert len(statements) == 2, statements
+    # and the answer holds what was made (not two equal empty answers)
+    contracts = executed["data"]["me"]["contracts"]
+    assert [c["number"] for c in contracts] == made.contract_numbers
+    assert executed["data"]["me"]["displayName"].startswith('Тест "в кавычках" \\')
+    assert executed["data"]["me"]["bonusAccount"]["points"] == 42
+    first, second, third = contracts
+    assert (
+        len(first["recent"]["edges"]) == 12 and first["recent"]["pageInfo"]["hasNextPage"] is False
+    )
+    assert first["none"] == {"edges": [], "pageInfo": {"hasNextPage": True, "startCursor": None}}
+    assert third["none"]["pageInfo"]["hasNextPage"] is False
+    assert first["onlyInfo"]["pageInfo"]["hasNextPage"] is True
+    assert first["balance"]["openPromisedPayment"]["dueAt"] == "2027-01-02T03:04:05+00:00"
+    stamps = {e["node"]["createdAt"] for e in first["recent"]["edges"]}
+    assert "2026-01-02T03:05:05+00:00" in stamps and "2026-01-02T03:04:05.000001+00:00" in stamps
+    assert {p["code"] for p in first["tvPackages"]} == {"base", "sport"}
+    assert second["balance"]["amount"] == "-765.50" and second["balance"]["daysLeft"] == 0
+    assert second["balance"]["availableAmount"] == "0.00"
+    assert second["tariff"]["code"] == "home-300" and third["tariff"]["code"] == "home-100"
+    assert first["balance"]["daysLeft"] > 0
+
+
+async def test_what_one_statement_does_not_answer_the_executor_does(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given a subscriber, and staff
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    for query, variables in NOT_COMPILED:
+        # when
+        served, executed, _, compiled = await _both_ways(
+            client, app, monkeypatch, query, variables, headers
+        )
+        # then the executor answered, errors included
+        assert compiled is False, query
+        assert served == executed, query
+    _, username, password = await make_staff(session_factory, settings)
+    staff = await sign_in(client, username, password)
+    served, executed, _, compiled = await _both_ways(
+        client, app, monkeypatch, OVERVIEW, None, staff
+    )
+    assert compiled is False and served == executed == {"data": {"me": None}}
+    anonymous, _, _, compiled = await _both_ways(client, app, monkeypatch, OVERVIEW, None, None)
+    assert compiled is False and anonymous == {"data": {"me": None}}
+
+
+async def test_one_statement_answers_only_the_callers_own_subscriber(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given two subscribers
+    one = await _rich_subscriber(session_factory, settings)
+    other = await make_subscriber(session_factory, settings, contracts=2)
+    # when each asks for the overview
+    for made in (one, other):
+        headers = await sign_in(client, made.login)
+        served, executed, _, _ = await _both_ways(client, app, monkeypatch, OVERVIEW, None, headers)
+        # then each sees exactly their own contracts
+        numbers = [c["number"] for c in served["data"]["me"]["contracts"]]
+        assert numbers == made.contract_numbers
+        assert served == executed
+
+
+def test_documents_compile_for_a_day_and_refuse_what_they_do_not_know() -> None:
+    schema = build_schema(Settings())
+    graphql_schema = schema._schema
+    plan = compile_document(graphql_schema, parse(OVERVIEW), None, date(2026, 2, 1))
+    assert plan.day == date(2026, 2, 1) and len(plan.firsts) == 1
+    assert plan.parameters({}, 100) == {plan.firsts[0].param: 10}
+    for query, _ in NOT_COMPILED[4:8]:
+        with pytest.raises(NotCompiled):
+            compile_document(graphql_schema, parse(query), None, date(2026, 2, 1))
