@@ -62,8 +62,10 @@ def create_engine(settings: Settings | str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     pool_size = kwargs.pop("pool_size", None)
-    if pool_size is None and not isinstance(settings, str):
-        pool_size = settings.database_pool_size
+    max_overflow = kwargs.pop("max_overflow", None)
+    if not isinstance(settings, str):
+        pool_size = pool_size or settings.database_pool_size
+        max_overflow = settings.database_max_overflow if max_overflow is None else max_overflow
     # Every statement is a prepared one (asyncpg). By default PostgreSQL plans each execution
     # afresh until it trusts a generic plan, which for our short indexed reads costs more
     # than running them (the overview's per-contract read: 0.76 ms planning, 0.25 ms
@@ -75,7 +77,7 @@ def create_engine(settings: Settings | str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size or 10,
-        max_overflow=10,
+        max_overflow=10 if max_overflow is None else max_overflow,
         pool_pre_ping=False,
         connect_args={**connect_args, "server_settings": server_settings},
         **kwargs,

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     # -- running it (SPEC §6)
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./kabinet.db"
-    database_pool_size: int = Field(10, ge=1)
+    # A few busy connections serve more than many: see README "Running".
+    database_pool_size: int = Field(5, ge=1)
+    database_max_overflow: int = Field(0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)
