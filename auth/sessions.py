@@ -114,7 +114,9 @@ def _access_expiry(
     )
 
 
-_AUTHENTICATE = ReadQuery(
+# The caller of an access token (parameters token_hash and now): authenticate() below, and
+# the first part of the statements that answer a whole document at once (schema/compiled.py).
+CALLER = (
     sa.select(
         _sessions.c.id,
         _sessions.c.principal_kind,
@@ -135,16 +137,27 @@ _AUTHENTICATE = ReadQuery(
         _sessions.c.expires_at > sa.bindparam("now"),
     )
 )
+_AUTHENTICATE = ReadQuery(CALLER)
 
 
 async def authenticate(reader: Any, token: str, *, now: datetime | None = None) -> Principal | None:
     """The principal of a live access token, in one statement; None for anything else."""
+    parameters = caller_parameters(token, now=now)
+    if parameters is None:
+        return None
+    rows = await reader.fetch(_AUTHENTICATE, **parameters)
+    return principal_of(rows[0]) if rows else None
+
+
+def caller_parameters(token: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+    """The parameters of CALLER for an access token; None for a token that cannot be one."""
     if not token or len(token) > 100:
         return None
-    rows = await reader.fetch(_AUTHENTICATE, token_hash=token_hash(token), now=now or utcnow())
-    if not rows:
-        return None
-    row = rows[0]
+    return {"token_hash": token_hash(token), "now": now or utcnow()}
+
+
+def principal_of(row: Any) -> Principal | None:
+    """The principal of a row of CALLER."""
     if row.principal_kind == "STAFF":
         if not row.active:
             return None

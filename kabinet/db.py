@@ -140,6 +140,10 @@ class RequestReader:
         self._queue: list[tuple[ReadQuery, dict[str, Any], asyncio.Future[Any]]] | None = None
         self._flushing: asyncio.Future[None] | None = None
 
+    @property
+    def is_postgresql(self) -> bool:
+        return bool(self._engine.dialect.name == "postgresql")
+
     async def _connection(self) -> AsyncConnection:
         if self._closed:
             raise RuntimeError("the request has finished: no more reads")

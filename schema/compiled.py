@@ -6,8 +6,9 @@ field, a loader per list, then graphql-core completes every value. For the accou
 like) that is most of a request's CPU. Here a validated document whose every field is one
 this module knows is turned, once, into one SELECT that builds the JSON of the answer inside
 PostgreSQL (json_build_object and json_agg over the same reads the loaders make, taken from
-resolvers/), the way PostGraphile answers: the request costs the sign-in check and this
-statement, and no Python per field.
+resolvers/), the way PostGraphile answers. The same statement finds the caller of the access
+token (auth/sessions.CALLER) and answers only for a subscriber who may read: the request
+costs one statement and no Python per field.
 
 Everything else is answered by the executor as before: an unknown field, an argument other
 than `payments(first)`, a directive, a fragment on another type, a response key given twice,
@@ -49,7 +50,9 @@ from graphql import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
-from kabinet.db import ReadQuery
+from auth.sessions import CALLER, Principal, caller_parameters, principal_of
+from kabinet.db import ReadQuery, RequestReader
+from kabinet.settings import Settings
 from models.base import utcnow
 from resolvers import accounts, catalog, charges, lineup, payments, promised
 from resolvers.pagination import DEFAULT_PAGE_SIZE
@@ -140,7 +143,7 @@ def _id(type_name: str) -> Handler:
 
 
 def _me(b: _Builder, node: FieldNode, _row: Any) -> ColumnElement[Any]:
-    subscriber = accounts.subscriber_of(sa.bindparam("subscriber_id", type_=sa.BigInteger))
+    subscriber = accounts.subscriber_of(b.caller.c.subscriber_id).correlate(b.caller)
     s = subscriber.subquery("s")
     return _one(sa.select(b.object(node, "Subscriber", s)).select_from(s))
 
@@ -369,6 +372,8 @@ class _Builder:
         self._names = 0
         self._daily: Any = None
         self._parents: list[str] = []
+        # Who asks (auth/sessions.CALLER): the answer is built for this row only.
+        self.caller = CALLER.cte("caller")
 
     def name(self, prefix: str) -> str:
         self._names += 1
@@ -378,7 +383,8 @@ class _Builder:
         """Today's charge in kopecks of each of the subscriber's contracts: one part of the
         statement, however many contracts and fields ask."""
         if self._daily is None:
-            owned = accounts.contract_ids_of(sa.bindparam("subscriber_id", type_=sa.BigInteger))
+            caller_id = sa.select(self.caller.c.subscriber_id).scalar_subquery()
+            owned = accounts.contract_ids_of(caller_id)
             query = charges.daily_kopecks_by_contract(
                 self.day, lambda column: column.in_(owned.scalar_subquery())
             )
@@ -472,14 +478,23 @@ class _Builder:
             required = isinstance(definition.type, NonNullTypeNode)
             self.variables[definition.variable.name.value] = (value, required)
         answer = self.object(operation, "Query", None)
-        return sa.select(sa.cast(answer, sa.Text).label("data"))
+        # The caller's row, and the answer only for a subscriber who may read (no answer
+        # for staff, or before the temporary password is changed: the executor and the
+        # endpoint's own checks deal with those).
+        may_read = sa.and_(
+            self.caller.c.principal_kind == _text("'SUBSCRIBER'"),
+            self.caller.c.must_change_password.is_not(sa.true()),
+        )
+        data = sa.case((may_read, sa.cast(answer, sa.Text)), else_=sa.null())
+        return sa.select(*self.caller.c, data.label("data")).select_from(self.caller)
 
 
 def compile_document(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, day: date
 ) -> CompiledQuery:
-    """One statement answering the document's query for day `day`; NotCompiled when the
-    document has anything the statement would not answer exactly as the executor."""
+    """One statement finding the caller of an access token (parameters token_hash and now)
+    and answering the document's query for them on day `day`; NotCompiled when the document
+    has anything the statement would not answer exactly as the executor."""
     operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         raise NotCompiled("not a query")
@@ -523,33 +538,40 @@ class SqlAnswers:
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
-        context: Any,
-    ) -> str | None:
-        """The JSON text of the answer's `data`, or None: the executor answers then."""
-        principal = context.principal
-        if (
-            principal is None
-            or principal.kind != "SUBSCRIBER"
-            or principal.must_change_password
-            or context.engine.dialect.name != "postgresql"
-        ):
+        *,
+        token: str | None,
+        reader: RequestReader,
+        settings: Settings,
+    ) -> Answered | None:
+        """The caller of `token` and the JSON text of the answer's `data`, from one
+        statement; None when the document is not compiled (or the statement failed): then
+        the caller is to be authenticated and the document executed as usual."""
+        if token is None or not reader.is_postgresql:
+            return None
+        caller = caller_parameters(token)
+        if caller is None:
             return None
         plan = self._plans(query, operation_name, utcnow().date())
         if plan is None:
             return None
-        params = plan.parameters(variables or {}, context.settings.max_page_size)
+        params = plan.parameters(variables or {}, settings.max_page_size)
         if params is None:
             return None
         try:
-            rows = await context.reader.fetch(
-                plan.query,
-                subscriber_id=principal.id,
-                today=plan.day,
-                currency=context.settings.currency,
-                **params,
+            rows = await reader.fetch(
+                plan.query, today=plan.day, currency=settings.currency, **caller, **params
             )
         except Exception:
             # The executor answers (and reports) it; this should never happen.
             log.exception("a compiled read failed; answering through the executor")
             return None
-        return str(rows[0].data)
+        if not rows:
+            return Answered(None, None)
+        row = rows[0]
+        return Answered(principal_of(row), None if row.data is None else str(row.data))
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    principal: Principal | None  # None: the token is not a live one
+    data: str | None  # None: the executor answers, for this principal

@@ -2,7 +2,7 @@
 
 Each document is asked twice of the same data through POST /graphql: as served, and with
 the one-statement way turned off (the executor, field by field). The two answers must be the
-same JSON, and the first must really have come from one statement after the sign-in check.
+same JSON, and the first must really have come from one statement (the token checked in it).
 On SQLite the one-statement way never answers."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from graphql import parse
 from kabinet.db import begin_write
 from kabinet.settings import Settings
 from models import (
+    AuthSession,
     BonusAccount,
     Contract,
     ContractTvPackage,
@@ -184,10 +185,10 @@ async def _both_ways(
     answered: list[str] = []
     original = SqlAnswers.answer
 
-    async def spying(self: SqlAnswers, *args: Any) -> str | None:
-        found = await original(self, *args)
-        if found is not None:
-            answered.append(found)
+    async def spying(self: SqlAnswers, *args: Any, **kwargs: Any) -> Any:
+        found = await original(self, *args, **kwargs)
+        if found is not None and found.data is not None:
+            answered.append(found.data)
         return found
 
     monkeypatch.setattr(SqlAnswers, "answer", spying)
@@ -196,7 +197,7 @@ async def _both_ways(
     with count_statements(app.state.engine) as statements:
         served = await gql_raw(client, query, variables, headers=headers)
 
-    async def never(self: SqlAnswers, *args: Any) -> None:
+    async def never(self: SqlAnswers, *args: Any, **kwargs: Any) -> None:
         return None
 
     monkeypatch.setattr(SqlAnswers, "answer", never)
@@ -218,12 +219,12 @@ async def test_the_overview_from_one_statement_is_the_executors_answer(
         served, executed, statements, compiled = await _both_ways(
             client, app, monkeypatch, query, variables, headers
         )
-        # then the same answer, from one statement after the sign-in check on PostgreSQL
+        # then the same answer, on PostgreSQL from one statement that checks the token too
         assert "errors" not in executed, executed
         assert served == executed
         assert compiled is postgresql
         if postgresql:
-            assert len(statements) == 2, statements
+            assert len(statements) == 1, statements
     # and the answer holds what was made (not two equal empty answers)
     contracts = executed["data"]["me"]["contracts"]
     assert [c["number"] for c in contracts] == made.contract_numbers
@@ -295,3 +296,51 @@ def test_documents_compile_for_a_day_and_refuse_what_they_do_not_know() -> None:
     for query, _ in NOT_COMPILED[4:8]:
         with pytest.raises(NotCompiled):
             compile_document(graphql_schema, parse(query), None, date(2026, 2, 1))
+
+
+async def test_the_token_is_checked_inside_the_one_statement(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """The statement that answers also finds the caller: an ended session reads nothing, a
+    temporary password is refused as before, and an idle session's expiry is still pushed."""
+    # given a signed-in subscriber whose session was idle for two minutes
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    async with session_factory() as session:
+        await begin_write(session)
+        await session.execute(
+            sa.update(AuthSession)
+            .where(AuthSession.subscriber_id == made.id)
+            .values(last_used_at=utcnow() - timedelta(minutes=2))
+        )
+        await session.commit()
+    # when the overview is asked for
+    served, executed, _, compiled = await _both_ways(
+        client, app, monkeypatch, OVERVIEW, None, headers
+    )
+    # then it is answered, and the session was used just now
+    assert served == executed and served["data"]["me"]["contracts"]
+    async with session_factory() as session:
+        used = await session.scalar(
+            sa.select(sa.func.max(AuthSession.last_used_at)).where(
+                AuthSession.subscriber_id == made.id
+            )
+        )
+    assert utcnow() - used.replace(tzinfo=UTC) < timedelta(seconds=30)
+    # when the session is ended (logout) and the token asked again
+    logout = await gql_raw(client, "mutation { logout { ok } }", headers=headers)
+    assert logout.json()["data"]["logout"]["ok"] is True
+    served, executed, _, compiled = await _both_ways(
+        client, app, monkeypatch, OVERVIEW, None, headers
+    )
+    # then nothing is read
+    assert compiled is False and served == executed == {"data": {"me": None}}
+    # given a subscriber who must change a temporary password
+    temporary = await make_subscriber(session_factory, settings, must_change_password=True)
+    refused = await sign_in(client, temporary.login)
+    served, executed, _, compiled = await _both_ways(
+        client, app, monkeypatch, OVERVIEW, None, refused
+    )
+    # then the overview is refused as before
+    assert compiled is False and served == executed
+    assert served["errors"][0]["extensions"]["code"] == "PASSWORD_CHANGE_REQUIRED"

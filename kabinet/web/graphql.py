@@ -21,7 +21,7 @@ from auth.client_address import TrustedProxies, client_address
 from auth.sessions import Principal, needs_touch, touch
 from kabinet.db import RequestReader, begin_write
 from kabinet.settings import Settings
-from kabinet.web.auth import request_principal
+from kabinet.web.auth import request_principal, request_token
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from schema import MASKED_MESSAGE, should_mask_error
@@ -156,10 +156,33 @@ class GraphQLEndpoint:
             return True
         return context.principal is not None and context.principal.is_staff
 
-    async def _principal(self, request: Request, reader: RequestReader) -> Principal | None:
-        """The caller (see kabinet/web/auth.py); an active session's idle expiry is pushed
-        forward at most once a minute."""
-        principal = await request_principal(request, reader)
+    async def _caller_and_answer(
+        self, request: Request, reader: RequestReader, payload: dict[str, Any]
+    ) -> tuple[Principal | None, str | None]:
+        """The caller (see kabinet/web/auth.py) and, when the document is answered from one
+        statement (schema/compiled.py), the answer's `data` as JSON text, found together;
+        an active session's idle expiry is pushed forward at most once a minute."""
+        answered = None
+        sql_answers: SqlAnswers | None = getattr(self.schema, "sql_answers", None)
+        if sql_answers is not None:
+            answered = await sql_answers.answer(
+                payload["query"],
+                payload.get("variables"),
+                payload.get("operationName"),
+                token=request_token(request),
+                reader=reader,
+                settings=self.settings,
+            )
+        if answered is None:
+            principal, data = await request_principal(request, reader), None
+        else:
+            principal, data = answered.principal, answered.data
+        await self._touch(request, reader, principal)
+        return principal, data
+
+    async def _touch(
+        self, request: Request, reader: RequestReader, principal: Principal | None
+    ) -> None:
         if principal is not None and principal.last_used_at is not None:
             now = utcnow()
             if needs_touch(principal.last_used_at, now):
@@ -171,7 +194,6 @@ class GraphQLEndpoint:
                     await begin_write(session)
                     await touch(session, settings=self.settings, session_id=principal.session_id)
                     await session.commit()
-        return principal
 
     @staticmethod
     def _refusal(message: str, code: str) -> Response:
@@ -183,7 +205,7 @@ class GraphQLEndpoint:
         app_state = request.app.state
         reader = RequestReader(app_state.engine)
         try:
-            principal = await self._principal(request, reader)
+            principal, data = await self._caller_and_answer(request, reader, payload)
         except BaseException:
             await reader.close()
             raise
@@ -210,13 +232,7 @@ class GraphQLEndpoint:
                     "Change the temporary password first (changePassword).",
                     "PASSWORD_CHANGE_REQUIRED",
                 )
-        sql_answers: SqlAnswers | None = getattr(self.schema, "sql_answers", None)
         try:
-            data = None
-            if sql_answers is not None:
-                data = await sql_answers.answer(
-                    query, payload.get("variables"), payload.get("operationName"), context
-                )
             if data is None:
                 result = await self.schema.execute(
                     query,
