@@ -85,12 +85,16 @@ def add_months(moment: datetime, months: int) -> datetime:
 async def _ensure_account(session: AsyncSession, subscriber_id: int) -> None:
     """The subscriber's account row, made if missing; two concurrent makers do not collide."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     await session.execute(
-        insert(_accounts)
-        .values(subscriber_id=subscriber_id, points=0)
-        .on_conflict_do_nothing(index_elements=[_accounts.c.subscriber_id])
+        _MAKE_ACCOUNT["postgresql" if dialect == "postgresql" else "sqlite"],
+        {"subscriber_id": subscriber_id, "points": 0},
     )
+
+
+_MAKE_ACCOUNT = {
+    name: insert(_accounts).on_conflict_do_nothing(index_elements=[_accounts.c.subscriber_id])
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 async def accrue_for_top_up(
@@ -112,28 +116,32 @@ async def accrue_for_top_up(
         return None
     expires_at = add_months(at, settings.bonus_points_months)
     await _ensure_account(session, subscriber_id)
-    await session.execute(
-        sa.update(_accounts)
-        .where(_accounts.c.subscriber_id == subscriber_id)
-        .values(points=_accounts.c.points + points)
-    )
+    await session.execute(_ADD_POINTS, {"p_subscriber": subscriber_id, "p_points": points})
     entry_id = (
         await session.execute(
-            sa.insert(_entries)
-            .values(
-                subscriber_id=subscriber_id,
-                kind="ACCRUAL",
-                points=points,
-                remaining=points,
-                expires_at=expires_at,
-                payment_id=payment_id,
-                description="Баллы за пополнение баланса",
-                created_at=at,
-            )
-            .returning(_entries.c.id)
+            _NEW_ENTRY,
+            {
+                "subscriber_id": subscriber_id,
+                "kind": "ACCRUAL",
+                "points": points,
+                "remaining": points,
+                "expires_at": expires_at,
+                "payment_id": payment_id,
+                "description": "Баллы за пополнение баланса",
+                "created_at": at,
+            },
         )
     ).scalar_one()
     return BonusAccrual(entry_id, points, expires_at)
+
+
+# Built once: per-call statement building cost more than the round trips (webhook profile).
+_ADD_POINTS = (
+    sa.update(_accounts)
+    .where(_accounts.c.subscriber_id == sa.bindparam("p_subscriber"))
+    .values(points=_accounts.c.points + sa.bindparam("p_points", type_=sa.Integer))
+)
+_NEW_ENTRY = sa.insert(_entries).returning(_entries.c.id)
 
 
 # -- redemption -----------------------------------------------------------------------------

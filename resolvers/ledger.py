@@ -51,31 +51,37 @@ async def post(
     if amount == 0:
         raise ValueError("a ledger entry moves money")
     contract = (
-        await session.execute(
-            sa.update(_contracts)
-            .where(_contracts.c.id == contract_id)
-            .values(balance=_contracts.c.balance + amount)
-            .returning(_contracts.c.balance, _contracts.c.status)
-        )
+        await session.execute(_ADD_TO_BALANCE, {"p_contract": contract_id, "p_amount": amount})
     ).one()
     balance_after = Decimal(contract.balance).quantize(CENT)
     entry_id = (
         await session.execute(
-            sa.insert(_ledger)
-            .values(
-                contract_id=contract_id,
-                kind=kind,
-                amount=amount,
-                balance_after=balance_after,
-                description=description[:300],
-                reference=reference,
-                actor=actor,
-                created_at=at or utcnow(),
-            )
-            .returning(_ledger.c.id)
+            _NEW_ENTRY,
+            {
+                "contract_id": contract_id,
+                "kind": kind,
+                "amount": amount,
+                "balance_after": balance_after,
+                "description": description[:300],
+                "reference": reference,
+                "actor": actor,
+                "created_at": at or utcnow(),
+            },
         )
     ).scalar_one()
     return Posted(entry_id, balance_after, contract.status)
+
+
+# Built once (a statement built per call costs more Python than its round trip).
+_ADD_TO_BALANCE = (
+    sa.update(_contracts)
+    .where(_contracts.c.id == sa.bindparam("p_contract"))
+    .values(
+        balance=_contracts.c.balance + sa.bindparam("p_amount", type_=_contracts.c.balance.type)
+    )
+    .returning(_contracts.c.balance, _contracts.c.status)
+)
+_NEW_ENTRY = sa.insert(_ledger).returning(_ledger.c.id)
 
 
 @dataclass(frozen=True, slots=True)

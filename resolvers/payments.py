@@ -363,20 +363,22 @@ async def apply_provider_event(
     # The unique (payment, status) row: a second transaction that got this far for the same
     # event would fail here and roll back whole, credit included.
     await session.execute(
-        sa.insert(_events).values(
-            payment_id=payment_id,
-            status=status,
-            provider_reference=provider_reference,
-            received_at=now,
-        )
+        _NEW_EVENT,
+        {
+            "payment_id": payment_id,
+            "status": status,
+            "provider_reference": provider_reference,
+            "received_at": now,
+        },
     )
-    changes: dict[str, Any] = {"status": status, "confirmed_at": now}
-    if provider_reference is not None:
-        changes["provider_reference"] = provider_reference
     moved = await session.execute(
-        sa.update(_payments)
-        .where(_payments.c.id == payment_id, _payments.c.status == "PENDING")
-        .values(**changes)
+        _SETTLE,
+        {
+            "p_payment": payment_id,
+            "p_status": status,
+            "p_at": now,
+            "p_reference": provider_reference,
+        },
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()  # cannot happen under the row lock; never credit twice
@@ -444,21 +446,22 @@ async def _credit(
     )
     number = receipt_number(payment.id, now)
     await session.execute(
-        sa.insert(_receipts).values(
-            payment_id=payment.id,
-            number=number,
-            issued_at=now,
-            seller_name=OPERATOR.name,
-            seller_inn=OPERATOR.inn,
-            contract_number=payment.number,
-            payer_email=payment.email,
-            item=RECEIPT_ITEM,
-            vat_rate=OPERATOR.vat_rate,
-            vat_amount=vat_included(amount, OPERATOR.vat_rate),
-            total=amount,
-            method=payment.method,
-            provider_reference=provider_reference,
-        )
+        _NEW_RECEIPT,
+        {
+            "payment_id": payment.id,
+            "number": number,
+            "issued_at": now,
+            "seller_name": OPERATOR.name,
+            "seller_inn": OPERATOR.inn,
+            "contract_number": payment.number,
+            "payer_email": payment.email,
+            "item": RECEIPT_ITEM,
+            "vat_rate": OPERATOR.vat_rate,
+            "vat_amount": vat_included(amount, OPERATOR.vat_rate),
+            "total": amount,
+            "method": payment.method,
+            "provider_reference": provider_reference,
+        },
     )
     if payment.email:
         letter = receipt_letter(
@@ -483,6 +486,23 @@ async def _credit(
             log.error("receipt letter not queued: bad address", extra={"payment_id": payment.id})
     return number
 
+
+# The confirmation's writes, built once (building them per call cost more Python than their
+# round trips). A PENDING payment only; the provider's reference kept when none is given.
+_NEW_EVENT = sa.insert(_events)
+_SETTLE = (
+    sa.update(_payments)
+    .where(_payments.c.id == sa.bindparam("p_payment"), _payments.c.status == "PENDING")
+    .values(
+        status=sa.bindparam("p_status", type_=_payments.c.status.type),
+        confirmed_at=sa.bindparam("p_at", type_=_payments.c.confirmed_at.type),
+        provider_reference=sa.func.coalesce(
+            sa.bindparam("p_reference", type_=_payments.c.provider_reference.type),
+            _payments.c.provider_reference,
+        ),
+    )
+)
+_NEW_RECEIPT = sa.insert(_receipts)
 
 _other = _payments.alias("other_payment")
 _LOCKED_EVENT_PAYMENT = (

@@ -60,12 +60,7 @@ async def repay_open_promise(
     billing day's settlement racing for one promise cannot both debit it.
     """
     row = (
-        await session.execute(
-            sa.update(_promises)
-            .where(_promises.c.contract_id == contract_id, _promises.c.status == "OPEN")
-            .values(status="REPAID", settled_at=utcnow())
-            .returning(_promises.c.id, _promises.c.amount)
-        )
+        await session.execute(_CLAIM_OPEN, {"p_contract": contract_id, "p_at": utcnow()})
     ).first()
     if row is None:
         return None
@@ -87,17 +82,31 @@ async def clear_overdue_if_paid(session: AsyncSession, *, contract_id: int) -> b
     back to ≥ 0 has been paid for (its amount was debited at settlement) and is REPAID, so it
     no longer blocks a new promise. Returns whether one was cleared. (The billing day does
     the same for every contract.)"""
-    paid = (
-        sa.select(_contracts.c.id)
-        .where(_contracts.c.id == contract_id, sa.func.round(_contracts.c.balance, 2) >= 0)
-        .exists()
-    )
-    result = await session.execute(
-        sa.update(_promises)
-        .where(_promises.c.contract_id == contract_id, _promises.c.status == "OVERDUE", paid)
-        .values(status="REPAID", settled_at=utcnow())
-    )
+    result = await session.execute(_CLEAR_OVERDUE, {"p_contract": contract_id, "p_at": utcnow()})
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Built once: they run in every top-up's transaction.
+_CLAIM_OPEN = (
+    sa.update(_promises)
+    .where(_promises.c.contract_id == sa.bindparam("p_contract"), _promises.c.status == "OPEN")
+    .values(status="REPAID", settled_at=sa.bindparam("p_at", type_=_promises.c.settled_at.type))
+    .returning(_promises.c.id, _promises.c.amount)
+)
+_CLEAR_OVERDUE = (
+    sa.update(_promises)
+    .where(
+        _promises.c.contract_id == sa.bindparam("p_contract"),
+        _promises.c.status == "OVERDUE",
+        sa.select(_contracts.c.id)
+        .where(
+            _contracts.c.id == _promises.c.contract_id,
+            sa.func.round(_contracts.c.balance, 2) >= 0,
+        )
+        .exists(),
+    )
+    .values(status="REPAID", settled_at=sa.bindparam("p_at", type_=_promises.c.settled_at.type))
+)
 
 
 # --------------------------------------------------------------------------- #

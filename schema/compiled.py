@@ -61,7 +61,7 @@ log = logging.getLogger("kabinet.graphql")
 
 # json_build_object takes at most 100 arguments: 50 keys.
 MAX_KEYS = 50
-_EMPTY_LIST = sa.literal_column("'[]'::json")
+_EMPTY_LIST: Any = sa.literal_column("'[]'::json")
 
 
 class NotCompiled(Exception):
