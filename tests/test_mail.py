@@ -22,6 +22,7 @@ from kabinet import mail
 from kabinet.db import begin_write
 from kabinet.mail import (
     CLAIM_LEASE,
+    MARK_SENT_EVERY,
     DeliveryReport,
     LogSender,
     LogSmsSender,
@@ -597,3 +598,40 @@ def test_errors_are_one_short_line_without_credentials() -> None:
 def test_smtp_sender_needs_a_host() -> None:
     with pytest.raises(ValueError, match="KABINET_SMTP_HOST"):
         SmtpSender(LETTER_SETTINGS)
+
+
+async def test_a_crash_mid_round_would_resend_at_most_the_letters_not_yet_marked(
+    settings: Settings, session_factory: Any, smtp: SmtpServer
+) -> None:
+    """Letters are marked sent MARK_SENT_EVERY at a time: at every moment of a round, at
+    most that many letters have gone out without being marked (what a crash would resend)."""
+    # given 25 letters and the real SMTP sender, watched
+    config = smtp_settings(settings, smtp)
+    await queue_committed(session_factory, 25)
+    real = senders_for(config)
+    unmarked_seen: list[int] = []
+    handed_over = 0
+
+    class Watching:
+        async def send(self, message: OutboxMessage) -> None:
+            nonlocal handed_over
+            async with session_factory() as session:
+                marked = await session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.sent_at.is_not(None))  # type: ignore[union-attr]
+                )
+            unmarked_seen.append(handed_over - int(marked or 0))
+            await real["EMAIL"].send(message)
+            handed_over += 1
+
+    # when one round delivers them
+    report = await deliver_due(session_factory, {"EMAIL": Watching()}, settings=config)
+
+    # then all went out once, and never more than MARK_SENT_EVERY were sent and unmarked
+    assert report == DeliveryReport(sent=25, failed=0, remaining=0)
+    assert len(smtp.inbox.envelopes) == 25
+    assert len(unmarked_seen) == 25
+    assert max(unmarked_seen) == MARK_SENT_EVERY - 1
+    assert unmarked_seen[MARK_SENT_EVERY] == 0  # marked before the next letter went out
+    assert all(row.sent_at is not None for row in await outbox_rows(session_factory))
