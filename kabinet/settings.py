@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(2, ge=1)
     argon2_parallelism: int = Field(1, ge=1)
     argon2_max_concurrent: int = Field(2, ge=1)
+    argon2_nice: int = Field(10, ge=0, le=19)
     access_token_idle_seconds: int = 30 * 60
     access_token_absolute_seconds: int = 12 * 3600
     refresh_token_seconds: int = 30 * 24 * 3600
