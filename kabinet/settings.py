@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     promised_fee_large: Decimal = Decimal("25.00")
     billing_in_serve: bool = False
     billing_hour_utc: int = Field(1, ge=0, le=23)
+    billing_parallel: int = Field(2, ge=1, le=32)
     # Who confirms top-ups: the built-in sandbox (development only) or an external provider
     # whose hosted page is `payment_provider_url`, a template with {payment_id} (the Payment's
     # global ID) and {amount} (e.g. "https://pay.example/checkout?payment={payment_id}").

@@ -18,6 +18,9 @@ a. **Charge** every ACTIVE contract opened by D and not yet charged for D the da
    - SQLite: the same in four statements inside one BEGIN IMMEDIATE transaction (SQLite has
      one writer at a time), through a temporary table of the range's charges.
    A contract whose charge is zero gets its `billing_charges` mark and no ledger entry.
+   On PostgreSQL `billing_parallel` ranges are charged at once, each in its own transaction
+   on its own connection: ranges are disjoint sets of contracts, so they never wait for each
+   other, and the server's cores share the work (a range's statement runs on one core).
 b. **Settle** promised payments whose `due_at` has passed (by the end of D, and never before
    the run's own time: a promise is not debited before it is due): each is claimed with a
    conditional UPDATE (`status = 'OPEN'`) after its contract's row is locked, so a top-up
@@ -30,6 +33,11 @@ c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE).
 
 Balances only ever change as `balance = balance ± x` inside UPDATEs, never from values read
 earlier, so top-ups may run at the same time.
+
+The service's connections plan statements generically (kabinet/db.py: the short reads of a
+request); the billing day's few large statements are planned for their real parameters
+(`SET LOCAL plan_cache_mode = force_custom_plan`): a generic plan cannot see that no bonus
+point expires today and reads all of `bonus_entries` instead of its `expires_at` index.
 """
 
 from __future__ import annotations
@@ -144,6 +152,15 @@ def _retryable(error: DBAPIError) -> bool:
     return code in RETRYABLE_SQLSTATES
 
 
+_CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+async def _plan_for_parameters(session: AsyncSession) -> None:
+    """This transaction's statements planned for their parameters (see the module doc)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_CUSTOM_PLANS)
+
+
 async def _in_write_transaction(
     factory: SessionFactory, work: Callable[[AsyncSession], Any]
 ) -> Any:
@@ -151,6 +168,7 @@ async def _in_write_transaction(
     for attempt in range(RETRIES):
         async with factory() as session:
             await begin_write(session)
+            await _plan_for_parameters(session)
             try:
                 result = await work(session)
                 await session.commit()
@@ -188,7 +206,14 @@ def _due(day: date, low: int, high: int) -> sa.Subquery:
     )
     charged_already = (
         sa.select(sa.literal(1))
-        .where(_charges.c.contract_id == _contracts.c.id, _charges.c.day == day)
+        .where(
+            _charges.c.contract_id == _contracts.c.id,
+            _charges.c.day == day,
+            # the range again: billing_charges grows by a row per contract a day, and its
+            # primary key (contract_id, day) is then read for the range, not scanned whole
+            _charges.c.contract_id >= low,
+            _charges.c.contract_id < high,
+        )
         .exists()
     )
     return (
@@ -457,6 +482,45 @@ async def _suspend_debtors(session: AsyncSession, *, dialect: str) -> int:
 # --------------------------------------------------------------------------- #
 
 
+async def _charge_ranges(
+    factory: SessionFactory,
+    *,
+    dialect: str,
+    day: date,
+    ranges: list[tuple[int, int]],
+    now: datetime,
+    parallel: int,
+    progress: ProgressFn | None,
+) -> _Charged:
+    """Charge every range, `parallel` at a time, each in its own transaction. A failure
+    stops the others (what committed stays charged: a rerun charges the rest)."""
+    charge_range = _charge_range_postgresql if dialect == "postgresql" else _charge_range_sqlite
+    pending = iter(ranges)  # shared by the workers: each range is taken once
+    done = contracts = kopecks = zero = 0
+
+    async def worker() -> None:
+        nonlocal done, contracts, kopecks, zero
+        for start, stop in pending:
+            charged: _Charged = await _in_write_transaction(
+                factory, partial(charge_range, day=day, low=start, high=stop, now=now)
+            )
+            done += 1
+            contracts += charged.contracts
+            kopecks += charged.kopecks
+            zero += charged.zero
+            if progress is not None:
+                progress(
+                    BillingProgress(
+                        day, "charge", done, len(ranges), contracts, Decimal(kopecks) / 100
+                    )
+                )
+
+    async with asyncio.TaskGroup() as workers:
+        for _ in range(max(1, min(parallel, len(ranges)))):
+            workers.create_task(worker())
+    return _Charged(contracts, kopecks, zero)
+
+
 async def run_billing_day(
     session_factory_or_engine: Any,
     *,
@@ -467,9 +531,8 @@ async def run_billing_day(
     now: datetime | None = None,
 ) -> BillingSummary:
     """Run the billing day for `day` (idempotent per contract and day; safe to run twice or
-    concurrently, and alongside top-ups). Commits range by range; `now` is the run's clock
-    (tests)."""
-    del settings  # the billing day's numbers are the catalogue's fees and the contracts' items
+    concurrently, and alongside top-ups). Commits range by range, `settings.billing_parallel`
+    ranges at a time on PostgreSQL; `now` is the run's clock (tests)."""
     started = time.perf_counter()
     factory = _factory(session_factory_or_engine)
     now = now or utcnow()
@@ -480,25 +543,23 @@ async def run_billing_day(
                 sa.select(sa.func.min(_contracts.c.id), sa.func.max(_contracts.c.id))
             )
         ).one()
-    charge_range = _charge_range_postgresql if dialect == "postgresql" else _charge_range_sqlite
 
-    contracts = zero = kopecks = 0
+    charged = _Charged(0, 0, 0)
     if bounds[0] is not None:
         low, high = int(bounds[0]), int(bounds[1]) + 1
         ranges = [(start, min(start + chunk_size, high)) for start in range(low, high, chunk_size)]
-        for index, (start, stop) in enumerate(ranges, 1):
-            charged: _Charged = await _in_write_transaction(
-                factory, partial(charge_range, day=day, low=start, high=stop, now=now)
-            )
-            contracts += charged.contracts
-            kopecks += charged.kopecks
-            zero += charged.zero
-            if progress is not None:
-                progress(
-                    BillingProgress(
-                        day, "charge", index, len(ranges), contracts, Decimal(kopecks) / 100
-                    )
-                )
+        # SQLite has one writer at a time: its ranges go one by one.
+        parallel = settings.billing_parallel if dialect == "postgresql" else 1
+        charged = await _charge_ranges(
+            factory,
+            dialect=dialect,
+            day=day,
+            ranges=ranges,
+            now=now,
+            parallel=parallel,
+            progress=progress,
+        )
+    contracts, kopecks, zero = charged.contracts, charged.kopecks, charged.zero
     total = (Decimal(kopecks) / 100).quantize(CENT)
     # Charges already took a tariff changed for this day from the schedule; now it is the
     # contract's tariff (never for a later day: a missed earlier day billed after would
@@ -506,7 +567,8 @@ async def run_billing_day(
     await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day))
 
     due_by = min(end_of_day(day), now)
-    async with factory() as session:
+    async with factory() as session, session.begin():
+        await _plan_for_parameters(session)
         due = (
             await session.execute(
                 sa.select(_promises.c.id, _promises.c.contract_id)

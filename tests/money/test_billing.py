@@ -303,6 +303,43 @@ async def test_billing_alongside_top_ups_loses_nothing(session_factory: Any, set
     await assert_ledger_balanced(session_factory)
 
 
+async def test_ranges_billed_in_parallel_charge_every_contract_once(
+    session_factory: Any, settings: Any
+) -> None:
+    # given 20 contracts with 30.00 each, billed in ranges of 3 contracts, 4 ranges at a time
+    day = date(2026, 6, 1)
+    made = await make_subscriber(
+        session_factory,
+        settings,
+        contracts=20,
+        opened_days_ago=opened_days_ago_for(date(2026, 5, 1)),
+    )
+    for cid in made.contract_ids:
+        await fund(session_factory, cid, Decimal("30.00"))
+    four = settings.model_copy(update={"billing_parallel": 4})
+    reports: list[BillingProgress] = []
+
+    # when the day is billed so, twice at once
+    first, second = await asyncio.gather(
+        run_billing_day(
+            session_factory, settings=four, day=day, chunk_size=3, progress=reports.append
+        ),
+        run_billing_day(session_factory, settings=four, day=day, chunk_size=3),
+    )
+
+    # then each contract paid 19.67 once, the two runs together charged 20 contracts, and
+    # the first run reported every range once, its counts growing to its total
+    assert first.contracts_charged + second.contracts_charged == 20
+    assert first.total_charged + second.total_charged == Decimal("19.67") * 20
+    for cid in made.contract_ids:
+        assert await _balance(session_factory, cid) == Decimal("10.33")
+        assert len(await _entries(session_factory, cid)) == 1
+    charging = [report for report in reports if report.step == "charge"]
+    assert [report.done for report in charging] == list(range(1, charging[0].total + 1))
+    assert charging[-1].contracts_charged == first.contracts_charged
+    await assert_ledger_balanced(session_factory)
+
+
 # -- inside `serve` -------------------------------------------------------------------------
 
 
