@@ -274,17 +274,25 @@ async def test_a_contract_with_nothing_to_pay_is_marked_without_an_entry(
         assert await _status(session_factory, cid) == "ACTIVE"
 
 
-async def test_billing_alongside_top_ups_loses_nothing(session_factory: Any, settings: Any) -> None:
-    # given 30 contracts with 10.00 each
-    day = date(2026, 6, 1)
+async def _funded_contracts(
+    session_factory: Any, settings: Any, count: int, amount: Decimal
+) -> list[int]:
+    """`count` contracts of one subscriber, opened on 1 May 2026, with `amount` each."""
     made = await make_subscriber(
         session_factory,
         settings,
-        contracts=30,
+        contracts=count,
         opened_days_ago=opened_days_ago_for(date(2026, 5, 1)),
     )
     for cid in made.contract_ids:
-        await fund(session_factory, cid, Decimal("10.00"))
+        await fund(session_factory, cid, amount)
+    return list(made.contract_ids)
+
+
+async def test_billing_alongside_top_ups_loses_nothing(session_factory: Any, settings: Any) -> None:
+    # given 30 contracts with 10.00 each
+    day = date(2026, 6, 1)
+    contract_ids = await _funded_contracts(session_factory, settings, 30, Decimal("10.00"))
 
     # when the day is billed in ranges of 7 contracts while each contract is topped up
     async def top_up(cid: int) -> None:
@@ -292,12 +300,12 @@ async def test_billing_alongside_top_ups_loses_nothing(session_factory: Any, set
 
     results = await asyncio.gather(
         run_billing_day(session_factory, settings=settings, day=day, chunk_size=7),
-        *(top_up(cid) for cid in made.contract_ids),
+        *(top_up(cid) for cid in contract_ids),
     )
 
     # then every contract paid 19.67 once and kept its top-up, whatever the interleaving
     assert results[0].contracts_charged == 30
-    for cid in made.contract_ids:
+    for cid in contract_ids:
         assert await _balance(session_factory, cid) == Decimal("-4.67")
         assert len(await _entries(session_factory, cid)) == 1
     await assert_ledger_balanced(session_factory)
@@ -308,14 +316,7 @@ async def test_ranges_billed_in_parallel_charge_every_contract_once(
 ) -> None:
     # given 20 contracts with 30.00 each, billed in ranges of 3 contracts, 4 ranges at a time
     day = date(2026, 6, 1)
-    made = await make_subscriber(
-        session_factory,
-        settings,
-        contracts=20,
-        opened_days_ago=opened_days_ago_for(date(2026, 5, 1)),
-    )
-    for cid in made.contract_ids:
-        await fund(session_factory, cid, Decimal("30.00"))
+    contract_ids = await _funded_contracts(session_factory, settings, 20, Decimal("30.00"))
     four = settings.model_copy(update={"billing_parallel": 4})
     reports: list[BillingProgress] = []
 
@@ -331,7 +332,7 @@ async def test_ranges_billed_in_parallel_charge_every_contract_once(
     # the first run reported every range once, its counts growing to its total
     assert first.contracts_charged + second.contracts_charged == 20
     assert first.total_charged + second.total_charged == Decimal("19.67") * 20
-    for cid in made.contract_ids:
+    for cid in contract_ids:
         assert await _balance(session_factory, cid) == Decimal("10.33")
         assert len(await _entries(session_factory, cid)) == 1
     charging = [report for report in reports if report.step == "charge"]
