@@ -515,9 +515,14 @@ async def _charge_ranges(
                     )
                 )
 
-    async with asyncio.TaskGroup() as workers:
-        for _ in range(max(1, min(parallel, len(ranges)))):
-            workers.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(max(1, min(parallel, len(ranges)))):
+                workers.create_task(worker())
+    except BaseExceptionGroup as failed:
+        # the failure itself, as a run of one range at a time raises it (the other workers
+        # were cancelled, their transactions rolled back)
+        raise failed.exceptions[0] from None
     return _Charged(contracts, kopecks, zero)
 
 
