@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiosmtplib
 import sqlalchemy as sa
@@ -66,6 +66,38 @@ SUBJECT_MAX_CHARS = 200
 # -- queueing -----------------------------------------------------------------------------
 
 
+def letter_row(
+    *,
+    kind: str,
+    recipient: str,
+    subject: str,
+    body_text: str,
+    body_html: str | None = None,
+    channel: str = EMAIL,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The outbox row of a letter (what `queue_letter` adds; the payment confirmation's
+    single statement inserts it itself). ValueError for an unusable channel or address."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown outbox channel {channel!r}")
+    recipient = recipient.strip()
+    if not recipient or any(ord(ch) < 32 or ord(ch) == 127 for ch in recipient):
+        raise ValueError("the recipient must be one address without control characters")
+    at = at or utcnow()
+    return {
+        "kind": kind,
+        "channel": channel,
+        "recipient": recipient,
+        # one line: a subject never carries a header break into the letter
+        "subject": " ".join(subject.split())[:SUBJECT_MAX_CHARS],
+        "body_text": body_text,
+        "body_html": body_html,
+        "created_at": at,
+        "attempts": 0,
+        "next_attempt_at": at,
+    }
+
+
 def queue_letter(
     session: AsyncSession,
     *,
@@ -77,20 +109,15 @@ def queue_letter(
     channel: str = EMAIL,
 ) -> OutboxMessage:
     """Add a letter to the caller's transaction; it is delivered once that commits."""
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown outbox channel {channel!r}")
-    recipient = recipient.strip()
-    if not recipient or any(ord(ch) < 32 or ord(ch) == 127 for ch in recipient):
-        raise ValueError("the recipient must be one address without control characters")
     message = OutboxMessage(
-        kind=kind,
-        channel=channel,
-        recipient=recipient,
-        # one line: a subject never carries a header break into the letter
-        subject=" ".join(subject.split())[:SUBJECT_MAX_CHARS],
-        body_text=body_text,
-        body_html=body_html,
-        next_attempt_at=utcnow(),
+        **letter_row(
+            kind=kind,
+            recipient=recipient,
+            subject=subject,
+            body_text=body_text,
+            body_html=body_html,
+            channel=channel,
+        )
     )
     session.add(message)
     return message

@@ -111,28 +111,35 @@ async def accrue_for_top_up(
     Called once per payment: the caller's PENDING → SUCCEEDED transition is what makes it
     happen once. Returns None when the amount earns no point.
     """
+    entry = accrual_row(
+        settings, subscriber_id=subscriber_id, payment_id=payment_id, amount=amount, at=at
+    )
+    if entry is None:
+        return None
+    await _ensure_account(session, subscriber_id)
+    await session.execute(_ADD_POINTS, {"p_subscriber": subscriber_id, "p_points": entry["points"]})
+    entry_id = (await session.execute(_NEW_ENTRY, entry)).scalar_one()
+    return BonusAccrual(entry_id, entry["points"], entry["expires_at"])
+
+
+def accrual_row(
+    settings: Settings, *, subscriber_id: int, payment_id: int, amount: Decimal, at: datetime
+) -> dict[str, Any] | None:
+    """The ACCRUAL entry a top-up of `amount` earns (None when it earns no point): what
+    `accrue_for_top_up` writes, and the payment confirmation's single statement too."""
     points = points_for(amount, rub_per_point=settings.bonus_rub_per_point)
     if points <= 0:
         return None
-    expires_at = add_months(at, settings.bonus_points_months)
-    await _ensure_account(session, subscriber_id)
-    await session.execute(_ADD_POINTS, {"p_subscriber": subscriber_id, "p_points": points})
-    entry_id = (
-        await session.execute(
-            _NEW_ENTRY,
-            {
-                "subscriber_id": subscriber_id,
-                "kind": "ACCRUAL",
-                "points": points,
-                "remaining": points,
-                "expires_at": expires_at,
-                "payment_id": payment_id,
-                "description": "Баллы за пополнение баланса",
-                "created_at": at,
-            },
-        )
-    ).scalar_one()
-    return BonusAccrual(entry_id, points, expires_at)
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": "ACCRUAL",
+        "points": points,
+        "remaining": points,
+        "expires_at": add_months(at, settings.bonus_points_months),
+        "payment_id": payment_id,
+        "description": "Баллы за пополнение баланса",
+        "created_at": at,
+    }
 
 
 # Built once: per-call statement building cost more than the round trips (webhook profile).

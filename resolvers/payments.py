@@ -10,6 +10,11 @@ Exactly once, whatever the retries and races:
   conditional UPDATE, and its `payment_events` row is unique per (payment, status). A
   SUCCEEDED event credits the balance, accrues the points, repays an open promise, lifts a
   suspension, issues the receipt and queues its letter, all in that one transaction.
+  On PostgreSQL the first statement locks the contract's row too, and for a contract with
+  no promise to repay or clear and no suspension to lift (the common case) everything else
+  is one more statement (`_CONFIRM_AT_ONCE`: four round trips with BEGIN and COMMIT instead
+  of fifteen); its values come from the same functions as the step-by-step way's, and a
+  test holds the two ways to the same rows.
 
 Idempotency keys are remembered for as long as the payment rows exist, and payment rows are
 never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at least 24 h).
@@ -32,10 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kabinet.catalog_data import OPERATOR
 from kabinet.db import ReadQuery, begin_write, one_of, read_rows
-from kabinet.mail import queue_letter, receipt_letter
+from kabinet.mail import letter_row, receipt_letter
 from kabinet.payment_providers import PaymentProvider, payment_global_id, provider_for
 from kabinet.settings import Settings
-from models import Contract, Payment, PaymentEvent, Receipt, Subscriber
+from models import Contract, OutboxMessage, Payment, PaymentEvent, Receipt, Subscriber
 from models.base import utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger
@@ -54,6 +59,7 @@ _subscribers = Subscriber.__table__  # type: ignore[attr-defined]
 
 CENT = Decimal("0.01")
 RECEIPT_ITEM = "Предоплата услуг связи"  # "Communication services prepayment"
+TOP_UP_DESCRIPTION = "Пополнение баланса"  # the TOP_UP ledger entry
 EVENT_STATUSES = ("SUCCEEDED", "FAILED")
 IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 8, 100
 # Printable ASCII (space included, but not at either end): UUIDs, ULIDs, "topup-2024-…".
@@ -360,6 +366,18 @@ async def apply_provider_event(
             )
 
     now = utcnow()
+    if status == "SUCCEEDED" and session.get_bind().dialect.name == "postgresql":
+        number = await _credit_at_once(
+            session,
+            settings=settings,
+            payment=payment,
+            event_reference=provider_reference,
+            now=now,
+        )
+        if number is not None:
+            await session.commit()
+            log.info("payment %s", status.lower(), extra={"payment_id": payment_id})
+            return EventOutcome(True, status, number)
     # The unique (payment, status) row: a second transaction that got this far for the same
     # event would fail here and roll back whole, credit included.
     await session.execute(
@@ -424,7 +442,7 @@ async def _credit(
         kind="TOP_UP",
         amount=amount,
         actor=actor,
-        description="Пополнение баланса",
+        description=TOP_UP_DESCRIPTION,
         reference=f"payment:{payment.id}",
         at=now,
     )
@@ -444,47 +462,114 @@ async def _credit(
         amount=amount,
         at=now,
     )
-    number = receipt_number(payment.id, now)
-    await session.execute(
-        _NEW_RECEIPT,
-        {
-            "payment_id": payment.id,
-            "number": number,
-            "issued_at": now,
-            "seller_name": OPERATOR.name,
-            "seller_inn": OPERATOR.inn,
-            "contract_number": payment.number,
-            "payer_email": payment.email,
-            "item": RECEIPT_ITEM,
-            "vat_rate": OPERATOR.vat_rate,
-            "vat_amount": vat_included(amount, OPERATOR.vat_rate),
-            "total": amount,
-            "method": payment.method,
-            "provider_reference": provider_reference,
-        },
+    receipt = _receipt_row(payment, amount=amount, provider_reference=provider_reference, now=now)
+    await session.execute(_NEW_RECEIPT, receipt)
+    letter = _receipt_letter_row(settings, payment, receipt)
+    if letter is not None:
+        session.add(OutboxMessage(**letter))
+    return str(receipt["number"])
+
+
+def _receipt_row(
+    payment: Any, *, amount: Decimal, provider_reference: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "payment_id": payment.id,
+        "number": receipt_number(payment.id, now),
+        "issued_at": now,
+        "seller_name": OPERATOR.name,
+        "seller_inn": OPERATOR.inn,
+        "contract_number": payment.number,
+        "payer_email": payment.email,
+        "item": RECEIPT_ITEM,
+        "vat_rate": OPERATOR.vat_rate,
+        "vat_amount": vat_included(amount, OPERATOR.vat_rate),
+        "total": amount,
+        "method": payment.method,
+        "provider_reference": provider_reference,
+    }
+
+
+def _receipt_letter_row(
+    settings: Settings, payment: Any, receipt: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The receipt's letter as an outbox row; None without a usable address on file (an
+    unusable address must not stop the money: the receipt stays readable)."""
+    if not payment.email:
+        return None
+    letter = receipt_letter(
+        settings,
+        receipt_number=receipt["number"],
+        contract_number=payment.number,
+        amount=receipt["total"],
+        issued_at=receipt["issued_at"],
+        receipt_url=f"/receipts/{payment_global_id(payment.id)}",
     )
-    if payment.email:
-        letter = receipt_letter(
-            settings,
-            receipt_number=number,
-            contract_number=payment.number,
-            amount=amount,
-            issued_at=now,
-            receipt_url=f"/receipts/{payment_global_id(payment.id)}",
+    try:
+        return letter_row(
+            kind="RECEIPT",
+            recipient=payment.email,
+            subject=letter.subject,
+            body_text=letter.body_text,
+            body_html=letter.body_html,
+            at=receipt["issued_at"],
         )
-        try:
-            queue_letter(
-                session,
-                kind="RECEIPT",
-                recipient=payment.email,
-                subject=letter.subject,
-                body_text=letter.body_text,
-                body_html=letter.body_html,
-            )
-        except ValueError:
-            # An unusable address on file must not stop the money: the receipt stays readable.
-            log.error("receipt letter not queued: bad address", extra={"payment_id": payment.id})
-    return number
+    except ValueError:
+        log.error("receipt letter not queued: bad address", extra={"payment_id": payment.id})
+        return None
+
+
+async def _credit_at_once(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    payment: Any,
+    event_reference: str | None,
+    now: datetime,
+) -> str | None:
+    """PostgreSQL: a SUCCEEDED event of a contract with no promise to repay or clear and no
+    suspension to lift (the common case) applied in one statement, `_CONFIRM_AT_ONCE`: the
+    same rows as the step-by-step way (event, settlement, credit and its ledger entry,
+    points, receipt, letter), with the same values, built by the same functions. Returns the
+    receipt number, or None when the contract is not such a case and nothing was written
+    (the step-by-step way then runs in the same transaction).
+
+    The contract's row is locked since `_LOCKED_EVENT_PAYMENT`, and this statement starts
+    after that: its view of the contract's promises and status is current and stays so (a
+    promise is only made by a transaction holding that lock)."""
+    amount = Decimal(payment.amount).quantize(CENT)
+    reference = event_reference or payment.provider_reference
+    receipt = _receipt_row(payment, amount=amount, provider_reference=reference, now=now)
+    accrual = bonus.accrual_row(
+        settings,
+        subscriber_id=payment.subscriber_id,
+        payment_id=payment.id,
+        amount=amount,
+        at=now,
+    )
+    letter = _receipt_letter_row(settings, payment, receipt) or dict.fromkeys(_LETTER_COLUMNS)
+    params: dict[str, Any] = {
+        "payment_id": payment.id,
+        "contract_id": payment.contract_id,
+        "subscriber_id": payment.subscriber_id,
+        "now": now,
+        "event_reference": event_reference,
+        "amount": amount,
+        "entry_description": TOP_UP_DESCRIPTION,
+        "entry_reference": f"payment:{payment.id}",
+        "actor": f"provider:{payment.provider}",
+        "points": accrual["points"] if accrual else 0,
+        "points_expire_at": accrual["expires_at"] if accrual else None,
+        "points_description": accrual["description"] if accrual else "",
+        **{f"receipt_{key}": value for key, value in receipt.items()},
+        **{f"letter_{key}": letter[key] for key in _LETTER_COLUMNS},
+    }
+    row = (await session.execute(_CONFIRM_AT_ONCE, params)).one()
+    if not row.plain:
+        return None
+    if row.settled != 1:  # cannot happen under the row lock; never credit twice
+        raise AssertionError("a locked PENDING payment was not settled")
+    return str(receipt["number"])
 
 
 # The confirmation's writes, built once (building them per call cost more Python than their
@@ -503,6 +588,86 @@ _SETTLE = (
     )
 )
 _NEW_RECEIPT = sa.insert(_receipts)
+
+_LETTER_COLUMNS = ("kind", "channel", "recipient", "subject", "body_text", "body_html")
+
+# PostgreSQL: the whole common-case credit in one statement (see _credit_at_once). Every
+# data-modifying part runs whatever the final SELECT reads, so each one is conditioned on
+# `plain` (directly or through `settled`). The contract's row is already locked by this
+# transaction. Values are parameters computed in Python by the step-by-step way's functions.
+_CONFIRM_AT_ONCE = sa.text(
+    """
+WITH plain AS (
+    SELECT 1 FROM contracts
+    WHERE id = CAST(:contract_id AS BIGINT) AND status <> 'SUSPENDED'
+      AND NOT EXISTS (SELECT 1 FROM promised_payments
+                      WHERE contract_id = CAST(:contract_id AS BIGINT)
+                        AND status IN ('OPEN', 'OVERDUE'))
+), event AS (
+    INSERT INTO payment_events (payment_id, status, provider_reference, received_at)
+    SELECT CAST(:payment_id AS BIGINT), 'SUCCEEDED', CAST(:event_reference AS VARCHAR),
+           CAST(:now AS TIMESTAMPTZ)
+    FROM plain
+    RETURNING payment_id
+), settled AS (
+    UPDATE payments
+    SET status = 'SUCCEEDED', confirmed_at = CAST(:now AS TIMESTAMPTZ),
+        provider_reference = coalesce(CAST(:event_reference AS VARCHAR), provider_reference)
+    WHERE id = CAST(:payment_id AS BIGINT) AND status = 'PENDING'
+      AND EXISTS (SELECT 1 FROM plain)
+    RETURNING id
+), credited AS (
+    UPDATE contracts SET balance = balance + CAST(:amount AS NUMERIC)
+    WHERE id = CAST(:contract_id AS BIGINT) AND EXISTS (SELECT 1 FROM settled)
+    RETURNING id, balance
+), entry AS (
+    INSERT INTO ledger_entries (contract_id, kind, amount, balance_after, description,
+                                reference, actor, created_at)
+    SELECT id, 'TOP_UP', CAST(:amount AS NUMERIC), balance,
+           CAST(:entry_description AS VARCHAR), CAST(:entry_reference AS VARCHAR),
+           CAST(:actor AS VARCHAR), CAST(:now AS TIMESTAMPTZ)
+    FROM credited
+    RETURNING id
+), account AS (
+    INSERT INTO bonus_accounts (subscriber_id, points)
+    SELECT CAST(:subscriber_id AS BIGINT), CAST(:points AS INTEGER)
+    FROM settled WHERE CAST(:points AS INTEGER) > 0
+    ON CONFLICT (subscriber_id) DO UPDATE SET points = bonus_accounts.points + EXCLUDED.points
+    RETURNING subscriber_id
+), accrual AS (
+    INSERT INTO bonus_entries (subscriber_id, kind, points, remaining, expires_at, payment_id,
+                               description, created_at)
+    SELECT subscriber_id, 'ACCRUAL', CAST(:points AS INTEGER), CAST(:points AS INTEGER),
+           CAST(:points_expire_at AS TIMESTAMPTZ), CAST(:payment_id AS BIGINT),
+           CAST(:points_description AS VARCHAR), CAST(:now AS TIMESTAMPTZ)
+    FROM account
+    RETURNING id
+), receipt AS (
+    INSERT INTO receipts (payment_id, number, issued_at, seller_name, seller_inn,
+                          contract_number, payer_email, item, vat_rate, vat_amount, total,
+                          method, provider_reference)
+    SELECT CAST(:receipt_payment_id AS BIGINT), CAST(:receipt_number AS VARCHAR),
+           CAST(:receipt_issued_at AS TIMESTAMPTZ), CAST(:receipt_seller_name AS VARCHAR),
+           CAST(:receipt_seller_inn AS VARCHAR), CAST(:receipt_contract_number AS VARCHAR),
+           CAST(:receipt_payer_email AS VARCHAR), CAST(:receipt_item AS VARCHAR),
+           CAST(:receipt_vat_rate AS NUMERIC), CAST(:receipt_vat_amount AS NUMERIC),
+           CAST(:receipt_total AS NUMERIC), CAST(:receipt_method AS VARCHAR),
+           CAST(:receipt_provider_reference AS VARCHAR)
+    FROM settled
+    RETURNING id
+), letter AS (
+    INSERT INTO outbox (kind, channel, recipient, subject, body_text, body_html, created_at,
+                        attempts, next_attempt_at)
+    SELECT CAST(:letter_kind AS VARCHAR), CAST(:letter_channel AS VARCHAR),
+           CAST(:letter_recipient AS VARCHAR), CAST(:letter_subject AS VARCHAR),
+           CAST(:letter_body_text AS VARCHAR), CAST(:letter_body_html AS VARCHAR),
+           CAST(:now AS TIMESTAMPTZ), 0, CAST(:now AS TIMESTAMPTZ)
+    FROM settled WHERE CAST(:letter_recipient AS VARCHAR) IS NOT NULL
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM plain) AS plain, (SELECT count(*) FROM settled) AS settled
+"""
+)
 
 _other = _payments.alias("other_payment")
 _LOCKED_EVENT_PAYMENT = (
@@ -524,7 +689,9 @@ _LOCKED_EVENT_PAYMENT = (
     .join(_contracts, _contracts.c.id == _payments.c.contract_id)
     .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
     .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
-    .with_for_update(of=_payments)
+    # the contract too (payment first, then contract, as the credit always took them): what
+    # the confirmation reads of it next (its promises, its status) cannot change meanwhile
+    .with_for_update(of=[_payments, _contracts])
 )
 
 

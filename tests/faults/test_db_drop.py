@@ -43,15 +43,28 @@ from tests.live import serve_in_thread
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import balance_of, count, event_body, payment_row, post_event, top_up
 
-# Where the confirmation's transaction is cut, and whether the cut comes after the call.
+# Where the confirmation's transaction is cut, whether the cut comes after the call, and
+# which way of confirming it cuts: on PostgreSQL a plain contract's confirmation is one
+# statement (resolvers.payments._credit_at_once); the step-by-step way (SQLite, and
+# PostgreSQL for promises and suspensions) is cut between its statements, on PostgreSQL with
+# the one statement declined so that the step-by-step way runs.
+STEP_BY_STEP, AT_ONCE = "step-by-step", "at-once"
 POINTS = {
     # the balance is updated and the TOP_UP row written, nothing else yet
-    "after-the-ledger-row": (resolvers.ledger, "post", True),
+    "after-the-ledger-row": (resolvers.ledger, "post", True, STEP_BY_STEP),
     # money moved, promise and suspension handled, points not yet accrued
-    "before-the-points": (resolvers.bonus, "accrue_for_top_up", False),
+    "before-the-points": (resolvers.bonus, "accrue_for_top_up", False, STEP_BY_STEP),
     # all of it done (receipt written, letter added to the session): only COMMIT is left
-    "before-the-commit": (resolvers.payments, "_credit", True),
+    "before-the-commit": (resolvers.payments, "_credit", True, STEP_BY_STEP),
+    # PostgreSQL: the one statement has written everything; only COMMIT is left
+    "after-the-one-statement": (resolvers.payments, "_credit_at_once", True, AT_ONCE),
 }
+
+
+async def _decline_at_once(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
 EFFECTS = (LedgerEntry, PaymentEvent, Receipt, BonusEntry, OutboxMessage)
 
 
@@ -154,7 +167,11 @@ async def test_a_dropped_connection_commits_nothing_and_the_retry_applies_once(
     from tests.conftest import PG_ADMIN_URL
 
     cut = Cut(backend, PG_ADMIN_URL)
-    module, name, after = POINTS[point]
+    module, name, after, way = POINTS[point]
+    if way == AT_ONCE and backend != "postgresql":
+        pytest.skip("the one-statement confirmation is PostgreSQL's")
+    if way == STEP_BY_STEP and backend == "postgresql":
+        monkeypatch.setattr(resolvers.payments, "_credit_at_once", _decline_at_once)
     monkeypatch.setattr(module, name, cut.wrap(getattr(module, name), after=after))
 
     # when: the provider's first delivery loses its database connection half-way
@@ -277,11 +294,18 @@ async def test_a_connection_lost_after_the_commit_is_acknowledged_by_the_retry_o
     body = event_body(payment.id, "SUCCEEDED", "prov-drop-2")
     crediting: set[int] = set()
     original_credit = resolvers.payments._credit
+    original_at_once = resolvers.payments._credit_at_once
     original_commit = AsyncSession.commit
 
     async def credit(session: Any, **kwargs: Any) -> Any:
         crediting.add(id(session))
         return await original_credit(session, **kwargs)
+
+    async def credit_at_once(session: Any, **kwargs: Any) -> Any:
+        number = await original_at_once(session, **kwargs)
+        if number is not None:
+            crediting.add(id(session))
+        return number
 
     async def commit_then_lose_the_answer(self: AsyncSession) -> None:
         await original_commit(self)
@@ -292,6 +316,7 @@ async def test_a_connection_lost_after_the_commit_is_acknowledged_by_the_retry_o
             )
 
     monkeypatch.setattr(resolvers.payments, "_credit", credit)
+    monkeypatch.setattr(resolvers.payments, "_credit_at_once", credit_at_once)
     monkeypatch.setattr(AsyncSession, "commit", commit_then_lose_the_answer)
     # when
     first = await post_event(http, settings, body)
@@ -337,7 +362,8 @@ class Captured(logging.Handler):
 
 
 class CommitCut:
-    """Kills the backend of the first transaction that is about to commit a letter, from
+    """Kills the backend of the first transaction that is about to commit a letter, or to
+    send the payment confirmation's one statement (which writes the receipt's letter), from
     the test's thread while the live server's thread waits (PostgreSQL)."""
 
     def __init__(self) -> None:
@@ -352,15 +378,26 @@ class CommitCut:
         cut = self
 
         async def commit(session: AsyncSession) -> None:
-            if not cut.reached.is_set() and any(
-                isinstance(row, OutboxMessage) for row in session.new
-            ):
-                cut.pid = int(await session.scalar(sa.text("SELECT pg_backend_pid()")))
-                cut.reached.set()
-                await asyncio.to_thread(cut.release.wait, 30)
+            if any(isinstance(row, OutboxMessage) for row in session.new):
+                await cut.pause(session)
             await original(session)
 
+        original_at_once = resolvers.payments._credit_at_once
+
+        async def credit_at_once(session: AsyncSession, **kwargs: Any) -> Any:
+            await cut.pause(session)
+            return await original_at_once(session, **kwargs)
+
         monkeypatch.setattr(AsyncSession, "commit", commit)
+        monkeypatch.setattr(resolvers.payments, "_credit_at_once", credit_at_once)
+
+    async def pause(self, session: Any) -> None:
+        """The first time: say which backend this is and wait while the test kills it."""
+        if self.reached.is_set():
+            return
+        self.pid = int(await session.scalar(sa.text("SELECT pg_backend_pid()")))
+        self.reached.set()
+        await asyncio.to_thread(self.release.wait, 30)
 
     async def kill_when_reached(self) -> None:
         from tests.conftest import PG_ADMIN_URL
@@ -406,11 +443,12 @@ async def test_a_dropped_connection_leaves_no_personal_data_in_the_logs(
 ) -> None:
     """SPEC §5: unexpected errors are masked, with no personal data in messages or logs.
     The connection is lost just before COMMIT, so the flush of the pending rows fails on
-    its first INSERT (the letter's for a receipt or a registration; the recovery code's
-    hash, flushed before its letter, for a recovery). The error that is logged (by uvicorn
-    for the webhook, by the GraphQL endpoint for mutations) must not carry the statement's
-    parameters: the address, the contract number, the letter's text with the temporary
-    password or the recovery code."""
+    its first INSERT (the letter's for a registration; the recovery code's hash, flushed
+    before its letter, for a recovery); for a receipt on PostgreSQL, just before the one
+    statement that writes the letter with the rest of the confirmation. The error that is
+    logged (by uvicorn for the webhook, by the GraphQL endpoint for mutations) must not
+    carry the statement's parameters: the address, the contract number, the letter's text
+    with the temporary password or the recovery code."""
     if backend != "postgresql":
         pytest.skip("the connection is killed with pg_terminate_backend")
     made = await make_subscriber(

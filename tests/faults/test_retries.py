@@ -229,8 +229,9 @@ async def test_a_real_deadlock_on_the_webhook_path_is_retried(
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The webhook locks the payment, then the contract (ledger.post). Another transaction
-    holds the contract and then asks for the payment: a lock cycle. PostgreSQL breaks it by
+    """The webhook locks the payment, then the contract (its first statement reads both
+    `FOR UPDATE OF payments, contracts`, in that order). Another transaction holds the
+    contract and then asks for the payment: a lock cycle. PostgreSQL breaks it by
     failing the webhook's transaction (its deadlock_timeout, 1 s, runs out first: the other
     side waits 10 s before checking); the webhook retries and credits once."""
     made = await make_subscriber(session_factory, settings)
@@ -254,7 +255,8 @@ async def test_a_real_deadlock_on_the_webhook_path_is_retried(
                 waiting = await watcher.scalar(
                     sa.text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query ILIKE 'UPDATE contracts%' AND datname = current_database()"
+                        "AND query ILIKE '%FOR UPDATE OF payments, contracts%' "
+                        "AND datname = current_database()"
                     )
                 )
                 await watcher.rollback()

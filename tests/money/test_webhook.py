@@ -30,7 +30,10 @@ from models import (
     Receipt,
 )
 from models.base import utcnow
+from resolvers import payments
 from resolvers.bonus import add_months
+from resolvers.payments import EventOutcome, apply_provider_event
+from resolvers.promised import activate_promised_payment
 from schema.types.node import to_global_id
 from tests.conftest import fast_settings
 from tests.factories import make_subscriber
@@ -737,4 +740,197 @@ async def test_a_payment_of_a_contract_closed_meanwhile_is_still_credited(
     assert (await deliver(http, settings, payment.id)).status_code == 200
     assert await balance_of(session_factory, contract_id) == Decimal("500.00")
     assert await _status(session_factory, contract_id) == "CLOSED"
+    await assert_ledger_balanced(session_factory)
+
+
+# -- the common case in one statement (PostgreSQL) ----------------------------------------
+
+
+async def _confirm(session_factory: Any, settings: Settings, payment_id: int) -> EventOutcome:
+    async with session_factory() as session:
+        return await apply_provider_event(
+            session,
+            settings=settings,
+            payment_id=payment_id,
+            status="SUCCEEDED",
+            provider_reference=f"prov-{payment_id}",
+        )
+
+
+async def _written_for(session_factory: Any, payment_id: int, contract_id: int) -> dict[str, Any]:
+    """What a confirmation wrote, without ids, times and the payment's own numbers."""
+    async with session_factory() as session:
+        entries = (
+            await session.scalars(
+                sa.select(LedgerEntry)
+                .where(LedgerEntry.contract_id == contract_id)
+                .order_by(LedgerEntry.id)  # type: ignore[arg-type]
+            )
+        ).all()
+        (event,) = (
+            await session.scalars(
+                sa.select(PaymentEvent).where(PaymentEvent.payment_id == payment_id)
+            )
+        ).all()
+        (accrual,) = (
+            await session.scalars(sa.select(BonusEntry).where(BonusEntry.payment_id == payment_id))
+        ).all()
+        (receipt,) = (
+            await session.scalars(sa.select(Receipt).where(Receipt.payment_id == payment_id))
+        ).all()
+        (letter,) = (
+            await session.scalars(
+                sa.select(OutboxMessage).where(OutboxMessage.subject.contains(receipt.number))  # type: ignore[attr-defined]
+            )
+        ).all()
+        payment = await session.get(Payment, payment_id)
+    assert payment is not None
+    return {
+        "entries": [
+            (
+                e.kind,
+                e.amount,
+                e.balance_after,
+                e.description,
+                e.actor,
+                e.reference == f"payment:{payment_id}",
+            )
+            for e in entries
+        ],
+        "payment": (
+            payment.status,
+            payment.provider_reference == f"prov-{payment_id}",
+            payment.confirmed_at == event.received_at,
+        ),
+        "event": (event.status, event.provider_reference == f"prov-{payment_id}"),
+        "accrual": (
+            accrual.kind,
+            accrual.points,
+            accrual.remaining,
+            accrual.description,
+            accrual.expires_at == add_months(accrual.created_at, 12),
+        ),
+        "receipt": (
+            receipt.seller_name,
+            receipt.seller_inn,
+            receipt.item,
+            receipt.vat_rate,
+            receipt.vat_amount,
+            receipt.total,
+            receipt.method,
+            receipt.provider_reference == f"prov-{payment_id}",
+            receipt.issued_at == event.received_at,
+        ),
+        "letter": (
+            letter.kind,
+            letter.channel,
+            letter.attempts,
+            letter.sent_at,
+            letter.subject.replace(receipt.number, "N").replace(receipt.contract_number, "C"),
+            letter.body_text.replace(receipt.number, "N")
+            .replace(receipt.contract_number, "C")
+            .replace(to_global_id("Payment", payment_id), "P"),
+        ),
+    }
+
+
+async def test_the_one_statement_confirmation_writes_what_the_step_by_step_one_does(
+    session_factory: Any,
+    settings: Settings,
+    backend: str,
+    engine: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the one-statement confirmation is PostgreSQL's")
+    # given two subscribers with a plain contract each (no promise, not suspended), each
+    # with one earlier top-up on the balance
+    one = await make_subscriber(session_factory, settings)
+    two = await make_subscriber(session_factory, settings)
+    firsts = [
+        await top_up(session_factory, settings, contract_id=made.contract_ids[0], amount="120.00")
+        for made in (one, two)
+    ]
+    seconds = [
+        await top_up(session_factory, settings, contract_id=made.contract_ids[0], amount="503.00")
+        for made in (one, two)
+    ]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    # when: the first subscriber's payments are confirmed the one-statement way (counted) …
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for payment in (firsts[0], seconds[0]):
+            assert (await _confirm(session_factory, settings, payment.id)).applied
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    # … and the second's the step-by-step way
+    monkeypatch.setattr(payments, "_credit_at_once", _never_at_once)
+    for payment in (firsts[1], seconds[1]):
+        assert (await _confirm(session_factory, settings, payment.id)).applied
+
+    # then: a confirmation was the locked read and one statement
+    assert len(statements) == 4, statements
+    assert all("FOR UPDATE" in s for s in statements[0::2])
+    assert all(s.lstrip().startswith("WITH plain AS") for s in statements[1::2])
+    # and both ways wrote the same
+    fast = await _written_for(session_factory, seconds[0].id, one.contract_ids[0])
+    slow = await _written_for(session_factory, seconds[1].id, two.contract_ids[0])
+    assert fast == slow
+    assert fast["entries"][-1][:3] == ("TOP_UP", Decimal("503.00"), Decimal("623.00"))
+    async with session_factory() as session:
+        points = {
+            account.subscriber_id: account.points
+            for account in (await session.scalars(sa.select(BonusAccount))).all()
+        }
+    assert points == {one.id: 24 + 100, two.id: 24 + 100}
+    await assert_ledger_balanced(session_factory)
+
+
+async def _never_at_once(*_args: Any, **_kwargs: Any) -> None:
+    return None
+
+
+async def test_a_contract_with_an_open_promise_is_confirmed_step_by_step(
+    session_factory: Any, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one statement writes nothing when the contract has a promise to repay: the
+    step-by-step way then repays it in the same transaction."""
+    # given
+    made = await make_subscriber(session_factory, settings, opened_days_ago=120)
+    contract_id = made.contract_ids[0]
+    async with session_factory() as session:
+        await activate_promised_payment(
+            session,
+            settings=settings,
+            contract_id=contract_id,
+            amount=Decimal("100.00"),
+            actor="test",
+        )
+    payment = await top_up(session_factory, settings, contract_id=contract_id, amount="300.00")
+    tried: list[Any] = []
+    at_once = payments._credit_at_once
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        tried.append(result := await at_once(*args, **kwargs))
+        return result
+
+    monkeypatch.setattr(payments, "_credit_at_once", watched)
+    # when
+    assert (await _confirm(session_factory, settings, payment.id)).applied
+    # then: on PostgreSQL the one statement was tried and declined; the promise is repaid
+    assert tried == ([None] if backend == "postgresql" else [])
+    async with session_factory() as session:
+        promise = (await session.scalars(sa.select(PromisedPayment))).one()
+        kinds = (
+            await session.scalars(
+                sa.select(LedgerEntry.kind).order_by(LedgerEntry.id)  # type: ignore[arg-type]
+            )
+        ).all()
+    assert promise.status == "REPAID"
+    assert kinds[-2:] == ["TOP_UP", "PROMISED_PAYMENT_REPAYMENT"]
+    assert await count(session_factory, PaymentEvent) == 1
     await assert_ledger_balanced(session_factory)
