@@ -98,27 +98,15 @@ def letter_row(
     }
 
 
-def queue_letter(
-    session: AsyncSession,
-    *,
-    kind: str,
-    recipient: str,
-    subject: str,
-    body_text: str,
-    body_html: str | None = None,
-    channel: str = EMAIL,
-) -> OutboxMessage:
-    """Add a letter to the caller's transaction; it is delivered once that commits."""
-    message = OutboxMessage(
-        **letter_row(
-            kind=kind,
-            recipient=recipient,
-            subject=subject,
-            body_text=body_text,
-            body_html=body_html,
-            channel=channel,
-        )
-    )
+def queue_letter(session: AsyncSession, **letter: Any) -> OutboxMessage:
+    """Add a letter (`letter_row`'s arguments) to the caller's transaction; it is delivered
+    once that commits."""
+    return queue_row(session, letter_row(**letter))
+
+
+def queue_row(session: AsyncSession, row: dict[str, Any]) -> OutboxMessage:
+    """Add a letter already made by `letter_row` to the caller's transaction."""
+    message = OutboxMessage(**row)
     session.add(message)
     return message
 

@@ -37,10 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kabinet.catalog_data import OPERATOR
 from kabinet.db import ReadQuery, begin_write, one_of, read_rows
-from kabinet.mail import letter_row, receipt_letter
+from kabinet.mail import letter_row, queue_row, receipt_letter
 from kabinet.payment_providers import PaymentProvider, payment_global_id, provider_for
 from kabinet.settings import Settings
-from models import Contract, OutboxMessage, Payment, PaymentEvent, Receipt, Subscriber
+from models import Contract, Payment, PaymentEvent, Receipt, Subscriber
 from models.base import utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger
@@ -466,7 +466,7 @@ async def _credit(
     await session.execute(_NEW_RECEIPT, receipt)
     letter = _receipt_letter_row(settings, payment, receipt)
     if letter is not None:
-        session.add(OutboxMessage(**letter))
+        queue_row(session, letter)
     return str(receipt["number"])
 
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from kabinet.cli import main
 from kabinet.db import begin_write
 from models import BillingCharge, Contract, LedgerEntry, Subscriber, TvPackage
+from resolvers import billing
 from resolvers.billing import BillingProgress, run_billing_day, run_billing_scheduler
 from resolvers.charges import daily_share
 from tests.factories import make_subscriber
@@ -511,3 +512,22 @@ async def test_billing_20000_contracts_on_postgresql(
         subscribers = await session.scalar(sa.select(sa.func.count()).select_from(Subscriber))
     assert count == TIMING_CONTRACTS + 1 and subscribers == 1
     await assert_ledger_balanced(session_factory)
+
+
+async def test_billing_transactions_plan_for_their_parameters_on_postgresql(
+    session_factory: Any, backend: str
+) -> None:
+    """The service's connections plan generically (kabinet/db.py); the billing day's large
+    statements are planned for their real parameters, only inside its own transactions."""
+    if backend != "postgresql":
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+
+    async def plan_mode(session: Any) -> str:
+        return str(await session.scalar(sa.text("SHOW plan_cache_mode")))
+
+    # when
+    inside = await billing._in_write_transaction(session_factory, plan_mode)
+    async with session_factory() as session:
+        outside = await plan_mode(session)
+    # then
+    assert (inside, outside) == ("force_custom_plan", "force_generic_plan")

@@ -65,7 +65,7 @@ async def _offer(session_factory: Any, settings: Any, cid: int) -> Any:
         return await promised_payment_offer(session, settings=settings, contract_id=cid)
 
 
-async def _activate(session_factory: Any, settings: Any, cid: int, amount: str) -> Any:
+async def activate(session_factory: Any, settings: Any, cid: int, amount: str) -> Any:
     async with session_factory() as session:
         return await activate_promised_payment(
             session, settings=settings, contract_id=cid, amount=Decimal(amount), actor="test"
@@ -183,7 +183,7 @@ async def test_offer_refused_while_a_promise_is_open_or_overdue(
 ) -> None:
     # given a contract with an open promise
     cid = await _contract(session_factory, settings)
-    await _activate(session_factory, settings, cid, "50")
+    await activate(session_factory, settings, cid, "50")
     assert (await _offer(session_factory, settings, cid)).reasons == [PROMISE_OPEN]
 
     # when it is overdue instead (and the balance still below zero)
@@ -282,7 +282,7 @@ async def test_activation_credits_and_charges_the_fee_as_separate_entries(
     before = utcnow()
 
     # when 300.00 is promised
-    result = await _activate(session_factory, settings, cid, "300.00")
+    result = await activate(session_factory, settings, cid, "300.00")
 
     # then the promise is open for 3 days, the amount and the fee are two entries
     promise = result.promise
@@ -304,7 +304,7 @@ async def test_activation_credits_and_charges_the_fee_as_separate_entries(
 
     # and a second one is refused
     with pytest.raises(DomainError) as error:
-        await _activate(session_factory, settings, cid, "10")
+        await activate(session_factory, settings, cid, "10")
     assert error.value.code == ErrorCode.NOT_ELIGIBLE
     assert "open already" in error.value.message
     assert len(await _promises(session_factory, cid)) == 1
@@ -312,7 +312,7 @@ async def test_activation_credits_and_charges_the_fee_as_separate_entries(
 
 async def test_a_free_promise_has_no_fee_entry(session_factory: Any, settings: Any) -> None:
     cid = await _contract(session_factory, settings)
-    result = await _activate(session_factory, settings, cid, "100.00")
+    result = await activate(session_factory, settings, cid, "100.00")
     assert result.promise.fee == 0 and result.balance_after == Decimal("100.00")
     assert await _kinds(session_factory, cid) == [("PROMISED_PAYMENT", Decimal("100.00"))]
     await assert_ledger_balanced(session_factory)
@@ -324,7 +324,7 @@ async def test_activation_refuses_a_bad_amount(
 ) -> None:
     cid = await _contract(session_factory, settings)
     with pytest.raises(DomainError) as error:
-        await _activate(session_factory, settings, cid, amount)
+        await activate(session_factory, settings, cid, amount)
     assert (error.value.code, error.value.field) == (ErrorCode.INVALID, "amount")
     assert await _promises(session_factory, cid) == []
     assert await _kinds(session_factory, cid) == []
@@ -335,7 +335,7 @@ async def test_activation_refuses_an_ineligible_contract(
 ) -> None:
     cid = await _contract(session_factory, settings, days=10)
     with pytest.raises(DomainError) as error:
-        await _activate(session_factory, settings, cid, "100")
+        await activate(session_factory, settings, cid, "100")
     assert error.value.code == ErrorCode.NOT_ELIGIBLE and "60" in error.value.message
     assert await _promises(session_factory, cid) == []
 
@@ -350,7 +350,7 @@ async def test_a_suspended_contract_may_take_a_promise_and_is_lifted(
     )
 
     # when 100.00 is promised
-    result = await _activate(session_factory, settings, cid, "100")
+    result = await activate(session_factory, settings, cid, "100")
 
     # then
     assert result.suspension_lifted and result.balance_after == Decimal("50.00")
@@ -367,7 +367,7 @@ async def test_20_concurrent_activations_give_one_promise(
 
     async def one() -> str:
         try:
-            await _activate(session_factory, settings, cid, "200")
+            await activate(session_factory, settings, cid, "200")
         except DomainError as error:
             return error.code
         return "OK"
@@ -397,7 +397,7 @@ async def test_a_due_promise_is_repaid_by_the_billing_day_when_the_balance_stays
 ) -> None:
     # given a promise of 300 (fee 10) that fell due, and 500 more on the balance
     cid = await _contract(session_factory, settings)
-    result = await _activate(session_factory, settings, cid, "300")
+    result = await activate(session_factory, settings, cid, "300")
     await fund(session_factory, cid, Decimal("500.00"), kind="ADJUSTMENT")
     await _due_now(session_factory, cid)
     today = utcnow().date()
@@ -429,7 +429,7 @@ async def test_a_due_promise_not_covered_is_overdue_and_the_contract_suspended(
 ) -> None:
     # given a promise of 300 (fee 10) that fell due and nothing else
     cid = await _contract(session_factory, settings)
-    await _activate(session_factory, settings, cid, "300")
+    await activate(session_factory, settings, cid, "300")
     await _due_now(session_factory, cid)
     today = utcnow().date()
 
@@ -465,7 +465,7 @@ async def test_a_promise_is_not_settled_before_it_is_due(
     session_factory: Any, settings: Any
 ) -> None:
     cid = await _contract(session_factory, settings)
-    result = await _activate(session_factory, settings, cid, "50")
+    result = await activate(session_factory, settings, cid, "50")
     due_at = result.promise.due_at
     day = due_at.date()
 
@@ -491,7 +491,7 @@ async def test_a_top_up_and_the_settlement_racing_debit_a_promise_once(
     # given 30 contracts, each with a due promise of 100
     made = await make_subscriber(session_factory, settings, contracts=30)
     for cid in made.contract_ids:
-        await _activate(session_factory, settings, cid, "100")
+        await activate(session_factory, settings, cid, "100")
         await _due_now(session_factory, cid)
 
     settling = asyncio.Event()

@@ -33,7 +33,6 @@ from models.base import utcnow
 from resolvers import payments
 from resolvers.bonus import add_months
 from resolvers.payments import EventOutcome, apply_provider_event
-from resolvers.promised import activate_promised_payment
 from schema.types.node import to_global_id
 from tests.conftest import fast_settings
 from tests.factories import make_subscriber
@@ -50,6 +49,7 @@ from tests.money.test_payments import (
     post_ledger,
     top_up,
 )
+from tests.money.test_promised import activate
 
 
 @pytest.fixture
@@ -902,14 +902,7 @@ async def test_a_contract_with_an_open_promise_is_confirmed_step_by_step(
     # given
     made = await make_subscriber(session_factory, settings, opened_days_ago=120)
     contract_id = made.contract_ids[0]
-    async with session_factory() as session:
-        await activate_promised_payment(
-            session,
-            settings=settings,
-            contract_id=contract_id,
-            amount=Decimal("100.00"),
-            actor="test",
-        )
+    await activate(session_factory, settings, contract_id, "100.00")
     payment = await top_up(session_factory, settings, contract_id=contract_id, amount="300.00")
     tried: list[Any] = []
     at_once = payments._credit_at_once
