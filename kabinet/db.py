@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, event
+from sqlalchemy import Row, Select, bindparam, event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -292,6 +293,88 @@ def _combined_sql(queries: tuple[ReadQuery, ...], dialect: Any) -> tuple[str, li
 STATEMENT_LISTENERS: list[Callable[[str], None]] = []
 
 
+def compiled_for_driver(statement: Any, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
+    """`statement` as its driver runs it: (SQL, parameter names in placeholder order, values
+    of the statement's own literals)."""
+    compiled = statement.compile(dialect=dialect)
+    names = list(compiled.positiontup or [])
+    fixed = {
+        name: bind.value
+        for name, bind in ((n, compiled.binds[n]) for n in names)
+        if bind.value is not None
+    }
+    return compiled.string, names, fixed
+
+
+class DriverStatement:
+    """A PostgreSQL statement compiled once for asyncpg, run on `driver_connection`'s
+    connection with named parameters: `await statement.fetchrow(driver, name=value, …)`.
+    A SELECT's row has its columns as attributes (like a ReadQuery's); another statement's
+    row is the driver's record."""
+
+    __slots__ = ("fixed", "names", "row_type", "sql")
+
+    def __init__(self, statement: Any) -> None:
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+        self.sql, self.names, self.fixed = compiled_for_driver(statement, dialect())
+        columns = getattr(statement, "selected_columns", None)
+        self.row_type: Any = (
+            None if columns is None else namedtuple("Row", [column.key for column in columns])  # type: ignore[misc]
+        )
+
+    async def fetchrow(self, driver: Any, **params: Any) -> Any:
+        for listener in STATEMENT_LISTENERS:
+            listener(self.sql)
+        fixed = self.fixed
+        record = await driver.fetchrow(
+            self.sql, *[params[n] if n in params else fixed[n] for n in self.names]
+        )
+        if record is None or self.row_type is None:
+            return record
+        return self.row_type._make(record)
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """PostgreSQL: a pooled connection's asyncpg connection in autocommit, every statement
+    its own transaction, without SQLAlchemy's per-statement path (for the hottest writes,
+    made of one statement each).
+
+    The driver's errors leave as SQLAlchemy's (IntegrityError for a constraint, OperationalError
+    otherwise, the driver's error as `orig`, no values), so callers handle one family. A
+    statement that did not finish leaves the connection discarded; a lost connection also
+    discards the pool's others, as SQLAlchemy does when it sees one (a database restart kills
+    them all, and the pool does not ping)."""
+    import asyncpg
+
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        try:
+            yield driver
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            lost = driver.is_closed()
+            if lost or not isinstance(error, asyncpg.PostgresError):
+                await conn.invalidate()
+            if lost:
+                await engine.dispose()
+            kind = (
+                exc.IntegrityError
+                if isinstance(error, asyncpg.IntegrityConstraintViolationError)
+                else exc.OperationalError
+            )
+            raise kind(
+                "(a statement on the driver)",
+                None,
+                error,  # type: ignore[arg-type]
+                hide_parameters=True,
+                connection_invalidated=lost,
+            ) from error
+        except asyncio.CancelledError:
+            await conn.invalidate()  # maybe interrupted midway: its state is unknown
+            raise
+
+
 class ReadQuery:
     """A read statement compiled once per dialect, for `RequestReader.fetch`.
 
@@ -312,14 +395,7 @@ class ReadQuery:
         """(SQL, parameter names in order, values of the statement's own literals)."""
         found = self._compiled.get(dialect.name)
         if found is None:
-            compiled = self.statement.compile(dialect=dialect)
-            names = list(compiled.positiontup or [])
-            fixed = {
-                name: bind.value
-                for name, bind in ((n, compiled.binds[n]) for n in names)
-                if bind.value is not None
-            }
-            found = self._compiled[dialect.name] = (compiled.string, names, fixed)
+            found = self._compiled[dialect.name] = compiled_for_driver(self.statement, dialect)
         return found
 
     def combinable(self, dialect: Any) -> bool:

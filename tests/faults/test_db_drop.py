@@ -43,11 +43,12 @@ from tests.live import serve_in_thread
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import balance_of, count, event_body, payment_row, post_event, top_up
 
-# Where the confirmation's transaction is cut, whether the cut comes after the call, and
-# which way of confirming it cuts: on PostgreSQL a plain contract's confirmation is one
-# statement (resolvers.payments._credit_at_once); the step-by-step way (SQLite, and
-# PostgreSQL for promises and suspensions) is cut between its statements, on PostgreSQL with
-# the one statement declined so that the step-by-step way runs.
+# Where the confirmation is cut, whether the cut comes after the call, and which way of
+# confirming it cuts: on PostgreSQL a plain contract's confirmation is a read and one
+# statement, each its own transaction (resolvers.payments._credit_at_once), cut between the
+# two; the step-by-step way (SQLite, and PostgreSQL for promises and suspensions) is cut
+# between the statements of its transaction, on PostgreSQL with the one statement declined
+# so that the step-by-step way runs.
 STEP_BY_STEP, AT_ONCE = "step-by-step", "at-once"
 POINTS = {
     # the balance is updated and the TOP_UP row written, nothing else yet
@@ -56,8 +57,8 @@ POINTS = {
     "before-the-points": (resolvers.bonus, "accrue_for_top_up", False, STEP_BY_STEP),
     # all of it done (receipt written, letter added to the session): only COMMIT is left
     "before-the-commit": (resolvers.payments, "_credit", True, STEP_BY_STEP),
-    # PostgreSQL: the one statement has written everything; only COMMIT is left
-    "after-the-one-statement": (resolvers.payments, "_credit_at_once", True, AT_ONCE),
+    # PostgreSQL: the payment is read; the one statement that writes everything is next
+    "before-the-one-statement": (resolvers.payments, "_credit_at_once", False, AT_ONCE),
 }
 
 
@@ -96,7 +97,7 @@ class Cut:
             )
         # PostgreSQL: say which backend we are, wait while the test kills it, then go on
         # with a dead connection, as a process would after a network cut.
-        self.pid = int(await session.scalar(sa.text("SELECT pg_backend_pid()")))
+        self.pid = await backend_pid(session)
         self.reached.set()
         await self.release.wait()
 
@@ -109,6 +110,14 @@ class Cut:
             await terminate_backend(self.admin_url, self.pid)
         finally:
             self.release.set()
+
+
+async def backend_pid(session_or_driver: Any) -> int:
+    """The server process of an AsyncSession's connection, or of an asyncpg connection (the
+    one statement's)."""
+    if hasattr(session_or_driver, "fetchval"):
+        return int(await session_or_driver.fetchval("SELECT pg_backend_pid()"))
+    return int(await session_or_driver.scalar(sa.text("SELECT pg_backend_pid()")))
 
 
 async def terminate_backend(admin_url: str, pid: int) -> None:
@@ -293,6 +302,7 @@ async def test_a_connection_lost_after_the_commit_is_acknowledged_by_the_retry_o
     payment = await top_up(session_factory, settings, contract_id=contract_id, amount="503.00")
     body = event_body(payment.id, "SUCCEEDED", "prov-drop-2")
     crediting: set[int] = set()
+    lost_once: list[str] = []
     original_credit = resolvers.payments._credit
     original_at_once = resolvers.payments._credit_at_once
     original_commit = AsyncSession.commit
@@ -301,10 +311,14 @@ async def test_a_connection_lost_after_the_commit_is_acknowledged_by_the_retry_o
         crediting.add(id(session))
         return await original_credit(session, **kwargs)
 
-    async def credit_at_once(session: Any, **kwargs: Any) -> Any:
-        number = await original_at_once(session, **kwargs)
-        if number is not None:
-            crediting.add(id(session))
+    async def credit_at_once(driver: Any, **kwargs: Any) -> Any:
+        # the one statement is its own transaction: its answer is lost after it committed
+        number = await original_at_once(driver, **kwargs)
+        if number is not None and not lost_once:
+            lost_once.append(number)
+            raise InterfaceError(
+                "WITH plain AS", None, ConnectionError("connection was closed in the middle")
+            )
         return number
 
     async def commit_then_lose_the_answer(self: AsyncSession) -> None:
@@ -384,9 +398,9 @@ class CommitCut:
 
         original_at_once = resolvers.payments._credit_at_once
 
-        async def credit_at_once(session: AsyncSession, **kwargs: Any) -> Any:
-            await cut.pause(session)
-            return await original_at_once(session, **kwargs)
+        async def credit_at_once(driver: Any, **kwargs: Any) -> Any:
+            await cut.pause(driver)
+            return await original_at_once(driver, **kwargs)
 
         monkeypatch.setattr(AsyncSession, "commit", commit)
         monkeypatch.setattr(resolvers.payments, "_credit_at_once", credit_at_once)
@@ -395,7 +409,7 @@ class CommitCut:
         """The first time: say which backend this is and wait while the test kills it."""
         if self.reached.is_set():
             return
-        self.pid = int(await session.scalar(sa.text("SELECT pg_backend_pid()")))
+        self.pid = await backend_pid(session)
         self.reached.set()
         await asyncio.to_thread(self.release.wait, 30)
 

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from kabinet.app import create_app
-from kabinet.db import begin_write
+from kabinet.db import STATEMENT_LISTENERS, begin_write
 from kabinet.payment_providers import payment_global_id, sign
 from kabinet.settings import Settings
 from models import (
@@ -856,25 +856,31 @@ async def test_the_one_statement_confirmation_writes_what_the_step_by_step_one_d
         for made in (one, two)
     ]
     statements: list[str] = []
+    through_sqlalchemy: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+        through_sqlalchemy.append(statement)
 
     # when: the first subscriber's payments are confirmed the one-statement way (counted) …
     sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    STATEMENT_LISTENERS.append(statements.append)
     try:
         for payment in (firsts[0], seconds[0]):
             assert (await _confirm(session_factory, settings, payment.id)).applied
     finally:
+        STATEMENT_LISTENERS.remove(statements.append)
         sa.event.remove(engine.sync_engine, "before_cursor_execute", seen)
     # … and the second's the step-by-step way
     monkeypatch.setattr(payments, "_credit_at_once", _never_at_once)
     for payment in (firsts[1], seconds[1]):
         assert (await _confirm(session_factory, settings, payment.id)).applied
 
-    # then: a confirmation was the locked read and one statement
+    # then: a confirmation was a read and one statement, no transaction around them
+    assert through_sqlalchemy == []
     assert len(statements) == 4, statements
-    assert all("FOR UPDATE" in s for s in statements[0::2])
+    assert all(
+        s.startswith("SELECT payments.id") and "FOR UPDATE" not in s for s in statements[0::2]
+    )
     assert all(s.lstrip().startswith("WITH plain AS") for s in statements[1::2])
     # and both ways wrote the same
     fast = await _written_for(session_factory, seconds[0].id, one.contract_ids[0])
@@ -897,8 +903,8 @@ async def _never_at_once(*_args: Any, **_kwargs: Any) -> None:
 async def test_a_contract_with_an_open_promise_is_confirmed_step_by_step(
     session_factory: Any, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The one statement writes nothing when the contract has a promise to repay: the
-    step-by-step way then repays it in the same transaction."""
+    """The one statement is not tried when the contract has a promise to repay: the
+    step-by-step way repays it in the same transaction as the credit."""
     # given
     made = await make_subscriber(session_factory, settings, opened_days_ago=120)
     contract_id = made.contract_ids[0]
@@ -914,8 +920,12 @@ async def test_a_contract_with_an_open_promise_is_confirmed_step_by_step(
     monkeypatch.setattr(payments, "_credit_at_once", watched)
     # when
     assert (await _confirm(session_factory, settings, payment.id)).applied
-    # then: on PostgreSQL the one statement was tried and declined; the promise is repaid
-    assert tried == ([None] if backend == "postgresql" else [])
+    # then
+    assert tried == []
+    await _assert_repaid_once(session_factory)
+
+
+async def _assert_repaid_once(session_factory: Any) -> None:
     async with session_factory() as session:
         promise = (await session.scalars(sa.select(PromisedPayment))).one()
         kinds = (
@@ -925,5 +935,82 @@ async def test_a_contract_with_an_open_promise_is_confirmed_step_by_step(
         ).all()
     assert promise.status == "REPAID"
     assert kinds[-2:] == ["TOP_UP", "PROMISED_PAYMENT_REPAYMENT"]
+    assert kinds.count("TOP_UP") == 1
+    assert await count(session_factory, PaymentEvent) == 1
+    await assert_ledger_balanced(session_factory)
+
+
+async def test_a_promise_taken_after_the_read_sends_the_confirmation_step_by_step(
+    session_factory: Any, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one statement checks the version of the contract's row that its read saw: a
+    promise taken between the two (which credits the contract, so writes that row) makes it
+    write nothing, and the step-by-step way repays the promise."""
+    if backend != "postgresql":
+        pytest.skip("the one-statement confirmation is PostgreSQL's")
+    # given: a plain contract when the confirmation reads it
+    made = await make_subscriber(session_factory, settings, opened_days_ago=120)
+    contract_id = made.contract_ids[0]
+    payment = await top_up(session_factory, settings, contract_id=contract_id, amount="300.00")
+    tried: list[Any] = []
+    at_once = payments._credit_at_once
+
+    async def promise_first(*args: Any, **kwargs: Any) -> Any:
+        assert kwargs["payment"].plain
+        await activate(session_factory, settings, contract_id, "100.00")
+        tried.append(result := await at_once(*args, **kwargs))
+        return result
+
+    monkeypatch.setattr(payments, "_credit_at_once", promise_first)
+    # when
+    assert (await _confirm(session_factory, settings, payment.id)).applied
+    # then: declined, and the promise repaid by the step-by-step way
+    assert tried == [None]
+    await _assert_repaid_once(session_factory)
+
+
+async def test_a_contract_changed_while_the_one_statement_waits_for_its_lock_is_declined(
+    session_factory: Any, settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change committed while the one statement waits for the contract's lock is seen:
+    PostgreSQL re-reads the locked row, whose version is then not the one read."""
+    if backend != "postgresql":
+        pytest.skip("the one-statement confirmation is PostgreSQL's")
+    made = await make_subscriber(session_factory, settings)
+    contract_id = made.contract_ids[0]
+    payment = await top_up(session_factory, settings, contract_id=contract_id, amount="300.00")
+    tried: list[Any] = []
+    at_once = payments._credit_at_once
+
+    async def behind_a_lock(*args: Any, **kwargs: Any) -> Any:
+        async with session_factory() as other:
+            await begin_write(other)
+            await other.execute(  # a change of the contract, its row locked until COMMIT
+                sa.update(Contract).where(Contract.id == contract_id).values(status="ACTIVE")
+            )
+            waiting = asyncio.ensure_future(at_once(*args, **kwargs))
+            for _ in range(250):
+                blocked = await other.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%WITH plain AS%'"
+                    )
+                )
+                if blocked:
+                    break
+                await asyncio.sleep(0.02)
+            assert blocked, "the one statement did not wait for the contract's lock"
+            await other.commit()
+        tried.append(result := await waiting)
+        return result
+
+    monkeypatch.setattr(payments, "_credit_at_once", behind_a_lock)
+    # when
+    outcome = await _confirm(session_factory, settings, payment.id)
+    # then: declined, then credited once by the step-by-step way
+    assert tried == [None]
+    assert outcome.applied
+    assert await balance_of(session_factory, contract_id) == Decimal("300.00")
+    assert await count(session_factory, LedgerEntry) == 1
     assert await count(session_factory, PaymentEvent) == 1
     await assert_ledger_balanced(session_factory)
