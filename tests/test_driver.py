@@ -25,8 +25,7 @@ BY_CODE = DriverStatement(
 )
 SAME_CODE_AGAIN = DriverStatement(
     sa.text(
-        "INSERT INTO tariffs SELECT * FROM tariffs WHERE code = CAST(:code AS VARCHAR) "
-        "RETURNING id"
+        "INSERT INTO tariffs SELECT * FROM tariffs WHERE code = CAST(:code AS VARCHAR) RETURNING id"
     )
 )
 
