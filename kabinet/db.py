@@ -335,6 +335,25 @@ class DriverStatement:
         return self.row_type._make(record)
 
 
+# SQLSTATE classes of a connection that is gone: connection exceptions, and the server's
+# shutdowns (57P01 admin_shutdown, what pg_terminate_backend and a restart send; 57P02
+# crash_shutdown; 57P03 cannot_connect_now).
+_LOST_SQLSTATES = ("08", "57P")
+
+
+def connection_lost(driver: Any, error: BaseException) -> bool:
+    """Whether `error` on the asyncpg connection `driver` means the server is gone. The
+    server's FATAL message arrives before the socket closes: a statement sent in between
+    fails with that message, or with the driver's protocol in a state it cannot leave
+    (InternalClientError), while the driver does not yet say the connection is closed."""
+    import asyncpg
+
+    if driver.is_closed() or isinstance(error, asyncpg.InternalClientError | OSError):
+        return True
+    code = getattr(error, "sqlstate", None) or ""
+    return code.startswith(_LOST_SQLSTATES)
+
+
 @asynccontextmanager
 async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     """PostgreSQL: a pooled connection's asyncpg connection in autocommit, every statement
@@ -352,8 +371,13 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         driver: Any = (await conn.get_raw_connection()).driver_connection
         try:
             yield driver
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            lost = driver.is_closed()
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as error:
+            lost = connection_lost(driver, error)
             if lost or not isinstance(error, asyncpg.PostgresError):
                 await conn.invalidate()
             if lost:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kabinet.db import STATEMENT_LISTENERS, DriverStatement, driver_connection
+from kabinet.db import STATEMENT_LISTENERS, DriverStatement, connection_lost, driver_connection
 from models import Tariff
 from tests.faults.test_db_drop import terminate_backend
 
@@ -91,3 +91,24 @@ async def test_a_lost_connection_is_discarded_with_the_pools_others(
     assert pg_engine.sync_engine.pool is not pool_before  # the others went with it
     async with driver_connection(pg_engine) as driver:
         assert (await BY_CODE.fetchrow(driver, code=code)).code == code
+
+
+async def test_a_shutdown_message_means_lost_before_the_socket_closes(
+    pg_engine: AsyncEngine,
+) -> None:
+    """pg_terminate_backend and a restart send FATAL 57P01 first, then close the socket: a
+    statement fails with that error, or with the driver's protocol stuck, while the driver
+    may not yet know that the connection is closed. It counts as lost then too (else the
+    pool's other dead connections would fail the next requests one by one); a constraint
+    error on a live connection does not."""
+    import asyncpg
+
+    async with driver_connection(pg_engine) as driver:
+        assert not driver.is_closed()
+        assert connection_lost(driver, asyncpg.exceptions.AdminShutdownError("terminating"))
+        assert connection_lost(driver, asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
+        assert connection_lost(  # the FATAL message seen, the socket not yet closed
+            driver, asyncpg.InternalClientError("cannot switch to state 11")
+        )
+        assert not connection_lost(driver, asyncpg.exceptions.UniqueViolationError("taken"))
+        assert not connection_lost(driver, asyncpg.exceptions.DeadlockDetectedError("retry"))
