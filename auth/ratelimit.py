@@ -20,6 +20,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -142,18 +144,66 @@ def bucket_for(limit: Limit, key: str) -> str:
     return f"{limit.name}:{digest}"
 
 
+# The statements, built once per dialect and shape (building and keying a statement per call
+# cost more than running it: a sign-in runs four of them). Values are parameters.
+_BUCKET = sa.bindparam("b_bucket", type_=sa.String)
+_CHECK = sa.select(_counters.c.hits, _counters.c.expires_at).where(_counters.c.bucket == _BUCKET)
+_RELEASE = (
+    sa.update(_counters)
+    .where(_counters.c.bucket == _BUCKET, _counters.c.hits > 0)
+    .values(hits=_counters.c.hits - 1)
+)
+_RESET = sa.delete(_counters).where(_counters.c.bucket == _BUCKET)
+
+
+@lru_cache(maxsize=8)
+def _hit_statement(dialect: str, lockout: bool) -> Any:
+    """The one upsert of `hit`; with `lockout`, reaching max_hits pushes the expiry to
+    `locked_until` (never pulls it back)."""
+    if dialect == "postgresql":
+        insert: Any = postgresql.insert(_counters)
+    elif dialect == "sqlite":
+        insert = sqlite.insert(_counters)
+    else:
+        raise NotImplementedError(f"rate limits need PostgreSQL or SQLite, not {dialect}")
+    stored = _counters.c
+    at = sa.bindparam("at", type_=UTCDateTime)
+    first_expiry = sa.bindparam("first_expiry", type_=UTCDateTime)
+    expired = stored.expires_at <= at
+    expiry_when_counted: Any = stored.expires_at
+    if lockout:
+        locked_until = sa.bindparam("locked_until", type_=UTCDateTime)
+        expiry_when_counted = sa.case(
+            (
+                sa.and_(
+                    stored.hits + 1 == sa.bindparam("max_hits", type_=sa.Integer),
+                    stored.expires_at < locked_until,
+                ),
+                locked_until,
+            ),
+            else_=stored.expires_at,
+        )
+    return (
+        insert.values(bucket=_BUCKET, window_started_at=at, hits=1, expires_at=first_expiry)
+        .on_conflict_do_update(
+            index_elements=[stored.bucket],
+            # Every SET expression reads the row as it was before this update.
+            set_={
+                "hits": sa.case((expired, 1), else_=stored.hits + 1),
+                "window_started_at": sa.case((expired, at), else_=stored.window_started_at),
+                "expires_at": sa.case((expired, first_expiry), else_=expiry_when_counted),
+            },
+        )
+        .returning(stored.hits)
+    )
+
+
 async def check(
     session: AsyncSession, limit: Limit, key: str, *, now: datetime | None = None
 ) -> int | None:
     """None when `key` may try again, else the seconds (at least 1) until it may."""
     now = now or utcnow()
-    row = (
-        await session.execute(
-            sa.select(_counters.c.hits, _counters.c.expires_at).where(
-                _counters.c.bucket == bucket_for(limit, key)
-            )
-        )
-    ).first()
+    row = (await session.execute(_CHECK, {"b_bucket": bucket_for(limit, key)})).first()
     if row is None or row.expires_at <= now or row.hits < limit.max_hits:
         return None
     return max(1, math.ceil((row.expires_at - now).total_seconds()))
@@ -167,47 +217,19 @@ async def hit(session: AsyncSession, limit: Limit, key: str, *, now: datetime | 
     """
     now = now or utcnow()
     await _begin_write_unless_begun(session)
-    at = sa.literal(now, UTCDateTime)
-    window = timedelta(seconds=limit.window_seconds)
-    first_expiry = now + window
+    first_expiry = now + timedelta(seconds=limit.window_seconds)
     if limit.lockout_seconds is not None and limit.max_hits == 1:
         first_expiry = max(first_expiry, now + timedelta(seconds=limit.lockout_seconds))
-
-    stored = _counters.c
-    expired = stored.expires_at <= at
-    expiry_when_counted = stored.expires_at
+    params: dict[str, Any] = {
+        "b_bucket": bucket_for(limit, key),
+        "at": now,
+        "first_expiry": first_expiry,
+    }
     if limit.lockout_seconds is not None:
-        locked_until = now + timedelta(seconds=limit.lockout_seconds)
-        expiry_when_counted = sa.case(
-            (
-                sa.and_(
-                    stored.hits + 1 == limit.max_hits,
-                    stored.expires_at < sa.literal(locked_until, UTCDateTime),
-                ),
-                sa.literal(locked_until, UTCDateTime),
-            ),
-            else_=stored.expires_at,
-        )
-
-    statement = (
-        _insert_into(session)
-        .values(
-            bucket=bucket_for(limit, key), window_started_at=now, hits=1, expires_at=first_expiry
-        )
-        .on_conflict_do_update(
-            index_elements=[stored.bucket],
-            # Every SET expression reads the row as it was before this update.
-            set_={
-                "hits": sa.case((expired, 1), else_=stored.hits + 1),
-                "window_started_at": sa.case((expired, at), else_=stored.window_started_at),
-                "expires_at": sa.case(
-                    (expired, sa.literal(first_expiry, UTCDateTime)), else_=expiry_when_counted
-                ),
-            },
-        )
-        .returning(stored.hits)
-    )
-    return int((await session.execute(statement)).scalar_one())
+        params["locked_until"] = now + timedelta(seconds=limit.lockout_seconds)
+        params["max_hits"] = limit.max_hits
+    statement = _hit_statement(session.get_bind().dialect.name, limit.lockout_seconds is not None)
+    return int((await session.execute(statement, params)).scalar_one())
 
 
 async def take(
@@ -228,17 +250,13 @@ async def take(
 async def release(session: AsyncSession, limit: Limit, key: str) -> None:
     """Give back one attempt counted by `take` (it was not a failure)."""
     await _begin_write_unless_begun(session)
-    await session.execute(
-        sa.update(_counters)
-        .where(_counters.c.bucket == bucket_for(limit, key), _counters.c.hits > 0)
-        .values(hits=_counters.c.hits - 1)
-    )
+    await session.execute(_RELEASE, {"b_bucket": bucket_for(limit, key)})
 
 
 async def reset(session: AsyncSession, limit: Limit, key: str) -> None:
     """Forget the key's failures (a successful sign-in resets the identifier's count)."""
     await _begin_write_unless_begun(session)
-    await session.execute(sa.delete(_counters).where(_counters.c.bucket == bucket_for(limit, key)))
+    await session.execute(_RESET, {"b_bucket": bucket_for(limit, key)})
 
 
 async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -> int:
@@ -249,15 +267,6 @@ async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -
         sa.delete(_counters).where(_counters.c.expires_at <= sa.literal(now, UTCDateTime))
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _insert_into(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(_counters)
-    if dialect == "sqlite":
-        return sqlite.insert(_counters)
-    raise NotImplementedError(f"rate limits need PostgreSQL or SQLite, not {dialect}")
 
 
 async def _begin_write_unless_begun(session: AsyncSession) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,39 +53,62 @@ class Account:
     phone: str | None
 
 
+def _accounts_named(with_phone: bool) -> sa.Select[Any]:
+    """At most two accounts named by :ident (a login or contract number), :email and, with
+    `with_phone`, :phone. One indexed lookup per kind of identifier, UNIONed: an OR across
+    the join would make the planner scan every subscriber (81 ms a sign-in at 100,000)."""
+    candidates = [
+        sa.select(_credentials.c.subscriber_id.label("id")).where(
+            _credentials.c.login == sa.bindparam("ident", type_=sa.String)
+        ),
+        sa.select(_subscribers.c.id).where(
+            _subscribers.c.email == sa.bindparam("email", type_=sa.String)
+        ),
+        sa.select(_contracts.c.subscriber_id).where(
+            _contracts.c.number == sa.bindparam("ident", type_=sa.String)
+        ),
+    ]
+    if with_phone:
+        candidates.append(
+            sa.select(_subscribers.c.id).where(
+                _subscribers.c.phone == sa.bindparam("phone", type_=sa.String)
+            )
+        )
+    matched = sa.union(*candidates).subquery("matched")
+    return (
+        sa.select(
+            _subscribers.c.id,
+            _credentials.c.id.label("credential_id"),
+            _credentials.c.login,
+            _credentials.c.password_hash,
+            _credentials.c.must_change_password,
+            _subscribers.c.email,
+            _subscribers.c.phone,
+        )
+        .join(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
+        .where(_subscribers.c.id.in_(sa.select(matched.c.id)))
+        .limit(2)
+    )
+
+
+# Built once (a sign-in runs one; building and keying it per call cost more than running it).
+_ACCOUNTS = {False: _accounts_named(False), True: _accounts_named(True)}
+_STAFF_NAMED = sa.select(
+    _staff.c.id, _staff.c.username, _staff.c.role, _staff.c.password_hash
+).where(_staff.c.username == sa.bindparam("username", type_=sa.String), _staff.c.active.is_(True))
+
+
 async def find_account(session: AsyncSession, identifier: str) -> Account | None:
     """The one registered subscriber named by a login, contract number, phone or email;
     None when there is none or when the identifier is ambiguous."""
     ident = normalize_identifier(identifier)
     if not ident:
         return None
-    # One indexed lookup per kind of identifier, UNIONed: an OR across the join would make
-    # the planner scan every subscriber (81 ms a sign-in at 100,000 of them).
-    candidates = [
-        sa.select(_credentials.c.subscriber_id.label("id")).where(_credentials.c.login == ident),
-        sa.select(_subscribers.c.id).where(_subscribers.c.email == ident.lower()),
-        sa.select(_contracts.c.subscriber_id).where(_contracts.c.number == ident),
-    ]
     phone = normalize_phone(ident)
+    params = {"ident": ident, "email": ident.lower()}
     if phone is not None:
-        candidates.append(sa.select(_subscribers.c.id).where(_subscribers.c.phone == phone))
-    matched = sa.union(*candidates).subquery("matched")
-    rows = (
-        await session.execute(
-            sa.select(
-                _subscribers.c.id,
-                _credentials.c.id.label("credential_id"),
-                _credentials.c.login,
-                _credentials.c.password_hash,
-                _credentials.c.must_change_password,
-                _subscribers.c.email,
-                _subscribers.c.phone,
-            )
-            .join(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
-            .where(_subscribers.c.id.in_(sa.select(matched.c.id)))
-            .limit(2)
-        )
-    ).all()
+        params["phone"] = phone
+    rows = (await session.execute(_ACCOUNTS[phone is not None], params)).all()
     if len(rows) != 1:
         return None
     row = rows[0]
@@ -109,13 +133,7 @@ class StaffAccount:
 
 async def find_staff(session: AsyncSession, identifier: str) -> StaffAccount | None:
     ident = normalize_identifier(identifier)
-    row = (
-        await session.execute(
-            sa.select(_staff.c.id, _staff.c.username, _staff.c.role, _staff.c.password_hash).where(
-                _staff.c.username == ident, _staff.c.active.is_(True)
-            )
-        )
-    ).first()
+    row = (await session.execute(_STAFF_NAMED, {"username": ident})).first()
     if row is None:
         return None
     return StaffAccount(row.id, row.username, row.role, row.password_hash)
