@@ -832,7 +832,12 @@ class Bench:
         # As on a server, where a day has passed since the last billing day: the pages it
         # writes have been checkpointed since (each first write after a checkpoint logs the
         # whole page), and nothing an earlier step dirtied is still being flushed meanwhile.
-        self.pg.execute(database, "CHECKPOINT")
+        import asyncpg
+
+        try:
+            self.pg.execute(database, "CHECKPOINT")
+        except asyncpg.InsufficientPrivilegeError as error:  # not a superuser (or pg_checkpoint)
+            self.note(f"billing day measured without a CHECKPOINT first: {error}")
         started = time.perf_counter()
         done = self.kabinet_cli(database, "billing", "run", "--date", day.isoformat())
         wall = time.perf_counter() - started

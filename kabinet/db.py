@@ -206,7 +206,7 @@ class RequestReader:
                 values = []
                 for (query, params, _), query_names in zip(live, names, strict=True):
                     fixed = query.compiled_for(self._engine.dialect)[2]
-                    values += [params[n] if n in params else fixed[n] for n in query_names]
+                    values += _ordered(query_names, fixed, params)
                 try:
                     if len(live) == 1:
                         results = [await self._driver.fetch(sql, *values)]
@@ -293,6 +293,16 @@ def _combined_sql(queries: tuple[ReadQuery, ...], dialect: Any) -> tuple[str, li
 STATEMENT_LISTENERS: list[Callable[[str], None]] = []
 
 
+def _row_type(statement: Any) -> Any:
+    """The row class of a SELECT's records: its columns as attributes."""
+    return namedtuple("Row", [column.key for column in statement.selected_columns])  # type: ignore[misc]
+
+
+def _ordered(names: list[str], fixed: dict[str, Any], params: dict[str, Any]) -> list[Any]:
+    """The values for the placeholders `names`: the caller's, else the statement's own."""
+    return [params[name] if name in params else fixed[name] for name in names]
+
+
 def compiled_for_driver(statement: Any, dialect: Any) -> tuple[str, list[str], dict[str, Any]]:
     """`statement` as its driver runs it: (SQL, parameter names in placeholder order, values
     of the statement's own literals)."""
@@ -318,18 +328,13 @@ class DriverStatement:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
         self.sql, self.names, self.fixed = compiled_for_driver(statement, dialect())
-        columns = getattr(statement, "selected_columns", None)
-        self.row_type: Any = (
-            None if columns is None else namedtuple("Row", [column.key for column in columns])  # type: ignore[misc]
-        )
+        selects = hasattr(statement, "selected_columns")
+        self.row_type: Any = _row_type(statement) if selects else None
 
     async def fetchrow(self, driver: Any, **params: Any) -> Any:
         for listener in STATEMENT_LISTENERS:
             listener(self.sql)
-        fixed = self.fixed
-        record = await driver.fetchrow(
-            self.sql, *[params[n] if n in params else fixed[n] for n in self.names]
-        )
+        record = await driver.fetchrow(self.sql, *_ordered(self.names, self.fixed, params))
         if record is None or self.row_type is None:
             return record
         return self.row_type._make(record)
@@ -410,8 +415,7 @@ class ReadQuery:
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
-        names = [column.key for column in statement.selected_columns]
-        self.row_type = namedtuple("Row", names)  # type: ignore[misc]
+        self.row_type = _row_type(statement)
         self._compiled: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self._combinable: dict[str, bool] = {}
 

@@ -176,6 +176,40 @@ async def test_50_concurrent_deliveries_of_one_event_credit_once(
     await assert_ledger_balanced(session_factory)
 
 
+async def test_one_provider_reference_raced_by_several_payments_credits_one(
+    http: httpx.AsyncClient, session_factory: Any, settings: Settings, backend: str
+) -> None:
+    """The one-statement way checks the reference without a lock (its read takes none): two
+    payments confirmed at once with the same reference both pass that check, and the unique
+    (provider, reference) stops the second at its write. The driver's unique violation
+    must reach the webhook as SQLAlchemy's IntegrityError, so that it is retried and then
+    refused as the conflict it is, never a 500 and never a second credit."""
+    if backend != "postgresql":
+        pytest.skip(RACES_NEED_POSTGRESQL)
+    # given: pending payments on different contracts (no contract lock orders them)
+    subscribers = [await make_subscriber(session_factory, settings) for _ in range(8)]
+    payments = [
+        await top_up(session_factory, settings, contract_id=made.contract_ids[0], amount="250.00")
+        for made in subscribers
+    ]
+    # when: every one is confirmed at once with the same provider reference
+    answers = await asyncio.gather(
+        *(
+            post_event(http, settings, event_body(p.id, "SUCCEEDED", "prov-shared"))
+            for p in payments
+        )
+    )
+    # then: one applied, the others refused as a conflict; the money moved once
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [400] * 7, [a.text for a in answers]
+    assert all("another payment" in a.json()["message"] for a in answers if a.status_code == 400)
+    credited = [await balance_of(session_factory, made.contract_ids[0]) for made in subscribers]
+    assert sorted(credited) == [Decimal("0.00")] * 7 + [Decimal("250.00")]
+    assert await count(session_factory, LedgerEntry) == 1
+    assert await count(session_factory, PaymentEvent) == 1
+    await assert_ledger_balanced(session_factory)
+
+
 async def test_100_concurrent_confirmations_on_one_contract_add_up(
     http: httpx.AsyncClient, session_factory: Any, settings: Settings, backend: str
 ) -> None:
