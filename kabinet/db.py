@@ -96,6 +96,10 @@ async def begin_write(session: AsyncSession) -> None:
     when they upgrade a read lock); on PostgreSQL it is a plain BEGIN, and the verbs take
     row locks where they read what they then change.
     """
+    if session.in_transaction():
+        connection = await session.connection()
+        if connection.sync_connection.get_execution_options().get(WRITE_OPTION):
+            return  # begun as a writer already (a request's unit of work begins so)
     await session.connection(execution_options={WRITE_OPTION: True})
 
 
@@ -109,9 +113,16 @@ async def read_rows(source: Any, statement: Executable) -> Sequence[Any]:
 
 
 class RequestReader:
-    """The read side of one request: one pooled connection, taken on first use and used by
-    one statement at a time (Strawberry resolves sibling fields concurrently), released by
-    `close()` when the response is built."""
+    """A request's one pooled connection, and the only way a request reaches the database:
+    taken on first use, used by one statement at a time (Strawberry resolves sibling fields
+    concurrently), given back by `close()` when the response is built.
+
+    Reads go through `rows`/`fetch`; a write is `async with reader.write() as session`, an
+    AsyncSession on this same connection. While a write is open, every read of the request
+    (the verb's ownership check, a loader's batch) runs inside the write's transaction on
+    that connection. So a request never holds two pooled connections, by construction:
+    with N connections in the pool, N requests in flight can never all wait for a second
+    one (SPEC §5; issue 13 item 1)."""
 
     __slots__ = (
         "_broken",
@@ -122,6 +133,7 @@ class RequestReader:
         "_flushing",
         "_lock",
         "_queue",
+        "_writing",
     )
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -140,6 +152,8 @@ class RequestReader:
         # the last one (kept referenced until it is done).
         self._queue: list[tuple[ReadQuery, dict[str, Any], asyncio.Future[Any]]] | None = None
         self._flushing: asyncio.Future[None] | None = None
+        # The session of the write in progress, if any: reads meanwhile go through it.
+        self._writing: AsyncSession | None = None
 
     @property
     def is_postgresql(self) -> bool:
@@ -153,6 +167,10 @@ class RequestReader:
         return self._conn
 
     async def rows(self, statement: Executable) -> Sequence[Row[Any]]:
+        writing = self._writing
+        if writing is not None:
+            # The write holds the lock and the connection: read inside its transaction.
+            return (await writing.execute(statement)).all()
         async with self._lock:
             try:
                 result = await (await self._connection()).execute(statement)
@@ -167,7 +185,7 @@ class RequestReader:
         for in one round of the event loop (the loaders of one level of a GraphQL answer)
         travels in one combined statement (see _combined_sql). Elsewhere it runs through
         SQLAlchemy. Rows have the same attribute names either way."""
-        if self._engine.dialect.name != "postgresql":
+        if self._engine.dialect.name != "postgresql" or self._writing is not None:
             return list(await self.rows(query.statement.params(**params)))
         if self._closed:
             raise RuntimeError("the request has finished: no more reads")
@@ -193,6 +211,19 @@ class RequestReader:
     ) -> None:
         live = [item for item in batch if not item[2].done()]  # a cancelled waiter is gone
         if not live:
+            return
+        if self._writing is not None:
+            # Queued just before a write began: the write holds the lock, so these are
+            # answered inside it rather than waiting for it (its verb may be waiting on them).
+            for query, params, waiter in live:
+                try:
+                    found = list(await self.rows(query.statement.params(**params)))
+                except Exception as error:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                else:
+                    if not waiter.done():
+                        waiter.set_result(found)
             return
         try:
             async with self._lock:
@@ -231,6 +262,40 @@ class RequestReader:
             if not waiter.done():
                 make = query.row_type._make
                 waiter.set_result([make(record) for record in records])
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """The request's unit of work: a session on the request's own connection, for one
+        verb. The verb begins (`begin_write`) and commits its transaction; whatever it left
+        uncommitted is rolled back when the block ends. The read transaction before it is
+        ended first, so the write sees what is committed, and the reads after it see what
+        it committed."""
+        async with self._lock:
+            conn = await self._connection()
+            if conn.in_transaction():
+                await conn.rollback()
+            session = AsyncSession(bind=conn, expire_on_commit=False, autoflush=False)
+            self._writing = session
+            try:
+                # Begun as a writer before the verb's first read (its ownership check), so
+                # that SQLite never upgrades a read lock under a concurrent writer.
+                await begin_write(session)
+                yield session
+            except asyncio.CancelledError:
+                self._broken = True  # maybe interrupted midway: its state is unknown
+                raise
+            finally:
+                self._writing = None
+                try:
+                    await session.close()  # rolls back what the verb did not commit
+                    if conn.in_transaction():
+                        await conn.rollback()
+                    # begin_write set BEGIN IMMEDIATE on this connection (SQLite); reads
+                    # after the write begin plainly again.
+                    await conn.execution_options(**{WRITE_OPTION: False})
+                except BaseException:
+                    self._broken = True
+                    raise
 
     async def release(self) -> None:
         """End the read transaction, so that the next read sees what a write just committed

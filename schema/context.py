@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
@@ -158,8 +157,8 @@ async def _catalog_items(
 class Context:
     request: Request | None
     settings: Settings
-    engine: AsyncEngine
-    session_factory: async_sessionmaker[AsyncSession]
+    # The request's one connection and unit of work: every read and write of the request
+    # goes through it (no engine or session factory here, so no field can take a second).
     reader: RequestReader
     loaders: Loaders
     principal: Principal | None = None

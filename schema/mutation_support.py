@@ -19,16 +19,13 @@ T = TypeVar("T")
 async def attempt(
     info: Info, verb: Callable[[AsyncSession], Awaitable[T]]
 ) -> tuple[T | None, list[UserError]]:
-    """Run a verb in its own session; an expected failure becomes `errors`."""
-    # The request's read connection goes back to the pool first: one request never holds two
-    # connections (under load that is how a pool deadlocks).
-    await info.context.reader.release()
+    """Run a verb in the request's unit of work (a session on the request's one connection,
+    see RequestReader.write); an expected failure becomes `errors`."""
     try:
-        async with info.context.session_factory() as session:
+        async with info.context.reader.write() as session:
             result = await verb(session)
     except DomainError as error:
         return None, [UserError.from_domain(error)]
-    await info.context.reader.release()
     return result, []
 
 

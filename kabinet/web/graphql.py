@@ -186,11 +186,7 @@ class GraphQLEndpoint:
         if principal is not None and principal.last_used_at is not None:
             now = utcnow()
             if needs_touch(principal.last_used_at, now):
-                # Never hold two pooled connections in one request: under load every request
-                # would hold one and wait for a second (pool exhaustion). Give the read one
-                # back first; the reader takes it again when it next reads.
-                await reader.release()
-                async with request.app.state.session_factory() as session:
+                async with reader.write() as session:
                     await begin_write(session)
                     await touch(session, settings=self.settings, session_id=principal.session_id)
                     await session.commit()
@@ -212,8 +208,6 @@ class GraphQLEndpoint:
         context = Context(
             request=request,
             settings=self.settings,
-            engine=app_state.engine,
-            session_factory=app_state.session_factory,
             reader=reader,
             loaders=Loaders(reader),
             principal=principal,
