@@ -24,6 +24,7 @@ serve: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: install
@@ -31,7 +32,8 @@ test-slow: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy kabinet models resolvers schema auth
+	$(BIN)/lint-imports
+	$(BIN)/mypy kabinet models resolvers schema auth core
 
 schema: install
 	$(BIN)/kabinet export-schema --output schema.graphql

@@ -25,7 +25,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from auth.password_policy import normalize_password
-from kabinet.settings import Settings
+from core.settings import Settings
 
 T = TypeVar("T")
 

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.settings import Settings
 from models.access import RateLimitCounter
 from models.base import UTCDateTime, utcnow
 

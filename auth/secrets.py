@@ -7,7 +7,7 @@ import hmac
 import secrets
 import unicodedata
 
-from kabinet.settings import Settings
+from core.settings import Settings
 
 
 def keyed_hash(settings: Settings, purpose: str, value: str) -> str:

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import token_hash
-from kabinet.db import ReadQuery
-from kabinet.settings import Settings
+from core.db import ReadQuery
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import AuthSession, Credential, RefreshToken, StaffUser
 from models.base import utcnow
-from resolvers.errors import DomainError, ErrorCode
 
 COOKIE_NAME = "__Host-kabinet_session"
 # The idle expiry is pushed forward at most once a minute, so that an active session does

@@ -157,7 +157,7 @@ def prepare_database(
         have = pg.subscribers(database)
         if have > 0:
             say(f"reusing {database} ({have:,} subscribers; migrating it to head)")
-            from kabinet import migrate
+            from core import migrate
 
             migrate.upgrade(pg.sqlalchemy_url(database))
             settled = settle_bench_letters(pg, database)
@@ -701,8 +701,8 @@ class Bench:
         ledger_from = int(
             self.pg.value(self.db, "SELECT coalesce(max(id), 0) FROM ledger_entries") or 0
         )
-        from kabinet.payment_providers import payment_global_id, sign
-        from kabinet.settings import Settings
+        from core.payment_providers import payment_global_id, sign
+        from core.settings import Settings
 
         settings = Settings(webhook_secret=WEBHOOK_SECRET, database_url="sqlite://")
 
@@ -1028,9 +1028,9 @@ async def _count_overview_statements(url: str) -> dict[str, Any]:
     import httpx
     from sqlalchemy import event
 
+    from core.db import STATEMENT_LISTENERS
+    from core.settings import Settings
     from kabinet.app import create_app
-    from kabinet.db import STATEMENT_LISTENERS
-    from kabinet.settings import Settings
 
     settings = Settings(database_url=url, env="development", log_level="WARNING")
     app = create_app(settings)

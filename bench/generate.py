@@ -18,10 +18,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from auth.passwords import passwords_for
-from kabinet import migrate
-from kabinet.db import begin_write, create_engine, create_session_factory
+from core import migrate
+from core.db import begin_write, create_engine, create_session_factory
+from core.settings import Settings
 from kabinet.seed import seed_catalog
-from kabinet.settings import Settings
 
 BENCH_PASSWORD = "bench password for every subscriber"
 PAYMENTS_PER_CONTRACT = 20

@@ -16,10 +16,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kabinet.db import create_engine, create_session_factory
-from kabinet.logs import request_id_var
-from kabinet.mail import run_worker
-from kabinet.settings import Settings, get_settings
+from core.db import create_engine, create_session_factory
+from core.logs import request_id_var
+from core.outbox import run_worker
+from core.settings import Settings, get_settings
 from kabinet.web.explorer import explorer_routes
 from kabinet.web.graphql import GraphQLEndpoint
 from kabinet.web.health import healthz, readyz

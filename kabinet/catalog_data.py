@@ -72,14 +72,6 @@ class BonusReward:
     duration_days: int | None = None  # TV_PACKAGE / SPEED_BOOST only
 
 
-@dataclass(frozen=True, slots=True)
-class Operator:
-    name: str
-    inn: str
-    address: str
-    vat_rate: Decimal  # percent
-
-
 # --------------------------------------------------------------------------- #
 # Enumerations
 # --------------------------------------------------------------------------- #
@@ -589,15 +581,4 @@ BONUS_REWARDS: tuple[BonusReward, ...] = (
         option_code="speed-boost",
         duration_days=7,
     ),
-)
-
-# --------------------------------------------------------------------------- #
-# Seller details for fiscal receipts
-# --------------------------------------------------------------------------- #
-
-OPERATOR: Operator = Operator(
-    name="ООО «Кабинет Телеком»",
-    inn="7712345671",
-    address="125009, г. Москва, ул. Тверская, д. 7, стр. 1",
-    vat_rate=Decimal("20"),
 )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from kabinet.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _with_session(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
-    from kabinet.db import begin_write, create_engine, create_session_factory
+    from core.db import begin_write, create_engine, create_session_factory
 
     engine = create_engine(settings)
     try:
@@ -40,7 +40,7 @@ async def _with_session(settings: Settings, work: Callable[[Any], Coroutine[Any,
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from kabinet import migrate
+    from core import migrate
 
     settings = _settings()
     if args.revision.startswith("-") or args.downgrade:
@@ -98,7 +98,7 @@ def cmd_seed_demo(_args: argparse.Namespace) -> int:
 
 
 def cmd_create_staff(args: argparse.Namespace) -> int:
-    from resolvers.errors import DomainError
+    from core.errors import DomainError
     from resolvers.staff import create_staff_user
 
     settings = _settings()
@@ -123,8 +123,8 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_deliver(_args: argparse.Namespace) -> int:
-    from kabinet.logs import configure_logging
-    from kabinet.mail import deliver_all_now
+    from core.logs import configure_logging
+    from core.outbox import deliver_all_now
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -148,8 +148,8 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from kabinet import migrate
-    from kabinet.logs import configure_logging
+    from core import migrate
+    from core.logs import configure_logging
 
     settings = _settings()
     settings.check_production()
@@ -177,7 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_billing_run(args: argparse.Namespace) -> int:
     from datetime import UTC, date, datetime
 
-    from kabinet.db import create_engine
+    from core.db import create_engine
     from resolvers.billing import run_billing_day
 
     if args.date is None:
@@ -207,7 +207,7 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
 def cmd_ledger_verify(_args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from kabinet.db import create_engine, create_session_factory
+    from core.db import create_engine, create_session_factory
     from models import Contract
     from resolvers import ledger
 

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, new_security_code, security_code_hash
+from core.settings import Settings
 from kabinet import catalog_data as data
-from kabinet.settings import Settings
 from models import (
     BonusAccount,
     BonusEntry,
@@ -33,6 +33,7 @@ from models import (
     TvPackage,
     TvPackageChannel,
 )
+from resolvers.receipts import OPERATOR
 
 DEMO_LOGIN = "demo"
 DEMO_CONTRACT = "770000000101"
@@ -373,12 +374,12 @@ async def _create_demo_subscriber(
                 payment_id=payment.id,
                 number=f"DEMO-{contract.id}-{month + 1:04d}",
                 issued_at=paid_at,
-                seller_name=data.OPERATOR.name,
-                seller_inn=data.OPERATOR.inn,
+                seller_name=OPERATOR.name,
+                seller_inn=OPERATOR.inn,
                 contract_number=contract.number,
                 payer_email=subscriber.email,
                 item="Предоплата услуг связи",
-                vat_rate=data.OPERATOR.vat_rate,
+                vat_rate=OPERATOR.vat_rate,
                 vat_amount=vat,
                 total=payment.amount,
                 method=payment.method,

@@ -1,6 +1,6 @@
 """Alembic environment: async engines for SQLite and PostgreSQL.
 
-The URL comes from `config.attributes["url"]` (set by kabinet.migrate) or else from
+The URL comes from `config.attributes["url"]` (set by core.migrate) or else from
 KABINET_DATABASE_URL. SQLite needs batch mode to alter tables.
 """
 
@@ -13,8 +13,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import models
-from kabinet.db import create_engine
-from kabinet.settings import Settings
+from core.db import create_engine
+from core.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("quiet"):

@@ -18,13 +18,14 @@ from auth.sessions import (
     revoke_sessions,
     rotate_refresh_token,
 )
-from kabinet.db import begin_write, read_rows
-from kabinet.mail import password_changed_letter, queue_letter
-from kabinet.settings import Settings
+from core.db import begin_write, read_rows
+from core.errors import DomainError, ErrorCode
+from core.outbox import queue_letter
+from core.settings import Settings
 from models import AuthSession, Contract, Credential, StaffUser, Subscriber
 from models.base import utcnow
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import find_account, find_staff, normalize_identifier
+from resolvers.letters import password_changed_letter
 
 _sessions = AuthSession.__table__  # type: ignore[attr-defined]
 _credentials = Credential.__table__  # type: ignore[attr-defined]

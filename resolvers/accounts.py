@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from auth.sessions import Principal
-from kabinet.db import ReadQuery, one_of
+from core.db import ReadQuery, one_of
+from core.errors import DomainError, ErrorCode
 from models import BonusAccount, Contract, Credential, Region, Subscriber
 from resolvers.catalog import Reader
 
@@ -106,6 +107,18 @@ def may_see_contract(principal: Principal | None, contract: Any) -> bool:
     if principal is None or principal.must_change_password:
         return False
     return principal.is_staff or contract.subscriber_id == principal.id
+
+
+async def own_contract(
+    contract_by_number: Callable[[str], Awaitable[Any]], principal: Principal | None, number: str
+) -> Any:
+    """The contract row numbered `number` when `principal` may act on it (read through
+    `contract_by_number`, a request's loader or a session's read); NOT_FOUND otherwise, never
+    FORBIDDEN: that would tell a stranger the number exists."""
+    row = await contract_by_number(number.strip())
+    if row is None or not may_see_contract(principal, row):
+        raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
+    return row
 
 
 def may_see_subscriber(principal: Principal | None, subscriber_id: int) -> bool:

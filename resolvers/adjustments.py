@@ -10,11 +10,11 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import begin_write
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
 from models import Contract
 from resolvers import ledger
 from resolvers.audit import record_audit
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.suspension import lift_if_paid
 
 MAX_ADJUSTMENT = Decimal("100000.00")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import read_rows
+from core.db import read_rows
 from models import AuditEntry
 from models.base import utcnow
 from resolvers.pagination import Page, check_first, page_by_id

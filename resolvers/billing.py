@@ -60,8 +60,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from kabinet.db import begin_write, create_session_factory
-from kabinet.settings import Settings
+from core.db import begin_write, create_session_factory
+from core.settings import Settings
 from models import BillingCharge, Contract, LedgerEntry, PromisedPayment
 from models.base import UTCDateTime, utcnow
 from resolvers import bonus, ledger, services

@@ -31,8 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import ReadQuery, begin_write, one_of
-from kabinet.settings import Settings
+from core.db import ReadQuery, begin_write, one_of
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     BonusAccount,
     BonusEntry,
@@ -43,7 +44,6 @@ from models import (
 )
 from models.base import UTCDateTime, utcnow
 from resolvers import ledger
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid
 from resolvers.suspension import lift_if_paid

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import Row
 from sqlalchemy.sql.base import Executable
 
-from kabinet.db import ReadQuery, one_of
+from core.db import ReadQuery, one_of
+from core.errors import DomainError, ErrorCode
 from models import (
     BonusReward,
     Channel,
@@ -20,7 +21,6 @@ from models import (
     TvPackage,
     TvPackageChannel,
 )
-from resolvers.errors import DomainError, ErrorCode
 
 
 class Reader(Protocol):

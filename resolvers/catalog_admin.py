@@ -31,7 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
-from kabinet.db import begin_write
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
 from models import (
     BonusReward,
     Channel,
@@ -43,7 +44,6 @@ from models import (
 )
 from models.bonus import REWARD_KINDS
 from resolvers.audit import record_audit
-from resolvers.errors import DomainError, ErrorCode
 
 
 class Unset(Enum):

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from kabinet.db import ReadQuery, one_of, read_rows
+from core.db import ReadQuery, one_of, read_rows
 from models import (
     Channel,
     Contract,

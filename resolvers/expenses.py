@@ -2,7 +2,7 @@
 category and by month, and the rows of a downloadable statement.
 
 Read-only verbs over a request's reader (anything with `async rows(statement)`, such as
-`kabinet.db.RequestReader`), so that they run inside a GraphQL request. The caller checks
+`core.db.RequestReader`), so that they run inside a GraphQL request. The caller checks
 that the principal may see the contract (`resolvers.accounts.may_see_contract`).
 
 Periods: `ledger_page` takes instants, half-open `[since, until)`; the summary and the
@@ -22,10 +22,10 @@ from sqlalchemy import Row
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from core.errors import DomainError, ErrorCode
 from models import LedgerEntry
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import Page, check_first, decode_cursor, encode_cursor
 
 MAX_PAGE_SIZE = 100

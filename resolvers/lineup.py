@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kabinet.db import ReadQuery, one_of
+from core.db import ReadQuery, one_of
 from models import (
     Channel,
     Contract,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from resolvers.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20

@@ -37,25 +37,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.catalog_data import OPERATOR
-from kabinet.db import (
-    DriverStatement,
-    ReadQuery,
-    begin_write,
-    driver_connection,
-    one_of,
-    read_rows,
-)
-from kabinet.mail import letter_row, queue_row, receipt_letter
-from kabinet.payment_providers import PaymentProvider, payment_global_id, provider_for
-from kabinet.settings import Settings
+from core.db import DriverStatement, ReadQuery, begin_write, driver_connection, one_of, read_rows
+from core.errors import DomainError, ErrorCode
+from core.outbox import letter_row, queue_row
+from core.payment_providers import PaymentProvider, payment_global_id, provider_for
+from core.settings import Settings
 from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Subscriber
 from models.base import utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger
-from resolvers.errors import DomainError, ErrorCode
+from resolvers.letters import receipt_letter
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid, repay_open_promise
+from resolvers.receipts import OPERATOR
 from resolvers.suspension import lift_if_paid
 
 log = logging.getLogger("kabinet.payments")

@@ -33,13 +33,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import ReadQuery, begin_write, one_of, read_rows
-from kabinet.settings import Settings
+from core.db import ReadQuery, begin_write, one_of, read_rows
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import Contract, Payment, PromisedPayment
 from models.base import utcnow
 from resolvers import ledger
 from resolvers.charges import days_in_month, monthly_totals
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.suspension import lift_if_paid
 
 _promises = PromisedPayment.__table__  # type: ignore[attr-defined]

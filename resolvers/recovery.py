@@ -24,20 +24,14 @@ from auth.password_policy import check_password
 from auth.passwords import passwords_for
 from auth.secrets import constant_time_equal, keyed_hash, new_numeric_code
 from auth.sessions import revoke_sessions
-from kabinet.db import begin_write
-from kabinet.mail import (
-    EMAIL,
-    SMS,
-    password_changed_letter,
-    queue_letter,
-    recovery_code_letter,
-    recovery_code_sms,
-)
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.outbox import EMAIL, SMS, queue_letter
+from core.settings import Settings
 from models import Contract, Credential, RecoveryCode, Subscriber
 from models.base import utcnow
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import Account, find_account, normalize_identifier
+from resolvers.letters import password_changed_letter, recovery_code_letter, recovery_code_sms
 
 __all__ = [
     "CODE_INVALID_MESSAGE",

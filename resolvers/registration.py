@@ -26,14 +26,15 @@ from auth.secrets import (
     new_temporary_password,
     security_code_hash,
 )
-from kabinet.db import begin_write
-from kabinet.mail import queue_letter, registration_letter
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.outbox import queue_letter
+from core.settings import Settings
 from models import BonusAccount, Contract, Credential, Subscriber
 from models.base import utcnow
 from models.subscriber import LEGAL_STATUSES
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import normalize_phone
+from resolvers.letters import registration_letter
 
 __all__ = [
     "ALREADY_REGISTERED_MESSAGE",

@@ -49,8 +49,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     Channel,
     Contract,
@@ -64,7 +65,6 @@ from models import (
 )
 from models.base import utcnow
 from resolvers.charges import daily_share
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.promised import open_promises
 
 CENT = Decimal("0.01")

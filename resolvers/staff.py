@@ -25,16 +25,17 @@ from auth.secrets import (
     security_code_hash,
 )
 from auth.sessions import revoke_sessions
-from kabinet.db import begin_write
-from kabinet.mail import queue_letter, registration_letter
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.outbox import queue_letter
+from core.settings import Settings
 from models import BonusAccount, Contract, Credential, Region, StaffUser, Subscriber, Tariff
 from models.base import utcnow
 from models.staff import STAFF_ROLES
 from models.subscriber import LEGAL_STATUSES
 from resolvers.audit import record_audit
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import normalize_phone
+from resolvers.letters import registration_letter
 
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 

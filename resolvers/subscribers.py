@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Row
 
-from kabinet.db import read_rows
+from core.db import read_rows
+from core.errors import DomainError, ErrorCode
 from models import Contract, Credential, Subscriber
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.identity import normalize_phone
 from resolvers.pagination import Page, check_first, page_by_id
 

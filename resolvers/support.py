@@ -10,13 +10,13 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import ratelimit
-from kabinet.db import begin_write, read_rows
-from kabinet.settings import Settings
+from core.db import begin_write, read_rows
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import SupportRequest
 from models.base import utcnow
 from models.support import SUPPORT_STATUSES
 from resolvers.audit import record_audit
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import Page, check_first, page_by_id
 
 __all__ = [

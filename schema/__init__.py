@@ -36,7 +36,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from kabinet.settings import Settings
+from core.settings import Settings
 from schema.compiled import SqlAnswers
 from schema.errors import ApiError
 from schema.executor import executor_for, lean_resolvers

@@ -51,8 +51,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
 from auth.sessions import CALLER, Principal, caller_parameters, principal_of
-from kabinet.db import ReadQuery, RequestReader
-from kabinet.settings import Settings
+from core.db import ReadQuery, RequestReader
+from core.settings import Settings
 from models.base import utcnow
 from resolvers import accounts, catalog, charges, lineup, payments, promised
 from resolvers.pagination import DEFAULT_PAGE_SIZE

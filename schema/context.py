@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,146 +9,9 @@ from starlette.requests import Request
 from strawberry.types import Info as StrawberryInfo
 
 from auth.sessions import Principal
-from kabinet.db import RequestReader
-from kabinet.settings import Settings
-from models.base import utcnow
-from resolvers import accounts, bonus, catalog, charges, lineup, payments, promised
-from resolvers.loaders import BatchLoader
-
-
-class Loaders:
-    """Per-request batch loaders, each made on first use: a field that many objects ask for
-    costs one statement per request."""
-
-    def __init__(self, reader: RequestReader) -> None:
-        self._reader = reader
-        self._made: dict[str, BatchLoader[Any, Any]] = {}
-
-    def _loader(
-        self,
-        name: str,
-        fetch: Callable[[Any, Sequence[Any]], Awaitable[dict[Any, Any]]],
-        default: Any,
-    ) -> BatchLoader[Any, Any]:
-        loader = self._made.get(name)
-        if loader is None:
-            reader = self._reader
-
-            async def batch(keys: Sequence[Any]) -> dict[Any, Any]:
-                return await fetch(reader, keys)
-
-            loader = self._made[name] = BatchLoader(batch, default=default)
-        return loader
-
-    @property
-    def channels_by_package(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("channels_by_package", catalog.channels_by_package, [])
-
-    @property
-    def catalog_item(self) -> BatchLoader[tuple[str, int], Any]:
-        """Catalogue rows by ("Type", pk): one statement per type asked for."""
-        return self._loader("catalog_item", _catalog_items, None)
-
-    @property
-    def subscriber(self) -> BatchLoader[int, Any]:
-        return self._loader("subscriber", accounts.subscribers_by_id, None)
-
-    @property
-    def contracts_of_subscriber(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("contracts_of_subscriber", accounts.contracts_of_subscribers, [])
-
-    @property
-    def contract_by_number(self) -> BatchLoader[str, Any]:
-        return self._loader("contract_by_number", accounts.contracts_by_number, None)
-
-    @property
-    def contract_by_id(self) -> BatchLoader[int, Any]:
-        return self._loader("contract_by_id", accounts.contracts_by_id, None)
-
-    @property
-    def region(self) -> BatchLoader[str, Any]:
-        return self._loader("region", accounts.regions_by_code, None)
-
-    @property
-    def bonus_points(self) -> BatchLoader[int, int]:
-        return self._loader("bonus_points", accounts.bonus_points, 0)
-
-    @property
-    def receipt_of_payment(self) -> BatchLoader[int, Any]:
-        return self._loader("receipt_of_payment", payments.receipt_for_payment, None)
-
-    @property
-    def payment_by_id(self) -> BatchLoader[int, Any]:
-        return self._loader("payment_by_id", payments.payments_by_id, None)
-
-    @property
-    def personal_channels(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("personal_channels", lineup.personal_channels_of_contracts, [])
-
-    @property
-    def multiroom_devices(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("multiroom_devices", lineup.multiroom_devices_of_contracts, [])
-
-    @property
-    def options(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("options", lineup.options_of_contracts, [])
-
-    @property
-    def channel_lineup(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("channel_lineup", lineup.channel_lineup_of_contracts, [])
-
-    @property
-    def monthly_charges(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("monthly_charges", lineup.monthly_charges_view, [])
-
-    @property
-    def tv_packages_of_contract(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("tv_packages_of_contract", lineup.tv_packages_of_contracts, [])
-
-    @property
-    def expiring_points(self) -> BatchLoader[int, Any]:
-        return self._loader("expiring_points", bonus.expiring_soon, None)
-
-    @property
-    def open_promise(self) -> BatchLoader[int, Any]:
-        return self._loader("open_promise", promised.open_promises, None)
-
-    @property
-    def promises(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("promises", promised.promises_of_contract, [])
-
-    @property
-    def daily_charge(self) -> BatchLoader[int, Any]:
-        """Today's charge of each contract (for `daysLeft`): one statement."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await charges.daily_totals(reader, contract_ids, on=utcnow().date())
-
-        return self._loader("daily_charge", fetch, None)
-
-    def first_payments(self, limit: int) -> BatchLoader[int, list[Any]]:
-        """The newest `limit` payments of each contract asked for: one statement."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
-            return await payments.first_payments(reader, contract_ids, limit=limit)
-
-        return self._loader(f"first_payments:{limit}", fetch, [])
-
-
-async def _catalog_items(
-    reader: Any, keys: Sequence[tuple[str, int]]
-) -> dict[tuple[str, int], Any]:
-    by_type: dict[str, list[int]] = {}
-    for type_name, pk in keys:
-        by_type.setdefault(type_name, []).append(pk)
-    # One statement per type, asked for together (on PostgreSQL: sent together).
-    found_per_type = await asyncio.gather(
-        *(catalog.catalog_items_by_id(reader, type_name, pks) for type_name, pks in by_type.items())
-    )
-    found: dict[tuple[str, int], Any] = {}
-    for type_name, rows in zip(by_type, found_per_type, strict=True):
-        found.update(((type_name, pk), row) for pk, row in rows.items())
-    return found
+from core.db import RequestReader
+from core.settings import Settings
+from resolvers.loaders import Loaders
 
 
 @dataclass(slots=True)

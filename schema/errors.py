@@ -12,8 +12,8 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 
-from resolvers.errors import DomainError
-from resolvers.errors import ErrorCode as DomainErrorCode
+from core.errors import DomainError
+from core.errors import ErrorCode as DomainErrorCode
 
 ErrorCode = strawberry.enum(
     DomainErrorCode,

@@ -8,23 +8,13 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
-from resolvers import accounts, adjustments, payments, promised
-from resolvers.errors import DomainError, ErrorCode
+from resolvers import adjustments, payments, promised
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt
+from schema.mutation_support import attempt, own_contract
 from schema.scalars import Money
 from schema.types.account import Balance, Contract
 from schema.types.money import Payment, PaymentMethod, PromisedPayment
-
-
-async def own_contract(info: Info, number: str) -> Any:
-    """The contract row when the caller may act on it; NOT_FOUND otherwise (never FORBIDDEN:
-    that would tell a stranger the number exists)."""
-    row = await info.context.loaders.contract_by_number.load(number.strip())
-    if row is None or not accounts.may_see_contract(info.context.principal, row):
-        raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
-    return row
 
 
 @strawberry.input

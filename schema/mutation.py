@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import IsSignedIn, IsStaff
 from auth.sessions import COOKIE_NAME
+from core.errors import DomainError
 from resolvers import access, recovery, registration, staff, support
-from resolvers.errors import DomainError
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError

@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode
+from core.ids import from_global_id, parse_pk
+from resolvers import accounts
 from schema.context import Info
 from schema.errors import UserError
-from schema.types.node import from_global_id, parse_pk
 
 T = TypeVar("T")
 
@@ -27,6 +28,15 @@ async def attempt(
     except DomainError as error:
         return None, [UserError.from_domain(error)]
     return result, []
+
+
+async def own_contract(info: Info, number: str) -> Any:
+    """The caller's contract numbered `number` (resolvers.accounts.own_contract, the rule),
+    through the request's loader."""
+    context = info.context
+    return await accounts.own_contract(
+        context.loaders.contract_by_number.load, context.principal, number
+    )
 
 
 def ok_payload(name: str) -> Any:

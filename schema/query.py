@@ -5,8 +5,9 @@ from __future__ import annotations
 import strawberry
 
 from auth.permissions import IsSignedIn, IsStaff
+from core.errors import DomainError
+from core.ids import from_global_id, parse_pk
 from resolvers import access, accounts, audit, catalog, subscribers, support
-from resolvers.errors import DomainError
 from schema.context import Info, asks_for
 from schema.errors import bad_input
 from schema.types.account import Contract, SessionInfo, Subscriber
@@ -20,7 +21,7 @@ from schema.types.catalog import (
     TvPackage,
 )
 from schema.types.money import Payment
-from schema.types.node import Node, from_global_id, parse_pk
+from schema.types.node import Node
 from schema.types.pagination import Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
 

@@ -8,12 +8,11 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.permissions import IsSignedIn, IsSubscriber
+from core.errors import DomainError, ErrorCode
 from resolvers import bonus, services
-from resolvers.errors import DomainError, ErrorCode
 from schema.context import Info
 from schema.errors import UserError
-from schema.money import own_contract
-from schema.mutation_support import attempt, pk_of
+from schema.mutation_support import attempt, own_contract, pk_of
 from schema.types.account import BonusAccount, Contract
 
 

@@ -20,11 +20,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kabinet import migrate
+from core import migrate
+from core.db import begin_write, create_engine, create_session_factory
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.db import begin_write, create_engine, create_session_factory
 from kabinet.seed import seed_catalog
-from kabinet.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "KABINET_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.settings import Settings
 from models import BonusAccount, Contract, Credential, StaffUser, Subscriber, Tariff
 from resolvers import ledger
 

@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from core.db import STATEMENT_LISTENERS
 from kabinet import catalog_data
-from kabinet.db import STATEMENT_LISTENERS
 from tests.conftest import gql
 
 CATALOGUE = """

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from kabinet import catalog_data as cd
+from resolvers.receipts import OPERATOR
 
 MUST_CARRY_NAMES = (
     "Первый канал",
@@ -207,7 +208,7 @@ def _inn10_is_valid(inn: str) -> bool:
 
 
 def test_operator():
-    op = cd.OPERATOR
+    op = OPERATOR
     assert op.name == "ООО «Кабинет Телеком»"
     assert len(op.inn) == 10 and op.inn.isdigit()
     assert _inn10_is_valid(op.inn)
@@ -249,7 +250,7 @@ def test_no_floats_anywhere():
         *cd.TV_PACKAGES,
         *cd.SERVICE_OPTIONS,
         *cd.BONUS_REWARDS,
-        cd.OPERATOR,
+        OPERATOR,
     )
     for row in rows:
         for f in fields(row):
@@ -260,4 +261,4 @@ def test_dataclasses_are_frozen():
     with pytest.raises(FrozenInstanceError):
         cd.CHANNELS[0].name = "x"  # type: ignore[misc]
     with pytest.raises(FrozenInstanceError):
-        cd.OPERATOR.inn = "0"  # type: ignore[misc]
+        OPERATOR.inn = "0"  # type: ignore[misc]

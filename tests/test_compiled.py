@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from graphql import parse
 
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.settings import Settings
 from models import (
     AuthSession,
     BonusAccount,

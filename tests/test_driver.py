@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kabinet.db import STATEMENT_LISTENERS, DriverStatement, connection_lost, driver_connection
+from core.db import STATEMENT_LISTENERS, DriverStatement, connection_lost, driver_connection
 from models import Tariff
 from tests.faults.test_db_drop import terminate_backend
 

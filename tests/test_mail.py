@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from kabinet import mail
-from kabinet.db import begin_write
-from kabinet.mail import (
+from core import outbox
+from core.db import begin_write
+from core.outbox import (
     CLAIM_LEASE,
     MARK_SENT_EVERY,
     DeliveryReport,
@@ -31,17 +31,20 @@ from kabinet.mail import (
     deliver_all_now,
     deliver_due,
     queue_letter,
-    receipt_letter,
-    recovery_code_letter,
-    recovery_code_sms,
-    registration_letter,
     retry_delay,
     run_worker,
     senders_for,
 )
-from kabinet.settings import Settings
+from core.settings import Settings
 from models.base import utcnow
 from models.outbox import OutboxMessage
+from resolvers.letters import (
+    password_changed_letter,
+    receipt_letter,
+    recovery_code_letter,
+    recovery_code_sms,
+    registration_letter,
+)
 from tests.conftest import fast_settings
 
 PUBLIC_URL = "https://lk.example.net"
@@ -381,7 +384,7 @@ async def test_round_that_runs_long_hands_untried_letters_back(
     settings: Settings, session_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a round with no time left to start a send
-    monkeypatch.setattr(mail, "SEND_DEADLINE_SECONDS", CLAIM_LEASE.total_seconds())
+    monkeypatch.setattr(outbox, "SEND_DEADLINE_SECONDS", CLAIM_LEASE.total_seconds())
     await queue_committed(session_factory, 2)
 
     # when
@@ -459,12 +462,12 @@ async def test_log_sender_prints_the_letter(
     )
 
     # when
-    with caplog.at_level(logging.INFO, logger="kabinet.mail"):
+    with caplog.at_level(logging.INFO, logger="core.outbox"):
         report = await deliver_due(session_factory, senders, settings=settings)
 
     # then
     assert report == DeliveryReport(sent=2, failed=0, remaining=0)
-    [letter, sms] = [r.getMessage() for r in caplog.records if r.name == "kabinet.mail"]
+    [letter, sms] = [r.getMessage() for r in caplog.records if r.name == "core.outbox"]
     assert letter.startswith("DEVELOPMENT MAIL, NOT SENT")
     assert "To: dev@example.org" in letter and "Код: 123456" in letter
     assert sms.startswith("DEVELOPMENT SMS, NOT SENT") and "SMS-код 654321" in sms
@@ -479,7 +482,7 @@ async def test_production_without_smtp_keeps_letters_queued(
     await queue_committed(session_factory, body_text="Временный пароль: secret-1")
 
     # when
-    with caplog.at_level(logging.INFO, logger="kabinet.mail"):
+    with caplog.at_level(logging.INFO, logger="core.outbox"):
         report = await deliver_due(session_factory, senders_for(config), settings=config)
 
     # then the letter waits in the outbox and its text never reaches the log
@@ -513,7 +516,7 @@ def test_links_are_built_from_the_public_url() -> None:
             LETTER_SETTINGS, login="l", temporary_password="p", contract_number="1"
         ),
         recovery_code_letter(LETTER_SETTINGS, code="123456", minutes=10),
-        mail.password_changed_letter(LETTER_SETTINGS, when=datetime(2025, 3, 1, 9, 30, tzinfo=UTC)),
+        password_changed_letter(LETTER_SETTINGS, when=datetime(2025, 3, 1, 9, 30, tzinfo=UTC)),
     ]
     for _subject, text, page in letters:
         assert f"{PUBLIC_URL}/\n" in text
@@ -590,7 +593,7 @@ def test_errors_are_one_short_line_without_credentials() -> None:
         update={"smtp_username": "mailer", "smtp_password": "hunter2-secret"}
     )
     error = RuntimeError("535 auth failed for mailer / hunter2-secret\n" + "x" * 1000)
-    text = mail.describe_error(error, config)
+    text = outbox.describe_error(error, config)
     assert text.startswith("RuntimeError: 535 auth failed for *** / ***")
     assert "\n" not in text and len(text) == 500
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from core.logs import JsonFormatter, request_id_var
 from kabinet.app import create_app
-from kabinet.logs import JsonFormatter, request_id_var
 from tests.conftest import fast_settings, gql
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from auth.passwords import Passwords
-from kabinet.settings import Settings
+from core.settings import Settings
 
 FAST = {"argon2_memory_kib": 64, "argon2_time_cost": 1}
 PASSWORD = "correct horse battery staple again"

@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from core.db import begin_write
 from kabinet.app import create_app
-from kabinet.db import begin_write
 from models.access import AuthSession
 from models.base import utcnow
 from tests.conftest import gql

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth import ratelimit
 from auth.client_address import UNKNOWN_ADDRESS, TrustedProxies, client_address
 from auth.ratelimit import Limit, limits_for
-from kabinet.db import begin_write, create_engine, create_session_factory
-from kabinet.settings import Settings
+from core.db import begin_write, create_engine, create_session_factory
+from core.settings import Settings
 from models.access import RateLimitCounter
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

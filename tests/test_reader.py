@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kabinet.db import STATEMENT_LISTENERS, ReadQuery, RequestReader, one_of
+from core.db import STATEMENT_LISTENERS, ReadQuery, RequestReader, one_of
 from models import Tariff
 
 _tariffs = Tariff.__table__  # type: ignore[attr-defined]

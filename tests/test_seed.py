@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from auth.passwords import passwords_for
-from kabinet.db import begin_write
+from core.db import begin_write
 from kabinet.seed import DEMO_BALANCE, DEMO_CONTRACT, seed_demo
 from models import BonusAccount, Contract, Credential, LedgerEntry, StaffUser
 

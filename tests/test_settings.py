@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from core.settings import ProductionConfigError, Settings
 from kabinet.app import create_app
-from kabinet.settings import ProductionConfigError, Settings
 
 
 def test_defaults_are_the_spec_numbers(monkeypatch: pytest.MonkeyPatch) -> None:

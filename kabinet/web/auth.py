@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from auth.sessions import COOKIE_NAME, Principal, authenticate
-from kabinet.db import RequestReader
+from core.db import RequestReader
 
 
 def request_token(request: Request, *, bearer: bool = True) -> str | None:

@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from auth.sessions import Principal, authenticate
-from kabinet.db import RequestReader
+from core.db import RequestReader
 from kabinet.web.auth import request_token
 from models import Credential, StaffUser
 

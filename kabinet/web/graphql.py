@@ -19,14 +19,15 @@ from starlette.responses import JSONResponse, Response
 
 from auth.client_address import TrustedProxies, client_address
 from auth.sessions import Principal, needs_touch, touch
-from kabinet.db import RequestReader, begin_write
-from kabinet.settings import Settings
+from core.db import RequestReader, begin_write
+from core.settings import Settings
 from kabinet.web.auth import request_principal, request_token
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
+from resolvers.loaders import Loaders
 from schema import MASKED_MESSAGE, should_mask_error
 from schema.compiled import SqlAnswers
-from schema.context import Context, Loaders
+from schema.context import Context
 from schema.limits import root_fields, uses_introspection
 
 # What a subscriber who must change the temporary password may still do.

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from kabinet.migrate import current_revision, head_revision
+from core.migrate import current_revision, head_revision
 
 log = logging.getLogger("kabinet.health")
 

@@ -51,19 +51,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from kabinet.db import RequestReader
-from kabinet.payment_providers import SIGNATURE_HEADER, sign, verify_signature
-from kabinet.settings import Settings
+from core.db import RequestReader
+from core.errors import DomainError, ErrorCode
+from core.ids import from_global_id, to_global_id
+from core.payment_providers import SIGNATURE_HEADER, sign, verify_signature
+from core.settings import Settings
 from kabinet.web.auth import request_principal
 from resolvers.accounts import may_see_contract
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.payments import (
     EVENT_STATUSES,
     apply_provider_event,
     payments_by_id,
     receipts_with_owner,
 )
-from schema.types.node import from_global_id, to_global_id
 
 log = logging.getLogger("kabinet.webhooks")
 

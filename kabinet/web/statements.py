@@ -33,10 +33,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from kabinet.db import RequestReader
+from core.db import RequestReader
+from core.errors import DomainError
 from kabinet.web.auth import request_principal
 from resolvers.accounts import contracts_by_number, may_see_contract
-from resolvers.errors import DomainError
 from resolvers.expenses import STATEMENT_MAX_ROWS, check_period, statement_rows
 
 DEFAULT_PERIOD_DAYS = 30

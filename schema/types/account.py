@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import strawberry
 
+from core.errors import DomainError
+from core.ids import to_global_id
 from models.base import utcnow
 from resolvers import bonus, expenses, payments, promised, services
-from resolvers.errors import DomainError
 from resolvers.pagination import Page, check_first
 from schema.context import Info
 from schema.errors import bad_input
@@ -26,7 +27,7 @@ from schema.types.money import (
     PromisedPayment,
     PromisedPaymentOffer,
 )
-from schema.types.node import Node, to_global_id
+from schema.types.node import Node
 from schema.types.pagination import Connection
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import strawberry
 
+from core.ids import to_global_id
 from schema.context import Info
 from schema.scalars import Money
-from schema.types.node import Node, to_global_id
+from schema.types.node import Node
 
 
 @strawberry.type

@@ -9,10 +9,11 @@ from typing import Any
 
 import strawberry
 
+from core.ids import to_global_id
 from resolvers import payments
 from schema.context import Info
 from schema.scalars import Money
-from schema.types.node import Node, to_global_id
+from schema.types.node import Node
 
 
 @strawberry.enum(description="What a balance change was.")

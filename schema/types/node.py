@@ -1,40 +1,11 @@
-"""Global object identification: `node(id)` and opaque IDs ("Type:pk", base64)."""
+"""The `Node` interface of global object identification (`node(id)`); the IDs themselves are
+core.ids."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 import strawberry
-
-MAX_GLOBAL_ID_LENGTH = 200
-
-
-def to_global_id(type_name: str, pk: int | str) -> strawberry.ID:
-    return strawberry.ID(base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode())
-
-
-def from_global_id(global_id: str) -> tuple[str, str] | None:
-    """("Type", "pk") for a well-formed ID, else None (callers answer "not found")."""
-    if len(global_id) > MAX_GLOBAL_ID_LENGTH:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(global_id.encode("ascii")).decode("utf-8")
-    except (binascii.Error, UnicodeError, ValueError):
-        return None
-    type_name, sep, pk = raw.partition(":")
-    if not sep or not type_name or not pk:
-        return None
-    return type_name, pk
 
 
 @strawberry.interface(description="An object with a global ID, fetchable by `node(id)`.")
 class Node:
     id: strawberry.ID
-
-
-def parse_pk(text: str) -> int | None:
-    """A primary key from the text of a global ID: ASCII digits that fit a BIGINT."""
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
-        return None
-    return int(text)

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from resolvers.errors import DomainError
+from core.errors import DomainError
 from resolvers.pagination import Page, check_first, decode_id_cursor
 from schema.context import Info
 from schema.errors import bad_input

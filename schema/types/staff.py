@@ -8,7 +8,8 @@ from typing import Any
 
 import strawberry
 
-from schema.types.node import Node, to_global_id
+from core.ids import to_global_id
+from schema.types.node import Node
 
 
 @strawberry.type(description="A staff write: who, what, when, before and after, why.")

@@ -32,11 +32,11 @@ import resolvers.ledger
 import resolvers.payments
 import resolvers.recovery
 import resolvers.registration
+from core.db import create_engine
+from core.logs import JsonFormatter
+from core.payment_providers import sign
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.db import create_engine
-from kabinet.logs import JsonFormatter
-from kabinet.payment_providers import sign
-from kabinet.settings import Settings
 from models import BonusAccount, BonusEntry, LedgerEntry, OutboxMessage, PaymentEvent, Receipt
 from tests.factories import make_subscriber
 from tests.live import serve_in_thread
@@ -364,7 +364,7 @@ CANARY_CODE = "918273"
 
 
 class Captured(logging.Handler):
-    """Every record, formatted as production writes it (kabinet.logs.JsonFormatter)."""
+    """Every record, formatted as production writes it (core.logs.JsonFormatter)."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

@@ -29,8 +29,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from kabinet.db import begin_write, create_engine
-from kabinet.settings import Settings
+from core.db import begin_write, create_engine
+from core.settings import Settings
 from kabinet.web.payments import WEBHOOK_ATTEMPTS
 from models import (
     BillingCharge,

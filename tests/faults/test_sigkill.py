@@ -32,9 +32,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import create_engine, create_session_factory
-from kabinet.payment_providers import sign
-from kabinet.settings import Settings
+from core.db import create_engine, create_session_factory
+from core.payment_providers import sign
+from core.settings import Settings
 from models import Contract, LedgerEntry, OutboxMessage, Payment, PaymentEvent, Receipt
 from resolvers import ledger
 from tests.conftest import (

@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from kabinet import mail
+from core import outbox
+from core.db import begin_write
+from core.payment_providers import sign
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.db import begin_write
-from kabinet.payment_providers import sign
-from kabinet.settings import Settings
 from models.outbox import OutboxMessage
 from tests.factories import make_subscriber
 from tests.live import serve_in_thread
@@ -175,7 +175,7 @@ async def _run_outage(
     ids = [message["Message-ID"] for message in received]
     assert len(received) == letters, [m["Subject"] for m in received]
     assert len(set(ids)) == letters, ids
-    assert sorted(ids) == sorted(mail.message_id(row, live) for row in rows)
+    assert sorted(ids) == sorted(outbox.message_id(row, live) for row in rows)
     assert sorted(m["To"] for m in received) == sorted(row.recipient for row in rows)
     assert sorted(row.kind for row in rows) == ["RECEIPT"] * RECEIPTS + ["RECOVERY_CODE"]
     for row in rows:
@@ -194,7 +194,7 @@ async def test_letters_wait_while_smtp_is_down_then_go_exactly_once(
     mode: str,
 ) -> None:
     # the worker's back-off (30 s, doubling) shortened so that the outage spans several tries
-    monkeypatch.setattr(mail, "retry_delay", lambda attempts: FAST_RETRY)
+    monkeypatch.setattr(outbox, "retry_delay", lambda attempts: FAST_RETRY)
     timings = await _run_outage(
         settings, session_factory, smtp_server, mode=mode, failed_attempts=3, wait_seconds=20
     )
@@ -222,11 +222,11 @@ async def test_letters_survive_an_smtp_outage_of_four_hours(
     letters (passwords, codes, receipts) must still go when it is back. Mail servers keep
     retrying for days (Postfix `maximal_queue_lifetime`: 5 d)."""
     live = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port})
-    senders = mail.senders_for(live)
+    senders = outbox.senders_for(live)
     async with session_factory() as session:
         await begin_write(session)
         for n in range(3):
-            mail.queue_letter(
+            outbox.queue_letter(
                 session,
                 kind="RECEIPT",
                 recipient=f"payer{n}@example.org",
@@ -234,20 +234,20 @@ async def test_letters_survive_an_smtp_outage_of_four_hours(
                 body_text=f"Письмо {n}",
             )
         await session.commit()
-    start = mail.utcnow()
+    start = outbox.utcnow()
     step = timedelta(minutes=5)
     given_up_after: timedelta | None = None
     # the relay is down for 4 hours; the worker runs its rounds all along
     now = start
     while now < start + timedelta(hours=4):
-        report = await mail.deliver_due(session_factory, senders, settings=live, now=now)
+        report = await outbox.deliver_due(session_factory, senders, settings=live, now=now)
         if report.remaining == 0 and given_up_after is None:
             given_up_after = now - start
         now += step
     # it is back; the worker goes on for another two hours
     smtp_server.start()
     while now < start + timedelta(hours=6):
-        await mail.deliver_due(session_factory, senders, settings=live, now=now)
+        await outbox.deliver_due(session_factory, senders, settings=live, now=now)
         now += step
     rows = await _outbox(session_factory)
     unsent = [(row.id, row.attempts) for row in rows if row.sent_at is None]

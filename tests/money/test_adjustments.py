@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from kabinet.db import begin_write
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
 from models import AuditEntry, Contract, LedgerEntry
 from resolvers import ledger
 from resolvers.adjustments import Adjusted, adjust_balance
-from resolvers.errors import DomainError, ErrorCode
 from tests.factories import make_staff, make_subscriber
 from tests.money.test_ledger import assert_ledger_balanced
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from core.db import begin_write
 from kabinet.cli import main
-from kabinet.db import begin_write
 from models import BillingCharge, Contract, LedgerEntry, Subscriber, TvPackage
 from resolvers import billing
 from resolvers.billing import BillingProgress, run_billing_day, run_billing_scheduler

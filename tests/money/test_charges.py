@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kabinet.db import begin_write
+from core.db import begin_write
 from models import (
     Channel,
     Contract,

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from auth.sessions import COOKIE_NAME
-from kabinet.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
 from kabinet.web.statements import HEADER, statement_routes
 from models import LedgerEntry
 from resolvers import ledger
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.expenses import (
     CategoryTotal,
     MonthTotal,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import begin_write
+from core.db import begin_write
 from models import Contract, LedgerEntry
 from resolvers import ledger
 from tests.factories import make_subscriber

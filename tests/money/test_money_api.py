@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kabinet.payment_providers import sign
+from core.payment_providers import sign
 from models import Payment
 from tests.conftest import gql, gql_raw
 from tests.factories import make_staff, make_subscriber, sign_in

@@ -17,8 +17,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import RequestReader, begin_write
-from kabinet.payment_providers import (
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
+from core.ids import to_global_id
+from core.payment_providers import (
     ExternalProvider,
     SandboxProvider,
     payment_global_id,
@@ -27,12 +29,11 @@ from kabinet.payment_providers import (
     url_template_problem,
     verify_signature,
 )
-from kabinet.settings import Settings
+from core.settings import Settings
 from kabinet.web.payments import payment_routes
 from models import Contract, LedgerEntry, Payment
 from resolvers import ledger
 from resolvers.bonus import add_months, points_for
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.payments import (
     TopUp,
     apply_provider_event,
@@ -41,7 +42,6 @@ from resolvers.payments import (
     receipt_for_payment,
     request_fingerprint,
 )
-from schema.types.node import to_global_id
 from tests.conftest import fast_settings
 from tests.factories import make_subscriber
 from tests.money.test_ledger import assert_ledger_balanced

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import begin_write
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
 from models import Contract, LedgerEntry, Payment, PromisedPayment
 from models.base import utcnow
 from resolvers import ledger
 from resolvers.billing import BillingProgress, run_billing_day
 from resolvers.charges import daily_share, days_in_month
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.promised import (
     BALANCE_SUFFICIENT,
     CONTRACT_CLOSED,

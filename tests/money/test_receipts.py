@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from auth.sessions import COOKIE_NAME
-from kabinet.catalog_data import OPERATOR
-from kabinet.payment_providers import payment_global_id
-from kabinet.settings import Settings
+from core.payment_providers import payment_global_id
+from core.settings import Settings
 from models import Receipt
 from resolvers.payments import RECEIPT_ITEM, receipt_number, vat_included
+from resolvers.receipts import OPERATOR
 from tests.factories import make_staff, make_subscriber, sign_in
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import (

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from core.db import STATEMENT_LISTENERS, begin_write
+from core.ids import to_global_id
+from core.payment_providers import payment_global_id, sign
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.db import STATEMENT_LISTENERS, begin_write
-from kabinet.payment_providers import payment_global_id, sign
-from kabinet.settings import Settings
 from models import (
     BonusAccount,
     BonusEntry,
@@ -33,7 +34,6 @@ from models.base import utcnow
 from resolvers import payments
 from resolvers.bonus import add_months
 from resolvers.payments import EventOutcome, apply_provider_event
-from schema.types.node import to_global_id
 from tests.conftest import fast_settings
 from tests.factories import make_subscriber
 from tests.money.test_ledger import assert_ledger_balanced

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from kabinet.db import RequestReader, begin_write
-from kabinet.settings import Settings
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import AuditEntry
 from resolvers.audit import list_audit_log, record_audit, redact
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import decode_id_cursor
 from tests.factories import make_staff
 

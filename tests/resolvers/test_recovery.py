@@ -15,8 +15,9 @@ from auth import ratelimit
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, keyed_hash
 from auth.sessions import issue_session
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     AuthSession,
     Contract,
@@ -28,7 +29,6 @@ from models import (
     Tariff,
 )
 from models.base import utcnow
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.recovery import CODE_INVALID_MESSAGE, request_password_recovery, reset_password
 
 LOGIN = "770000005678"

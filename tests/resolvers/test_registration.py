@@ -14,8 +14,9 @@ from sqlmodel import col
 from auth import ratelimit
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     BonusAccount,
     Contract,
@@ -25,7 +26,6 @@ from models import (
     Subscriber,
     Tariff,
 )
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.registration import (
     ALREADY_REGISTERED_MESSAGE,
     DETAILS_MISMATCH_MESSAGE,

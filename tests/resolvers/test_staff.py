@@ -15,8 +15,9 @@ from sqlmodel import col
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
 from auth.sessions import issue_session
-from kabinet.db import RequestReader, begin_write
-from kabinet.settings import Settings
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     AuditEntry,
     AuthSession,
@@ -28,7 +29,6 @@ from models import (
     Tariff,
 )
 from resolvers import staff as staff_verbs
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import decode_id_cursor
 from resolvers.staff import CreatedContract, staff_create_contract, staff_reset_access
 from resolvers.subscribers import search_subscribers

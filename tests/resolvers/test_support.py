@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from kabinet.db import begin_write
-from kabinet.settings import Settings
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import AuditEntry, RateLimitCounter, StaffUser, SupportRequest
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.pagination import decode_id_cursor
 from resolvers.support import (
     close_support_request,

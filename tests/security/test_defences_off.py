@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from auth import ratelimit
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.settings import Settings
 from kabinet.web.graphql import GraphQLEndpoint
 from models import Contract
 from tests import test_access, test_limits

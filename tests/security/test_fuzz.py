@@ -56,9 +56,9 @@ from schemathesis.graphql.checks import GraphQLServerError
 from schemathesis.python.asgi import shutdown_lifespans
 
 from auth.sessions import issue_session
+from core.db import begin_write
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.db import begin_write
-from kabinet.settings import Settings
 from models import metadata
 from tests.conftest import CATALOG_TABLES, _empty_non_catalog_tables, gql
 from tests.factories import DEFAULT_PASSWORD, make_staff, make_subscriber, sign_in

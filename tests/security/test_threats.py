@@ -34,9 +34,9 @@ from graphql import (
 from strawberry.permission import PermissionExtension
 
 from auth.permissions import IsStaff, IsSubscriber
+from core.outbox import deliver_due, senders_for
+from core.payment_providers import sign
 from kabinet.app import create_app
-from kabinet.mail import deliver_due, senders_for
-from kabinet.payment_providers import sign
 from models import Contract, OutboxMessage, metadata
 from schema import build_schema
 from tests.conftest import fast_settings, gql, gql_raw, production_settings

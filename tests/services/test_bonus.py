@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import RequestReader, begin_write
-from kabinet.settings import Settings
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from models import (
     BonusAccount,
     BonusEntry,
@@ -45,7 +46,6 @@ from resolvers.bonus import (
     redeem_bonus,
 )
 from resolvers.charges import TARIFF, TV_PACKAGE, daily_share, monthly_charges
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.payments import apply_provider_event
 from tests.factories import MadeSubscriber, make_subscriber
 from tests.money.test_ledger import assert_ledger_balanced

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
 
-from kabinet.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write
+from core.errors import DomainError, ErrorCode
 from models import (
     AuditEntry,
     BonusReward,
@@ -44,7 +45,6 @@ from resolvers.catalog import (
     list_tv_packages,
 )
 from resolvers.charges import daily_share
-from resolvers.errors import DomainError, ErrorCode
 from resolvers.lineup import tv_packages_of_contracts
 from tests.conftest import _empty_non_catalog_tables
 from tests.factories import make_staff, make_subscriber

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kabinet.db import STATEMENT_LISTENERS, RequestReader
+from core.db import STATEMENT_LISTENERS, RequestReader
 from models import Channel, ServiceOption, Tariff, TvPackage, TvPackageChannel
 from resolvers import lineup, services
 from resolvers.charges import MULTIROOM_DEVICE, OPTION, PERSONAL_TV, TARIFF, TV_PACKAGE, ChargeItem

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kabinet.db import begin_write
+from core.db import begin_write
+from core.errors import DomainError, ErrorCode
 from models import (
     Channel,
     Contract,
@@ -37,7 +38,6 @@ from models import (
 from models.base import utcnow
 from resolvers import services
 from resolvers.billing import run_billing_day
-from resolvers.errors import DomainError, ErrorCode
 from tests.factories import make_subscriber
 from tests.money.test_charges import fund, opened_days_ago_for
 from tests.money.test_ledger import assert_ledger_balanced

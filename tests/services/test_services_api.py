@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kabinet.db import begin_write
+from core.db import begin_write
 from models import BonusAccount, BonusEntry
 from models.base import utcnow
 from resolvers.billing import run_billing_day

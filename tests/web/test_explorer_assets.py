@@ -21,8 +21,8 @@ import pytest
 from starlette.applications import Starlette
 
 from auth.sessions import COOKIE_NAME
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
 from kabinet.web.explorer import CONTENT_SECURITY_POLICY, explorer_routes
 from tests.conftest import gql_raw, production_settings

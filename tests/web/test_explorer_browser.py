@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 
+from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.settings import Settings
 from kabinet.web import explorer as explorer_module
 from tests.conftest import production_settings
 from tests.factories import make_staff, make_subscriber

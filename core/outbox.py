@@ -1,4 +1,4 @@
-"""Outgoing mail: the outbox, the letters, and the worker that delivers them.
+"""Outgoing mail: the outbox and the worker that delivers it (the texts: resolvers/letters.py).
 
 A letter is an `outbox` row added to the caller's session, so it commits or rolls back with
 the change that causes it (SPEC §5): a rolled-back change never sends a letter, and a
@@ -20,29 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from kabinet.db import begin_write, create_engine, create_session_factory
-from kabinet.settings import Settings
+from core.db import begin_write, create_engine, create_session_factory
+from core.settings import Settings
 from models.base import utcnow
 from models.outbox import OutboxMessage
 
-logger = logging.getLogger("kabinet.mail")
+logger = logging.getLogger("core.outbox")
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -109,193 +107,6 @@ def queue_row(session: AsyncSession, row: dict[str, Any]) -> OutboxMessage:
     message = OutboxMessage(**row)
     session.add(message)
     return message
-
-
-# -- letters ------------------------------------------------------------------------------
-
-
-class Letter(NamedTuple):
-    subject: str
-    body_text: str
-    body_html: str | None
-
-
-def public_link(settings: Settings, path: str = "/") -> str:
-    """A link the service hands out: always under KABINET_PUBLIC_URL, never the Host header."""
-    if not path.startswith("/") or path.startswith("//"):
-        raise ValueError("a link path must start with a single '/'")
-    return settings.public_url.rstrip("/") + path
-
-
-def _own_link(settings: Settings, url: str) -> str:
-    if url.startswith("/"):
-        return public_link(settings, url)
-    base = settings.public_url.rstrip("/")
-    if url == base or url.startswith(base + "/"):
-        return url
-    raise ValueError("links in letters must point under KABINET_PUBLIC_URL")
-
-
-def _plural(n: int, one: str, few: str, many: str) -> str:
-    if n % 10 == 1 and n % 100 != 11:
-        return one
-    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-        return few
-    return many
-
-
-def _minutes(n: int) -> str:
-    return f"{n} {_plural(n, 'минуту', 'минуты', 'минут')}"
-
-
-def _moment(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%d.%m.%Y %H:%M UTC")
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    digits = f"{amount.quantize(Decimal('0.01')):,.2f}".replace(",", "\u00a0").replace(".", ",")
-    return f"{digits}\u00a0{'руб.' if currency == 'RUB' else currency}"
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _a(url: str, label: str | None = None) -> str:
-    return f'<a href="{_e(url)}">{_e(label or url)}</a>'
-
-
-def _html_page(title: str, paragraphs: Sequence[str]) -> str:
-    """A minimal HTML letter; `paragraphs` are HTML fragments whose values are escaped."""
-    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
-    return (
-        '<!DOCTYPE html>\n<html lang="ru"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title></head>\n"
-        f'<body style="font-family: sans-serif; line-height: 1.5">\n{body}\n</body></html>\n'
-    )
-
-
-def registration_letter(
-    settings: Settings, *, login: str, temporary_password: str, contract_number: str
-) -> Letter:
-    operator, link = settings.operator_name, public_link(settings)
-    subject = f"{operator}: логин и пароль для личного кабинета"
-    text = (
-        "Здравствуйте!\n\n"
-        f"Вы зарегистрировались в личном кабинете {operator} по договору № {contract_number}.\n\n"
-        f"Логин: {login}\n"
-        f"Временный пароль: {temporary_password}\n\n"
-        f"Войдите в кабинет: {link}\n"
-        "При первом входе кабинет попросит заменить временный пароль на постоянный.\n\n"
-        "Никому не сообщайте пароль: сотрудники его никогда не спрашивают. Если вы не "
-        "регистрировались, обратитесь в поддержку.\n"
-    )
-    page = _html_page(
-        subject,
-        [
-            "Здравствуйте!",
-            f"Вы зарегистрировались в личном кабинете {_e(operator)} "
-            f"по договору № {_e(contract_number)}.",
-            f"Логин: <b>{_e(login)}</b><br>Временный пароль: <b>{_e(temporary_password)}</b>",
-            f"Войдите в кабинет: {_a(link)}<br>"
-            "При первом входе кабинет попросит заменить временный пароль на постоянный.",
-            "Никому не сообщайте пароль: сотрудники его никогда не спрашивают. "
-            "Если вы не регистрировались, обратитесь в поддержку.",
-        ],
-    )
-    return Letter(subject, text, page)
-
-
-def recovery_code_letter(settings: Settings, *, code: str, minutes: int) -> Letter:
-    operator, link = settings.operator_name, public_link(settings)
-    subject = f"{operator}: код для восстановления доступа"
-    text = (
-        "Здравствуйте!\n\n"
-        f"Код для восстановления доступа к личному кабинету: {code}\n"
-        f"Код действует {_minutes(minutes)} и подходит один раз.\n\n"
-        "Никому не сообщайте код: сотрудники его никогда не спрашивают. Если вы не "
-        "восстанавливали доступ, ничего не делайте: пароль останется прежним.\n\n"
-        f"Личный кабинет: {link}\n"
-    )
-    page = _html_page(
-        subject,
-        [
-            "Здравствуйте!",
-            f"Код для восстановления доступа к личному кабинету: <b>{_e(code)}</b><br>"
-            f"Код действует {_e(_minutes(minutes))} и подходит один раз.",
-            "Никому не сообщайте код: сотрудники его никогда не спрашивают. Если вы не "
-            "восстанавливали доступ, ничего не делайте: пароль останется прежним.",
-            f"Личный кабинет: {_a(link)}",
-        ],
-    )
-    return Letter(subject, text, page)
-
-
-def recovery_code_sms(settings: Settings, *, code: str, minutes: int) -> str:
-    # The last line is the WebOTP form: browsers offer the code only on our own site.
-    host = settings.public_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
-    return (
-        f"Код восстановления доступа: {code}. Действует {_minutes(minutes)}. "
-        "Никому не сообщайте его.\n"
-        f"@{host} #{code}"
-    )
-
-
-def password_changed_letter(settings: Settings, *, when: datetime) -> Letter:
-    operator, link = settings.operator_name, public_link(settings)
-    subject = f"{operator}: пароль от личного кабинета изменён"
-    text = (
-        "Здравствуйте!\n\n"
-        f"Пароль от вашего личного кабинета изменён {_moment(when)}. Все прежние сеансы "
-        "завершены.\n\n"
-        "Если это сделали не вы, сразу восстановите доступ по коду или обратитесь в "
-        f"поддержку.\n\nЛичный кабинет: {link}\n"
-    )
-    page = _html_page(
-        subject,
-        [
-            "Здравствуйте!",
-            f"Пароль от вашего личного кабинета изменён {_e(_moment(when))}. "
-            "Все прежние сеансы завершены.",
-            "Если это сделали не вы, сразу восстановите доступ по коду или обратитесь в поддержку.",
-            f"Личный кабинет: {_a(link)}",
-        ],
-    )
-    return Letter(subject, text, page)
-
-
-def receipt_letter(
-    settings: Settings,
-    *,
-    receipt_number: str,
-    contract_number: str,
-    amount: Decimal,
-    issued_at: datetime,
-    receipt_url: str,
-) -> Letter:
-    """`receipt_url` is a path (`/receipts/…`) or a URL already under KABINET_PUBLIC_URL."""
-    operator, link = settings.operator_name, _own_link(settings, receipt_url)
-    total = _money(amount, settings.currency)
-    subject = f"{operator}: чек № {receipt_number} об оплате по договору № {contract_number}"
-    text = (
-        "Здравствуйте!\n\n"
-        f"Платёж по договору № {contract_number} получен.\n\n"
-        f"Чек № {receipt_number} от {_moment(issued_at)}\n"
-        f"Сумма: {total}\n\n"
-        f"Чек для печати (после входа в личный кабинет): {link}\n\n"
-        f"Спасибо, что вы с нами!\n{operator}\n"
-    )
-    page = _html_page(
-        subject,
-        [
-            "Здравствуйте!",
-            f"Платёж по договору № {_e(contract_number)} получен.",
-            f"Чек № {_e(receipt_number)} от {_e(_moment(issued_at))}<br>Сумма: <b>{_e(total)}</b>",
-            f"Чек для печати (после входа в личный кабинет): {_a(link)}",
-            f"Спасибо, что вы с нами!<br>{_e(operator)}",
-        ],
-    )
-    return Letter(subject, text, page)
 
 
 # -- senders ------------------------------------------------------------------------------

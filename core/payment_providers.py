@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Protocol
 from urllib.parse import quote
 
-from kabinet.settings import Settings
+from core.settings import Settings
 
 SIGNATURE_HEADER = "X-Signature"
 URL_TEMPLATE_FIELDS = frozenset({"payment_id", "amount"})

@@ -24,7 +24,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
-from kabinet.settings import Settings
+from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "kabinet_write"
