@@ -90,20 +90,25 @@ _LETTER_COLUMNS = tuple(
 
 
 def _insert_when_sent(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
-    values = [sa.bindparam(name, type_=table.c[name].type) for name in columns]
+    """INSERT … SELECT :v_<column>, … WHERE :send (values passed as `_values(row)`)."""
+    values = [sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns]
     return sa.insert(table).from_select(list(columns), sa.select(*values).where(_SEND))
 
 
 _EXPIRE_CODES = (
     sa.update(_codes)
     .where(
-        _codes.c.subscriber_id == sa.bindparam("subscriber_id", type_=sa.BigInteger),
+        _codes.c.subscriber_id == sa.bindparam("b_subscriber_id", type_=sa.BigInteger),
         _codes.c.used_at.is_(None),
     )
-    .values(used_at=sa.bindparam("now", type_=_codes.c.used_at.type))
+    .values(used_at=sa.bindparam("b_now", type_=_codes.c.used_at.type))
 )
 _INSERT_CODE = _insert_when_sent(_codes, _CODE_COLUMNS)
 _QUEUE_LETTER = _insert_when_sent(_outbox, _LETTER_COLUMNS)
+
+
+def _values(row: dict[str, Any], send: bool) -> dict[str, Any]:
+    return {"send": send, **{f"v_{name}": value for name, value in row.items()}}
 
 
 async def request_password_recovery(
@@ -146,9 +151,9 @@ async def request_password_recovery(
     send, code_row, letter = _code_and_letter(settings, account, now)
     # Earlier codes die with a new one (for no account, the statement matches nothing).
     subscriber_id = account.subscriber_id if account is not None else 0
-    await session.execute(_EXPIRE_CODES, {"subscriber_id": subscriber_id, "now": now})
-    await session.execute(_INSERT_CODE, {**code_row, "send": send})
-    await session.execute(_QUEUE_LETTER, {**letter, "send": send})
+    await session.execute(_EXPIRE_CODES, {"b_subscriber_id": subscriber_id, "b_now": now})
+    await session.execute(_INSERT_CODE, _values(code_row, send))
+    await session.execute(_QUEUE_LETTER, _values(letter, send))
     await session.commit()
 
 

@@ -29,6 +29,7 @@ from models import (
 )
 from models.base import utcnow
 from resolvers.errors import DomainError, ErrorCode
+from resolvers.identity import subscriber_key
 from resolvers.recovery import CODE_INVALID_MESSAGE, request_password_recovery, reset_password
 
 LOGIN = "770000005678"
@@ -151,7 +152,7 @@ async def code_failures(session_factory: Any, settings: Settings, subscriber_id:
     async with session_factory() as session:
         hits = await session.scalar(
             sa.select(col(RateLimitCounter.hits)).where(
-                col(RateLimitCounter.bucket) == ratelimit.bucket_for(limit, f"sub:{subscriber_id}")
+                col(RateLimitCounter.bucket) == ratelimit.bucket_for(limit, subscriber_key(subscriber_id))
             )
         )
     return int(hits or 0)
@@ -206,12 +207,12 @@ async def test_a_request_answers_the_same_for_a_known_and_an_unknown_identifier(
         seconds=settings.recovery_code_seconds
     )
     assert (stored.attempts, stored.used_at) == (0, None)
-    # both requests were counted, per identifier and per address
+    # both requests were counted, per account (or identifier) and per address
     counters = await rows(session_factory, RateLimitCounter, RateLimitCounter.bucket)
     limits = ratelimit.limits_for(settings)
     assert {c.bucket: c.hits for c in counters} == {
-        ratelimit.bucket_for(limits.recovery_identifier, LOGIN): 1,
-        ratelimit.bucket_for(limits.recovery_identifier, "770099999999"): 1,
+        ratelimit.bucket_for(limits.recovery_identifier, subscriber_key(subscriber_id)): 1,
+        ratelimit.bucket_for(limits.recovery_identifier, "phone:+770099999999"): 1,
         ratelimit.bucket_for(limits.recovery_address, ADDRESS): 2,
     }
 
