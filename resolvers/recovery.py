@@ -153,8 +153,13 @@ async def request_password_recovery(
     subscriber_id = account.subscriber_id if account is not None else 0
     await session.execute(_EXPIRE_CODES, {"b_subscriber_id": subscriber_id, "b_now": now})
     await session.execute(_INSERT_CODE, _values(code_row, send))
-    await session.execute(_QUEUE_LETTER, _values(letter, send))
+    await _queue_code_letter(session, letter, send)
     await session.commit()
+
+
+async def _queue_code_letter(session: AsyncSession, letter: dict[str, Any], send: bool) -> None:
+    """The outbox row of the code's letter (`letter_row`), inserted only when `send`."""
+    await session.execute(_QUEUE_LETTER, _values(letter, send))
 
 
 def _code_and_letter(
