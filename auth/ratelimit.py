@@ -1,17 +1,23 @@
-"""Fixed-window failure counters kept in the database (SPEC §3), shared by every app process.
+"""Fixed-window attempt counters kept in the database (SPEC §3), shared by every app process.
 
-A caller asks `check` before doing the guarded thing, records a failure with `hit` and clears
-the identifier's count with `reset` on success. These functions write inside the caller's
-transaction and never commit: a failed login records its hit and the caller commits even
-though the login failed.
+A caller counts an attempt with `take` BEFORE doing the guarded thing (SPEC §5: limits that
+count attempts count before they check), gives it back with `release` when it turned out not
+to be a failure, and clears the key's count with `reset` on success. These functions write
+inside the caller's transaction and never commit: a failed login keeps its count and the
+caller commits even though the login failed.
 
     limits = limits_for(settings)
-    if retry_after := await check(session, limits.login_identifier, identifier):
+    if retry_after := await take(session, limits.login_identifier, account_key):
         raise DomainError("RATE_LIMITED", ...)
 
-`check` and `hit` are separate statements, so requests that pass `check` at the same moment
-may each add a failure: the count stays exact (`hit` is one atomic upsert), and the overshoot
-is bounded by how many attempts run concurrently.
+`take` is one atomic upsert that returns the new count, so of any number of concurrent
+attempts exactly `max_hits` pass (on PostgreSQL the upsert waits for a concurrent one on the
+same key to commit or roll back). Checking first and counting after (`check`, then `hit`)
+lets a burst through: every request passes the check before any is counted.
+
+Keys are the caller's business: sign-in and recovery count per account (resolvers.identity
+says which key an identifier has), registration per contract number, and all of them per
+client address too.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class RateLimits:
     recovery_identifier: Limit
     recovery_address: Limit
     code_check: Limit
+    code_check_address: Limit
     support_request_address: Limit
 
 
@@ -130,6 +137,11 @@ def limits_for(settings: Settings) -> RateLimits:
             settings.recovery_code_attempts,
             settings.recovery_code_seconds,
             lockout_seconds=settings.recovery_code_seconds,
+        ),
+        # Guessing codes for many accounts from one address is limited too (not only per
+        # account); a right code gives its attempt back.
+        code_check_address=Limit(
+            "code-check-address", settings.recovery_code_failures_per_address_per_hour, HOUR
         ),
         support_request_address=Limit(
             "support-request-address", settings.support_requests_per_address_per_hour, HOUR

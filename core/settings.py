@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     login_window_seconds: int = 15 * 60
     recovery_code_seconds: int = 600
     recovery_code_attempts: int = 5
+    recovery_code_failures_per_address_per_hour: int = 20
     recovery_requests_per_identifier_per_hour: int = 5
     recovery_requests_per_address_per_hour: int = 20
     support_requests_per_address_per_hour: int = 5

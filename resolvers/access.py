@@ -24,7 +24,12 @@ from core.outbox import queue_letter
 from core.settings import Settings
 from models import AuthSession, Contract, Credential, StaffUser, Subscriber
 from models.base import utcnow
-from resolvers.identity import find_account, find_staff, normalize_identifier
+from resolvers.identity import (
+    parse_identifier,
+    staff_key,
+    subscriber_key,
+    who_is,
+)
 from resolvers.letters import password_changed_letter
 
 _sessions = AuthSession.__table__  # type: ignore[attr-defined]
@@ -64,23 +69,26 @@ async def login(
     username) in. Failures are counted per identifier and per client address, in the
     database, and refused from the 11th (51st) on, even with the right password."""
     limits = ratelimit.limits_for(settings)
-    ident = normalize_identifier(identifier)
     # The attempt is counted (and committed) before the password is looked at, so that a
-    # burst of concurrent guesses cannot all pass the limit; a success gives it back.
+    # burst of concurrent guesses cannot all pass the limit; a success gives it back. It is
+    # counted for the account the identifier names, whichever of its identifiers and
+    # spellings was used (SPEC §3).
     await begin_write(session)
-    for limit, key in ((limits.login_identifier, ident), (limits.login_address, client_address)):
+    named = await who_is(session, parse_identifier(identifier), staff=True)
+    for limit, key in (
+        (limits.login_identifier, named.key),
+        (limits.login_address, client_address),
+    ):
         retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
             await session.commit()
             raise _rate_limited(retry_after)
+    # The hash is checked outside any transaction: no lock is held for its ~50 ms.
     await session.commit()
 
     passwords = passwords_for(settings)
-    staff = await find_staff(session, ident) if ident else None
-    account = None if staff is not None else (await find_account(session, ident) if ident else None)
+    staff, account = named.staff, named.account
     stored_hash = staff.password_hash if staff else account.password_hash if account else None
-    # The hash is checked outside any transaction: no lock is held for its ~50 ms.
-    await session.rollback()
     too_long = len(password) > MAX_PASSWORD_INPUT
     # An unknown identifier is checked against the dummy hash: the same work either way.
     matched = await passwords.verify(
@@ -91,7 +99,7 @@ async def login(
 
     await begin_write(session)
     await ratelimit.release(session, limits.login_address, client_address)
-    await ratelimit.reset(session, limits.login_identifier, ident)
+    await ratelimit.reset(session, limits.login_identifier, named.key)
     assert stored_hash is not None
     new_hash = await passwords.hash(password) if passwords.needs_rehash(stored_hash) else None
     if staff is not None:
@@ -201,7 +209,20 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
-    """Check the current password, set the new one, end every other session, send a notice."""
+    """Check the current password, set the new one, end every other session, send a notice.
+
+    A wrong current password is a sign-in failure of the account (SPEC §3): it is counted
+    first, under the same key as the account's sign-ins, so that a stolen session cannot
+    guess the password; past the limit the answer is RATE_LIMITED, even for the right one.
+    """
+    limit = ratelimit.limits_for(settings).login_identifier
+    account_key = staff_key(principal.id) if principal.is_staff else subscriber_key(principal.id)
+    await begin_write(session)
+    retry_after = await ratelimit.take(session, limit, account_key)
+    await session.commit()
+    if retry_after is not None:
+        raise _rate_limited(retry_after)
+
     await begin_write(session)
     table, key = (
         (_staff, _staff.c.id)
@@ -219,13 +240,22 @@ async def change_password(
         raise DomainError(
             ErrorCode.INVALID_CREDENTIALS, "The current password is wrong.", field="currentPassword"
         )
-    check_new_password(settings, new_password, await _context_words(session, settings, principal))
-    if await passwords.verify(stored, new_password):
-        raise DomainError(
-            ErrorCode.PASSWORD_REJECTED,
-            "The new password must differ from the current one.",
-            field="newPassword",
+    # The right current password, like a sign-in, clears the account's failures; that is
+    # kept even when the new password is refused.
+    await ratelimit.reset(session, limit, account_key)
+    try:
+        check_new_password(
+            settings, new_password, await _context_words(session, settings, principal)
         )
+        if await passwords.verify(stored, new_password):
+            raise DomainError(
+                ErrorCode.PASSWORD_REJECTED,
+                "The new password must differ from the current one.",
+                field="newPassword",
+            )
+    except DomainError:
+        await session.commit()
+        raise
     now = utcnow()
     new_hash = await passwords.hash(new_password)
     if principal.is_staff:

@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Contract, Credential, StaffUser, Subscriber
 
 MAX_IDENTIFIER_LENGTH = 254
+# The rate-limit key is the number as typed (normalised); anything longer than a contract
+# number can be is cut, so that a huge input is not a new key per byte.
+MAX_CONTRACT_NUMBER_INPUT = 40
 _PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
 
 _subscribers = Subscriber.__table__  # type: ignore[attr-defined]
@@ -20,11 +23,17 @@ _contracts = Contract.__table__  # type: ignore[attr-defined]
 _credentials = Credential.__table__  # type: ignore[attr-defined]
 _staff = StaffUser.__table__  # type: ignore[attr-defined]
 
+# The kinds of identifier (SPEC §3: login, contract number, phone or email). A contract
+# number is digits, so it is read as a PHONE: every spelling of it (spaces, dashes, a "+")
+# has one form, and the contract is the one whose number is that form's digits.
+EMAIL = "email"
+PHONE = "phone"
+LOGIN = "login"
 
-def normalize_identifier(identifier: str) -> str:
-    """The form counted by rate limits and looked up: NFKC, trimmed, e-mails lower-cased."""
-    text = unicodedata.normalize("NFKC", identifier).strip()[:MAX_IDENTIFIER_LENGTH]
-    return text.lower() if "@" in text else text
+
+def normalize_email(email: str) -> str:
+    """NFKC, trimmed, lower case: how emails are stored and compared."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def normalize_phone(phone: str) -> str | None:
@@ -38,6 +47,58 @@ def normalize_phone(phone: str) -> str | None:
     if not 8 <= len(digits) <= 15:
         return None
     return "+" + digits
+
+
+def normalize_contract_number(contract_number: str) -> str:
+    """NFKC, without spaces and dashes: "7700 1234-5678" is the number printed with spaces;
+    what is left is compared with the contract numbers as it is (digits, when it is one)."""
+    text = unicodedata.normalize("NFKC", contract_number).replace("-", "")
+    return "".join(text.split())[:MAX_CONTRACT_NUMBER_INPUT]
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """A sign-in or recovery identifier in its one form: an email in lower case, a phone
+    (and so a contract number) in E.164, anything else as a login (NFKC, trimmed).
+
+    Every lookup is made from this form alone, so two spellings with one form always name
+    the same account (or none): what is counted under `key` for an identifier that names
+    no account is what the same spellings would share if it named one.
+    """
+
+    kind: str
+    value: str
+
+    @property
+    def name(self) -> str:
+        """The form compared with logins, staff usernames and contract numbers."""
+        return self.value[1:] if self.kind == PHONE else self.value
+
+    @property
+    def key(self) -> str:
+        """The rate-limit key of an identifier that names no account."""
+        return f"{self.kind}:{self.value}"
+
+
+def parse_identifier(identifier: str) -> Identifier:
+    """The one form of a login, contract number, phone or email (SPEC §3); an empty login
+    when nothing is left after trimming."""
+    text = unicodedata.normalize("NFKC", identifier).strip()[:MAX_IDENTIFIER_LENGTH]
+    if "@" in text:
+        return Identifier(EMAIL, normalize_email(text))
+    phone = normalize_phone(text)
+    if phone is not None:
+        return Identifier(PHONE, phone)
+    return Identifier(LOGIN, text)
+
+
+def subscriber_key(subscriber_id: int) -> str:
+    """The rate-limit key of a subscriber's account: every identifier naming it counts here."""
+    return f"subscriber:{subscriber_id}"
+
+
+def staff_key(staff_id: int) -> str:
+    return f"staff:{staff_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +159,18 @@ _STAFF_NAMED = sa.select(
 ).where(_staff.c.username == sa.bindparam("username", type_=sa.String), _staff.c.active.is_(True))
 
 
-async def find_account(session: AsyncSession, identifier: str) -> Account | None:
+async def find_account(session: AsyncSession, identifier: Identifier) -> Account | None:
     """The one registered subscriber named by a login, contract number, phone or email;
     None when there is none or when the identifier is ambiguous."""
-    ident = normalize_identifier(identifier)
-    if not ident:
+    if not identifier.value:
         return None
-    phone = normalize_phone(ident)
-    params = {"ident": ident, "email": ident.lower()}
-    if phone is not None:
-        params["phone"] = phone
-    rows = (await session.execute(_ACCOUNTS[phone is not None], params)).all()
+    params = {
+        "ident": identifier.name,
+        "email": identifier.value if identifier.kind == EMAIL else None,
+    }
+    if identifier.kind == PHONE:
+        params["phone"] = identifier.value
+    rows = (await session.execute(_ACCOUNTS[identifier.kind == PHONE], params)).all()
     if len(rows) != 1:
         return None
     row = rows[0]
@@ -131,9 +193,38 @@ class StaffAccount:
     password_hash: str
 
 
-async def find_staff(session: AsyncSession, identifier: str) -> StaffAccount | None:
-    ident = normalize_identifier(identifier)
-    row = (await session.execute(_STAFF_NAMED, {"username": ident})).first()
+async def find_staff(session: AsyncSession, identifier: Identifier) -> StaffAccount | None:
+    if not identifier.value:
+        return None
+    row = (await session.execute(_STAFF_NAMED, {"username": identifier.name})).first()
     if row is None:
         return None
     return StaffAccount(row.id, row.username, row.role, row.password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """Who an identifier names (a staff member, a subscriber, or no one) and the key its
+    attempts are counted under."""
+
+    identifier: Identifier
+    account: Account | None = None
+    staff: StaffAccount | None = None
+
+    @property
+    def key(self) -> str:
+        """The account's key when it names one (all its identifiers, in any spelling, share
+        one count); else the identifier's one form."""
+        if self.staff is not None:
+            return staff_key(self.staff.staff_id)
+        if self.account is not None:
+            return subscriber_key(self.account.subscriber_id)
+        return self.identifier.key
+
+
+async def who_is(session: AsyncSession, identifier: Identifier, *, staff: bool = False) -> Named:
+    """The account an identifier names: with `staff`, a staff member's username first, then
+    a subscriber's login, contract number, phone or email."""
+    if staff and (member := await find_staff(session, identifier)) is not None:
+        return Named(identifier, staff=member)
+    return Named(identifier, account=await find_account(session, identifier))

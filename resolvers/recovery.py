@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,11 +27,11 @@ from auth.secrets import constant_time_equal, keyed_hash, new_numeric_code
 from auth.sessions import revoke_sessions
 from core.db import begin_write
 from core.errors import DomainError, ErrorCode
-from core.outbox import EMAIL, SMS, queue_letter
+from core.outbox import EMAIL, SMS, letter_row, queue_letter
 from core.settings import Settings
-from models import Contract, Credential, RecoveryCode, Subscriber
+from models import Contract, Credential, OutboxMessage, RecoveryCode, Subscriber
 from models.base import utcnow
-from resolvers.identity import Account, find_account, normalize_identifier
+from resolvers.identity import Account, parse_identifier, who_is
 from resolvers.letters import password_changed_letter, recovery_code_letter, recovery_code_sms
 
 __all__ = [
@@ -51,6 +52,7 @@ _codes = RecoveryCode.__table__  # type: ignore[attr-defined]
 _credentials = Credential.__table__  # type: ignore[attr-defined]
 _contracts = Contract.__table__  # type: ignore[attr-defined]
 _subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def code_hash(settings: Settings, subscriber_id: int, code: str) -> str:
@@ -68,6 +70,40 @@ def _code_minutes(settings: Settings) -> int:
     return max(1, math.ceil(settings.recovery_code_seconds / 60))
 
 
+# Recovery codes and their letters are inserted by these statements whether or not there is
+# anyone to send them to (`send` says whether a row is inserted): a request for an unknown
+# identifier runs the very statements, and makes the very code, hash and letter, of one for a
+# known identifier (SPEC §3: the answer does not tell them apart, nor does its time).
+_SEND = sa.bindparam("send", type_=sa.Boolean)
+_CODE_COLUMNS = ("subscriber_id", "code_hash", "channel", "created_at", "expires_at", "attempts")
+_NOBODY = "nobody@example.invalid"  # the recipient of the letter that is never inserted
+_LETTER_COLUMNS = tuple(
+    letter_row(kind="RECOVERY_CODE", recipient=_NOBODY, subject="", body_text="")
+)
+
+
+def _insert_when_sent(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    """INSERT … SELECT :v_<column>, … WHERE :send (values passed as `_values(row)`)."""
+    values = [sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns]
+    return sa.insert(table).from_select(list(columns), sa.select(*values).where(_SEND))
+
+
+_EXPIRE_CODES = (
+    sa.update(_codes)
+    .where(
+        _codes.c.subscriber_id == sa.bindparam("b_subscriber_id", type_=sa.BigInteger),
+        _codes.c.used_at.is_(None),
+    )
+    .values(used_at=sa.bindparam("b_now", type_=_codes.c.used_at.type))
+)
+_INSERT_CODE = _insert_when_sent(_codes, _CODE_COLUMNS)
+_QUEUE_LETTER = _insert_when_sent(_outbox, _LETTER_COLUMNS)
+
+
+def _values(row: dict[str, Any], send: bool) -> dict[str, Any]:
+    return {"send": send, **{f"v_{name}": value for name, value in row.items()}}
+
+
 async def request_password_recovery(
     session: AsyncSession,
     *,
@@ -78,80 +114,89 @@ async def request_password_recovery(
     """Send a recovery code to the account named by a login, contract number, phone or email.
 
     Returns None whether or not there is such an account; raises DomainError RATE_LIMITED
-    (with `retry_after_seconds`) past 5 requests per identifier or 20 per client address in
-    an hour (every request counts, found or not), and INVALID (field `identifier`) for an
+    (with `retry_after_seconds`) past 5 requests per account (or, for an identifier that
+    names none, per its normalised form) or 20 per client address in an hour (every request
+    counts, found or not, before it is checked), and INVALID (field `identifier`) for an
     empty identifier.
     """
-    ident = normalize_identifier(identifier)
-    if not ident:
+    ident = parse_identifier(identifier)
+    if not ident.value:
         raise DomainError(
             ErrorCode.INVALID,
             "Enter your login, contract number, phone or email.",
             field="identifier",
         )
     limits = ratelimit.limits_for(settings)
-    checks = ((limits.recovery_identifier, ident), (limits.recovery_address, client_address))
 
     await begin_write(session)
-    for limit, key in checks:
-        retry_after = await ratelimit.check(session, limit, key)
+    named = await who_is(session, ident)
+    for limit, key in (
+        (limits.recovery_identifier, named.key),
+        (limits.recovery_address, client_address),
+    ):
+        retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.rollback()
+            await session.rollback()  # a refused request is no request: nothing is kept
             raise _rate_limited(retry_after)
-    for limit, key in checks:
-        await ratelimit.hit(session, limit, key)
 
-    account = await find_account(session, ident)
     now = utcnow()
-    # Earlier codes die with a new one. For an unknown identifier the same statement runs
-    # and matches nothing, so that both answers cost about the same.
-    await session.execute(
-        sa.update(_codes)
-        .where(
-            _codes.c.subscriber_id == (account.subscriber_id if account else 0),
-            _codes.c.used_at.is_(None),
-        )
-        .values(used_at=now)
-    )
-    if account is not None:
-        _send_code(session, settings, account, now)
+    account = named.account
+    send, code_row, letter = _code_and_letter(settings, account, now)
+    # Earlier codes die with a new one (for no account, the statement matches nothing).
+    subscriber_id = account.subscriber_id if account is not None else 0
+    await session.execute(_EXPIRE_CODES, {"b_subscriber_id": subscriber_id, "b_now": now})
+    await session.execute(_INSERT_CODE, _values(code_row, send))
+    await _queue_code_letter(session, letter, send)
     await session.commit()
 
 
-def _send_code(session: AsyncSession, settings: Settings, account: Account, now: datetime) -> None:
-    channel, recipient = (EMAIL, account.email) if account.email else (SMS, account.phone)
-    if recipient is None:
-        return  # nowhere to send it: the office or a written request (SPEC §3)
+async def _queue_code_letter(session: AsyncSession, letter: dict[str, Any], send: bool) -> None:
+    """The outbox row of the code's letter (`letter_row`), inserted only when `send`."""
+    await session.execute(_QUEUE_LETTER, _values(letter, send))
+
+
+def _code_and_letter(
+    settings: Settings, account: Account | None, now: datetime
+) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    """Whether there is anyone to send a code to, the code's row and its letter's row: made
+    alike for an account and for no one, so that both cost the same."""
+    channel: str = EMAIL
+    recipient: str | None = _NOBODY
+    if account is not None:
+        channel, recipient = (EMAIL, account.email) if account.email else (SMS, account.phone)
+    # No email and no phone: nowhere to send it, the office or a written request (SPEC §3).
+    send = account is not None and recipient is not None
+    subscriber_id = account.subscriber_id if account is not None else 0
     code = new_numeric_code(CODE_DIGITS)
-    session.add(
-        RecoveryCode(
-            subscriber_id=account.subscriber_id,
-            code_hash=code_hash(settings, account.subscriber_id, code),
-            channel=channel,
-            created_at=now,
-            expires_at=now + timedelta(seconds=settings.recovery_code_seconds),
-        )
-    )
+    code_row = {
+        "subscriber_id": subscriber_id,
+        "code_hash": code_hash(settings, subscriber_id, code),
+        "channel": channel,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=settings.recovery_code_seconds),
+        "attempts": 0,
+    }
     minutes = _code_minutes(settings)
     if channel == EMAIL:
-        letter = recovery_code_letter(settings, code=code, minutes=minutes)
-        queue_letter(
-            session,
+        mail = recovery_code_letter(settings, code=code, minutes=minutes)
+        letter = letter_row(
             kind="RECOVERY_CODE",
-            recipient=recipient,
-            subject=letter.subject,
-            body_text=letter.body_text,
-            body_html=letter.body_html,
+            recipient=recipient or _NOBODY,
+            subject=mail.subject,
+            body_text=mail.body_text,
+            body_html=mail.body_html,
+            at=now,
         )
     else:
-        queue_letter(
-            session,
+        letter = letter_row(
             kind="RECOVERY_CODE",
-            recipient=recipient,
+            recipient=recipient or _NOBODY,
             subject="",
             body_text=recovery_code_sms(settings, code=code, minutes=minutes),
             channel=SMS,
+            at=now,
         )
+    return send, code_row, letter
 
 
 async def _context_words(session: AsyncSession, settings: Settings, account: Account) -> list[str]:
@@ -184,20 +229,25 @@ async def reset_password(
 
     On success: the password is set (no change required at next sign-in), the code is spent,
     every session of the subscriber is revoked, and a notice is mailed when there is an email.
-    `client_address` is accepted for the mutation's shape; checks are limited per account.
+
+    Every check is counted before it is made, per account (an identifier that names none:
+    per its normalised form, so that a locked account and a locked unknown identifier answer
+    alike in every spelling) and per client address; a right code gives its attempts back.
     """
-    ident = normalize_identifier(identifier)
-    limit = ratelimit.limits_for(settings).code_check
-
+    limits = ratelimit.limits_for(settings)
     await begin_write(session)
-    account = await find_account(session, ident) if ident else None
-    # Unknown identifiers are counted under a prefix that no subscriber key can take.
-    key = f"sub:{account.subscriber_id}" if account is not None else f"ident:{ident}"
-    retry_after = await ratelimit.check(session, limit, key)
-    if retry_after is not None:
-        await session.rollback()
-        raise _rate_limited(retry_after)
+    named = await who_is(session, parse_identifier(identifier))
+    counted = ((limits.code_check, named.key), (limits.code_check_address, client_address))
+    for limit, key in counted:
+        retry_after = await ratelimit.take(session, limit, key)
+        if retry_after is not None:
+            await session.rollback()  # a refused check is no check: nothing is kept
+            raise _rate_limited(retry_after)
+    # The check stays counted whatever happens next (a crash, a lost race).
+    await session.commit()
+    await begin_write(session)
 
+    account = named.account
     now = utcnow()
     live = None
     if account is not None:
@@ -227,7 +277,6 @@ async def reset_password(
                 .where(_codes.c.id == live.id)
                 .values(attempts=_codes.c.attempts + 1)
             )
-        await ratelimit.hit(session, limit, key)
         await session.commit()
         raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code")
     assert account is not None and live is not None
@@ -239,7 +288,11 @@ async def reset_password(
         context_words=await _context_words(session, settings, account),
     )
     if reason is not None:
-        await session.rollback()  # the code stays live: the subscriber tries another password
+        # The code stays live and the right code was no failure: the subscriber tries
+        # another password.
+        for limit, key in counted:
+            await ratelimit.release(session, limit, key)
+        await session.commit()
         raise DomainError(ErrorCode.PASSWORD_REJECTED, reason, field="newPassword")
 
     spent = await session.execute(
@@ -270,6 +323,7 @@ async def reset_password(
             body_text=letter.body_text,
             body_html=letter.body_html,
         )
-    await ratelimit.reset(session, limit, key)
+    await ratelimit.reset(session, limits.code_check, named.key)
+    await ratelimit.release(session, limits.code_check_address, client_address)
     await session.commit()
     return account.subscriber_id

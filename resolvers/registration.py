@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -33,7 +32,7 @@ from core.settings import Settings
 from models import BonusAccount, Contract, Credential, Subscriber
 from models.base import utcnow
 from models.subscriber import LEGAL_STATUSES
-from resolvers.identity import normalize_phone
+from resolvers.identity import normalize_contract_number, normalize_email, normalize_phone
 from resolvers.letters import registration_letter
 
 __all__ = [
@@ -50,9 +49,6 @@ ALREADY_REGISTERED_MESSAGE = (
 RATE_LIMITED_MESSAGE = "Too many attempts. Try again later."
 
 MAX_EMAIL_LENGTH = 254
-# The rate-limit key is the number as typed (normalised); anything longer than a contract
-# number can be is cut, so that a huge input is not a new key per byte.
-MAX_CONTRACT_NUMBER_INPUT = 40
 GENERATED_LOGIN_ATTEMPTS = 20
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -67,16 +63,6 @@ _bonus = BonusAccount.__table__  # type: ignore[attr-defined]
 class RegistrationResult:
     login: str
     subscriber_id: int
-
-
-def normalize_contract_number(contract_number: str) -> str:
-    """NFKC, whitespace removed: "7700 1234 5678" is the number printed with spaces."""
-    text = unicodedata.normalize("NFKC", contract_number)
-    return "".join(text.split())[:MAX_CONTRACT_NUMBER_INPUT]
-
-
-def normalize_email(email: str) -> str:
-    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def _check_formats(legal_status: str, email: str, phone: str | None) -> tuple[str, str | None]:

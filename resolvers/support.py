@@ -83,14 +83,14 @@ async def submit_support_request(
     message = _text(message, "message", "message", MESSAGE_LENGTH, one_line=False)
     limit = ratelimit.limits_for(settings).support_request_address
 
+    # Counted before it is checked, so that a burst gets no more than the limit (SPEC §5).
     await begin_write(session)
-    retry_after = await ratelimit.check(session, limit, client_address)
+    retry_after = await ratelimit.take(session, limit, client_address)
     if retry_after is not None:
-        await session.rollback()
+        await session.rollback()  # a refused request is no request: nothing is kept
         raise DomainError(
             ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
         )
-    await ratelimit.hit(session, limit, client_address)
     request_id = (
         await session.execute(
             sa.insert(_requests)

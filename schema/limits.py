@@ -22,7 +22,9 @@ from graphql.language import Visitor, visit
 
 # Mutations that guess a secret: one per document, so that one request cannot carry
 # a hundred password guesses past the per-request rate limits.
-SECRET_GUESSING_MUTATIONS = frozenset({"login", "register", "resetPassword", "refreshSession"})
+SECRET_GUESSING_MUTATIONS = frozenset(
+    {"login", "register", "resetPassword", "refreshSession", "changePassword"}
+)
 
 
 def _root_fields(
@@ -64,7 +66,8 @@ class SecretMutationsOnceRule(ValidationRule):
                 if self.count == 2:
                     self.report_error(
                         GraphQLError(
-                            "Only one sign-in, registration, reset or refresh per request.",
+                            "Only one sign-in, registration, password change, reset or refresh"
+                            " per request.",
                             field,
                             extensions={"code": "LIMIT_EXCEEDED"},
                         )

@@ -170,7 +170,8 @@ class SessionMutation:
 
     @strawberry.mutation(
         permission_classes=[IsSignedIn],
-        description="Change the password; every other session ends and a notice is mailed.",
+        description="Change the password; every other session ends and a notice is mailed. "
+        "A wrong current password counts as a failed sign-in. One per request.",
     )
     async def change_password(
         self, info: Info, input: ChangePasswordInput

@@ -22,7 +22,7 @@ LOGOUT = "mutation { logout { ok errors { code } } }"
 LOGOUT_EVERYWHERE = "mutation { logoutEverywhere { ok errors { code } } }"
 CHANGE = """
 mutation($input: ChangePasswordInput!) {
-  changePassword(input: $input) { ok errors { field code message } }
+  changePassword(input: $input) { ok errors { field code message retryAfterSeconds } }
 }
 """
 SESSIONS = "{ mySessions { id current clientAddress userAgent createdAt lastUsedAt } }"
@@ -133,6 +133,65 @@ async def test_a_success_resets_the_identifier_count(
     for _ in range(9):
         await login_payload(client, made.login, "wrong password, wrong")
     assert (await login_payload(client, made.login, made.password))["errors"] == []
+
+
+def spellings_of(made: Any) -> list[str]:
+    """Every identifier of one account, in several spellings (SPEC §3)."""
+    digits = made.phone[2:]  # +7 916 ...
+    number = made.contract_numbers[0]
+    return [
+        made.login,
+        f"{number[:4]} {number[4:8]} {number[8:]}",
+        made.email.upper(),
+        f"+7 {digits[:3]} {digits[3:]}",
+        f"8 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}",
+        f"7{digits}",
+        f" {made.email} ",
+        f"+7-{digits}",
+        f"{number[:6]}-{number[6:]}",
+        made.phone,
+    ]
+
+
+async def test_every_identifier_and_spelling_of_an_account_shares_one_count(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """Issue 13: after `demo` was locked, "+7 916 0000101" signed in with the right password."""
+    # given: 10 wrong guesses, each through another identifier or spelling of the account
+    made = await make_subscriber(session_factory, settings)
+    for identifier in spellings_of(made):
+        payload = await login_payload(client, identifier, "wrong password, wrong")
+        assert payload["errors"][0]["code"] == "INVALID_CREDENTIALS", identifier
+    # when: the right password, through one more spelling of the phone
+    digits = made.phone[2:]
+    payload = await login_payload(client, f"+7 ({digits[:3]}) {digits[3:]}", made.password)
+    # then
+    assert payload["errors"][0]["code"] == "RATE_LIMITED"
+    assert payload["accessToken"] is None
+
+
+async def test_an_unknown_identifier_is_counted_by_its_one_form(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """Spellings of a number no one has share one count too, as those of a known one do: a
+    locked unknown number and a locked account answer the same."""
+    known = await make_subscriber(session_factory, settings)
+    answers = []
+    for phone in (known.phone, "+79169998877"):
+        digits = phone[2:]
+        for i in range(settings.login_max_failures_per_identifier):
+            spelling = (f"+7 {digits}", f"8 {digits}", f"7-{digits}")[i % 3]
+            await login_payload(client, spelling, "wrong password, wrong")
+        response = await gql_raw(
+            client,
+            LOGIN,
+            {"input": {"identifier": f"8 ({digits[:3]}) {digits[3:]}", "password": "x" * 20}},
+        )
+        answers.append(response.json()["data"]["login"])
+    assert [a["errors"][0]["code"] for a in answers] == ["RATE_LIMITED", "RATE_LIMITED"]
+    for answer in answers:
+        answer["errors"][0].pop("retryAfterSeconds")
+    assert answers[0] == answers[1]
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
@@ -318,6 +377,65 @@ async def test_change_password_revokes_other_sessions(
     old = await login_payload(client, made.login, made.password)
     assert old["errors"][0]["code"] == "INVALID_CREDENTIALS"
     assert (await login_payload(client, made.login, "violet tram under the bridge"))["errors"] == []
+
+
+def change(current: str) -> dict[str, Any]:
+    return {"input": {"currentPassword": current, "newPassword": "violet tram under the bridge"}}
+
+
+async def test_wrong_current_passwords_are_sign_in_failures_of_the_account(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """Issue 13: 60 wrong current passwords in 2.8 s, then the right one ended every other
+    session. Now they count with the account's sign-ins (SPEC §3)."""
+    # given: a stolen session guesses the current password
+    made = await make_subscriber(session_factory, settings)
+    stolen = await sign_in(client, made.login)
+    owner = await sign_in(client, made.email)
+    for i in range(settings.login_max_failures_per_identifier):
+        payload = await gql(client, CHANGE, change(f"a guess number {i:04d}"), headers=stolen)
+        assert payload["changePassword"]["errors"][0]["code"] == "INVALID_CREDENTIALS"
+
+    # when: the right current password
+    payload = (await gql(client, CHANGE, change(made.password), headers=stolen))["changePassword"]
+
+    # then: refused, nothing changed, the owner's session lives, and sign-in is locked too
+    error = payload["errors"][0]
+    assert (payload["ok"], error["code"]) == (False, "RATE_LIMITED")
+    assert 0 < error["retryAfterSeconds"] <= settings.login_window_seconds
+    assert (await gql(client, ME, headers=owner))["me"] is not None
+    locked = await login_payload(client, made.phone, made.password)
+    assert locked["errors"][0]["code"] == "RATE_LIMITED"
+
+
+async def test_the_right_current_password_clears_the_count_even_when_the_new_one_is_weak(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    for _ in range(settings.login_max_failures_per_identifier - 1):
+        await gql(client, CHANGE, change("not it at all, no"), headers=headers)
+    weak = {"input": {"currentPassword": made.password, "newPassword": "short"}}
+    refused = (await gql(client, CHANGE, weak, headers=headers))["changePassword"]
+    assert refused["errors"][0]["code"] == "PASSWORD_REJECTED"
+    for _ in range(settings.login_max_failures_per_identifier - 1):
+        await gql(client, CHANGE, change("not it at all, no"), headers=headers)
+    done = (await gql(client, CHANGE, change(made.password), headers=headers))["changePassword"]
+    assert done == {"ok": True, "errors": []}
+
+
+async def test_two_password_changes_in_one_document_are_refused(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    query = """mutation {
+      a: changePassword(input: {currentPassword: "a guess 1", newPassword: "x"}) { ok }
+      b: changePassword(input: {currentPassword: "a guess 2", newPassword: "x"}) { ok }
+    }"""
+    body = (await gql_raw(client, query, headers=headers)).json()
+    assert body["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"
+    assert body.get("data") is None
 
 
 async def test_staff_sign_in_with_the_same_mutation(

@@ -377,7 +377,8 @@ class Captured(logging.Handler):
 
 class CommitCut:
     """Kills the backend of the first transaction that is about to commit a letter, or to
-    send the payment confirmation's one statement (which writes the receipt's letter), from
+    send the payment confirmation's one statement (which writes the receipt's letter) or the
+    recovery code's letter statement, from
     the test's thread while the live server's thread waits (PostgreSQL)."""
 
     def __init__(self) -> None:
@@ -402,8 +403,15 @@ class CommitCut:
             await cut.pause(driver)
             return await original_at_once(driver, **kwargs)
 
+        original_code_letter = resolvers.recovery._queue_code_letter
+
+        async def queue_code_letter(session: AsyncSession, *args: Any) -> None:
+            await cut.pause(session)
+            await original_code_letter(session, *args)
+
         monkeypatch.setattr(AsyncSession, "commit", commit)
         monkeypatch.setattr(resolvers.payments, "_credit_at_once", credit_at_once)
+        monkeypatch.setattr(resolvers.recovery, "_queue_code_letter", queue_code_letter)
 
     async def pause(self, session: Any) -> None:
         """The first time: say which backend this is and wait while the test kills it."""
@@ -457,8 +465,8 @@ async def test_a_dropped_connection_leaves_no_personal_data_in_the_logs(
 ) -> None:
     """SPEC §5: unexpected errors are masked, with no personal data in messages or logs.
     The connection is lost just before COMMIT, so the flush of the pending rows fails on
-    its first INSERT (the letter's for a registration; the recovery code's hash, flushed
-    before its letter, for a recovery); for a receipt on PostgreSQL, just before the one
+    its first INSERT (the letter's for a registration); for a recovery, just before the
+    statement that writes the code's letter; for a receipt on PostgreSQL, just before the one
     statement that writes the letter with the rest of the confirmation. The error that is
     logged (by uvicorn for the webhook, by the GraphQL endpoint for mutations) must not
     carry the statement's parameters: the address, the contract number, the letter's text

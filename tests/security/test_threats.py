@@ -1052,6 +1052,123 @@ async def test_a_concurrent_burst_gets_no_more_registration_guesses_than_the_lim
     assert len(checked) <= settings.registration_max_failures, sorted(outcomes)
 
 
+async def burst(count: int, attempt: Callable[[int], Any]) -> list[str]:
+    """`count` attempts sent at once; each one's outcome (an error code, or "OK")."""
+    return list(await asyncio.gather(*(attempt(i) for i in range(count))))
+
+
+async def payload_outcome(
+    client: Any, query: str, variables: dict[str, Any], headers: dict[str, str] | None = None
+) -> str:
+    body = (await gql_raw(client, query, variables, headers=headers)).json()
+    (payload,) = body["data"].values()
+    return payload["errors"][0]["code"] if payload["errors"] else "OK"
+
+
+async def test_a_concurrent_burst_over_every_alias_gets_exactly_the_login_limit(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """30 guesses at once through the account's login, contract number, email and phone in
+    several spellings: exactly 10 are checked (one count per account, counted first)."""
+    made = await make_subscriber(session_factory, settings)
+    aliases = [made.login, made.contract_numbers[0], made.email.upper(), made.phone]
+    aliases += [f"8 {made.phone[2:]}", f"+7 ({made.phone[2:5]}) {made.phone[5:]}"]
+
+    outcomes = await burst(
+        BURST,
+        lambda i: payload_outcome(
+            client,
+            LOGIN,
+            {"input": {"identifier": aliases[i % len(aliases)], "password": f"wrong {i:012d}"}},
+        ),
+    )
+    checked = [o for o in outcomes if o != "RATE_LIMITED"]
+    assert len(checked) == settings.login_max_failures_per_identifier, sorted(outcomes)
+
+
+async def test_a_concurrent_burst_gets_exactly_the_change_password_limit(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """30 wrong current passwords at once from a stolen session: exactly 10 are checked."""
+    made = await make_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    change = """mutation($input: ChangePasswordInput!) {
+      changePassword(input: $input) { ok errors { code } } }"""
+
+    outcomes = await burst(
+        BURST,
+        lambda i: payload_outcome(
+            client,
+            change,
+            {"input": {"currentPassword": f"wrong {i:012d}", "newPassword": "v" * 20}},
+            headers,
+        ),
+    )
+    checked = [o for o in outcomes if o != "RATE_LIMITED"]
+    assert len(checked) == settings.login_max_failures_per_identifier, sorted(outcomes)
+
+
+async def test_a_concurrent_burst_gets_exactly_the_recovery_request_limit(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """Issue 13: 15 concurrent recovery requests (limit 5) were 9 accepted on PostgreSQL."""
+    made = await make_subscriber(session_factory, settings)
+    spellings = [made.login, made.email, made.phone, f"8 {made.phone[2:]}"]
+
+    outcomes = await burst(
+        15,
+        lambda i: payload_outcome(
+            client, REQUEST_RECOVERY, {"input": {"identifier": spellings[i % len(spellings)]}}
+        ),
+    )
+    assert outcomes.count("OK") == settings.recovery_requests_per_identifier_per_hour, outcomes
+    async with session_factory() as session:
+        letters = await session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage))
+    assert letters == settings.recovery_requests_per_identifier_per_hour
+
+
+async def test_a_concurrent_burst_gets_exactly_the_recovery_code_limit(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    """30 wrong codes at once for one account: exactly 5 are checked."""
+    made = await make_subscriber(session_factory, settings)
+    requested = await payload_outcome(
+        client, REQUEST_RECOVERY, {"input": {"identifier": made.login}}
+    )
+    assert requested == "OK"
+    reset = """mutation($input: ResetPasswordInput!) {
+      resetPassword(input: $input) { ok errors { code } } }"""
+
+    outcomes = await burst(
+        BURST,
+        lambda i: payload_outcome(
+            client,
+            reset,
+            {"input": {"identifier": made.email, "code": "1234567", "newPassword": "v" * 20}},
+        ),
+    )
+    checked = [o for o in outcomes if o != "RATE_LIMITED"]
+    assert len(checked) == settings.recovery_code_attempts, sorted(outcomes)
+
+
+async def test_a_concurrent_burst_gets_exactly_the_support_request_limit(
+    client: Any, settings: Any
+) -> None:
+    """Issue 13: 15 concurrent support requests from one address (limit 5) were 9 accepted."""
+    submit = """mutation($input: SubmitSupportRequestInput!) {
+      submitSupportRequest(input: $input) { ok errors { code } } }"""
+
+    outcomes = await burst(
+        15,
+        lambda i: payload_outcome(
+            client,
+            submit,
+            {"input": {"contact": f"caller{i}@example.org", "message": "I cannot sign in."}},
+        ),
+    )
+    assert outcomes.count("OK") == settings.support_requests_per_address_per_hour, outcomes
+
+
 # -- the table itself ----------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
