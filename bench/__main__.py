@@ -40,15 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import tools
+from bench.pages import OVERVIEW_QUERY, PAGES
 from bench.tools import BENCH, PEERS, ROOT, BenchFailure, Missing, Server, say
 
-OVERVIEW_QUERY = (
-    "{ me { displayName contracts { number status"
-    " balance { amount daysLeft openPromisedPayment { amount dueAt } }"
-    " tariff { name monthlyFee speedMbps } tvPackages { name monthlyFee }"
-    " payments(first: 10) { edges { node { amount status createdAt } } } }"
-    " bonusAccount { points } } }"
-)
 # The same data from PostGraphile 5 (amber preset, default inflection). Its amber preset
 # offers conditions only on indexed columns, so the open promise and the connected packages
 # are not filtered (the bench data has no promise and no ended package); daysLeft has no
@@ -64,6 +58,8 @@ POSTGRAPHILE_QUERY = (
     " edges { node { amount status createdAt } } } } }"
     " bonusAccountBySubscriberId { points } } }"
 )
+PAGE_TARGET_RATIO = 1.5
+TOUCH_TARGET_RATIO = 1.3
 CONNECTIONS = 32
 THREADS = 2
 WARMUP_SECONDS = 3
@@ -389,8 +385,10 @@ class Bench:
         seconds: float,
         warmup: bool = True,
         during: Any = None,
+        body_file: Path | None = None,
     ) -> dict[str, Any]:
-        body_file = self.pgl_body_file if mode == "id" else self.body_file
+        if body_file is None:
+            body_file = self.pgl_body_file if mode == "id" else self.body_file
         env = {
             "BENCH_N": str(self.args.n),
             "BENCH_MODE": mode,
@@ -590,6 +588,38 @@ class Bench:
             idle=True,
             peer=True,
         )
+
+    def step_pages(self) -> None:
+        """Every page of PAGES on one Kabinet (1 worker), one after another, in the same run:
+        each page's server CPU per request beside the overview's."""
+        seconds = self.args.duration
+        server = self.kabinet(1, "pages")
+        rows: list[dict[str, Any]] = []
+        self.results["pages"] = rows
+        say(f"pages: {len(PAGES)} documents on one server, {seconds:.0f} s each")
+        try:
+            server.start()
+            server.wait_ready(lambda: self.overview_answer(server))
+            for key, (label, document) in PAGES.items():
+                body_file = self.work / f"page-{key}.json"
+                body_file.write_text(json.dumps({"query": document}))
+                status, answer = tools.post_json(
+                    server.base + "/graphql",
+                    body_file.read_bytes(),
+                    {"Authorization": "Bearer bench-token-1"},
+                )
+                if status != 200 or b'"errors"' in answer:
+                    raise BenchFailure(f"page {key} answered HTTP {status}: {answer[:400]!r}")
+                fresh_sessions(self.pg, self.db, seconds=seconds + WARMUP_SECONDS + 15)
+                row = {"key": key, "page": label}
+                row.update(self.load(server, seconds=seconds, body_file=body_file))
+                rows.append(row)
+                say(f"  {label}:")
+                self.summarise(row)
+                if row["bad_answers"] or any(row["socket_errors"].values()):
+                    self.problem(f"page {key}: {row['bad_answers']} bad answers")
+        finally:
+            server.stop()
 
     def step_peers(self) -> None:
         if self.args.skip_peers:
@@ -910,11 +940,18 @@ class Bench:
             self.results["parameters"]["subscribers"] = self.args.n
             self.results["data"] = data
             self.pg.run(self.db, _drop_leftovers)
-            self.step_sql_cost()
-            self.step_overview()
-            self.step_peers()
-            self.step_webhook()
-            self.step_billing()
+            steps = {
+                "sql": self.step_sql_cost,
+                "overview": self.step_overview,
+                "pages": self.step_pages,
+                "peers": self.step_peers,
+                "webhook": self.step_webhook,
+                "billing": self.step_billing,
+            }
+            for name, step in steps.items():
+                if self.args.only and name not in self.args.only:
+                    continue
+                step()
         except BenchFailure as error:
             exit_code = 1
             self.results["failure"] = str(error)
@@ -1211,6 +1248,29 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if k1 and k2:
         ratio = k2["requests_per_second"] / max(0.1, k1["requests_per_second"])
         add("2 workers vs 1 (req/s)", "report (< 2× on 2 shared cores)", f"×{ratio:.2f}", None)
+    pages = {row["key"]: row for row in results.get("pages", []) if "requests" in row}
+    overview = pages.get("overview")
+    if overview:
+        base = max(0.001, overview["server_cpu_ms_per_request"])
+        for key, row in pages.items():
+            if key == "overview":
+                continue
+            ratio = row["server_cpu_ms_per_request"] / base
+            add(
+                f"page {key}: server CPU vs the overview's",
+                f"≤ {PAGE_TARGET_RATIO}×",
+                f"×{ratio:.2f}",
+                ratio <= PAGE_TARGET_RATIO,
+            )
+    idle = _row(results, "kabinet_1_idle")
+    if k1 and idle:
+        ratio = idle["server_cpu_ms_per_request"] / max(0.001, k1["server_cpu_ms_per_request"])
+        add(
+            "touch path (idle sessions) vs read path: server CPU",
+            f"≤ {TOUCH_TARGET_RATIO}×",
+            f"×{ratio:.2f}",
+            ratio <= TOUCH_TARGET_RATIO,
+        )
     cost = results.get("sql_cost")
     if cost:
         one, five = cost["1 contract"]["statements"], cost["5 contracts"]["statements"]
@@ -1339,6 +1399,35 @@ def report(results: dict[str, Any]) -> str:
             "(c) PostGraphile is NOT authenticating (asked by subscriber id, no token check),"
             " and has no daysLeft."
         )
+    pages = [row for row in results.get("pages", []) if "requests" in row]
+    if pages:
+        base = next((r for r in pages if r["key"] == "overview"), None)
+        parts += ["", "Pages (Kabinet 1 worker, each page in turn on one server)"]
+        page_rows = []
+        for row in pages:
+            ratio = (
+                f"×{row['server_cpu_ms_per_request'] / base['server_cpu_ms_per_request']:.2f}"
+                if base and base["server_cpu_ms_per_request"]
+                else "-"
+            )
+            page_rows.append(
+                [
+                    row["page"],
+                    f"{row['requests_per_second']:,.0f}",
+                    f"{row['p99_ms']:.1f}",
+                    f"{row['server_cpu_ms_per_request']:.3f}",
+                    ratio,
+                    f"≤ ×{PAGE_TARGET_RATIO}" if row["key"] != "overview" else "",
+                    f"{row['pg_cpu_ms_per_request']:.3f}",
+                ]
+            )
+        parts.append(
+            _table(
+                ["page", "req/s", "p99 ms", "server CPU ms/req", "× overview", "target", "PG CPU"],
+                page_rows,
+                {1, 2, 3, 4, 6},
+            )
+        )
     cost = results.get("sql_cost")
     if cost:
         parts += [
@@ -1429,6 +1518,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the bench databases when already filled"
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help="run only these steps (comma-separated: sql,overview,pages,peers,webhook,billing)",
     )
     parser.add_argument(
         "--pg",
