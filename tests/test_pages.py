@@ -40,22 +40,7 @@ async def _statements(app: Any, client: Any, document: str, headers: dict[str, s
     return len(statements)
 
 
-# Pages whose statements still grow with the number of contracts (a read per contract).
-GROWING = {"balance", "expenses", "home"}
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(
-            page,
-            marks=pytest.mark.xfail(strict=True, reason="a read per contract: to be batched"),
-        )
-        if page in GROWING
-        else page
-        for page in sorted(PAGES)
-    ],
-)
+@pytest.mark.parametrize("page", sorted(PAGES))
 async def test_a_page_costs_the_same_statements_whatever_its_lists(
     page: str, app: Any, client: Any, session_factory: Any, settings: Any
 ) -> None:
