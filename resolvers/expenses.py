@@ -11,6 +11,7 @@ statement take calendar days, both ends included, counted in UTC (the ledger kee
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,8 +23,9 @@ from sqlalchemy import Row
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from core.db import ReadQuery, one_of
 from core.errors import DomainError, ErrorCode
-from models import LedgerEntry
+from models import Contract, LedgerEntry
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
 from resolvers.pagination import Page, check_first, decode_cursor, encode_cursor
@@ -39,6 +41,7 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
 _ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+_contracts = Contract.__table__  # type: ignore[attr-defined]
 
 LEDGER_COLUMNS = (
     _ledger.c.id,
@@ -115,6 +118,66 @@ def ledger_cursor(row: Any) -> str:
     return encode_cursor(row.created_at.isoformat(), row.id)
 
 
+async def ledger_pages(
+    reader: Reader,
+    contract_ids: Sequence[int],
+    *,
+    first: int | None,
+    after: str | None,
+    kinds: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[int, Page[Row[Any]]]:
+    """The ledger entries of each contract, newest first, `first` (≤ 100) after the cursor
+    `after`, of the given `kinds` (all when None or empty) created in `[since, until)`: one
+    statement for all the contracts (every contract asked for gets a page, maybe empty).
+
+    Keyset pagination on (created_at, id), the order of the index
+    (contract_id, created_at, id): stable under inserts, no duplicates or gaps when entries
+    share a time. Rows carry `LEDGER_COLUMNS`."""
+    limit = check_first(first, MAX_PAGE_SIZE)
+    wanted = _check_kinds(kinds)
+    _check_instant(since, "from")
+    _check_instant(until, "to")
+    if since is not None and until is not None and since >= until:
+        raise DomainError(ErrorCode.INVALID, "`from` must be before `to`.", field="from")
+    cursor = _decode_ledger_cursor(after) if after is not None else None
+
+    pages: dict[int, Page[Row[Any]]] = {}
+    ids = list(dict.fromkeys(contract_ids))
+    if not ids:
+        return pages
+    query = _newest_entries(
+        postgresql=_is_postgresql(reader),
+        kinds=wanted is not None,
+        since=since is not None,
+        until=until is not None,
+        after=cursor is not None,
+    )
+    params: dict[str, Any] = {"ids": ids, "limit": limit + 1}
+    if wanted is not None:
+        params["kinds"] = wanted
+    if since is not None:
+        params["since"] = since
+    if until is not None:
+        params["until"] = until
+    if cursor is not None:
+        params["at"], params["last_id"] = cursor
+    found: dict[int, list[Row[Any]]] = {contract_id: [] for contract_id in ids}
+    for row in await reader.fetch(query, **params):
+        found[row.contract_id].append(row)
+    for contract_id, rows in found.items():
+        rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
+        items = rows[:limit]
+        pages[contract_id] = Page(
+            items=items,
+            cursors=[ledger_cursor(row) for row in items],
+            has_next_page=len(rows) > limit,
+            has_previous_page=after is not None,
+        )
+    return pages
+
+
 async def ledger_page(
     reader: Reader,
     *,
@@ -125,44 +188,80 @@ async def ledger_page(
     since: datetime | None,
     until: datetime | None,
 ) -> Page[Row[Any]]:
-    """A contract's ledger entries, newest first, `first` (≤ 100) after the cursor `after`,
-    of the given `kinds` (all when None or empty) created in `[since, until)`.
+    """`ledger_pages` of one contract."""
+    pages = await ledger_pages(
+        reader, [contract_id], first=first, after=after, kinds=kinds, since=since, until=until
+    )
+    return pages[contract_id]
 
-    Keyset pagination on (created_at, id), the order of the index
-    (contract_id, created_at, id): one statement per page, stable under inserts, no
-    duplicates or gaps when entries share a time. Rows carry `LEDGER_COLUMNS`."""
-    limit = check_first(first, MAX_PAGE_SIZE)
-    wanted = _check_kinds(kinds)
-    _check_instant(since, "from")
-    _check_instant(until, "to")
-    if since is not None and until is not None and since >= until:
-        raise DomainError(ErrorCode.INVALID, "`from` must be before `to`.", field="from")
 
+def _is_postgresql(reader: Any) -> bool:
+    return bool(getattr(reader, "is_postgresql", False))
+
+
+_NEWEST_ENTRIES: dict[tuple[bool, ...], ReadQuery] = {}
+
+
+def _newest_entries(
+    *, postgresql: bool, kinds: bool, since: bool, until: bool, after: bool
+) -> ReadQuery:
+    """The statement of `ledger_pages` for the filters given (built once for each of their
+    16 combinations): the newest `:limit` entries of each contract of `:ids` that pass them.
+
+    PostgreSQL reads each contract's entries through the index in a LATERAL subquery that
+    stops after `:limit` rows; SQLite, which has no LATERAL, numbers each contract's entries
+    with a window function and keeps the first `:limit`. Both filter and order by the same
+    clauses."""
+    key = (postgresql, kinds, since, until, after)
+    found = _NEWEST_ENTRIES.get(key)
+    if found is not None:
+        return found
     created_at, entry_id = _ledger.c.created_at, _ledger.c.id
-    statement = (
-        sa.select(*LEDGER_COLUMNS)
-        .where(_ledger.c.contract_id == contract_id)
-        .order_by(created_at.desc(), entry_id.desc())
-        .limit(limit + 1)
-    )
-    if wanted is not None:
-        statement = statement.where(_ledger.c.kind.in_(wanted))
-    if since is not None:
-        statement = statement.where(created_at >= since)
-    if until is not None:
-        statement = statement.where(created_at < until)
-    if after is not None:
-        at, last_id = _decode_ledger_cursor(after)
+    conditions = []
+    if kinds:
+        conditions.append(one_of(_ledger.c.kind, "kinds"))
+    if since:
+        conditions.append(created_at >= sa.bindparam("since", type_=created_at.type))
+    if until:
+        conditions.append(created_at < sa.bindparam("until", type_=created_at.type))
+    if after:
+        at = sa.bindparam("at", type_=created_at.type)
         # (created_at, id) < (at, last_id), written so that the index range is plain.
-        statement = statement.where(created_at <= at, sa.or_(created_at < at, entry_id < last_id))
-    rows = list(await reader.rows(statement))
-    items = rows[:limit]
-    return Page(
-        items=items,
-        cursors=[ledger_cursor(row) for row in items],
-        has_next_page=len(rows) > limit,
-        has_previous_page=after is not None,
-    )
+        conditions += [
+            created_at <= at,
+            sa.or_(created_at < at, entry_id < sa.bindparam("last_id", type_=entry_id.type)),
+        ]
+    newest_first = (created_at.desc(), entry_id.desc())
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    if postgresql:
+        entries = (
+            sa.select(*LEDGER_COLUMNS)
+            .where(_ledger.c.contract_id == _contracts.c.id, *conditions)
+            .order_by(*newest_first)
+            .limit(limit)
+            .lateral("entries")
+        )
+        statement = (
+            sa.select(*(entries.c[column.key] for column in LEDGER_COLUMNS))
+            .select_from(_contracts.join(entries, sa.true()))
+            .where(one_of(_contracts.c.id, "ids"))
+        )
+    else:
+        ranked = (
+            sa.select(
+                *LEDGER_COLUMNS,
+                sa.func.row_number()
+                .over(partition_by=_ledger.c.contract_id, order_by=newest_first)
+                .label("position"),
+            )
+            .where(one_of(_ledger.c.contract_id, "ids"), *conditions)
+            .subquery("ranked")
+        )
+        statement = sa.select(*(ranked.c[column.key] for column in LEDGER_COLUMNS)).where(
+            ranked.c.position <= limit
+        )
+    found = _NEWEST_ENTRIES[key] = ReadQuery(statement)
+    return found
 
 
 # -- Contract.expenseSummary ---------------------------------------------------------------
@@ -239,47 +338,87 @@ def _months(since: date, until: date) -> list[str]:
     return months
 
 
-async def expense_summary(reader: Reader, *, contract_id: int, since: date, until: date) -> Summary:
-    """Totals of a contract's ledger over the days `[since, until]` (UTC, ≤ 366 days): by
-    kind (signed) and by month (charged and credited), in two aggregate statements."""
-    start, end = check_period(since, until)
-    in_period = (
-        _ledger.c.contract_id == contract_id,
-        _ledger.c.created_at >= start,
-        _ledger.c.created_at < end,
+def _in_period() -> tuple[Any, ...]:
+    return (
+        one_of(_ledger.c.contract_id, "ids"),
+        _ledger.c.created_at >= sa.bindparam("start", type_=_ledger.c.created_at.type),
+        _ledger.c.created_at < sa.bindparam("end", type_=_ledger.c.created_at.type),
     )
-    amount = _ledger.c.amount
-    by_kind = await reader.rows(
-        sa.select(_ledger.c.kind, sa.func.sum(amount).label("total"))
-        .where(*in_period)
-        .group_by(_ledger.c.kind)
-    )
-    month = utc_month(_ledger.c.created_at)
-    by_month = await reader.rows(
+
+
+def _totals_by_kind() -> sa.Select[Any]:
+    return (
         sa.select(
+            _ledger.c.contract_id, _ledger.c.kind, sa.func.sum(_ledger.c.amount).label("total")
+        )
+        .where(*_in_period())
+        .group_by(_ledger.c.contract_id, _ledger.c.kind)
+    )
+
+
+def _totals_by_month() -> sa.Select[Any]:
+    amount, month = _ledger.c.amount, utc_month(_ledger.c.created_at)
+    return (
+        sa.select(
+            _ledger.c.contract_id,
             month.label("month"),
             sa.func.sum(sa.case((amount < 0, -amount), else_=0)).label("charged"),
             sa.func.sum(sa.case((amount > 0, amount), else_=0)).label("credited"),
         )
-        .where(*in_period)
-        .group_by(month)
+        .where(*_in_period())
+        .group_by(_ledger.c.contract_id, month)
     )
 
+
+_TOTALS_BY_KIND = ReadQuery(_totals_by_kind())
+_TOTALS_BY_MONTH = ReadQuery(_totals_by_month())
+
+
+async def expense_summaries(
+    reader: Reader, contract_ids: Sequence[int], *, since: date, until: date
+) -> dict[int, Summary]:
+    """Totals of each contract's ledger over the days `[since, until]` (UTC, ≤ 366 days): by
+    kind (signed) and by month (charged and credited), in two aggregate statements for all
+    the contracts (on PostgreSQL sent as one). Every contract asked for gets a summary."""
+    start, end = check_period(since, until)
+    ids = list(dict.fromkeys(contract_ids))
+    if not ids:
+        return {}
+    by_kind, by_month = await asyncio.gather(
+        reader.fetch(_TOTALS_BY_KIND, ids=ids, start=start, end=end),
+        reader.fetch(_TOTALS_BY_MONTH, ids=ids, start=start, end=end),
+    )
+    categories: dict[int, list[CategoryTotal]] = {contract_id: [] for contract_id in ids}
+    for row in by_kind:
+        categories[row.contract_id].append(CategoryTotal(row.kind, _money(row.total)))
+    months_found: dict[int, dict[str, tuple[Decimal, Decimal]]] = {cid: {} for cid in ids}
+    for row in by_month:
+        months_found[row.contract_id][row.month] = (_money(row.charged), _money(row.credited))
+
     order = {kind: index for index, kind in enumerate(LEDGER_KINDS)}
-    categories = sorted(
-        (CategoryTotal(row.kind, _money(row.total)) for row in by_kind),
-        key=lambda category: order.get(category.kind, len(order)),
-    )
-    found = {row.month: (_money(row.charged), _money(row.credited)) for row in by_month}
-    months = [MonthTotal(m, *found.get(m, (ZERO, ZERO))) for m in _months(since, until)]
-    return Summary(
-        since=since,
-        until=until,
-        by_category=categories,
-        by_month=months,
-        total_charged=sum((m.charged for m in months), ZERO),
-        total_credited=sum((m.credited for m in months), ZERO),
-    )
+    period = _months(since, until)
+    summaries = {}
+    for contract_id in ids:
+        found = months_found[contract_id]
+        months = [MonthTotal(m, *found.get(m, (ZERO, ZERO))) for m in period]
+        summaries[contract_id] = Summary(
+            since=since,
+            until=until,
+            by_category=sorted(
+                categories[contract_id],
+                key=lambda category: order.get(category.kind, len(order)),
+            ),
+            by_month=months,
+            total_charged=sum((m.charged for m in months), ZERO),
+            total_credited=sum((m.credited for m in months), ZERO),
+        )
+    return summaries
+
+
+async def expense_summary(reader: Reader, *, contract_id: int, since: date, until: date) -> Summary:
+    """`expense_summaries` of one contract."""
+    summaries = await expense_summaries(reader, [contract_id], since=since, until=until)
+    return summaries[contract_id]
 
 
 # -- the statement (CSV) -------------------------------------------------------------------

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from core.db import RequestReader
+from core.settings import Settings
 from models.base import utcnow
-from resolvers import accounts, bonus, catalog, charges, lineup, payments, promised
+from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -70,11 +72,11 @@ class Loaders:
 
     def __init__(self, reader: RequestReader) -> None:
         self._reader = reader
-        self._made: dict[str, BatchLoader[Any, Any]] = {}
+        self._made: dict[Hashable, BatchLoader[Any, Any]] = {}
 
     def _loader(
         self,
-        name: str,
+        name: Hashable,
         fetch: Callable[[Any, Sequence[Any]], Awaitable[dict[Any, Any]]],
         default: Any,
     ) -> BatchLoader[Any, Any]:
@@ -181,6 +183,50 @@ class Loaders:
             return await payments.first_payments(reader, contract_ids, limit=limit)
 
         return self._loader(f"first_payments:{limit}", fetch, [])
+
+    def ledger_pages(
+        self,
+        *,
+        first: int | None,
+        after: str | None,
+        kinds: Sequence[str] | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> BatchLoader[int, Any]:
+        """A page of the ledger of each contract asked for, with the same arguments: one
+        statement (a loader per set of arguments, so that a page is never another's)."""
+        wanted = tuple(kinds) if kinds else None
+
+        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
+            return await expenses.ledger_pages(
+                reader,
+                contract_ids,
+                first=first,
+                after=after,
+                kinds=wanted,
+                since=since,
+                until=until,
+            )
+
+        return self._loader(("ledger_pages", first, after, wanted, since, until), fetch, None)
+
+    def expense_summaries(self, *, since: date, until: date) -> BatchLoader[int, Any]:
+        """The expense summary of the days [since, until] of each contract asked for: one
+        statement per kind of total (on PostgreSQL: sent together)."""
+
+        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
+            return await expenses.expense_summaries(reader, contract_ids, since=since, until=until)
+
+        return self._loader(("expense_summaries", since, until), fetch, None)
+
+    def promised_payment_offers(self, settings: Settings) -> BatchLoader[int, Any]:
+        """Today's promised-payment offer of each contract asked for (the request's settings
+        are the same for every field)."""
+
+        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
+            return await promised.promised_payment_offers(reader, contract_ids, settings=settings)
+
+        return self._loader("promised_payment_offers", fetch, None)
 
 
 async def _catalog_items(

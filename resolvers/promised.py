@@ -21,6 +21,7 @@ when the contract is then below zero.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 from collections import defaultdict
 from collections.abc import Sequence
@@ -179,46 +180,80 @@ def _money(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(CENT) if value is not None else ZERO
 
 
-def _facts_statement(contract_id: int, since: datetime) -> Any:
+def _facts_statement() -> sa.Select[Any]:
+    """Each contract of `:ids` with what its offer depends on besides its charges: its
+    promises OPEN and OVERDUE, and its SUCCEEDED top-ups confirmed since `:since`."""
+
     def promises_with(status: str) -> Any:
         return (
             sa.select(sa.func.count())
-            .where(_promises.c.contract_id == contract_id, _promises.c.status == status)
+            .where(
+                _promises.c.contract_id == _contracts.c.id,
+                _promises.c.status == sa.literal_column(f"'{status}'"),
+            )
             .scalar_subquery()
         )
 
+    confirmed_at = sa.func.coalesce(_payments.c.confirmed_at, _payments.c.created_at)
     top_ups = (
         sa.select(sa.func.coalesce(sa.func.sum(_payments.c.amount), 0))
         .where(
-            _payments.c.contract_id == contract_id,
-            _payments.c.status == "SUCCEEDED",
-            sa.func.coalesce(_payments.c.confirmed_at, _payments.c.created_at) >= since,
+            _payments.c.contract_id == _contracts.c.id,
+            _payments.c.status == sa.literal_column("'SUCCEEDED'"),
+            confirmed_at >= sa.bindparam("since", type_=_payments.c.created_at.type),
         )
         .scalar_subquery()
     )
     return sa.select(
+        _contracts.c.id,
         _contracts.c.status,
         _contracts.c.balance,
         _contracts.c.opened_on,
         promises_with("OPEN").label("open"),
         promises_with("OVERDUE").label("overdue"),
         top_ups.label("top_ups"),
-    ).where(_contracts.c.id == contract_id)
+    ).where(one_of(_contracts.c.id, "ids"))
+
+
+_FACTS = ReadQuery(_facts_statement())
+
+
+async def promised_payment_offers(
+    source: Any, contract_ids: Sequence[int], *, settings: Settings, today: date | None = None
+) -> dict[int, Offer]:
+    """What each contract of `contract_ids` may take as a promised payment today (UTC), in a
+    fixed number of statements whatever the number of contracts; unknown contracts are
+    absent. Reads only; works on a request's reader or a session (inside
+    `activate_promised_payment`, the write transaction's session with the contract locked)."""
+    ids = list(dict.fromkeys(contract_ids))
+    if not ids:
+        return {}
+    today = today or utcnow().date()
+    since = datetime.combine(_months_before(today, settings.promised_average_months), time(0), UTC)
+    if hasattr(source, "fetch"):
+        # A request's reader: on PostgreSQL both reads travel in one statement.
+        facts, monthly = await asyncio.gather(
+            source.fetch(_FACTS, ids=ids, since=since), monthly_totals(source, ids, on=today)
+        )
+    else:  # a session runs one statement at a time
+        facts = await read_rows(source, _FACTS.statement.params(ids=ids, since=since))
+        monthly = await monthly_totals(source, ids, on=today)
+    return {row.id: _offer(row, monthly[row.id], settings=settings, today=today) for row in facts}
 
 
 async def promised_payment_offer(
     source: Any, *, settings: Settings, contract_id: int, today: date | None = None
 ) -> Offer:
-    """What `contract_id` may take as a promised payment today (UTC). Reads only; works on a
-    request's reader or a session (inside `activate_promised_payment`, the write
-    transaction's session with the contract locked)."""
-    today = today or utcnow().date()
-    since = datetime.combine(_months_before(today, settings.promised_average_months), time(0), UTC)
-    rows = await read_rows(source, _facts_statement(contract_id, since))
-    if not rows:
+    """`promised_payment_offers` of one contract; NOT_FOUND when there is no such contract."""
+    offers = await promised_payment_offers(source, [contract_id], settings=settings, today=today)
+    if contract_id not in offers:
         raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
-    facts = rows[0]
-    monthly = (await monthly_totals(source, [contract_id], on=today))[contract_id]
+    return offers[contract_id]
+
+
+def _offer(facts: Any, monthly: Decimal, *, settings: Settings, today: date) -> Offer:
+    """The offer of one contract from its facts (a row of `_FACTS`) and the Σ of its monthly
+    fees today."""
     balance = _money(facts.balance)
     lookahead = settings.promised_lookahead_days
     next_charges = (monthly * lookahead / days_in_month(today)).quantize(CENT, ROUND_HALF_UP)

@@ -13,7 +13,7 @@ import strawberry
 from core.errors import DomainError
 from core.ids import to_global_id
 from models.base import utcnow
-from resolvers import bonus, expenses, payments, promised, services
+from resolvers import bonus, payments, services
 from resolvers.pagination import Page, check_first
 from schema.context import Info
 from schema.errors import bad_input
@@ -150,10 +150,8 @@ class Contract(Node):
 
     @strawberry.field(description="Whether a promised payment can be taken now.")
     async def promised_payment_offer(self, info: Info) -> PromisedPaymentOffer:
-        offer = await promised.promised_payment_offer(
-            info.context.reader, settings=info.context.settings, contract_id=self.pk
-        )
-        return PromisedPaymentOffer.from_offer(offer)
+        offers = info.context.loaders.promised_payment_offers(info.context.settings)
+        return PromisedPaymentOffer.from_offer(await offers.load(self.pk))
 
     @strawberry.field(description="Every promised payment, newest first.")
     async def promised_payments(self, info: Info) -> list[PromisedPayment]:
@@ -267,15 +265,15 @@ class Contract(Node):
         to: datetime | None = None,
     ) -> Connection[LedgerEntry]:
         try:
-            page = await expenses.ledger_page(
-                info.context.reader,
-                contract_id=self.pk,
+            # The same page of every contract asked for comes from one statement.
+            pages = info.context.loaders.ledger_pages(
                 first=first,
                 after=after,
                 kinds=[kind.value for kind in kinds] if kinds else None,
                 since=from_,
                 until=to,
             )
+            page = await pages.load(self.pk)
         except DomainError as error:
             raise bad_input(error) from None
         return Connection.from_page(page, LedgerEntry.from_row)
@@ -288,9 +286,8 @@ class Contract(Node):
         to: date,
     ) -> ExpenseSummary:
         try:
-            summary = await expenses.expense_summary(
-                info.context.reader, contract_id=self.pk, since=from_, until=to
-            )
+            summaries = info.context.loaders.expense_summaries(since=from_, until=to)
+            summary = await summaries.load(self.pk)
         except DomainError as error:
             raise bad_input(error) from None
         return ExpenseSummary.from_summary(summary)
