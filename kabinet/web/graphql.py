@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.client_address import TrustedProxies, client_address
-from auth.sessions import Principal, needs_touch, touch
+from auth.sessions import COOKIE_NAME, Principal, needs_touch, touch
 from core.db import RequestReader, begin_write
 from core.settings import Settings
-from kabinet.web.auth import request_principal, request_token
+from kabinet.web.auth import ended_credential, request_principal, request_token
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from resolvers.loaders import Loaders
@@ -206,14 +206,17 @@ class GraphQLEndpoint:
         except BaseException:
             await reader.close()
             raise
+        ended = ended_credential(request, principal)
         context = Context(
             request=request,
             settings=self.settings,
             reader=reader,
             loaders=Loaders(reader),
             principal=principal,
+            session_ended=ended is not None,
             client_address=client_address(request, self.trusted_proxies),
             user_agent=request.headers.get("user-agent"),
+            clear_cookies=[COOKIE_NAME] if ended == "cookie" else [],
         )
         query: str = payload["query"]
         if not self._introspection_allowed(context) and uses_introspection(query):

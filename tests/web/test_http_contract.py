@@ -1,0 +1,139 @@
+"""SPEC §4 "GraphQL over HTTP", what every client may rely on (issue 13, items 7, 8, 10):
+an ended session is told apart from a signed-out one, cross-site front ends with a Bearer
+token, the security headers, redirects that never name the Host header, and /metrics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from auth.sessions import COOKIE_NAME
+from models import AuthSession
+from models.base import utcnow
+from tests.conftest import gql, gql_raw
+from tests.factories import DEFAULT_PASSWORD, LOGIN, make_subscriber, sign_in
+
+ME = "{ me { login } }"
+CONTRACT = "query($number: String!) { contract(number: $number) { number } }"
+NODE = "query($id: ID!) { node(id: $id) { id } }"
+SESSIONS = "{ mySessions { id } }"
+LOGOUT = "mutation { logout { ok errors { code } } }"
+TOP_UP = """mutation($input: CreateTopUpInput!) {
+  createTopUp(input: $input) { payment { id } errors { code } } }"""
+REGIONS = "{ regions { code } }"
+
+
+def _codes(body: dict[str, Any]) -> list[str]:
+    return [error.get("extensions", {}).get("code") for error in body.get("errors", [])]
+
+
+async def _ended_session_answers(client: Any, headers: dict[str, str], made: Any, ids: Any) -> None:
+    """Every field for the caller says UNAUTHENTICATED; public fields and sign-in answer."""
+    number = made.contract_numbers[0]
+    asked = [
+        (ME, {}),
+        (CONTRACT, {"number": number}),
+        (NODE, {"id": ids["contract"]}),
+        (NODE, {"id": ids["subscriber"]}),
+        (SESSIONS, {}),
+        (LOGOUT, {}),
+        (
+            TOP_UP,
+            {
+                "input": {
+                    "contractNumber": number,
+                    "amount": "100.00",
+                    "method": "BANK_CARD",
+                    "idempotencyKey": "k-ended-session-1",
+                }
+            },
+        ),
+    ]
+    for query, variables in asked:
+        response = await gql_raw(client, query, variables, headers=headers)
+        assert response.status_code == 200
+        body = response.json()
+        assert _codes(body) == ["UNAUTHENTICATED"], (query, body)
+    # public fields and the sign-in mutations answer as for a signed-out caller
+    assert (await gql(client, REGIONS, headers=headers))["regions"]
+    signed = await gql(
+        client,
+        LOGIN,
+        {"input": {"identifier": made.login, "password": DEFAULT_PASSWORD}},
+        headers=headers,
+    )
+    assert signed["login"]["errors"] == [] and signed["login"]["accessToken"]
+
+
+async def _ids(client: Any, headers: dict[str, str]) -> dict[str, str]:
+    me = await gql(client, "{ me { id contracts { id } } }", headers=headers)
+    return {"subscriber": me["me"]["id"], "contract": me["me"]["contracts"][0]["id"]}
+
+
+async def test_an_ended_bearer_token_is_unauthenticated_not_signed_out(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    # an unknown token
+    await _ended_session_answers(
+        client,
+        {"Authorization": "Bearer nope"},
+        made,
+        await _ids(client, await sign_in(client, made.login)),
+    )
+    # an expired one
+    expired = await sign_in(client, made.login)
+    ids = await _ids(client, expired)
+    async with session_factory() as session:
+        await session.execute(
+            sa.update(AuthSession).values(access_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+    await _ended_session_answers(client, expired, made, ids)
+    # a revoked one (signed out)
+    revoked = await sign_in(client, made.login)
+    assert (await gql(client, LOGOUT, headers=revoked))["logout"]["ok"] is True
+    await _ended_session_answers(client, revoked, made, ids)
+    # a signed-out caller (nothing presented) still gets null, not an error
+    assert (await gql(client, ME))["me"] is None
+    assert (await gql(client, CONTRACT, {"number": made.contract_numbers[0]}))["contract"] is None
+
+
+def _cookie_headers(response: httpx.Response) -> list[str]:
+    return [
+        value
+        for name, value in response.headers.multi_items()
+        if name == "set-cookie" and value.startswith(f"{COOKIE_NAME}=")
+    ]
+
+
+async def test_an_ended_session_cookie_is_unauthenticated_and_cleared(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    ids = await _ids(client, await sign_in(client, made.login))
+    dead = {"cookie": f"{COOKIE_NAME}=nope"}
+    response = await gql_raw(client, ME, headers=dead)
+    assert _codes(response.json()) == ["UNAUTHENTICATED"]
+    [cleared] = _cookie_headers(response)
+    assert 'kabinet_session=""' in cleared and "Max-Age=0" in cleared
+    await _ended_session_answers(client, dead, made, ids)
+    # signing in with the dead cookie sets the new one and does not clear it
+    signed = await gql_raw(
+        client,
+        LOGIN,
+        {"input": {"identifier": made.login, "password": DEFAULT_PASSWORD}},
+        headers=dead,
+    )
+    [fresh] = _cookie_headers(signed)
+    token = signed.json()["data"]["login"]["accessToken"]
+    assert fresh.startswith(f"{COOKIE_NAME}={token};")
+    # a live cookie is not touched; a dead Bearer token next to it does not clear it
+    live = {"cookie": f"{COOKIE_NAME}={token}"}
+    ok = await gql_raw(client, ME, headers=live)
+    assert ok.json()["data"]["me"]["login"] == made.login and _cookie_headers(ok) == []
+    both = await gql_raw(client, ME, headers={**live, "Authorization": "Bearer nope"})
+    assert _codes(both.json()) == ["UNAUTHENTICATED"] and _cookie_headers(both) == []
