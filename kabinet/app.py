@@ -119,6 +119,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_methods=["POST"],
                 allow_headers=["Authorization", "Content-Type"],
                 allow_credentials=True,
+                # A front end reads the request id of a failed call to quote it (SPEC §4).
+                expose_headers=["X-Request-ID"],
             )
         )
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

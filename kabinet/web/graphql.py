@@ -121,8 +121,11 @@ class GraphQLEndpoint:
         return payload
 
     def _check_origin(self, request: Request) -> None:
-        # Browsers send these on every POST; a cross-site one is a CSRF attempt (SPEC §5).
-        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        # A browser attaches the session cookie by itself, so a cross-site POST that carries
+        # it is a CSRF attempt (SPEC §5). A Bearer token is only ever sent by the page's own
+        # code: a front end on an allowlisted origin may call with one (SPEC §4).
+        cross_site = request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+        if cross_site and COOKIE_NAME in request.cookies:
             raise RequestRejected(403, "FORBIDDEN", "Cross-site requests are not allowed.")
         origin = request.headers.get("origin")
         if origin is None:

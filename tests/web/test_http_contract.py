@@ -11,6 +11,7 @@ import httpx
 import sqlalchemy as sa
 
 from auth.sessions import COOKIE_NAME
+from kabinet.app import create_app
 from models import AuthSession
 from models.base import utcnow
 from tests.conftest import gql, gql_raw
@@ -137,3 +138,59 @@ async def test_an_ended_session_cookie_is_unauthenticated_and_cleared(
     assert ok.json()["data"]["me"]["login"] == made.login and _cookie_headers(ok) == []
     both = await gql_raw(client, ME, headers={**live, "Authorization": "Bearer nope"})
     assert _codes(both.json()) == ["UNAUTHENTICATED"] and _cookie_headers(both) == []
+
+
+# -- item 8: cross-site front ends with a Bearer token ----------------------------------------
+
+VITE = "http://localhost:5173"
+
+
+async def test_an_allowlisted_front_end_calls_with_a_bearer_token(
+    settings: Any, engine: Any, session_factory: Any
+) -> None:
+    # given the API on 127.0.0.1:8000 and a Vite front end on localhost:5173 in the allowlist
+    app = create_app(settings.model_copy(update={"cors_origins": [VITE]}))
+    made = await make_subscriber(session_factory, settings)
+    transport = httpx.ASGITransport(app=app)
+    browser = {"origin": VITE, "sec-fetch-site": "cross-site", "sec-fetch-mode": "cors"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        # the preflight allows Authorization and Content-Type
+        preflight = await http.options(
+            "/graphql",
+            headers={
+                **browser,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == VITE
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+        # signing in and reading with the Bearer token work from the other site
+        signed = await gql_raw(
+            http,
+            LOGIN,
+            {"input": {"identifier": made.login, "password": DEFAULT_PASSWORD}},
+            headers=browser,
+        )
+        assert signed.status_code == 200, signed.text
+        token = signed.json()["data"]["login"]["accessToken"]
+        bearer = {**browser, "authorization": f"Bearer {token}"}
+        me = await gql_raw(http, ME, headers=bearer)
+        assert me.status_code == 200 and me.json()["data"]["me"]["login"] == made.login
+        # the page may read the request id
+        assert me.headers["access-control-allow-origin"] == VITE
+        assert "x-request-id" in me.headers["access-control-expose-headers"].lower()
+        assert me.headers["x-request-id"]
+        # a cross-site request that carries the session cookie is still refused
+        with_cookie = await gql_raw(
+            http, ME, headers={**bearer, "cookie": f"{COOKIE_NAME}={token}"}
+        )
+        assert with_cookie.status_code == 403
+        assert with_cookie.json()["errors"][0]["message"] == "Cross-site requests are not allowed."
+        # and an origin that is not in the allowlist is refused, Bearer token or not
+        foreign = await gql_raw(http, ME, headers={**bearer, "origin": "https://evil.example"})
+        assert foreign.status_code == 403
+        assert "access-control-allow-origin" not in foreign.headers
+    await app.state.engine.dispose()
