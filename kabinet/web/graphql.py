@@ -82,8 +82,11 @@ class GraphQLEndpoint:
         except RequestRejected as rejected:
             self.metrics.graphql_requests.labels("invalid", "rejected").inc()
             return _error_response(rejected)
-        operation = self.metrics.operation_label(payload.get("operationName"))
         response = await self._execute(request, payload)
+        operation = self.metrics.operation_label(
+            payload.get("operationName"),
+            signed_in_success=getattr(request.state, "signed_in_success", False),
+        )
         self.metrics.graphql_seconds.labels(operation).observe(time.perf_counter() - started)
         return response
 
@@ -250,6 +253,10 @@ class GraphQLEndpoint:
             if result.errors:
                 body["errors"] = [self._format_error(error) for error in result.errors]
             text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        # Only a signed-in caller's successful operation names a metrics label (metrics.py).
+        request.state.signed_in_success = context.principal is not None and (
+            data is not None or not result.errors
+        )
         response = Response(text, media_type="application/json", headers=context.response_headers)
         for cookie in context.response_cookies:
             response.set_cookie(**cookie)

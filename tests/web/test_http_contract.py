@@ -14,7 +14,13 @@ from auth.sessions import COOKIE_NAME
 from kabinet.app import create_app
 from models import AuthSession
 from models.base import utcnow
-from tests.conftest import gql, gql_raw
+from tests.conftest import (
+    PRODUCTION_SECRET_KEY,
+    fast_settings,
+    gql,
+    gql_raw,
+    production_settings,
+)
 from tests.factories import DEFAULT_PASSWORD, LOGIN, make_subscriber, sign_in
 
 ME = "{ me { login } }"
@@ -194,3 +200,101 @@ async def test_an_allowlisted_front_end_calls_with_a_bearer_token(
         assert foreign.status_code == 403
         assert "access-control-allow-origin" not in foreign.headers
     await app.state.engine.dispose()
+
+
+# -- item 10: headers, redirects, metrics ------------------------------------------------------
+
+
+async def test_every_answer_carries_nosniff_and_graphql_answers_are_not_stored(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    bearer = await sign_in(client, made.login)
+    answers = [
+        await gql_raw(client, ME, headers=bearer),  # signed in
+        await gql_raw(client, REGIONS),  # signed out
+        await client.post("/graphql", content=b"[]", headers={"content-type": "application/json"}),
+        await client.get("/healthz"),
+        await client.get("/no-such-page"),
+        await client.get("/metrics"),
+    ]
+    for response in answers:
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers.get_list("x-content-type-options") == ["nosniff"]
+        assert "strict-transport-security" not in response.headers  # development: plain HTTP
+    for response in answers[:3]:
+        assert response.headers["cache-control"] == "no-store"
+    # a route that says how it may be cached keeps its word (public explorer assets)
+    asset = await client.get("/explorer/assets/explorer.js")
+    assert asset.status_code == 200 and "no-store" not in asset.headers["cache-control"]
+
+
+async def test_production_answers_carry_hsts(migrated_url: str, engine: Any) -> None:
+    app = create_app(production_settings(migrated_url))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        for response in (await gql_raw(http, REGIONS), await http.get("/healthz")):
+            assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+            assert response.headers["x-content-type-options"] == "nosniff"
+    await app.state.engine.dispose()
+
+
+async def test_no_redirect_is_built_from_the_host_header(client: Any) -> None:
+    for path in ("/explorer/", "/graphql/", "/healthz/", "/metrics/"):
+        response = await client.get(path, headers={"host": "evil.example"})
+        location = response.headers.get("location", "")
+        assert "evil.example" not in location, (path, location)
+        assert "evil.example" not in response.text
+    explorer = await client.get("/explorer/", headers={"host": "evil.example"})
+    assert explorer.status_code == 308 and explorer.headers["location"] == "/explorer"
+
+
+async def test_metrics_want_the_token_in_production(migrated_url: str, engine: Any) -> None:
+    token = "Zx8" + PRODUCTION_SECRET_KEY[3:]
+    for configured, without, expected in (
+        (production_settings(migrated_url), 404, None),
+        (production_settings(migrated_url, metrics_token=token), 401, token),
+        (fast_settings(migrated_url, metrics_token=token), 401, token),
+    ):
+        app = create_app(configured)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+            assert (await http.get("/metrics")).status_code == without
+            wrong = await http.get("/metrics", headers={"authorization": "Bearer nope"})
+            assert wrong.status_code == without
+            if expected is not None:
+                right = await http.get("/metrics", headers={"authorization": f"Bearer {expected}"})
+                assert right.status_code == 200 and "kabinet_graphql" in right.text
+        await app.state.engine.dispose()
+
+
+async def test_anonymous_callers_cannot_fill_the_operation_labels(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    # given anonymous callers sending 250 junk operation names
+    for n in range(250):
+        name = f"Junk{n}"
+        await client.post(
+            "/graphql",
+            json={"query": f"query {name} {{ regions {{ code }} }}", "operationName": name},
+        )
+    # and a signed-in caller whose operation fails
+    made = await make_subscriber(session_factory, settings)
+    bearer = await sign_in(client, made.login)
+    await client.post(
+        "/graphql",
+        json={"query": "query Broken { mySessions { nope } }", "operationName": "Broken"},
+        headers=bearer,
+    )
+    # when a signed-in caller's operation succeeds
+    ok = await client.post(
+        "/graphql",
+        json={"query": "query MyAccount { me { login } }", "operationName": "MyAccount"},
+        headers=bearer,
+    )
+    assert ok.json()["data"]["me"]["login"] == made.login
+    text = (await client.get("/metrics")).text
+    # then only its name is a label; the rest share one
+    assert 'kabinet_graphql_request_seconds_count{operation="MyAccount"} 1.0' in text
+    assert 'kabinet_graphql_request_seconds_count{operation="other"} 251.0' in text
+    assert "Junk" not in text and 'operation="Broken"' not in text
