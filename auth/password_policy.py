@@ -2,9 +2,12 @@
 
 Public API:
 
-- ``normalize_password(password)`` -- NFKC. Hashing code must call it before hashing
-  AND before verifying, so that e.g. "ﬁ" (U+FB01) and "fi" are the same password.
-  Nothing else is changed: spaces (leading, trailing, inner) and case are significant.
+- ``normalize_password(password)`` -- format characters (Unicode category Cf, e.g. the
+  zero-width space) dropped, then NFKC. Hashing code must call it before hashing AND
+  before verifying, so that e.g. "ﬁ" (U+FB01) and "fi" are the same password, and
+  invisible characters neither pad a trivial password past the checks nor lock out a
+  user whose keyboard adds them. Nothing else is changed: spaces (leading, trailing,
+  inner) and case are significant.
 - ``check_password(password, *, min_length=15, max_length=128, context_words=())`` --
   None when the new password is acceptable, else a short English reason for the API's
   error message.
@@ -14,7 +17,8 @@ Rules, in the order they are checked (the first failing one is reported):
 
 1. Valid text: a lone surrogate (possible in JSON input, not encodable as UTF-8) is
    rejected. Any other Unicode is allowed: spaces, emoji, any script.
-2. Length: ``len(normalize_password(password))``, i.e. Unicode code points after NFKC,
+2. Length: ``len(normalize_password(password))``, i.e. Unicode code points after
+   dropping format characters and NFKC,
    within ``[min_length, max_length]``. No composition rules (no digits, upper case or
    symbols required).
 3. Trivial: after lower-casing and removing whitespace ("compact" form) the password
@@ -96,8 +100,12 @@ REASON_CONTEXT = "Password must not contain your login, contract number or the o
 
 
 def normalize_password(password: str) -> str:
-    """NFKC form of `password`: call before hashing and before verifying."""
-    return unicodedata.normalize("NFKC", password)
+    """The one form of `password` that is checked, hashed and verified: Unicode format
+    characters (category Cf: zero-width spaces and joiners, direction marks, soft hyphens)
+    dropped, so that "\u200ba\u200bb..." is "ab...", then NFKC. Call before hashing and
+    before verifying."""
+    visible = "".join(ch for ch in password if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", visible)
 
 
 @lru_cache(maxsize=1)

@@ -21,9 +21,9 @@ PUBLIC_FIELDS = frozenset(
         "Query.channels",
         "Query.serviceOptions",
         "Query.bonusRewards",
-        "Query.node",  # checks each object it returns (resolvers/accounts.may_see_*)
-        "Query.me",  # null when signed out
-        "Query.contract",  # null unless the caller may see it
+        # checks each object it returns (resolvers/accounts.may_see_*); a private one asked
+        # with an ended session is UNAUTHENTICATED, as LiveSessionIfAny says
+        "Query.node",
         "Mutation.register",
         "Mutation.login",
         "Mutation.refreshSession",
@@ -32,6 +32,22 @@ PUBLIC_FIELDS = frozenset(
         "Mutation.submitSupportRequest",
     }
 )
+
+
+SESSION_ENDED = "Your session has ended; sign in again."
+
+
+class LiveSessionIfAny(BasePermission):
+    """For a field that answers signed-out callers too, but for the caller (`me`,
+    `contract`): a request that presented a token or session cookie naming no live session
+    (unknown, expired, revoked) hears UNAUTHENTICATED instead of the signed-out answer, so a
+    front end can tell an ended session from an empty answer (SPEC §4)."""
+
+    message = SESSION_ENDED
+    error_extensions = {"code": "UNAUTHENTICATED"}  # noqa: RUF012
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return not info.context.session_ended
 
 
 class IsSignedIn(BasePermission):

@@ -5,6 +5,8 @@ Every number of SPEC §3 is a setting here, with the SPEC's value as its default
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
@@ -16,8 +18,26 @@ DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a known development 
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"  # noqa: S105
 
 
+# A production secret must look random: its characters' empirical (Shannon) entropy times
+# its length, a rough estimate of the bits it holds, at least this ("a" * 32: 0 bits; 32 hex
+# digits: about 115, never below ~95; secrets.token_urlsafe(32): about 200), and it must not
+# be one shorter piece repeated ("password" * 4).
+MIN_SECRET_BITS = 80
+
+
 class ProductionConfigError(RuntimeError):
     """The service refuses to start in production with development defaults."""
+
+
+def estimated_bits(value: str) -> float:
+    """Length × the empirical entropy per character: low for repeats and short alphabets;
+    0 for a value that is one shorter piece repeated."""
+    if not value or value in (value + value)[1:-1]:
+        return 0.0
+    counts = Counter(value).values()
+    total = len(value)
+    per_char = -sum(n / total * math.log2(n / total) for n in counts)
+    return per_char * total
 
 
 class Settings(BaseSettings):
@@ -40,6 +60,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # `/metrics` wants `Authorization: Bearer <this>` when set; production without it: 404.
+    metrics_token: str | None = None
 
     # -- mail
     smtp_host: str | None = None
@@ -142,12 +164,24 @@ class Settings(BaseSettings):
         if not self.is_production:
             return
         problems = []
-        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < 32:
-            problems.append("KABINET_SECRET_KEY must be set to a random value of 32+ characters")
-        if self.webhook_secret == DEV_WEBHOOK_SECRET or len(self.webhook_secret) < 32:
-            problems.append(
-                "KABINET_WEBHOOK_SECRET must be set to a random value of 32+ characters"
-            )
+        for name, value, default in (
+            ("KABINET_SECRET_KEY", self.secret_key, DEV_SECRET_KEY),
+            ("KABINET_WEBHOOK_SECRET", self.webhook_secret, DEV_WEBHOOK_SECRET),
+        ):
+            if value == default or len(value) < 32 or estimated_bits(value) < MIN_SECRET_BITS:
+                problems.append(
+                    f"{name} must be set to a random value of 32+ characters"
+                    f" (about {MIN_SECRET_BITS}+ bits; e.g. python -c"
+                    " 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        if self.secret_key == self.webhook_secret:
+            problems.append("KABINET_SECRET_KEY and KABINET_WEBHOOK_SECRET must differ")
+        if not self.public_url.startswith("https://"):
+            problems.append("KABINET_PUBLIC_URL must be an https:// URL in production")
+        if self.metrics_token is not None and (
+            len(self.metrics_token) < 32 or estimated_bits(self.metrics_token) < MIN_SECRET_BITS
+        ):
+            problems.append("KABINET_METRICS_TOKEN must be a random value of 32+ characters")
         if self.argon2_memory_kib < 19456 or self.argon2_time_cost < 2:
             problems.append("argon2 parameters are below m=19456 KiB, t=2")
         if self.payment_provider == "sandbox":

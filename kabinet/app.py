@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,13 +35,21 @@ log = logging.getLogger("kabinet.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+# Every answer: no content sniffing; no caching unless the route says otherwise (answers
+# to signed-in requests must never be stored); HSTS in production (SPEC §4).
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
 class RequestIdMiddleware:
     """Takes a sane `X-Request-ID` or makes one; it is logged with every line of the
-    request and returned in the response."""
+    request and returned in the response, with the headers every answer carries."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, production: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.production = production
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,8 +65,15 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append(_NOSNIFF)
+                if b"cache-control" not in names:
+                    headers.append(_NO_STORE)
+                if self.production and b"strict-transport-security" not in names:
+                    headers.append(_HSTS)
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -77,10 +94,14 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+async def _to_explorer(_request: Request) -> Response:
+    return RedirectResponse("/explorer", status_code=308)  # relative: no Host header in it
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
     settings.check_production()
-    metrics = Metrics()
+    metrics = Metrics(token=settings.metrics_token, closed_without_token=settings.is_production)
     graphql = GraphQLEndpoint(schema=build_schema(settings), settings=settings, metrics=metrics)
 
     @asynccontextmanager
@@ -109,8 +130,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *statement_routes(),
         *payment_routes(settings),
         *explorer_routes(enabled=True, staff_only=settings.is_production),
+        Route("/explorer/", _to_explorer, methods=["GET"]),
     ]
-    middleware = [Middleware(RequestIdMiddleware, metrics=metrics)]
+    middleware = [
+        Middleware(RequestIdMiddleware, metrics=metrics, production=settings.is_production)
+    ]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -119,9 +143,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_methods=["POST"],
                 allow_headers=["Authorization", "Content-Type"],
                 allow_credentials=True,
+                # A front end reads the request id of a failed call to quote it (SPEC §4).
+                expose_headers=["X-Request-ID"],
             )
         )
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    # Starlette's trailing-slash redirect builds its Location from the Host header (SPEC §5:
+    # never); the one path people type with a slash gets a relative redirect instead.
+    app.router.redirect_slashes = False
     # The engine is made here, not in the lifespan, so that test clients without lifespan
     # support work too; it connects lazily.
     app.state.settings = settings

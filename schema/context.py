@@ -23,6 +23,9 @@ class Context:
     reader: RequestReader
     loaders: Loaders
     principal: Principal | None = None
+    # The request presented a Bearer token or session cookie that names no live session:
+    # fields for the caller answer UNAUTHENTICATED (auth/permissions.LiveSessionIfAny).
+    session_ended: bool = False
     client_address: str = "unknown"
     user_agent: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)

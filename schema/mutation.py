@@ -26,6 +26,9 @@ from schema.types.account import Contract, LegalStatus, Subscriber
 def _set_session_cookie(context: Context, token: str, expires_at: datetime) -> None:
     # __Host-: Secure, Path=/ and no Domain, so no subdomain can set or read it (SPEC §5).
     max_age = max(0, int((expires_at - datetime.now(expires_at.tzinfo)).total_seconds()))
+    # The last word wins: a new session replaces an ended cookie the answer was to clear.
+    if COOKIE_NAME in context.clear_cookies:
+        context.clear_cookies.remove(COOKIE_NAME)
     context.response_cookies.append(
         {
             "key": COOKIE_NAME,
@@ -40,7 +43,9 @@ def _set_session_cookie(context: Context, token: str, expires_at: datetime) -> N
 
 
 def _clear_session_cookie(context: Context) -> None:
-    context.clear_cookies.append(COOKIE_NAME)
+    context.response_cookies[:] = [c for c in context.response_cookies if c["key"] != COOKIE_NAME]
+    if COOKIE_NAME not in context.clear_cookies:
+        context.clear_cookies.append(COOKIE_NAME)
 
 
 # -- sign-in and sessions

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from auth.permissions import IsSignedIn, IsStaff
+from auth.permissions import SESSION_ENDED, IsSignedIn, IsStaff, LiveSessionIfAny
 from core.errors import DomainError
 from core.ids import from_global_id, parse_pk
 from resolvers import access, accounts, audit, catalog, subscribers, support
 from schema.context import Info, asks_for
-from schema.errors import bad_input
+from schema.errors import Unauthenticated, bad_input
 from schema.types.account import Contract, SessionInfo, Subscriber
 from schema.types.catalog import (
     CATALOG_NODE_TYPES,
@@ -24,6 +24,9 @@ from schema.types.money import Payment
 from schema.types.node import Node
 from schema.types.pagination import Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
+
+# Objects reached by node(id) that belong to someone (the catalogue is public).
+_PRIVATE_NODES = frozenset({"Contract", "Payment", "Subscriber"})
 
 
 @strawberry.type
@@ -59,7 +62,11 @@ class Query:
         rows = await catalog.list_bonus_rewards(info.context.reader)
         return [BonusReward.from_row(row) for row in rows]
 
-    @strawberry.field(description="The signed-in subscriber; null when signed out or staff.")
+    @strawberry.field(
+        permission_classes=[LiveSessionIfAny],
+        description="The signed-in subscriber; null when signed out or staff. "
+        "UNAUTHENTICATED when the request's token or cookie names no live session.",
+    )
     async def me(self, info: Info) -> Subscriber | None:
         principal = info.context.principal
         if principal is None or principal.is_staff:
@@ -73,7 +80,11 @@ class Query:
         row = await loaders.subscriber.load(principal.id)
         return None if row is None else Subscriber.from_row(row)
 
-    @strawberry.field(description="A contract by number; null when you may not see it.")
+    @strawberry.field(
+        permission_classes=[LiveSessionIfAny],
+        description="A contract by number; null when you may not see it. "
+        "UNAUTHENTICATED when the request's token or cookie names no live session.",
+    )
     async def contract(self, info: Info, number: str) -> Contract | None:
         row = await info.context.loaders.contract_by_number.load(number.strip())
         if row is None or not accounts.may_see_contract(info.context.principal, row):
@@ -89,7 +100,11 @@ class Query:
         rows = await access.list_sessions(info.context.reader, principal=principal)
         return [SessionInfo.from_row(row, current_session_id=principal.session_id) for row in rows]
 
-    @strawberry.field(description="Any object by its global ID; null when unknown or not yours.")
+    @strawberry.field(
+        description="Any object by its global ID; null when unknown or not yours. "
+        "UNAUTHENTICATED for a contract, payment or subscriber when the request's token or "
+        "cookie names no live session."
+    )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         decoded = from_global_id(id)
         if decoded is None:
@@ -99,6 +114,8 @@ class Query:
         if parsed is None:
             return None
         pk, loaders, principal = parsed, info.context.loaders, info.context.principal
+        if type_name in _PRIVATE_NODES and info.context.session_ended:
+            raise Unauthenticated(SESSION_ENDED)
         if type_name == "Contract":
             row = await loaders.contract_by_id.load(pk)
             ok = row is not None and accounts.may_see_contract(principal, row)

@@ -157,3 +157,12 @@ async def sign_in(client: Any, identifier: str, password: str = DEFAULT_PASSWORD
     payload = response.json()["data"]["login"]
     assert payload["errors"] == [], payload["errors"]
     return {"Authorization": f"Bearer {payload['accessToken']}"}
+
+
+async def assert_session_ended(client: Any, headers: dict[str, str]) -> None:
+    """The session these headers present has ended: `me` answers UNAUTHENTICATED, not the
+    signed-out null (SPEC §4 "GraphQL over HTTP")."""
+    response = await client.post("/graphql", json={"query": "{ me { id } }"}, headers=headers)
+    body = response.json()
+    assert body["data"] == {"me": None}, body
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"], body

@@ -333,8 +333,10 @@ async def test_the_token_is_checked_inside_the_one_statement(
     served, executed, _, compiled = await _both_ways(
         client, app, monkeypatch, OVERVIEW, None, headers
     )
-    # then nothing is read
-    assert compiled is False and served == executed == {"data": {"me": None}}
+    # then nothing is read, and both ways say the session has ended (SPEC §4)
+    assert compiled is False and served == executed
+    assert served["data"] == {"me": None}
+    assert [e["extensions"]["code"] for e in served["errors"]] == ["UNAUTHENTICATED"]
     # given a subscriber who must change a temporary password
     temporary = await make_subscriber(session_factory, settings, must_change_password=True)
     refused = await sign_in(client, temporary.login)

@@ -143,8 +143,14 @@ async def test_a_bad_money_or_id_variable_is_a_clean_error(client: Any) -> None:
 
 async def test_cross_site_posts_are_refused(client: Any) -> None:
     query = {"query": "{ regions { code } }"}
-    response = await client.post("/graphql", json=query, headers={"sec-fetch-site": "cross-site"})
+    # the cross-site refusal is for requests that carry the session cookie (SPEC §4)
+    response = await client.post(
+        "/graphql",
+        json=query,
+        headers={"sec-fetch-site": "cross-site", "cookie": "__Host-kabinet_session=x"},
+    )
     assert response.status_code == 403
+    assert response.json()["errors"][0]["message"] == "Cross-site requests are not allowed."
     response = await client.post("/graphql", json=query, headers={"origin": "https://evil.example"})
     assert response.status_code == 403
     same = await client.post(

@@ -12,6 +12,7 @@ import httpx
 from core.logs import JsonFormatter, request_id_var
 from kabinet.app import create_app
 from tests.conftest import fast_settings, gql
+from tests.factories import make_subscriber, sign_in
 
 
 async def test_healthz(client: Any) -> None:
@@ -49,14 +50,23 @@ async def test_readyz_when_the_database_is_unreachable() -> None:
     assert response.json() == {"status": "unavailable", "database": "unreachable"}
 
 
-async def test_metrics_count_graphql_operations(client: Any) -> None:
+async def test_metrics_count_graphql_operations(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    # a signed-in caller's named operation is a label of its own (signed-out names share
+    # "other": tests/web/test_http_contract.py)
+    made = await make_subscriber(session_factory, settings)
+    bearer = await sign_in(client, made.login)
     await client.post(
-        "/graphql", json={"query": "query Regions { regions { code } }", "operationName": "Regions"}
+        "/graphql",
+        json={"query": "query Regions { regions { code } }", "operationName": "Regions"},
+        headers=bearer,
     )
     await gql(client, "{ channels { id } }")
     text = (await client.get("/metrics")).text
     assert 'kabinet_graphql_request_seconds_count{operation="Regions"} 1.0' in text
-    assert 'kabinet_graphql_request_seconds_count{operation="anonymous"} 1.0' in text
+    # no operationName: the sign-in and the channels
+    assert 'kabinet_graphql_request_seconds_count{operation="anonymous"} 2.0' in text
     assert 'kabinet_http_responses_total{route="/graphql",status="2xx"}' in text
 
 

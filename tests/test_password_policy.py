@@ -129,6 +129,22 @@ def test_normalize_password_is_nfkc_and_keeps_everything_else() -> None:
     assert normalize_password("  Mixed Case  ") == "  Mixed Case  "  # no strip, no case fold
 
 
+def test_format_characters_are_dropped_before_the_checks() -> None:
+    """Issue 13, item 10: zero-width spaces (and other Cf characters) padding a trivial or
+    common password do not get it past the checks, nor count towards the length."""
+    zwsp, zwj, bom, soft_hyphen, lrm = "\u200b", "\u200d", "\ufeff", "\u00ad", "\u200e"
+    padded = zwsp + zwsp.join("abcdefghijklmnop")
+    assert normalize_password(padded) == "abcdefghijklmnop"
+    assert check_password(padded) == REASON_TRIVIAL
+    assert check_password(zwj.join("aaaaaaaaaaaaaaaa")) == REASON_TRIVIAL
+    assert check_password(bom + soft_hyphen.join("password") + lrm * 20) is not None
+    assert check_password(lrm.join("iloveyouiloveyou")) == REASON_COMMON
+    # invisible characters do not make a short password long enough
+    assert check_password("short" + zwsp * 20).startswith("Password must be at least")
+    # and the same password typed with or without them is one password
+    assert normalize_password(zwsp + GOOD + zwj) == normalize_password(GOOD)
+
+
 @pytest.mark.parametrize(
     "password",
     [

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from kabinet.app import create_app
 from models import OutboxMessage
 from tests.conftest import gql, gql_raw
-from tests.factories import LOGIN, make_staff, make_subscriber, sign_in
+from tests.factories import LOGIN, assert_session_ended, make_staff, make_subscriber, sign_in
 
 REQUEST = """
 mutation($input: RequestPasswordRecoveryInput!) {
@@ -88,7 +88,7 @@ async def test_recover_by_email_code_then_sign_in(
     )
     # then
     assert done["resetPassword"] == {"ok": True, "errors": []}
-    assert (await gql(client, ME, headers=old_session))["me"] is None
+    await assert_session_ended(client, old_session)
     assert await sign_in(client, made.login, "a brand new sunny morning")
     # the code is single use
     again = await gql(

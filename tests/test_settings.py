@@ -8,6 +8,16 @@ import pytest
 
 from core.settings import ProductionConfigError, Settings
 from kabinet.app import create_app
+from tests.conftest import PRODUCTION_SECRET_KEY, PRODUCTION_WEBHOOK_SECRET
+
+# What the production check wants besides the secrets (an external provider, https).
+_READY = {
+    "env": "production",
+    "database_url": "sqlite+aiosqlite:///:memory:",
+    "payment_provider": "external",
+    "payment_provider_url": "https://pay.example/checkout?payment={payment_id}",
+    "public_url": "https://my.kabinet.example",
+}
 
 
 def test_defaults_are_the_spec_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,19 +67,44 @@ def test_production_refuses_weak_hashing_and_demo_passwords() -> None:
 
 def test_production_with_real_secrets_passes_the_check() -> None:
     settings = Settings(
-        env="production",
-        secret_key="k" * 40,
-        webhook_secret="w" * 40,
-        database_url="sqlite+aiosqlite:///:memory:",
-        payment_provider="external",
-        payment_provider_url="https://pay.example/checkout?payment={payment_id}",
+        **_READY, secret_key=PRODUCTION_SECRET_KEY, webhook_secret=PRODUCTION_WEBHOOK_SECRET
     )
     settings.check_production()
     assert settings.is_production
+    # 32 hex digits (openssl rand -hex 16) are random enough
+    Settings(
+        **_READY,
+        secret_key="9f86d081884c7d659a2feaa0c55ad015",
+        webhook_secret=PRODUCTION_WEBHOOK_SECRET,
+    ).check_production()
+
+
+def test_production_refuses_weak_or_shared_secrets_and_an_http_public_url() -> None:
+    """Issue 13, item 10: 32 × "a", one value for both secrets, an http:// public URL."""
+    good = {"secret_key": PRODUCTION_SECRET_KEY, "webhook_secret": PRODUCTION_WEBHOOK_SECRET}
+    for weak in ("a" * 32, "password" * 4, "abab" * 10, "0123" * 9):
+        with pytest.raises(ProductionConfigError, match="KABINET_SECRET_KEY must be set"):
+            Settings(**_READY, **{**good, "secret_key": weak}).check_production()
+        with pytest.raises(ProductionConfigError, match="KABINET_WEBHOOK_SECRET must be set"):
+            Settings(**_READY, **{**good, "webhook_secret": weak}).check_production()
+    with pytest.raises(ProductionConfigError, match="must differ"):
+        Settings(
+            **{**_READY, "secret_key": PRODUCTION_SECRET_KEY}, webhook_secret=PRODUCTION_SECRET_KEY
+        ).check_production()
+    with pytest.raises(ProductionConfigError, match="KABINET_PUBLIC_URL must be an https"):
+        Settings(**{**_READY, "public_url": "http://my.kabinet.example"}, **good).check_production()
+    with pytest.raises(ProductionConfigError, match="KABINET_METRICS_TOKEN"):
+        Settings(**_READY, **good, metrics_token="m" * 40).check_production()
+    Settings(**_READY, **good, metrics_token=PRODUCTION_SECRET_KEY[::-1]).check_production()
 
 
 def test_production_refuses_the_sandbox_payment_provider() -> None:
-    settings = Settings(env="production", secret_key="k" * 40, webhook_secret="w" * 40)
+    settings = Settings(
+        env="production",
+        secret_key=PRODUCTION_SECRET_KEY,
+        webhook_secret=PRODUCTION_WEBHOOK_SECRET,
+        public_url="https://my.kabinet.example",
+    )
     with pytest.raises(ProductionConfigError, match="KABINET_PAYMENT_PROVIDER"):
         settings.check_production()
     external = settings.model_copy(

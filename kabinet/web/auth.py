@@ -23,6 +23,15 @@ def request_token(request: Request, *, bearer: bool = True) -> str | None:
     return token.strip() or None
 
 
+def ended_credential(request: Request, principal: Principal | None) -> str | None:
+    """What a request presented that names no live session, when its caller is `principal`:
+    "bearer", "cookie" (the answer clears it) or None (a live session, or nothing presented).
+    SPEC §4: such a request hears UNAUTHENTICATED on the fields that are for the caller."""
+    if principal is not None or request_token(request) is None:
+        return None
+    return "bearer" if "authorization" in request.headers else "cookie"
+
+
 async def request_principal(
     request: Request, reader: RequestReader, *, bearer: bool = True
 ) -> Principal | None:

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.client_address import TrustedProxies, client_address
-from auth.sessions import Principal, needs_touch, touch
+from auth.sessions import COOKIE_NAME, Principal, needs_touch, touch
 from core.db import RequestReader, begin_write
 from core.settings import Settings
-from kabinet.web.auth import request_principal, request_token
+from kabinet.web.auth import ended_credential, request_principal, request_token
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from resolvers.loaders import Loaders
@@ -82,8 +82,11 @@ class GraphQLEndpoint:
         except RequestRejected as rejected:
             self.metrics.graphql_requests.labels("invalid", "rejected").inc()
             return _error_response(rejected)
-        operation = self.metrics.operation_label(payload.get("operationName"))
         response = await self._execute(request, payload)
+        operation = self.metrics.operation_label(
+            payload.get("operationName"),
+            signed_in_success=getattr(request.state, "signed_in_success", False),
+        )
         self.metrics.graphql_seconds.labels(operation).observe(time.perf_counter() - started)
         return response
 
@@ -121,8 +124,11 @@ class GraphQLEndpoint:
         return payload
 
     def _check_origin(self, request: Request) -> None:
-        # Browsers send these on every POST; a cross-site one is a CSRF attempt (SPEC §5).
-        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        # A browser attaches the session cookie by itself, so a cross-site POST that carries
+        # it is a CSRF attempt (SPEC §5). A Bearer token is only ever sent by the page's own
+        # code: a front end on an allowlisted origin may call with one (SPEC §4).
+        cross_site = request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+        if cross_site and COOKIE_NAME in request.cookies:
             raise RequestRejected(403, "FORBIDDEN", "Cross-site requests are not allowed.")
         origin = request.headers.get("origin")
         if origin is None:
@@ -206,14 +212,17 @@ class GraphQLEndpoint:
         except BaseException:
             await reader.close()
             raise
+        ended = ended_credential(request, principal)
         context = Context(
             request=request,
             settings=self.settings,
             reader=reader,
             loaders=Loaders(reader),
             principal=principal,
+            session_ended=ended is not None,
             client_address=client_address(request, self.trusted_proxies),
             user_agent=request.headers.get("user-agent"),
+            clear_cookies=[COOKIE_NAME] if ended == "cookie" else [],
         )
         query: str = payload["query"]
         if not self._introspection_allowed(context) and uses_introspection(query):
@@ -244,6 +253,10 @@ class GraphQLEndpoint:
             if result.errors:
                 body["errors"] = [self._format_error(error) for error in result.errors]
             text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        # Only a signed-in caller's successful operation names a metrics label (metrics.py).
+        request.state.signed_in_success = context.principal is not None and (
+            data is not None or not result.errors
+        )
         response = Response(text, media_type="application/json", headers=context.response_headers)
         for cookie in context.response_cookies:
             response.set_cookie(**cookie)
