@@ -143,7 +143,7 @@ SessionFactory = async_sessionmaker[AsyncSession]
 def _factory(session_factory_or_engine: Any) -> SessionFactory:
     if isinstance(session_factory_or_engine, AsyncEngine):
         return create_session_factory(session_factory_or_engine)
-    return session_factory_or_engine  # type: ignore[no-any-return]
+    return session_factory_or_engine
 
 
 def _retryable(error: DBAPIError) -> bool:

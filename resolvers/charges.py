@@ -222,7 +222,7 @@ def _items_on_day() -> ReadQuery:
 
 
 def _in_list(column: Any) -> ColumnElement[bool]:
-    return column.in_(sa.bindparam("contract_ids", expanding=True))  # type: ignore[no-any-return]
+    return column.in_(sa.bindparam("contract_ids", expanding=True))
 
 
 def _money(value: Any) -> Decimal:
