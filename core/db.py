@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, event, exc
+from sqlalchemy import CursorResult, Row, Select, bindparam, event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -101,6 +101,14 @@ async def begin_write(session: AsyncSession) -> None:
         if connection is not None and connection.get_execution_options().get(WRITE_OPTION):
             return  # begun as a writer already (a request's unit of work begins so)
     await session.connection(execution_options={WRITE_OPTION: True})
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched. AsyncSession.execute is typed as returning a
+    plain Result; for such a statement it is a CursorResult, which counts them."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"no row count in {type(result).__name__}")
+    return result.rowcount
 
 
 async def read_rows(source: Any, statement: Executable) -> Sequence[Any]:

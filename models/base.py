@@ -10,7 +10,17 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ID", "Field", "SQLModel", "UTCDateTime", "id_field", "money_field", "utcnow"]
+__all__ = [
+    "ID",
+    "Field",
+    "SQLModel",
+    "UTCDateTime",
+    "id_field",
+    "money_field",
+    "string_length",
+    "table_of",
+    "utcnow",
+]
 
 # Named constraints so that migrations can drop and alter them on both databases.
 SQLModel.metadata.naming_convention = {
@@ -44,6 +54,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table a model is mapped to (SQLModel does not declare `__table__`)."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def string_length(column: sa.ColumnElement[Any]) -> int | None:
+    """The declared length of a string column (None when it has none)."""
+    return column.type.length if isinstance(column.type, sa.String) else None
 
 
 def utcnow() -> datetime:

@@ -24,6 +24,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from core.errors import DomainError, ErrorCode
 from models import LedgerEntry
+from models.base import table_of
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
 from resolvers.pagination import Page, check_first, decode_cursor, encode_cursor
@@ -38,7 +39,7 @@ STATEMENT_MAX_ROWS = 10_000
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+_ledger = table_of(LedgerEntry)
 
 LEDGER_COLUMNS = (
     _ledger.c.id,

@@ -110,7 +110,7 @@ class KabinetSchema(strawberry.Schema):
             return None
         return document
 
-    async def execute(  # type: ignore[override]
+    async def execute(  # type: ignore[override]  # short way answers graphql-core's ExecutionResult
         self,
         query: str | None,
         variable_values: dict[str, Any] | None = None,
