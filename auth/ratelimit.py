@@ -33,10 +33,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import begin_write
+from core.db import begin_write, rowcount
 from core.settings import Settings
 from models.access import RateLimitCounter
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 
 __all__ = [
     "Limit",
@@ -56,7 +56,7 @@ HOUR = 3600
 _BUCKET_MAX_LENGTH = 200
 _KEY_DIGEST_LENGTH = 64  # sha256 hex
 
-_counters = RateLimitCounter.__table__  # type: ignore[attr-defined]
+_counters = table_of(RateLimitCounter)
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ async def purge_expired(session: AsyncSession, *, now: datetime | None = None) -
     result = await session.execute(
         sa.delete(_counters).where(_counters.c.expires_at <= sa.literal(now, UTCDateTime))
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(rowcount(result) or 0)
 
 
 async def _begin_write_unless_begun(session: AsyncSession) -> None:

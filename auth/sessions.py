@@ -12,21 +12,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import token_hash
-from core.db import ReadQuery
+from core.db import ReadQuery, rowcount
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import AuthSession, Credential, RefreshToken, StaffUser
-from models.base import utcnow
+from models.base import table_of, utcnow
 
 COOKIE_NAME = "__Host-kabinet_session"
 # The idle expiry is pushed forward at most once a minute, so that an active session does
 # not cost a write per request.
 TOUCH_INTERVAL = timedelta(seconds=60)
 
-_sessions = AuthSession.__table__  # type: ignore[attr-defined]
-_refresh = RefreshToken.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_staff = StaffUser.__table__  # type: ignore[attr-defined]
+_sessions = table_of(AuthSession)
+_refresh = table_of(RefreshToken)
+_credentials = table_of(Credential)
+_staff = table_of(StaffUser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +243,7 @@ async def rotate_refresh_token(
         .where(_refresh.c.id == row.id, _refresh.c.used_at.is_(None))
         .values(used_at=now)
     )
-    if spent.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(spent) != 1:
         await revoke_sessions(session, session_ids=[row.session_id], now=now)
         raise invalid
     access, refresh = new_token(), new_token()
@@ -279,7 +279,7 @@ async def revoke_sessions(
     now: datetime | None = None,
 ) -> int:
     """Revoke the given sessions, or all of one principal's (but `except_session_id`)."""
-    conditions = [_sessions.c.revoked_at.is_(None)]
+    conditions: list[sa.ColumnElement[bool]] = [_sessions.c.revoked_at.is_(None)]
     if session_ids is not None:
         conditions.append(_sessions.c.id.in_(session_ids))
     elif subscriber_id is not None:
@@ -293,4 +293,4 @@ async def revoke_sessions(
     result = await session.execute(
         sa.update(_sessions).where(*conditions).values(revoked_at=now or utcnow())
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)

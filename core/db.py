@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, event, exc
+from sqlalchemy import CursorResult, Row, Select, bindparam, event, exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -97,10 +97,18 @@ async def begin_write(session: AsyncSession) -> None:
     row locks where they read what they then change.
     """
     if session.in_transaction():
-        connection = await session.connection()
-        if connection.sync_connection.get_execution_options().get(WRITE_OPTION):
+        connection = (await session.connection()).sync_connection
+        if connection is not None and connection.get_execution_options().get(WRITE_OPTION):
             return  # begun as a writer already (a request's unit of work begins so)
     await session.connection(execution_options={WRITE_OPTION: True})
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched. AsyncSession.execute is typed as returning a
+    plain Result; for such a statement it is a CursorResult, which counts them."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"no row count in {type(result).__name__}")
+    return result.rowcount
 
 
 async def read_rows(source: Any, statement: Executable) -> Sequence[Any]:
@@ -327,6 +335,15 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _QUOTED = re.compile(r"'(?:[^']|'')*'")
 
 
+def _renumbered(sql: str, offset: int) -> str:
+    """`sql` with its placeholders $1, $2, ... moved up by `offset`."""
+
+    def shifted(match: re.Match[str]) -> str:
+        return f"${int(match.group(1)) + offset}"
+
+    return _PLACEHOLDER.sub(shifted, sql)
+
+
 def _combined_sql(queries: tuple[ReadQuery, ...], dialect: Any) -> tuple[str, list[list[str]]]:
     """One statement answering every query: a row of arrays of anonymous records, one array
     per query (asyncpg decodes the records with their columns' own types), its placeholders
@@ -342,7 +359,7 @@ def _combined_sql(queries: tuple[ReadQuery, ...], dialect: Any) -> tuple[str, li
         for query in queries:
             sql, names, _ = query.compiled_for(dialect)
             if offset:
-                sql = _PLACEHOLDER.sub(lambda m, o=offset: f"${int(m.group(1)) + o}", sql)
+                sql = _renumbered(sql, offset)
             parts.append(f"ARRAY(SELECT ROW(q.*) FROM ({sql}) AS q)")
             all_names.append(names)
             offset += len(names)
@@ -360,7 +377,7 @@ STATEMENT_LISTENERS: list[Callable[[str], None]] = []
 
 def _row_type(statement: Any) -> Any:
     """The row class of a SELECT's records: its columns as attributes."""
-    return namedtuple("Row", [column.key for column in statement.selected_columns])  # type: ignore[misc]
+    return namedtuple("Row", [column.key for column in statement.selected_columns])
 
 
 def _ordered(names: list[str], fixed: dict[str, Any], params: dict[str, Any]) -> list[Any]:
@@ -460,7 +477,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
             raise kind(
                 "(a statement on the driver)",
                 None,
-                error,  # type: ignore[arg-type]
+                error,
                 hide_parameters=True,
                 connection_invalidated=lost,
             ) from error
@@ -503,7 +520,7 @@ class ReadQuery:
         return found
 
 
-class _OneOf(ColumnElement[bool]):
+class _OneOf(ColumnElement[Any]):
     inherit_cache = True
     # Untyped on purpose: a Boolean-typed element gets "= 1" appended on SQLite.
     type = NullType()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 
+from strawberry import ID
+
 MAX_GLOBAL_ID_LENGTH = 200
 
 
-def to_global_id(type_name: str, pk: int | str) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode()
+def to_global_id(type_name: str, pk: int | str) -> ID:
+    return ID(base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode())
 
 
 def from_global_id(global_id: str) -> tuple[str, str] | None:

@@ -7,11 +7,16 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
 ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -21,11 +26,13 @@ def _settings() -> Settings:
         raise SystemExit(f"kabinet: bad settings: {error}") from None
 
 
-def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(coro_factory())
 
 
-async def _with_session(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+async def _with_session(
+    settings: Settings, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]
+) -> T:
     from core.db import begin_write, create_engine, create_session_factory
 
     engine = create_engine(settings)

@@ -6,9 +6,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, col
 
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, new_security_code, security_code_hash
@@ -43,6 +45,8 @@ DEMO_ADMIN = "admin"
 DEMO_BALANCE = Decimal("150.00")
 DEMO_CONTRACT_AGE_DAYS = 120
 
+M = TypeVar("M", bound=SQLModel)
+
 
 @dataclass
 class CatalogCounts:
@@ -66,7 +70,7 @@ class DemoSignIns:
     unregistered_document: str
 
 
-async def _by_code(session: AsyncSession, model: type, **keys: object) -> object | None:
+async def _by_code(session: AsyncSession, model: type[M], **keys: object) -> M | None:
     result = await session.execute(sa.select(model).filter_by(**keys))
     return result.scalar_one_or_none()
 
@@ -82,8 +86,10 @@ async def seed_catalog(session: AsyncSession) -> CatalogCounts:
     await session.flush()
 
     for tariff in data.TARIFFS:
-        row = await _by_code(session, Tariff, region_code=tariff.region_code, code=tariff.code)
-        values = {
+        tariff_row = await _by_code(
+            session, Tariff, region_code=tariff.region_code, code=tariff.code
+        )
+        values: dict[str, Any] = {
             "name": tariff.name,
             "monthly_fee": tariff.monthly_fee,
             "speed_mbps": tariff.speed_mbps,
@@ -91,71 +97,69 @@ async def seed_catalog(session: AsyncSession) -> CatalogCounts:
             "archived": tariff.archived,
             "description": tariff.description,
         }
-        if row is None:
+        if tariff_row is None:
             session.add(Tariff(code=tariff.code, region_code=tariff.region_code, **values))
         else:
             for key, value in values.items():
-                setattr(row, key, value)
+                setattr(tariff_row, key, value)
 
     channel_ids: dict[int, int] = {}
     for channel in data.CHANNELS:
-        row = await _by_code(session, Channel, number=channel.number)
-        if row is None:
-            row = Channel(
+        channel_row = await _by_code(session, Channel, number=channel.number)
+        if channel_row is None:
+            channel_row = Channel(
                 number=channel.number,
                 name=channel.name,
                 genre=channel.genre,
                 hd=channel.hd,
                 must_carry=channel.must_carry,
             )
-            session.add(row)
+            session.add(channel_row)
         else:
-            assert isinstance(row, Channel)
-            row.name, row.genre, row.hd = channel.name, channel.genre, channel.hd
-            row.must_carry = channel.must_carry
+            channel_row.name, channel_row.genre = channel.name, channel.genre
+            channel_row.hd, channel_row.must_carry = channel.hd, channel.must_carry
         await session.flush()
-        assert isinstance(row, Channel) and row.id is not None
-        channel_ids[channel.number] = row.id
+        assert channel_row.id is not None
+        channel_ids[channel.number] = channel_row.id
 
     for package in data.TV_PACKAGES:
-        row = await _by_code(session, TvPackage, code=package.code)
-        if row is None:
-            row = TvPackage(
+        package_row = await _by_code(session, TvPackage, code=package.code)
+        if package_row is None:
+            package_row = TvPackage(
                 code=package.code,
                 name=package.name,
                 monthly_fee=package.monthly_fee,
                 description=package.description,
             )
-            session.add(row)
+            session.add(package_row)
         else:
-            assert isinstance(row, TvPackage)
-            row.name, row.monthly_fee = package.name, package.monthly_fee
-            row.description = package.description
+            package_row.name, package_row.monthly_fee = package.name, package.monthly_fee
+            package_row.description = package.description
         await session.flush()
-        assert isinstance(row, TvPackage) and row.id is not None
+        assert package_row.id is not None
         wanted = {channel_ids[number] for number in package.channel_numbers}
         existing = set(
             (
                 await session.execute(
-                    sa.select(TvPackageChannel.channel_id).where(
-                        TvPackageChannel.package_id == row.id
+                    sa.select(col(TvPackageChannel.channel_id)).where(
+                        col(TvPackageChannel.package_id) == package_row.id
                     )
                 )
             ).scalars()
         )
         for channel_id in sorted(wanted - existing):
-            session.add(TvPackageChannel(package_id=row.id, channel_id=channel_id))
+            session.add(TvPackageChannel(package_id=package_row.id, channel_id=channel_id))
         if existing - wanted:
             await session.execute(
                 sa.delete(TvPackageChannel).where(
-                    TvPackageChannel.package_id == row.id,
-                    TvPackageChannel.channel_id.in_(existing - wanted),  # type: ignore[attr-defined]
+                    col(TvPackageChannel.package_id) == package_row.id,
+                    col(TvPackageChannel.channel_id).in_(existing - wanted),
                 )
             )
 
     for option in data.SERVICE_OPTIONS:
-        row = await _by_code(session, ServiceOption, code=option.code)
-        if row is None:
+        option_row = await _by_code(session, ServiceOption, code=option.code)
+        if option_row is None:
             session.add(
                 ServiceOption(
                     code=option.code,
@@ -165,20 +169,22 @@ async def seed_catalog(session: AsyncSession) -> CatalogCounts:
                 )
             )
         else:
-            assert isinstance(row, ServiceOption)
-            row.name, row.monthly_fee = option.name, option.monthly_fee
-            row.description = option.description
+            option_row.name, option_row.monthly_fee = option.name, option.monthly_fee
+            option_row.description = option.description
     await session.flush()
 
     for reward in data.BONUS_REWARDS:
-        package_id = option_id = None
+        package_id: int | None = None
+        option_id: int | None = None
         if reward.tv_package_code:
-            package = await _by_code(session, TvPackage, code=reward.tv_package_code)
-            package_id = package.id  # type: ignore[union-attr]
+            rewarded_package = await _by_code(session, TvPackage, code=reward.tv_package_code)
+            assert rewarded_package is not None  # seeded above
+            package_id = rewarded_package.id
         if reward.option_code:
-            option_row = await _by_code(session, ServiceOption, code=reward.option_code)
-            option_id = option_row.id  # type: ignore[union-attr]
-        values = {
+            rewarded_option = await _by_code(session, ServiceOption, code=reward.option_code)
+            assert rewarded_option is not None  # seeded above
+            option_id = rewarded_option.id
+        reward_values: dict[str, Any] = {
             "name": reward.name,
             "kind": reward.kind,
             "points_price": reward.points_price,
@@ -187,12 +193,12 @@ async def seed_catalog(session: AsyncSession) -> CatalogCounts:
             "option_id": option_id,
             "duration_days": reward.duration_days,
         }
-        row = await _by_code(session, BonusReward, code=reward.code)
-        if row is None:
-            session.add(BonusReward(code=reward.code, **values))
+        reward_row = await _by_code(session, BonusReward, code=reward.code)
+        if reward_row is None:
+            session.add(BonusReward(code=reward.code, **reward_values))
         else:
-            for key, value in values.items():
-                setattr(row, key, value)
+            for key, value in reward_values.items():
+                setattr(reward_row, key, value)
     await session.flush()
 
     async def count(model: type) -> int:
@@ -414,10 +420,10 @@ async def _create_demo_subscriber(
             )
         )
     await session.execute(
-        sa.update(Contract).where(Contract.id == contract.id).values(balance=balance)  # type: ignore[arg-type]
+        sa.update(Contract).where(col(Contract.id) == contract.id).values(balance=balance)
     )
     await session.execute(
         sa.update(BonusAccount)
-        .where(BonusAccount.subscriber_id == subscriber.id)  # type: ignore[arg-type]
+        .where(col(BonusAccount.subscriber_id) == subscriber.id)
         .values(points=points)
     )

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ID", "Field", "SQLModel", "UTCDateTime", "id_field", "money_field", "utcnow"]
+__all__ = [
+    "ID",
+    "Field",
+    "SQLModel",
+    "UTCDateTime",
+    "id_field",
+    "money_field",
+    "string_length",
+    "table_of",
+    "utcnow",
+]
 
 # Named constraints so that migrations can drop and alter them on both databases.
 SQLModel.metadata.naming_convention = {
@@ -46,6 +56,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table a model is mapped to (SQLModel does not declare `__table__`)."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+def string_length(column: sa.ColumnElement[Any]) -> int | None:
+    """The declared length of a string column (None when it has none)."""
+    return column.type.length if isinstance(column.type, sa.String) else None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -68,8 +91,11 @@ def ts_field(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
 
 
+OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
+
+
 def fk(
-    target: str, *, nullable: bool = False, index: bool = True, ondelete: str | None = None
+    target: str, *, nullable: bool = False, index: bool = True, ondelete: OnDelete | None = None
 ) -> Any:
     return Field(
         default=None,

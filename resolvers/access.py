@@ -23,7 +23,7 @@ from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import AuthSession, Contract, Credential, StaffUser, Subscriber
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers.identity import (
     parse_identifier,
     staff_key,
@@ -32,11 +32,11 @@ from resolvers.identity import (
 )
 from resolvers.letters import password_changed_letter
 
-_sessions = AuthSession.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_staff = StaffUser.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+_sessions = table_of(AuthSession)
+_credentials = table_of(Credential)
+_staff = table_of(StaffUser)
+_contracts = table_of(Contract)
+_subscribers = table_of(Subscriber)
 
 MAX_PASSWORD_INPUT = 1024  # longer input is refused before hashing (cost bound)
 INVALID_LOGIN = "The login or password is wrong."

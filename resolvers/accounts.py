@@ -12,13 +12,14 @@ from auth.sessions import Principal
 from core.db import ReadQuery, one_of
 from core.errors import DomainError, ErrorCode
 from models import BonusAccount, Contract, Credential, Region, Subscriber
+from models.base import table_of
 from resolvers.catalog import Reader
 
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_regions = Region.__table__  # type: ignore[attr-defined]
-_bonus = BonusAccount.__table__  # type: ignore[attr-defined]
+_subscribers = table_of(Subscriber)
+_credentials = table_of(Credential)
+_contracts = table_of(Contract)
+_regions = table_of(Region)
+_bonus = table_of(BonusAccount)
 
 SUBSCRIBER_COLUMNS = (
     _subscribers.c.id,

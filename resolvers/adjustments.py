@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import begin_write
 from core.errors import DomainError, ErrorCode
 from models import Contract
+from models.base import table_of
 from resolvers import ledger
 from resolvers.audit import record_audit
 from resolvers.suspension import lift_if_paid
@@ -22,7 +23,7 @@ REASON_LENGTH = (5, 500)
 MAX_CONTRACT_NUMBER = 20
 CENT = Decimal("0.01")
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
 
 
 @dataclass(frozen=True, slots=True)

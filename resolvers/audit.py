@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import read_rows
 from models import AuditEntry
-from models.base import utcnow
+from models.base import string_length, table_of, utcnow
 from resolvers.pagination import Page, check_first, page_by_id
 
 MAX_PAGE_SIZE = 100
@@ -29,10 +29,10 @@ SECRET_KEY_PARTS = ("password", "hash", "code", "token", "document")
 # ...but for these, which name a secret without holding one.
 ALLOWED_KEYS = frozenset({"document_last4", "must_change_password"})
 
-_audit = AuditEntry.__table__  # type: ignore[attr-defined]
-_max_reason = _audit.c.reason.type.length or 500
-_max_address = _audit.c.client_address.type.length or 64
-_max_target_id = _audit.c.target_id.type.length or 64
+_audit = table_of(AuditEntry)
+_max_reason = string_length(_audit.c.reason) or 500
+_max_address = string_length(_audit.c.client_address) or 64
+_max_target_id = string_length(_audit.c.target_id) or 64
 
 AUDIT_COLUMNS = (
     _audit.c.id,

@@ -60,10 +60,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.db import begin_write, create_session_factory
+from core.db import begin_write, create_session_factory, rowcount
 from core.settings import Settings
 from models import BillingCharge, Contract, LedgerEntry, PromisedPayment
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from resolvers import bonus, ledger, services
 from resolvers.charges import charge_items, daily_kopecks
 
@@ -81,10 +81,10 @@ RETRIES = 5
 RETRY_SECONDS = 300.0
 MAX_SLEEP_SECONDS = 3600.0
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_charges = BillingCharge.__table__  # type: ignore[attr-defined]
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
-_promises = PromisedPayment.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
+_charges = table_of(BillingCharge)
+_ledger = table_of(LedgerEntry)
+_promises = table_of(PromisedPayment)
 
 # SQLite: the charges of one range, in one transaction (a connection's own temp table).
 _DUE_TABLE = "kabinet_billing_due"
@@ -143,7 +143,7 @@ SessionFactory = async_sessionmaker[AsyncSession]
 def _factory(session_factory_or_engine: Any) -> SessionFactory:
     if isinstance(session_factory_or_engine, AsyncEngine):
         return create_session_factory(session_factory_or_engine)
-    return session_factory_or_engine  # type: ignore[no-any-return]
+    return session_factory_or_engine
 
 
 def _retryable(error: DBAPIError) -> bool:
@@ -465,7 +465,7 @@ async def _clear_paid_overdue(session: AsyncSession, *, dialect: str, now: datet
         .where(_promises.c.status == "OVERDUE", paid)
         .values(status="REPAID", settled_at=now)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 async def _suspend_debtors(session: AsyncSession, *, dialect: str) -> int:
@@ -474,7 +474,7 @@ async def _suspend_debtors(session: AsyncSession, *, dialect: str) -> int:
         .where(_contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0)
         .values(status="SUSPENDED")
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 # --------------------------------------------------------------------------- #

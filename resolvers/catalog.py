@@ -21,6 +21,7 @@ from models import (
     TvPackage,
     TvPackageChannel,
 )
+from models.base import table_of
 
 
 class Reader(Protocol):
@@ -29,13 +30,13 @@ class Reader(Protocol):
     async def fetch(self, query: ReadQuery, **params: Any) -> list[Any]: ...
 
 
-_regions = Region.__table__  # type: ignore[attr-defined]
-_tariffs = Tariff.__table__  # type: ignore[attr-defined]
-_channels = Channel.__table__  # type: ignore[attr-defined]
-_packages = TvPackage.__table__  # type: ignore[attr-defined]
-_package_channels = TvPackageChannel.__table__  # type: ignore[attr-defined]
-_options = ServiceOption.__table__  # type: ignore[attr-defined]
-_rewards = BonusReward.__table__  # type: ignore[attr-defined]
+_regions = table_of(Region)
+_tariffs = table_of(Tariff)
+_channels = table_of(Channel)
+_packages = table_of(TvPackage)
+_package_channels = table_of(TvPackageChannel)
+_options = table_of(ServiceOption)
+_rewards = table_of(BonusReward)
 
 REGION_COLUMNS = (_regions.c.code, _regions.c.name)
 TARIFF_COLUMNS = (

@@ -42,6 +42,7 @@ from models import (
     Tariff,
     TvPackage,
 )
+from models.base import table_of
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -57,17 +58,19 @@ KINDS = (TARIFF, TV_PACKAGE, PERSONAL_TV, MULTIROOM_DEVICE, OPTION)
 PERSONAL_TV_NAME = "Персональное ТВ"
 MULTIROOM_NAME = "Мультирум: приставка "
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_tariffs = Tariff.__table__  # type: ignore[attr-defined]
-_packages = TvPackage.__table__  # type: ignore[attr-defined]
-_contract_packages = ContractTvPackage.__table__  # type: ignore[attr-defined]
-_channels = Channel.__table__  # type: ignore[attr-defined]
-_personal = ContractPersonalChannel.__table__  # type: ignore[attr-defined]
-_multiroom = MultiroomDevice.__table__  # type: ignore[attr-defined]
-_options = ServiceOption.__table__  # type: ignore[attr-defined]
-_contract_options = ContractOption.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
+_tariffs = table_of(Tariff)
+_packages = table_of(TvPackage)
+_contract_packages = table_of(ContractTvPackage)
+_channels = table_of(Channel)
+_personal = table_of(ContractPersonalChannel)
+_multiroom = table_of(MultiroomDevice)
+_options = table_of(ServiceOption)
+_contract_options = table_of(ContractOption)
 
 ContractFilter = Callable[[Any], ColumnElement[bool]]
+# A day as a value, or as SQL (a bound parameter, a column).
+Day = date | ColumnElement[date]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ def daily_kopecks(monthly_fee: Any, day: date) -> ColumnElement[Any]:
     )
 
 
-def _on(table: Any, day: date, *, free_until: bool) -> list[ColumnElement[bool]]:
+def _on(table: Any, day: Day, *, free_until: bool) -> list[ColumnElement[bool]]:
     clauses = [
         table.c.started_on <= day,
         sa.or_(table.c.ended_on.is_(None), table.c.ended_on > day),
@@ -134,7 +137,7 @@ def daily_kopecks_by_contract(day: date, contracts: ContractFilter) -> sa.Select
     ).group_by(items.c.contract_id)
 
 
-def charge_items(day: date, contracts: ContractFilter) -> sa.Subquery:
+def charge_items(day: Day, contracts: ContractFilter) -> sa.Subquery:
     """Every item charged on `day` for the contracts `contracts(contract_id_column)` selects,
     as rows (contract_id, kind, position, name, monthly_fee, quantity). The contract's status
     is not looked at: the caller decides whom to charge."""
@@ -215,14 +218,14 @@ def charge_items(day: date, contracts: ContractFilter) -> sa.Subquery:
 
 def _items_on_day() -> ReadQuery:
     items = charge_items(
-        sa.bindparam("day", type_=sa.Date),  # type: ignore[arg-type]
+        sa.bindparam("day", type_=sa.Date),
         lambda column: one_of(column, "ids"),
     )
     return ReadQuery(sa.select(items))
 
 
 def _in_list(column: Any) -> ColumnElement[bool]:
-    return column.in_(sa.bindparam("contract_ids", expanding=True))  # type: ignore[no-any-return]
+    return column.in_(sa.bindparam("contract_ids", expanding=True))
 
 
 def _money(value: Any) -> Decimal:

@@ -26,6 +26,7 @@ from sqlalchemy.sql.expression import FunctionElement
 from core.db import ReadQuery, one_of
 from core.errors import DomainError, ErrorCode
 from models import Contract, LedgerEntry
+from models.base import table_of
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
 from resolvers.pagination import Page, check_first, decode_cursor, encode_cursor
@@ -40,8 +41,8 @@ STATEMENT_MAX_ROWS = 10_000
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
+_ledger = table_of(LedgerEntry)
+_contracts = table_of(Contract)
 
 LEDGER_COLUMNS = (
     _ledger.c.id,

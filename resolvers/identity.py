@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contract, Credential, StaffUser, Subscriber
+from models.base import table_of
 
 MAX_IDENTIFIER_LENGTH = 254
 # The rate-limit key is the number as typed (normalised); anything longer than a contract
@@ -18,10 +19,10 @@ MAX_IDENTIFIER_LENGTH = 254
 MAX_CONTRACT_NUMBER_INPUT = 40
 _PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
 
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_staff = StaffUser.__table__  # type: ignore[attr-defined]
+_subscribers = table_of(Subscriber)
+_contracts = table_of(Contract)
+_credentials = table_of(Credential)
+_staff = table_of(StaffUser)
 
 # The kinds of identifier (SPEC §3: login, contract number, phone or email). A contract
 # number is digits, so it is read as a PHONE: every spelling of it (spaces, dashes, a "+")

@@ -29,19 +29,19 @@ from models import (
     TvPackage,
     TvPackageChannel,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers.catalog import CHANNEL_COLUMNS, OPTION_COLUMNS, PACKAGE_COLUMNS
 from resolvers.charges import ChargeItem, monthly_charges
 
-_links = ContractTvPackage.__table__  # type: ignore[attr-defined]
-_packages = TvPackage.__table__  # type: ignore[attr-defined]
-_package_channels = TvPackageChannel.__table__  # type: ignore[attr-defined]
-_channels = Channel.__table__  # type: ignore[attr-defined]
-_personal = ContractPersonalChannel.__table__  # type: ignore[attr-defined]
-_multiroom = MultiroomDevice.__table__  # type: ignore[attr-defined]
-_options = ServiceOption.__table__  # type: ignore[attr-defined]
-_contract_options = ContractOption.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
+_links = table_of(ContractTvPackage)
+_packages = table_of(TvPackage)
+_package_channels = table_of(TvPackageChannel)
+_channels = table_of(Channel)
+_personal = table_of(ContractPersonalChannel)
+_multiroom = table_of(MultiroomDevice)
+_options = table_of(ServiceOption)
+_contract_options = table_of(ContractOption)
+_contracts = table_of(Contract)
 
 
 def _has_now(table: Any) -> sa.ColumnElement[bool]:

@@ -34,18 +34,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import ReadQuery, begin_write, one_of, read_rows
+from core.db import ReadQuery, begin_write, one_of, read_rows, rowcount
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import Contract, Payment, PromisedPayment
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers import ledger
 from resolvers.charges import days_in_month, monthly_totals
 from resolvers.suspension import lift_if_paid
 
-_promises = PromisedPayment.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_payments = Payment.__table__  # type: ignore[attr-defined]
+_promises = table_of(PromisedPayment)
+_contracts = table_of(Contract)
+_payments = table_of(Payment)
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -84,7 +84,7 @@ async def clear_overdue_if_paid(session: AsyncSession, *, contract_id: int) -> b
     no longer blocks a new promise. Returns whether one was cleared. (The billing day does
     the same for every contract.)"""
     result = await session.execute(_CLEAR_OVERDUE, {"p_contract": contract_id, "p_at": utcnow()})
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))
 
 
 # Built once: they run in every top-up's transaction.

@@ -25,12 +25,12 @@ from auth.password_policy import check_password
 from auth.passwords import passwords_for
 from auth.secrets import constant_time_equal, keyed_hash, new_numeric_code
 from auth.sessions import revoke_sessions
-from core.db import begin_write
+from core.db import begin_write, rowcount
 from core.errors import DomainError, ErrorCode
 from core.outbox import EMAIL, SMS, letter_row, queue_letter
 from core.settings import Settings
 from models import Contract, Credential, OutboxMessage, RecoveryCode, Subscriber
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers.identity import Account, parse_identifier, who_is
 from resolvers.letters import password_changed_letter, recovery_code_letter, recovery_code_sms
 
@@ -48,11 +48,11 @@ CODE_DIGITS = 6
 # Longer input is not a code: it is refused before any hashing.
 MAX_CODE_INPUT = 32
 
-_codes = RecoveryCode.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+_codes = table_of(RecoveryCode)
+_credentials = table_of(Credential)
+_contracts = table_of(Contract)
+_subscribers = table_of(Subscriber)
+_outbox = table_of(OutboxMessage)
 
 
 def code_hash(settings: Settings, subscriber_id: int, code: str) -> str:
@@ -300,7 +300,7 @@ async def reset_password(
         .where(_codes.c.id == live.id, _codes.c.used_at.is_(None))
         .values(used_at=now)
     )
-    if spent.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(spent) != 1:
         await session.rollback()
         raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code")
     await session.execute(

@@ -25,12 +25,12 @@ from auth.secrets import (
     new_temporary_password,
     security_code_hash,
 )
-from core.db import begin_write
+from core.db import begin_write, rowcount
 from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import BonusAccount, Contract, Credential, Subscriber
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.subscriber import LEGAL_STATUSES
 from resolvers.identity import normalize_contract_number, normalize_email, normalize_phone
 from resolvers.letters import registration_letter
@@ -53,10 +53,10 @@ GENERATED_LOGIN_ATTEMPTS = 20
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_bonus = BonusAccount.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
+_subscribers = table_of(Subscriber)
+_credentials = table_of(Credential)
+_bonus = table_of(BonusAccount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ async def register(
         .where(_contracts.c.id == row.id, _contracts.c.security_code_hash.is_not(None))
         .values(security_code_hash=None, security_code_used_at=now)
     )
-    if burnt.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(burnt) != 1:
         raise await _fail(session, _mismatch())
 
     profile: dict[str, str] = {}

@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import begin_write
+from core.db import begin_write, rowcount
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -63,7 +63,7 @@ from models import (
     Tariff,
     TvPackage,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers.charges import daily_share
 from resolvers.promised import open_promises
 
@@ -73,13 +73,13 @@ CENT = Decimal("0.01")
 MAX_CHANNEL_IDS = 1000
 NAMED_IN_MESSAGE = 20
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_tariffs = Tariff.__table__  # type: ignore[attr-defined]
-_channels = Channel.__table__  # type: ignore[attr-defined]
-_contract_packages = ContractTvPackage.__table__  # type: ignore[attr-defined]
-_personal = ContractPersonalChannel.__table__  # type: ignore[attr-defined]
-_multiroom = MultiroomDevice.__table__  # type: ignore[attr-defined]
-_contract_options = ContractOption.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
+_tariffs = table_of(Tariff)
+_channels = table_of(Channel)
+_contract_packages = table_of(ContractTvPackage)
+_personal = table_of(ContractPersonalChannel)
+_multiroom = table_of(MultiroomDevice)
+_contract_options = table_of(ContractOption)
 
 T = TypeVar("T")
 
@@ -287,7 +287,7 @@ async def apply_scheduled_tariffs(session: AsyncSession, *, day: date) -> int:
             scheduled_tariff_from=None,
         )
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result)
 
 
 # --------------------------------------------------------------------------- #

@@ -30,7 +30,7 @@ from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import BonusAccount, Contract, Credential, Region, StaffUser, Subscriber, Tariff
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.staff import STAFF_ROLES
 from models.subscriber import LEGAL_STATUSES
 from resolvers.audit import record_audit
@@ -74,11 +74,11 @@ async def create_staff_user(
 
 # -- staffCreateContract -------------------------------------------------------------------
 
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_tariffs = Tariff.__table__  # type: ignore[attr-defined]
-_regions = Region.__table__  # type: ignore[attr-defined]
+_subscribers = table_of(Subscriber)
+_contracts = table_of(Contract)
+_credentials = table_of(Credential)
+_tariffs = table_of(Tariff)
+_regions = table_of(Region)
 
 # Contract numbers start with the region's code in the Russian vehicle/tax numbering.
 CONTRACT_PREFIXES = {"MOW": "77", "SPB": "78", "EKB": "66"}

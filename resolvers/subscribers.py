@@ -23,6 +23,7 @@ from sqlalchemy import Row
 from core.db import read_rows
 from core.errors import DomainError, ErrorCode
 from models import Contract, Credential, Subscriber
+from models.base import table_of
 from resolvers.identity import normalize_phone
 from resolvers.pagination import Page, check_first, page_by_id
 
@@ -30,9 +31,9 @@ MAX_SEARCH_LENGTH = 100
 MAX_PAGE_SIZE = 100
 LIKE_ESCAPE = "\\"
 
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
+_subscribers = table_of(Subscriber)
+_credentials = table_of(Credential)
+_contracts = table_of(Contract)
 
 SEARCH_COLUMNS = (
     _subscribers.c.id,

@@ -14,7 +14,7 @@ from core.db import begin_write, read_rows
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import SupportRequest
-from models.base import utcnow
+from models.base import string_length, table_of, utcnow
 from models.support import SUPPORT_STATUSES
 from resolvers.audit import record_audit
 from resolvers.pagination import Page, check_first, page_by_id
@@ -32,8 +32,8 @@ RESOLUTION_LENGTH = (1, 2000)
 MAX_PAGE_SIZE = 100
 RATE_LIMITED_MESSAGE = "Too many requests. Try again later."
 
-_requests = SupportRequest.__table__  # type: ignore[attr-defined]
-_max_address = _requests.c.client_address.type.length or 64
+_requests = table_of(SupportRequest)
+_max_address = string_length(_requests.c.client_address) or 64
 
 SUPPORT_REQUEST_COLUMNS = (
     _requests.c.id,

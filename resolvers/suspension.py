@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import rowcount
 from models import Contract
+from models.base import table_of
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
 
 
 async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
@@ -22,4 +24,4 @@ async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
         )
         .values(status="ACTIVE")
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rowcount(result))

@@ -110,7 +110,7 @@ class KabinetSchema(strawberry.Schema):
             return None
         return document
 
-    async def execute(  # type: ignore[override]
+    async def execute(  # type: ignore[override]  # short way answers graphql-core's ExecutionResult
         self,
         query: str | None,
         variable_values: dict[str, Any] | None = None,
@@ -137,7 +137,7 @@ class KabinetSchema(strawberry.Schema):
             variable_values=variable_values,
             context_value=context_value,
             operation_name=operation_name,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # strawberry's own check, typed -> bool not TypeGuard
             **execution_context_class_kwargs(self.execution_context_class),
         )
         if isawaitable(result):

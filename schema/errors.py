@@ -15,11 +15,14 @@ from graphql import GraphQLError
 from core.errors import DomainError
 from core.errors import ErrorCode as DomainErrorCode
 
-ErrorCode = strawberry.enum(
+# strawberry.enum marks the domain's enum itself (and returns it): one class, named
+# ErrorCode in the schema, so that the alias below is a type mypy can check against.
+strawberry.enum(
     DomainErrorCode,
     name="ErrorCode",
     description="Stable codes of expected failures: front ends switch on these.",
 )
+ErrorCode = DomainErrorCode
 
 
 @strawberry.type(description="An expected failure of a mutation.")

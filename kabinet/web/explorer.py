@@ -36,6 +36,7 @@ from auth.sessions import Principal, authenticate
 from core.db import RequestReader
 from kabinet.web.auth import request_token
 from models import Credential, StaffUser
+from models.base import table_of
 
 __all__ = [
     "ASSETS",
@@ -246,8 +247,8 @@ def _load(asset: Asset) -> tuple[bytes, bytes]:
     return raw, gzip.compress(raw, compresslevel=6, mtime=0)
 
 
-_staff = StaffUser.__table__  # type: ignore[attr-defined]
-_credentials = Credential.__table__  # type: ignore[attr-defined]
+_staff = table_of(StaffUser)
+_credentials = table_of(Credential)
 
 
 async def _signed_in(request: Request) -> tuple[Principal | None, str]:
