@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, event, exc
+from sqlalchemy import Row, Select, bindparam, event, exc, literal, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
 from core.settings import Settings
@@ -527,3 +527,56 @@ def _one_of_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
 @compiles(_OneOf)
 def _one_of_default(element: _OneOf, compiler: Any, **kw: Any) -> str:
     return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+# -- writes as builders ---------------------------------------------------------------------
+#
+# The module that owns a table owns the statements that write it, as builders: functions
+# that return an INSERT or UPDATE whose values are SQL expressions. Given named parameters,
+# a builder's statement runs alone (built once, executed with a row of values, one after
+# another in the caller's transaction); given columns of other statements' RETURNING, it is
+# a part of one composed statement (PostgreSQL: data-modifying CTEs), and writes once per
+# row they return. One builder, both ways: no second spelling of another module's rows.
+
+
+def parameters(names: Sequence[str], prefix: str = "") -> dict[str, Any]:
+    """`{name: :<prefix><name>}` for a builder's values; the builder types each parameter
+    by the column it fills. Run it with `prefixed(row, prefix)`."""
+    return {name: bindparam(prefix + name) for name in names}
+
+
+def prefixed(row: Any, prefix: str) -> dict[str, Any]:
+    """A row's values under the names `parameters(…, prefix)` gave them."""
+    return {prefix + name: value for name, value in row.items()}
+
+
+def as_column_value(value: Any, column: Any) -> Any:
+    """`value` as an SQL expression for `column`: an untyped parameter gets the column's
+    type (PostgreSQL must know a SELECT's parameter types), a Python value becomes a bound
+    constant of that type, any other expression stays as it is."""
+    if isinstance(value, BindParameter):
+        if isinstance(value.type, NullType):
+            return bindparam(value.key, type_=column.type)
+        return value
+    if isinstance(value, ClauseElement):
+        return value
+    return literal(value, column.type)
+
+
+def insert_row(insert: Any, values: dict[str, Any], *, when: Any = None) -> Any:
+    """`insert` (a table's, or a dialect's for an upsert) of the row `values`, as
+    `INSERT … SELECT <values> [WHERE when]`: one row, or none when `when` is false; one per
+    row of another statement when values are its columns (a CTE in a composed statement)."""
+    columns = insert.table.c
+    row = select(
+        *(as_column_value(value, columns[name]).label(name) for name, value in values.items())
+    )
+    if when is not None:
+        row = row.where(when)
+    return insert.from_select(list(values), row)
+
+
+def exists_in(statement: Any) -> Any:
+    """Whether `statement` (a CTE of a composed statement) has a row: a composed part's
+    `when`, so that a part writes only if another one did."""
+    return select(literal_column("1")).select_from(statement).exists()

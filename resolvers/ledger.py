@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import as_column_value, insert_row, parameters
 from models import Contract, LedgerEntry
 from models.base import utcnow
 from models.money import LEDGER_KINDS
@@ -31,6 +32,59 @@ class Posted:
     balance_after: Decimal
     # The contract's status as this transaction holds it (the row stays locked till commit).
     contract_status: str
+
+
+ENTRY_COLUMNS = (
+    "contract_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "description",
+    "reference",
+    "actor",
+    "created_at",
+)
+
+
+def balance_change(contract_id: Any, amount: Any, *, when: Any = None) -> sa.Update:
+    """`UPDATE contracts SET balance = balance + amount WHERE id = contract_id [AND when]
+    RETURNING id, balance, status`: the only statement that changes a balance (its row lock
+    queues concurrent changes). Always followed by its `entry_insert`."""
+    statement = sa.update(_contracts).where(_contracts.c.id == contract_id)
+    if when is not None:
+        statement = statement.where(when)
+    return statement.values(
+        balance=_contracts.c.balance + as_column_value(amount, _contracts.c.balance)
+    ).returning(_contracts.c.id, _contracts.c.balance, _contracts.c.status)
+
+
+def entry_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
+    """The ledger row of a balance change (`ENTRY_COLUMNS`; `balance_after` is what the
+    change returned), RETURNING its id. See `core.db.insert_row`."""
+    return insert_row(sa.insert(_ledger), values, when=when).returning(_ledger.c.id)
+
+
+def posting(
+    *,
+    contract_id: Any,
+    amount: Any,
+    values: dict[str, Any],
+    when: Any = None,
+    name: str = "credited",
+) -> tuple[sa.CTE, sa.CTE]:
+    """`post` as two parts of a composed statement (PostgreSQL): the balance change where
+    `when` holds, and its ledger row with the balance it returned. `values` are the entry's
+    other columns (kind, description, reference, actor, created_at)."""
+    changed = balance_change(contract_id, amount, when=when).cte(name)
+    entry = entry_insert(
+        {
+            **values,
+            "contract_id": changed.c.id,
+            "amount": amount,
+            "balance_after": changed.c.balance,
+        }
+    ).cte(f"{name}_entry")
+    return changed, entry
 
 
 async def post(
@@ -73,15 +127,8 @@ async def post(
 
 
 # Built once (a statement built per call costs more Python than its round trip).
-_ADD_TO_BALANCE = (
-    sa.update(_contracts)
-    .where(_contracts.c.id == sa.bindparam("p_contract"))
-    .values(
-        balance=_contracts.c.balance + sa.bindparam("p_amount", type_=_contracts.c.balance.type)
-    )
-    .returning(_contracts.c.balance, _contracts.c.status)
-)
-_NEW_ENTRY = sa.insert(_ledger).returning(_ledger.c.id)
+_ADD_TO_BALANCE = balance_change(sa.bindparam("p_contract"), sa.bindparam("p_amount"))
+_NEW_ENTRY = entry_insert(parameters(ENTRY_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
