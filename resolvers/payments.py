@@ -15,8 +15,14 @@ Exactly once, whatever the retries and races:
   them (`_confirm_at_once`): a read, then `_CONFIRM_AT_ONCE`, which locks the payment and
   the contract, checks that the payment is still PENDING and the contract's row the
   version the read saw, and writes everything, or nothing (the step-by-step way, in its
-  transaction, then decides). Two round trips instead of fifteen; its values come from the
-  same functions as the step-by-step way's, and a test holds the two ways to the same rows.
+  transaction, then decides). Two round trips instead of fifteen.
+
+Writes one way: each table's rows are written by the statements of the module that owns it
+(`ledger.balance_change`/`entry_insert`, `bonus.account_credit`/`accrual_insert`,
+`receipts.receipt_insert`, `outbox.enqueue_insert`; the event and the settlement here). The
+step-by-step way runs those builders one after another in its transaction; the one
+statement is the same builders composed as CTEs (`ledger.posting`, `bonus.accrual`), with
+values made by the same functions. A test holds the two ways to the same rows.
 
 Idempotency keys are remembered for as long as the payment rows exist, and payment rows are
 never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at least 24 h).
