@@ -112,6 +112,30 @@ def account_credit(
 _UPSERT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
+def account_insert(subscriber_id: Any, *, dialect: str = "postgresql") -> sa.Insert:
+    """The subscriber's account with no points, unless it exists (ON CONFLICT DO NOTHING)."""
+    return insert_row(
+        _UPSERT[dialect](_accounts),
+        {"subscriber_id": subscriber_id, "points": 0},
+        when=sa.true(),  # see account_credit
+    ).on_conflict_do_nothing(index_elements=[_accounts.c.subscriber_id])
+
+
+async def open_account(session: AsyncSession, subscriber_id: int) -> None:
+    """Make the subscriber's account (no points) if it is missing; in the caller's
+    transaction. Two concurrent makers do not collide."""
+    dialect = session.get_bind().dialect.name
+    await session.execute(
+        _OPEN_ACCOUNT["postgresql" if dialect == "postgresql" else "sqlite"],
+        {"p_subscriber": subscriber_id},
+    )
+
+
+_OPEN_ACCOUNT = {
+    name: account_insert(sa.bindparam("p_subscriber"), dialect=name) for name in _UPSERT
+}
+
+
 def accrual_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
     """An ACCRUAL entry (`ACCRUAL_COLUMNS`, as `accrual_row` makes them), RETURNING its id.
     See `core.db.insert_row`."""
