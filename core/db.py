@@ -563,16 +563,21 @@ def as_column_value(value: Any, column: Any) -> Any:
     return literal(value, column.type)
 
 
-def insert_row(insert: Any, values: dict[str, Any], *, when: Any = None) -> Any:
+def insert_row(
+    insert: Any, values: dict[str, Any], *, when: Any = None, order_by: Any = None
+) -> Any:
     """`insert` (a table's, or a dialect's for an upsert) of the row `values`, as
-    `INSERT … SELECT <values> [WHERE when]`: one row, or none when `when` is false; one per
-    row of another statement when values are its columns (a CTE in a composed statement)."""
+    `INSERT … SELECT <values> [WHERE when] [ORDER BY order_by]`: one row, or none when
+    `when` is false; one per row of other tables or statements when values are their columns
+    (a CTE in a composed statement, a table of many rows at once)."""
     columns = insert.table.c
     row = select(
         *(as_column_value(value, columns[name]).label(name) for name, value in values.items())
     )
     if when is not None:
         row = row.where(when)
+    if order_by is not None:
+        row = row.order_by(order_by)
     return insert.from_select(list(values), row)
 
 

@@ -47,21 +47,22 @@ ENTRY_COLUMNS = (
 
 
 def balance_change(contract_id: Any, amount: Any, *, when: Any = None) -> sa.Update:
-    """`UPDATE contracts SET balance = balance + amount WHERE id = contract_id [AND when]
-    RETURNING id, balance, status`: the only statement that changes a balance (its row lock
-    queues concurrent changes). Always followed by its `entry_insert`."""
+    """`UPDATE contracts SET balance = balance + amount WHERE id = contract_id [AND when]`:
+    the only statement that changes a balance (its row lock queues concurrent changes;
+    `contract_id` and `amount` may be columns of another table, one change per row).
+    Always followed by its `entry_insert`, with the balance it returns."""
     statement = sa.update(_contracts).where(_contracts.c.id == contract_id)
     if when is not None:
         statement = statement.where(when)
     return statement.values(
         balance=_contracts.c.balance + as_column_value(amount, _contracts.c.balance)
-    ).returning(_contracts.c.id, _contracts.c.balance, _contracts.c.status)
+    )
 
 
-def entry_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
-    """The ledger row of a balance change (`ENTRY_COLUMNS`; `balance_after` is what the
-    change returned), RETURNING its id. See `core.db.insert_row`."""
-    return insert_row(sa.insert(_ledger), values, when=when).returning(_ledger.c.id)
+def entry_insert(values: dict[str, Any], *, when: Any = None, order_by: Any = None) -> sa.Insert:
+    """The ledger rows of balance changes (`ENTRY_COLUMNS`; `balance_after` is the balance
+    the change returned, or the contract's after it). See `core.db.insert_row`."""
+    return insert_row(sa.insert(_ledger), values, when=when, order_by=order_by)
 
 
 def posting(
@@ -73,18 +74,28 @@ def posting(
     name: str = "credited",
 ) -> tuple[sa.CTE, sa.CTE]:
     """`post` as two parts of a composed statement (PostgreSQL): the balance change where
-    `when` holds, and its ledger row with the balance it returned. `values` are the entry's
-    other columns (kind, description, reference, actor, created_at)."""
-    changed = balance_change(contract_id, amount, when=when).cte(name)
+    `when` holds (RETURNING id, balance, amount), and its ledger row with the balance it
+    returned. `values` are the entry's other columns (kind, description, reference, actor,
+    created_at). `contract_id` and `amount` may be columns of another part: one posting per
+    row of it."""
+    changed = (
+        balance_change(contract_id, amount, when=when)
+        .returning(
+            _contracts.c.id,
+            _contracts.c.balance,
+            as_column_value(amount, _contracts.c.balance).label("amount"),
+        )
+        .cte(name)
+    )
     entry = entry_insert(
         {
             **values,
             "contract_id": changed.c.id,
-            "amount": amount,
+            "amount": changed.c.amount,
             "balance_after": changed.c.balance,
         }
-    ).cte(f"{name}_entry")
-    return changed, entry
+    ).returning(_ledger.c.id, _ledger.c.amount)
+    return changed, entry.cte(f"{name}_entry")
 
 
 async def post(
@@ -127,8 +138,10 @@ async def post(
 
 
 # Built once (a statement built per call costs more Python than its round trip).
-_ADD_TO_BALANCE = balance_change(sa.bindparam("p_contract"), sa.bindparam("p_amount"))
-_NEW_ENTRY = entry_insert(parameters(ENTRY_COLUMNS))
+_ADD_TO_BALANCE = balance_change(sa.bindparam("p_contract"), sa.bindparam("p_amount")).returning(
+    _contracts.c.balance, _contracts.c.status
+)
+_NEW_ENTRY = entry_insert(parameters(ENTRY_COLUMNS)).returning(_ledger.c.id)
 
 
 @dataclass(frozen=True, slots=True)
