@@ -297,6 +297,24 @@ class RequestReader:
                     self._broken = True
                     raise
 
+    async def write_at_once(self, statement: DriverStatement, **params: Any) -> Any:
+        """PostgreSQL: one writing statement in its own transaction (autocommit) on the
+        request's connection, straight to the driver: one round trip, no BEGIN or COMMIT.
+        A read transaction open on the connection is ended first. Its row, if any."""
+        if self._writing is not None:
+            raise RuntimeError("a write is in progress: write inside it")
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                if conn.in_transaction():
+                    await conn.rollback()
+                if self._driver is None:
+                    self._driver = (await conn.get_raw_connection()).driver_connection
+                return await statement.fetchrow(self._driver, **params)
+            except BaseException:
+                self._broken = True
+                raise
+
     async def release(self) -> None:
         """End the read transaction, so that the next read sees what a write just committed
         (SQLite keeps a snapshot for the life of a read transaction)."""
