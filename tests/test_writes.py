@@ -1,8 +1,8 @@
 """Writes one way (issue 14): a table's rows are written only by the statements of the module
 that owns it. Another module composes the owner's builders (`ledger.posting`,
 `bonus.accrual`, `receipts.receipt_insert`, `outbox.enqueue_insert`, …) or calls its verbs
-(`ledger.post`, `queue_letter`); it never spells the owner's INSERT or UPDATE itself, in SQL
-text or in SQLAlchemy, nor builds the owner's ORM rows.
+(`ledger.post`, `queue_letter`, `record_audit`); it never spells the owner's INSERT or
+UPDATE itself, in SQL text or in SQLAlchemy, nor builds the owner's ORM rows.
 
 Read from the source (every module of the service's packages): a write of an owned table
 outside its owner fails here with where it is."""
@@ -23,6 +23,7 @@ OWNERS = {
     "bonus_entries": ("BonusEntry", "resolvers/bonus.py"),
     "receipts": ("Receipt", "resolvers/receipts.py"),
     "outbox": ("OutboxMessage", "core/outbox.py"),
+    "audit_log": ("AuditEntry", "resolvers/audit.py"),
 }
 # A balance changes only through the ledger (`balance = balance ± x` with its entry).
 BALANCE_OWNER = "resolvers/ledger.py"
