@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.secrets import token_hash
-from core.db import ReadQuery, rowcount
+from core.db import DriverStatement, ReadQuery, RequestReader, rowcount
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import AuthSession, Credential, RefreshToken, StaffUser
@@ -39,6 +39,10 @@ class Principal:
     role: str | None = None  # staff role
     must_change_password: bool = False
     last_used_at: datetime | None = field(default=None, compare=False)
+    # What caps the idle expiry a touch sets (with the settings): the access token's issue
+    # and the session's end, as the caller's statement read them.
+    access_issued_at: datetime | None = field(default=None, compare=False)
+    session_ends: datetime | None = field(default=None, compare=False)
 
     @property
     def is_staff(self) -> bool:
@@ -123,6 +127,8 @@ CALLER = (
         _sessions.c.subscriber_id,
         _sessions.c.staff_id,
         _sessions.c.last_used_at,
+        _sessions.c.access_issued_at,
+        _sessions.c.expires_at.label("session_ends"),
         _credentials.c.must_change_password,
         _staff.c.role,
         _staff.c.active,
@@ -162,7 +168,13 @@ def principal_of(row: Any) -> Principal | None:
         if not row.active:
             return None
         return Principal(
-            "STAFF", row.staff_id, row.id, role=row.role, last_used_at=row.last_used_at
+            "STAFF",
+            row.staff_id,
+            row.id,
+            role=row.role,
+            last_used_at=row.last_used_at,
+            access_issued_at=row.access_issued_at,
+            session_ends=row.session_ends,
         )
     return Principal(
         "SUBSCRIBER",
@@ -170,6 +182,8 @@ def principal_of(row: Any) -> Principal | None:
         row.id,
         must_change_password=bool(row.must_change_password),
         last_used_at=row.last_used_at,
+        access_issued_at=row.access_issued_at,
+        session_ends=row.session_ends,
     )
 
 
@@ -177,10 +191,56 @@ def needs_touch(last_used_at: datetime, now: datetime) -> bool:
     return now - last_used_at >= TOUCH_INTERVAL
 
 
+async def touch_caller(
+    reader: RequestReader, *, settings: Settings, principal: Principal, now: datetime | None = None
+) -> None:
+    """Push the caller's idle expiry forward (never past the token's absolute expiry nor the
+    session's end), from what the caller's statement read: one UPDATE (`TOUCH`), on the
+    request's connection. PostgreSQL: in its own transaction, one round trip; elsewhere in
+    a write of the request (BEGIN IMMEDIATE, UPDATE, COMMIT)."""
+    if principal.access_issued_at is None or principal.session_ends is None:
+        async with reader.write() as session:
+            await touch(session, settings=settings, session_id=principal.session_id, now=now)
+            await session.commit()
+        return
+    now = now or utcnow()
+    params = {
+        "t_session": principal.session_id,
+        "t_now": now,
+        "t_idle": _access_expiry(
+            settings,
+            issued=principal.access_issued_at,
+            now=now,
+            session_ends=principal.session_ends,
+        ),
+    }
+    if reader.is_postgresql:
+        await reader.write_at_once(_TOUCH_AT_ONCE, **params)
+        return
+    async with reader.write() as session:
+        await session.execute(TOUCH, params)
+        await session.commit()
+
+
+TOUCH = (
+    sa.update(_sessions)
+    .where(
+        _sessions.c.id == sa.bindparam("t_session", type_=sa.BigInteger),
+        _sessions.c.revoked_at.is_(None),
+    )
+    .values(
+        last_used_at=sa.bindparam("t_now", type_=_sessions.c.last_used_at.type),
+        access_expires_at=sa.bindparam("t_idle", type_=_sessions.c.access_expires_at.type),
+    )
+)
+_TOUCH_AT_ONCE = DriverStatement(TOUCH)
+
+
 async def touch(
     session: AsyncSession, *, settings: Settings, session_id: int, now: datetime | None = None
 ) -> None:
-    """Push the idle expiry forward (never past the token's absolute expiry)."""
+    """Push the idle expiry forward (never past the token's absolute expiry), in the
+    caller's transaction, for a session known by its id only (`touch_caller` needs no read)."""
     now = now or utcnow()
     row = (
         await session.execute(

@@ -9,7 +9,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, Select, bindparam, event, exc
+from sqlalchemy import (
+    CursorResult,
+    Row,
+    Select,
+    bindparam,
+    event,
+    exc,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
 from core.settings import Settings
@@ -305,6 +315,24 @@ class RequestReader:
                     self._broken = True
                     raise
 
+    async def write_at_once(self, statement: DriverStatement, **params: Any) -> Any:
+        """PostgreSQL: one writing statement in its own transaction (autocommit) on the
+        request's connection, straight to the driver: one round trip, no BEGIN or COMMIT.
+        A read transaction open on the connection is ended first. Its row, if any."""
+        if self._writing is not None:
+            raise RuntimeError("a write is in progress: write inside it")
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                if conn.in_transaction():
+                    await conn.rollback()
+                if self._driver is None:
+                    self._driver = (await conn.get_raw_connection()).driver_connection
+                return await statement.fetchrow(self._driver, **params)
+            except BaseException:
+                self._broken = True
+                raise
+
     async def release(self) -> None:
         """End the read transaction, so that the next read sees what a write just committed
         (SQLite keeps a snapshot for the life of a read transaction)."""
@@ -544,3 +572,61 @@ def _one_of_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
 @compiles(_OneOf)
 def _one_of_default(element: _OneOf, compiler: Any, **kw: Any) -> str:
     return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+# -- writes as builders ---------------------------------------------------------------------
+#
+# The module that owns a table owns the statements that write it, as builders: functions
+# that return an INSERT or UPDATE whose values are SQL expressions. Given named parameters,
+# a builder's statement runs alone (built once, executed with a row of values, one after
+# another in the caller's transaction); given columns of other statements' RETURNING, it is
+# a part of one composed statement (PostgreSQL: data-modifying CTEs), and writes once per
+# row they return. One builder, both ways: no second spelling of another module's rows.
+
+
+def parameters(names: Sequence[str], prefix: str = "") -> dict[str, Any]:
+    """`{name: :<prefix><name>}` for a builder's values; the builder types each parameter
+    by the column it fills. Run it with `prefixed(row, prefix)`."""
+    return {name: bindparam(prefix + name) for name in names}
+
+
+def prefixed(row: Any, prefix: str) -> dict[str, Any]:
+    """A row's values under the names `parameters(…, prefix)` gave them."""
+    return {prefix + name: value for name, value in row.items()}
+
+
+def as_column_value(value: Any, column: Any) -> Any:
+    """`value` as an SQL expression for `column`: an untyped parameter gets the column's
+    type (PostgreSQL must know a SELECT's parameter types), a Python value becomes a bound
+    constant of that type, any other expression stays as it is."""
+    if isinstance(value, BindParameter):
+        if isinstance(value.type, NullType):
+            return bindparam(value.key, type_=column.type)
+        return value
+    if isinstance(value, ClauseElement):
+        return value
+    return literal(value, column.type)
+
+
+def insert_row(
+    insert: Any, values: dict[str, Any], *, when: Any = None, order_by: Any = None
+) -> Any:
+    """`insert` (a table's, or a dialect's for an upsert) of the row `values`, as
+    `INSERT … SELECT <values> [WHERE when] [ORDER BY order_by]`: one row, or none when
+    `when` is false; one per row of other tables or statements when values are their columns
+    (a CTE in a composed statement, a table of many rows at once)."""
+    columns = insert.table.c
+    row = select(
+        *(as_column_value(value, columns[name]).label(name) for name, value in values.items())
+    )
+    if when is not None:
+        row = row.where(when)
+    if order_by is not None:
+        row = row.order_by(order_by)
+    return insert.from_select(list(values), row)
+
+
+def exists_in(statement: Any) -> Any:
+    """Whether `statement` (a CTE of a composed statement) has a row: a composed part's
+    `when`, so that a part writes only if another one did."""
+    return select(literal_column("1")).select_from(statement).exists()

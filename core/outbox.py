@@ -35,12 +35,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from core.db import begin_write, create_engine, create_session_factory
+from core.db import begin_write, create_engine, create_session_factory, insert_row, parameters
 from core.settings import Settings
 from models.base import utcnow
 from models.outbox import OutboxMessage
 
 logger = logging.getLogger("core.outbox")
+
+_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -74,8 +76,8 @@ def letter_row(
     channel: str = EMAIL,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The outbox row of a letter (what `queue_letter` adds; the payment confirmation's
-    single statement inserts it itself). ValueError for an unusable channel or address."""
+    """The outbox row of a letter (`LETTER_COLUMNS`): what `queue_letter` adds, and what
+    `enqueue_insert` writes. ValueError for an unusable channel or address."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown outbox channel {channel!r}")
     recipient = recipient.strip()
@@ -96,6 +98,26 @@ def letter_row(
     }
 
 
+LETTER_COLUMNS = (
+    "kind",
+    "channel",
+    "recipient",
+    "subject",
+    "body_text",
+    "body_html",
+    "created_at",
+    "attempts",
+    "next_attempt_at",
+)
+
+
+def enqueue_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
+    """The statement that queues a letter (`LETTER_COLUMNS`, as `letter_row` makes them),
+    RETURNING its id: run alone with a row's values (`ENQUEUE`), or a part of a composed
+    statement (see `core.db.insert_row`)."""
+    return insert_row(sa.insert(_outbox), values, when=when).returning(_outbox.c.id)
+
+
 def queue_letter(session: AsyncSession, **letter: Any) -> OutboxMessage:
     """Add a letter (`letter_row`'s arguments) to the caller's transaction; it is delivered
     once that commits."""
@@ -107,6 +129,10 @@ def queue_row(session: AsyncSession, row: dict[str, Any]) -> OutboxMessage:
     message = OutboxMessage(**row)
     session.add(message)
     return message
+
+
+# Built once: `await session.execute(ENQUEUE, letter_row(…))` in the caller's transaction.
+ENQUEUE = enqueue_insert(parameters(LETTER_COLUMNS))
 
 
 # -- senders ------------------------------------------------------------------------------

@@ -17,16 +17,12 @@ from auth.secrets import document_hash, new_security_code, security_code_hash
 from core.settings import Settings
 from kabinet import catalog_data as data
 from models import (
-    BonusAccount,
-    BonusEntry,
     BonusReward,
     Channel,
     Contract,
     ContractTvPackage,
     Credential,
-    LedgerEntry,
     Payment,
-    Receipt,
     Region,
     ServiceOption,
     StaffUser,
@@ -35,7 +31,8 @@ from models import (
     TvPackage,
     TvPackageChannel,
 )
-from resolvers.receipts import OPERATOR
+from resolvers import bonus, ledger, receipts
+from resolvers.payments import TOP_UP_DESCRIPTION
 
 DEMO_LOGIN = "demo"
 DEMO_CONTRACT = "770000000101"
@@ -328,8 +325,8 @@ async def _create_demo_subscriber(
             must_change_password=False,
         )
     )
-    session.add(BonusAccount(subscriber_id=subscriber.id, points=0))
     await session.flush()
+    await bonus.open_account(session, subscriber.id)
     assert contract.id is not None
 
     base = await _by_code(session, TvPackage, code="base")
@@ -339,9 +336,8 @@ async def _create_demo_subscriber(
     )
 
     # A history that adds up: four monthly top-ups of 500.00 and four monthly charges,
-    # leaving 150.00 on the balance; every change is a ledger row, as always.
-    balance = Decimal("0.00")
-    points = 0
+    # leaving 150.00 on the balance; every change is a ledger row, as always, and each
+    # top-up has its receipt and its points, written by the modules that own them.
     monthly_charge = (Decimal("2000.00") - DEMO_BALANCE) / 4
     for month in range(4):
         paid_at = datetime.combine(opened_on + timedelta(days=30 * month), time(10), UTC)
@@ -361,69 +357,42 @@ async def _create_demo_subscriber(
         session.add(payment)
         await session.flush()
         assert payment.id is not None
-        balance += payment.amount
-        session.add(
-            LedgerEntry(
-                contract_id=contract.id,
-                kind="TOP_UP",
-                amount=payment.amount,
-                balance_after=balance,
-                reference=f"payment:{payment.id}",
-                description="Пополнение баланса",
-                actor="provider:sandbox",
-                created_at=paid_at,
-            )
+        await ledger.post(
+            session,
+            contract_id=contract.id,
+            kind="TOP_UP",
+            amount=payment.amount,
+            actor="provider:sandbox",
+            description=TOP_UP_DESCRIPTION,
+            reference=f"payment:{payment.id}",
+            at=paid_at,
         )
-        vat = (payment.amount * 20 / 120).quantize(Decimal("0.01"))
-        session.add(
-            Receipt(
+        await session.execute(
+            receipts.NEW_RECEIPT,
+            receipts.receipt_row(
                 payment_id=payment.id,
-                number=f"DEMO-{contract.id}-{month + 1:04d}",
-                issued_at=paid_at,
-                seller_name=OPERATOR.name,
-                seller_inn=OPERATOR.inn,
                 contract_number=contract.number,
                 payer_email=subscriber.email,
-                item="Предоплата услуг связи",
-                vat_rate=OPERATOR.vat_rate,
-                vat_amount=vat,
                 total=payment.amount,
                 method=payment.method,
                 provider_reference=payment.provider_reference,
-            )
+                at=paid_at,
+            ),
         )
-        earned = int(payment.amount // settings.bonus_rub_per_point)
-        points += earned
-        session.add(
-            BonusEntry(
-                subscriber_id=subscriber.id,
-                kind="ACCRUAL",
-                points=earned,
-                remaining=earned,
-                payment_id=payment.id,
-                expires_at=paid_at + timedelta(days=365),
-                description="Баллы за пополнение",
-                created_at=paid_at,
-            )
+        await bonus.accrue_for_top_up(
+            session,
+            settings=settings,
+            subscriber_id=subscriber.id,
+            payment_id=payment.id,
+            amount=payment.amount,
+            at=paid_at,
         )
-        charged_at = paid_at + timedelta(days=1)
-        balance -= monthly_charge
-        session.add(
-            LedgerEntry(
-                contract_id=contract.id,
-                kind="CHARGE",
-                amount=-monthly_charge,
-                balance_after=balance,
-                description="Абонентская плата за месяц",
-                actor="system:billing",
-                created_at=charged_at,
-            )
+        await ledger.post(
+            session,
+            contract_id=contract.id,
+            kind="CHARGE",
+            amount=-monthly_charge,
+            actor="system:billing",
+            description="Абонентская плата за месяц",
+            at=paid_at + timedelta(days=1),
         )
-    await session.execute(
-        sa.update(Contract).where(col(Contract.id) == contract.id).values(balance=balance)
-    )
-    await session.execute(
-        sa.update(BonusAccount)
-        .where(col(BonusAccount.subscriber_id) == subscriber.id)
-        .values(points=points)
-    )

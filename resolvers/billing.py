@@ -10,13 +10,15 @@ a. **Charge** every ACTIVE contract opened by D and not yet charged for D the da
      `WITH due AS (…), charged AS (INSERT INTO billing_charges … ON CONFLICT DO NOTHING
      RETURNING …), debited AS (UPDATE contracts SET balance = balance - charged.amount
      FROM charged … RETURNING balance), entries AS (INSERT INTO ledger_entries SELECT …
-     FROM debited RETURNING amount) SELECT counts`. Only what the INSERT really inserted
+     FROM debited RETURNING amount) SELECT counts`, the last two the ledger's own parts
+     (`ledger.posting`). Only what the INSERT really inserted
      is debited, so a repeated or concurrent run charges once; the UPDATE re-reads each
      row it locks, so a top-up committed meanwhile is kept, and `balance_after` is the
      balance the UPDATE returned. (A contract in the range whose status changes during the
      statement is charged on the status it had when the statement began.)
    - SQLite: the same in four statements inside one BEGIN IMMEDIATE transaction (SQLite has
-     one writer at a time), through a temporary table of the range's charges.
+     one writer at a time), through a temporary table of the range's charges; the debit and
+     its entries are the ledger's builders (`ledger.balance_change`, `ledger.entry_insert`).
    A contract whose charge is zero gets its `billing_charges` mark and no ledger entry.
    On PostgreSQL `billing_parallel` ranges are charged at once, each in its own transaction
    on its own connection: ranges are disjoint sets of contracts, so they never wait for each
@@ -62,7 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import begin_write, create_session_factory, rowcount
 from core.settings import Settings
-from models import BillingCharge, Contract, LedgerEntry, PromisedPayment
+from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import bonus, ledger, services
 from resolvers.charges import charge_items, daily_kopecks
@@ -83,7 +85,6 @@ MAX_SLEEP_SECONDS = 3600.0
 
 _contracts = table_of(Contract)
 _charges = table_of(BillingCharge)
-_ledger = table_of(LedgerEntry)
 _promises = table_of(PromisedPayment)
 
 # SQLite: the charges of one range, in one transaction (a connection's own temp table).
@@ -276,37 +277,13 @@ async def _charge_range_postgresql(
         .returning(_charges.c.contract_id, _charges.c.amount)
         .cte("charged")
     )
-    debited = (
-        sa.update(_contracts)
-        .where(
-            _contracts.c.id == charged.c.contract_id,
-            charged.c.amount > 0,
-            # the range again, so that the contracts are found by the primary key
-            _contracts.c.id >= low,
-            _contracts.c.id < high,
-        )
-        .values(balance=_contracts.c.balance - charged.c.amount)
-        .returning(
-            _contracts.c.id.label("contract_id"),
-            _contracts.c.balance.label("balance_after"),
-            charged.c.amount.label("amount"),
-        )
-        .cte("debited")
-    )
-    values = _ledger_values(day, now)
-    entries = (
-        sa.insert(_ledger)
-        .from_select(
-            ["contract_id", "amount", "balance_after", *values],
-            sa.select(
-                debited.c.contract_id,
-                -debited.c.amount,
-                debited.c.balance_after,
-                *values.values(),
-            ),
-        )
-        .returning(_ledger.c.amount)
-        .cte("entries")
+    _debited, entries = ledger.posting(
+        contract_id=charged.c.contract_id,
+        amount=-charged.c.amount,
+        values=_ledger_values(day, now),
+        # the range again, so that the contracts are found by the primary key
+        when=sa.and_(charged.c.amount > 0, _contracts.c.id >= low, _contracts.c.id < high),
+        name="debited",
     )
     row = (
         await session.execute(
@@ -356,24 +333,20 @@ async def _charge_range_sqlite(
         )
         .on_conflict_do_nothing(index_elements=["contract_id", "day"])
     )
+    debit = -_rubles(_due_table.c.kopecks)
     await session.execute(
-        sa.update(_contracts)
-        .where(_contracts.c.id == _due_table.c.contract_id, _due_table.c.kopecks > 0)
-        .values(balance=_contracts.c.balance - _rubles(_due_table.c.kopecks))
+        ledger.balance_change(_due_table.c.contract_id, debit, when=_due_table.c.kopecks > 0)
     )
-    values = _ledger_values(day, now)
     await session.execute(
-        sa.insert(_ledger).from_select(
-            ["contract_id", "amount", "balance_after", *values],
-            sa.select(
-                _due_table.c.contract_id,
-                -_rubles(_due_table.c.kopecks),
-                _contracts.c.balance,
-                *values.values(),
-            )
-            .select_from(_due_table.join(_contracts, _contracts.c.id == _due_table.c.contract_id))
-            .where(_due_table.c.kopecks > 0)
-            .order_by(_due_table.c.contract_id),
+        ledger.entry_insert(
+            {
+                **_ledger_values(day, now),
+                "contract_id": _due_table.c.contract_id,
+                "amount": debit,
+                "balance_after": _contracts.c.balance,
+            },
+            when=sa.and_(_contracts.c.id == _due_table.c.contract_id, _due_table.c.kopecks > 0),
+            order_by=_due_table.c.contract_id,
         )
     )
     positive = _due_table.c.kopecks > 0

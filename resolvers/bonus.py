@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import ReadQuery, begin_write, one_of
+from core.db import ReadQuery, as_column_value, begin_write, insert_row, one_of, parameters
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -82,19 +82,80 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-async def _ensure_account(session: AsyncSession, subscriber_id: int) -> None:
-    """The subscriber's account row, made if missing; two concurrent makers do not collide."""
+ACCRUAL_COLUMNS = (
+    "subscriber_id",
+    "kind",
+    "points",
+    "remaining",
+    "expires_at",
+    "payment_id",
+    "description",
+    "created_at",
+)
+
+
+def account_credit(
+    subscriber_id: Any, points: Any, *, dialect: str = "postgresql", when: Any = sa.true()
+) -> sa.Insert:
+    """The subscriber's account made with `points`, or its points raised by them: an upsert
+    (two concurrent makers do not collide), RETURNING subscriber_id. `dialect`: whose upsert
+    ("postgresql" or "sqlite"). Always followed by the entry behind the points."""
+    # SQLite reads `INSERT … SELECT … ON CONFLICT` only with a WHERE (hence `when`'s default).
+    insert = _UPSERT[dialect](_accounts)
+    statement = insert_row(insert, {"subscriber_id": subscriber_id, "points": points}, when=when)
+    return statement.on_conflict_do_update(
+        index_elements=[_accounts.c.subscriber_id],
+        set_={"points": _accounts.c.points + insert.excluded.points},
+    ).returning(_accounts.c.subscriber_id)
+
+
+_UPSERT: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def account_insert(subscriber_id: Any, *, dialect: str = "postgresql") -> sa.Insert:
+    """The subscriber's account with no points, unless it exists (ON CONFLICT DO NOTHING)."""
+    return insert_row(
+        _UPSERT[dialect](_accounts),
+        {"subscriber_id": subscriber_id, "points": 0},
+        when=sa.true(),  # see account_credit
+    ).on_conflict_do_nothing(index_elements=[_accounts.c.subscriber_id])
+
+
+async def open_account(session: AsyncSession, subscriber_id: int) -> None:
+    """Make the subscriber's account (no points) if it is missing; in the caller's
+    transaction. Two concurrent makers do not collide."""
     dialect = session.get_bind().dialect.name
     await session.execute(
-        _MAKE_ACCOUNT["postgresql" if dialect == "postgresql" else "sqlite"],
-        {"subscriber_id": subscriber_id, "points": 0},
+        _OPEN_ACCOUNT["postgresql" if dialect == "postgresql" else "sqlite"],
+        {"p_subscriber": subscriber_id},
     )
 
 
-_MAKE_ACCOUNT = {
-    name: insert(_accounts).on_conflict_do_nothing(index_elements=[_accounts.c.subscriber_id])
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+_OPEN_ACCOUNT = {
+    name: account_insert(sa.bindparam("p_subscriber"), dialect=name) for name in _UPSERT
 }
+
+
+def accrual_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
+    """An ACCRUAL entry (`ACCRUAL_COLUMNS`, as `accrual_row` makes them), RETURNING its id.
+    See `core.db.insert_row`."""
+    return insert_row(sa.insert(_entries), values, when=when).returning(_entries.c.id)
+
+
+def accrual(values: dict[str, Any], *, when: Any = None) -> tuple[sa.CTE, sa.CTE]:
+    """`accrue_for_top_up` as two parts of a composed statement (PostgreSQL): the account's
+    points raised, where `when` holds and the accrual earns points, and its entry."""
+    points = as_column_value(values["points"], _entries.c.points)
+    earns = points > 0
+    account = account_credit(
+        values["subscriber_id"],
+        points,
+        when=earns if when is None else sa.and_(when, earns),
+    ).cte("account")
+    entry = accrual_insert(
+        {**values, "subscriber_id": account.c.subscriber_id, "points": points}
+    ).cte("accrual")
+    return account, entry
 
 
 async def accrue_for_top_up(
@@ -116,17 +177,21 @@ async def accrue_for_top_up(
     )
     if entry is None:
         return None
-    await _ensure_account(session, subscriber_id)
-    await session.execute(_ADD_POINTS, {"p_subscriber": subscriber_id, "p_points": entry["points"]})
-    entry_id = (await session.execute(_NEW_ENTRY, entry)).scalar_one()
+    dialect = session.get_bind().dialect.name
+    await session.execute(
+        _CREDIT_ACCOUNT["postgresql" if dialect == "postgresql" else "sqlite"],
+        {"p_subscriber": subscriber_id, "p_points": entry["points"]},
+    )
+    entry_id = (await session.execute(_NEW_ACCRUAL, entry)).scalar_one()
     return BonusAccrual(entry_id, entry["points"], entry["expires_at"])
 
 
 def accrual_row(
     settings: Settings, *, subscriber_id: int, payment_id: int, amount: Decimal, at: datetime
 ) -> dict[str, Any] | None:
-    """The ACCRUAL entry a top-up of `amount` earns (None when it earns no point): what
-    `accrue_for_top_up` writes, and the payment confirmation's single statement too."""
+    """The ACCRUAL entry a top-up of `amount` earns (`ACCRUAL_COLUMNS`; None when it earns no
+    point): what `accrue_for_top_up` writes, and the payment confirmation's single statement
+    too (through `accrual`)."""
     points = points_for(amount, rub_per_point=settings.bonus_rub_per_point)
     if points <= 0:
         return None
@@ -143,12 +208,11 @@ def accrual_row(
 
 
 # Built once: per-call statement building cost more than the round trips (webhook profile).
-_ADD_POINTS = (
-    sa.update(_accounts)
-    .where(_accounts.c.subscriber_id == sa.bindparam("p_subscriber"))
-    .values(points=_accounts.c.points + sa.bindparam("p_points", type_=sa.Integer))
-)
-_NEW_ENTRY = sa.insert(_entries).returning(_entries.c.id)
+_CREDIT_ACCOUNT = {
+    name: account_credit(sa.bindparam("p_subscriber"), sa.bindparam("p_points"), dialect=name)
+    for name in _UPSERT
+}
+_NEW_ACCRUAL = accrual_insert(parameters(ACCRUAL_COLUMNS))
 
 
 # -- redemption -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import as_column_value, insert_row, parameters
 from models import Contract, LedgerEntry
 from models.base import utcnow
 from models.money import LEDGER_KINDS
@@ -31,6 +32,70 @@ class Posted:
     balance_after: Decimal
     # The contract's status as this transaction holds it (the row stays locked till commit).
     contract_status: str
+
+
+ENTRY_COLUMNS = (
+    "contract_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "description",
+    "reference",
+    "actor",
+    "created_at",
+)
+
+
+def balance_change(contract_id: Any, amount: Any, *, when: Any = None) -> sa.Update:
+    """`UPDATE contracts SET balance = balance + amount WHERE id = contract_id [AND when]`:
+    the only statement that changes a balance (its row lock queues concurrent changes;
+    `contract_id` and `amount` may be columns of another table, one change per row).
+    Always followed by its `entry_insert`, with the balance it returns."""
+    statement = sa.update(_contracts).where(_contracts.c.id == contract_id)
+    if when is not None:
+        statement = statement.where(when)
+    return statement.values(
+        balance=_contracts.c.balance + as_column_value(amount, _contracts.c.balance)
+    )
+
+
+def entry_insert(values: dict[str, Any], *, when: Any = None, order_by: Any = None) -> sa.Insert:
+    """The ledger rows of balance changes (`ENTRY_COLUMNS`; `balance_after` is the balance
+    the change returned, or the contract's after it). See `core.db.insert_row`."""
+    return insert_row(sa.insert(_ledger), values, when=when, order_by=order_by)
+
+
+def posting(
+    *,
+    contract_id: Any,
+    amount: Any,
+    values: dict[str, Any],
+    when: Any = None,
+    name: str = "credited",
+) -> tuple[sa.CTE, sa.CTE]:
+    """`post` as two parts of a composed statement (PostgreSQL): the balance change where
+    `when` holds (RETURNING id, balance, amount), and its ledger row with the balance it
+    returned. `values` are the entry's other columns (kind, description, reference, actor,
+    created_at). `contract_id` and `amount` may be columns of another part: one posting per
+    row of it."""
+    changed = (
+        balance_change(contract_id, amount, when=when)
+        .returning(
+            _contracts.c.id,
+            _contracts.c.balance,
+            as_column_value(amount, _contracts.c.balance).label("amount"),
+        )
+        .cte(name)
+    )
+    entry = entry_insert(
+        {
+            **values,
+            "contract_id": changed.c.id,
+            "amount": changed.c.amount,
+            "balance_after": changed.c.balance,
+        }
+    ).returning(_ledger.c.id, _ledger.c.amount)
+    return changed, entry.cte(f"{name}_entry")
 
 
 async def post(
@@ -73,15 +138,10 @@ async def post(
 
 
 # Built once (a statement built per call costs more Python than its round trip).
-_ADD_TO_BALANCE = (
-    sa.update(_contracts)
-    .where(_contracts.c.id == sa.bindparam("p_contract"))
-    .values(
-        balance=_contracts.c.balance + sa.bindparam("p_amount", type_=_contracts.c.balance.type)
-    )
-    .returning(_contracts.c.balance, _contracts.c.status)
+_ADD_TO_BALANCE = balance_change(sa.bindparam("p_contract"), sa.bindparam("p_amount")).returning(
+    _contracts.c.balance, _contracts.c.status
 )
-_NEW_ENTRY = sa.insert(_ledger).returning(_ledger.c.id)
+_NEW_ENTRY = entry_insert(parameters(ENTRY_COLUMNS)).returning(_ledger.c.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,14 @@ Exactly once, whatever the retries and races:
   them (`_confirm_at_once`): a read, then `_CONFIRM_AT_ONCE`, which locks the payment and
   the contract, checks that the payment is still PENDING and the contract's row the
   version the read saw, and writes everything, or nothing (the step-by-step way, in its
-  transaction, then decides). Two round trips instead of fifteen; its values come from the
-  same functions as the step-by-step way's, and a test holds the two ways to the same rows.
+  transaction, then decides). Two round trips instead of fifteen.
+
+Writes one way: each table's rows are written by the statements of the module that owns it
+(`ledger.balance_change`/`entry_insert`, `bonus.account_credit`/`accrual_insert`,
+`receipts.receipt_insert`, `outbox.enqueue_insert`; the event and the settlement here). The
+step-by-step way runs those builders one after another in its transaction; the one
+statement is the same builders composed as CTEs (`ledger.posting`, `bonus.accrual`), with
+values made by the same functions. A test holds the two ways to the same rows.
 
 Idempotency keys are remembered for as long as the payment rows exist, and payment rows are
 never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at least 24 h).
@@ -30,26 +36,37 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import DriverStatement, ReadQuery, begin_write, driver_connection, one_of, read_rows
+from core import outbox
+from core.db import (
+    DriverStatement,
+    ReadQuery,
+    as_column_value,
+    begin_write,
+    driver_connection,
+    exists_in,
+    insert_row,
+    one_of,
+    parameters,
+    prefixed,
+    read_rows,
+)
 from core.errors import DomainError, ErrorCode
-from core.outbox import letter_row, queue_row
 from core.payment_providers import PaymentProvider, payment_global_id, provider_for
 from core.settings import Settings
 from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Subscriber
-from models.base import utcnow
+from models.base import UTCDateTime, utcnow
 from models.money import PAYMENT_METHODS
-from resolvers import bonus, ledger
+from resolvers import bonus, ledger, receipts
 from resolvers.letters import receipt_letter
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid, repay_open_promise
-from resolvers.receipts import OPERATOR
 from resolvers.suspension import lift_if_paid
 
 log = logging.getLogger("kabinet.payments")
@@ -62,7 +79,6 @@ _subscribers = Subscriber.__table__  # type: ignore[attr-defined]
 _promises = PromisedPayment.__table__  # type: ignore[attr-defined]
 
 CENT = Decimal("0.01")
-RECEIPT_ITEM = "Предоплата услуг связи"  # "Communication services prepayment"
 TOP_UP_DESCRIPTION = "Пополнение баланса"  # the TOP_UP ledger entry
 EVENT_STATUSES = ("SUCCEEDED", "FAILED")
 IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 8, 100
@@ -295,17 +311,6 @@ class EventOutcome:
     receipt_number: str | None = None
 
 
-def vat_included(total: Decimal, rate: Decimal) -> Decimal:
-    """The VAT inside a VAT-inclusive total: total × rate / (100 + rate), half-up to kopecks
-    (20%: 12.15 → 2.025 → 2.03)."""
-    return (total * rate / (100 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def receipt_number(payment_id: int, issued_at: datetime) -> str:
-    """Unique because the payment id is; the date makes it readable."""
-    return f"R-{issued_at:%Y%m%d}-{payment_id:08d}"
-
-
 def _checked_reference(status: str, reference: str | None) -> str | None:
     if reference is None:
         if status == "SUCCEEDED":
@@ -510,31 +515,25 @@ async def _credit(
         at=now,
     )
     receipt = _receipt_row(payment, amount=amount, provider_reference=provider_reference, now=now)
-    await session.execute(_NEW_RECEIPT, receipt)
+    await session.execute(receipts.NEW_RECEIPT, receipt)
     letter = _receipt_letter_row(settings, payment, receipt)
     if letter is not None:
-        queue_row(session, letter)
+        await session.execute(outbox.ENQUEUE, letter)
     return str(receipt["number"])
 
 
 def _receipt_row(
     payment: Any, *, amount: Decimal, provider_reference: str | None, now: datetime
 ) -> dict[str, Any]:
-    return {
-        "payment_id": payment.id,
-        "number": receipt_number(payment.id, now),
-        "issued_at": now,
-        "seller_name": OPERATOR.name,
-        "seller_inn": OPERATOR.inn,
-        "contract_number": payment.number,
-        "payer_email": payment.email,
-        "item": RECEIPT_ITEM,
-        "vat_rate": OPERATOR.vat_rate,
-        "vat_amount": vat_included(amount, OPERATOR.vat_rate),
-        "total": amount,
-        "method": payment.method,
-        "provider_reference": provider_reference,
-    }
+    return receipts.receipt_row(
+        payment_id=payment.id,
+        contract_number=payment.number,
+        payer_email=payment.email,
+        total=amount,
+        method=payment.method,
+        provider_reference=provider_reference,
+        at=now,
+    )
 
 
 def _receipt_letter_row(
@@ -553,7 +552,7 @@ def _receipt_letter_row(
         receipt_url=f"/receipts/{payment_global_id(payment.id)}",
     )
     try:
-        return letter_row(
+        return outbox.letter_row(
             kind="RECEIPT",
             recipient=payment.email,
             subject=letter.subject,
@@ -579,7 +578,8 @@ async def _credit_at_once(
     `_EVENT_PAYMENT_AT_ONCE` read (the same row version, so no promise or suspension came
     since: making either writes that row), writes the same rows as the step-by-step way
     (event, settlement, credit and its ledger entry, points, receipt, letter), with the
-    same values, built by the same functions. Returns the receipt number, or None when
+    same values, made by the same functions and written by the same builders (their
+    modules': ledger, bonus, receipts, outbox). Returns the receipt number, or None when
     nothing was written (the step-by-step way then decides).
 
     The row version is checked on the locked row: PostgreSQL re-reads a row that changed
@@ -595,135 +595,148 @@ async def _credit_at_once(
         amount=amount,
         at=now,
     )
-    letter = _receipt_letter_row(settings, payment, receipt) or dict.fromkeys(_LETTER_COLUMNS)
-    params: dict[str, Any] = {
-        "payment_id": payment.id,
-        "contract_id": payment.contract_id,
-        "contract_version": payment.contract_version,
-        "subscriber_id": payment.subscriber_id,
-        "now": now,
-        "event_reference": event_reference,
-        "amount": amount,
-        "entry_description": TOP_UP_DESCRIPTION,
-        "entry_reference": f"payment:{payment.id}",
-        "actor": f"provider:{payment.provider}",
-        "points": accrual["points"] if accrual else 0,
-        "points_expire_at": accrual["expires_at"] if accrual else None,
-        "points_description": accrual["description"] if accrual else "",
-        **{f"receipt_{key}": value for key, value in receipt.items()},
-        **{f"letter_{key}": letter[key] for key in _LETTER_COLUMNS},
-    }
-    row = await _CONFIRM_AT_ONCE.fetchrow(driver, **params)
-    if not row["plain"]:
+    letter = _receipt_letter_row(settings, payment, receipt)
+    row = await _CONFIRM_AT_ONCE.fetchrow(
+        driver,
+        payment_id=payment.id,
+        contract_id=payment.contract_id,
+        contract_version=payment.contract_version,
+        now=now,
+        event_reference=event_reference,
+        amount=amount,
+        entry_description=TOP_UP_DESCRIPTION,
+        entry_reference=f"payment:{payment.id}",
+        actor=f"provider:{payment.provider}",
+        **prefixed(accrual or _NO_ACCRUAL, "accrual_"),
+        **prefixed(receipt, "receipt_"),
+        **prefixed(letter or _NO_LETTER, "letter_"),
+    )
+    if not row.plain:
         return None
-    if row["settled"] != 1:  # cannot happen under the row lock; never credit twice
+    if row.settled != 1:  # cannot happen under the row lock; never credit twice
         raise AssertionError("a locked PENDING payment was not settled")
     return str(receipt["number"])
 
 
-# The confirmation's writes, built once (building them per call cost more Python than their
-# round trips). A PENDING payment only; the provider's reference kept when none is given.
-_NEW_EVENT = sa.insert(_events)
-_SETTLE = (
-    sa.update(_payments)
-    .where(_payments.c.id == sa.bindparam("p_payment"), _payments.c.status == "PENDING")
-    .values(
-        status=sa.bindparam("p_status", type_=_payments.c.status.type),
-        confirmed_at=sa.bindparam("p_at", type_=_payments.c.confirmed_at.type),
+EVENT_COLUMNS = ("payment_id", "status", "provider_reference", "received_at")
+
+
+def _event_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
+    """A payment's event (`EVENT_COLUMNS`), unique per (payment, status)."""
+    return insert_row(sa.insert(_events), values, when=when)
+
+
+def _settle(
+    payment_id: Any, *, status: Any, at: Any, reference: Any, when: Any = None
+) -> sa.Update:
+    """A PENDING payment made final; the provider's reference kept when none is given."""
+    statement = sa.update(_payments).where(
+        _payments.c.id == payment_id, _payments.c.status == "PENDING"
+    )
+    if when is not None:
+        statement = statement.where(when)
+    return statement.values(
+        status=as_column_value(status, _payments.c.status),
+        confirmed_at=as_column_value(at, _payments.c.confirmed_at),
         provider_reference=sa.func.coalesce(
-            sa.bindparam("p_reference", type_=_payments.c.provider_reference.type),
+            as_column_value(reference, _payments.c.provider_reference),
             _payments.c.provider_reference,
         ),
     )
-)
-_NEW_RECEIPT = sa.insert(_receipts)
 
-_LETTER_COLUMNS = ("kind", "channel", "recipient", "subject", "body_text", "body_html")
 
-# PostgreSQL: the whole common-case credit in one statement, its own transaction (see
-# _credit_at_once). `plain` locks the payment and the contract and checks them; every
-# data-modifying part runs whatever the final SELECT reads, so each one is conditioned on
-# `plain` (directly or through `settled`). Values are parameters computed in Python by the
-# step-by-step way's functions.
-_CONFIRM_AT_ONCE = DriverStatement(
-    sa.text(
-        """
-WITH plain AS (
-    SELECT 1 FROM payments JOIN contracts ON contracts.id = payments.contract_id
-    WHERE payments.id = CAST(:payment_id AS BIGINT) AND payments.status = 'PENDING'
-      AND contracts.id = CAST(:contract_id AS BIGINT)
-      AND CAST(contracts.xmin AS TEXT) = CAST(:contract_version AS TEXT)
-      AND contracts.status <> 'SUSPENDED'
-      AND NOT EXISTS (SELECT 1 FROM promised_payments
-                      WHERE contract_id = CAST(:contract_id AS BIGINT)
-                        AND status IN ('OPEN', 'OVERDUE'))
-    FOR UPDATE OF payments, contracts
-), event AS (
-    INSERT INTO payment_events (payment_id, status, provider_reference, received_at)
-    SELECT CAST(:payment_id AS BIGINT), 'SUCCEEDED', CAST(:event_reference AS VARCHAR),
-           CAST(:now AS TIMESTAMPTZ)
-    FROM plain
-    RETURNING payment_id
-), settled AS (
-    UPDATE payments
-    SET status = 'SUCCEEDED', confirmed_at = CAST(:now AS TIMESTAMPTZ),
-        provider_reference = coalesce(CAST(:event_reference AS VARCHAR), provider_reference)
-    WHERE id = CAST(:payment_id AS BIGINT) AND status = 'PENDING'
-      AND EXISTS (SELECT 1 FROM plain)
-    RETURNING id
-), credited AS (
-    UPDATE contracts SET balance = balance + CAST(:amount AS NUMERIC)
-    WHERE id = CAST(:contract_id AS BIGINT) AND EXISTS (SELECT 1 FROM settled)
-    RETURNING id, balance
-), entry AS (
-    INSERT INTO ledger_entries (contract_id, kind, amount, balance_after, description,
-                                reference, actor, created_at)
-    SELECT id, 'TOP_UP', CAST(:amount AS NUMERIC), balance,
-           CAST(:entry_description AS VARCHAR), CAST(:entry_reference AS VARCHAR),
-           CAST(:actor AS VARCHAR), CAST(:now AS TIMESTAMPTZ)
-    FROM credited
-    RETURNING id
-), account AS (
-    INSERT INTO bonus_accounts (subscriber_id, points)
-    SELECT CAST(:subscriber_id AS BIGINT), CAST(:points AS INTEGER)
-    FROM settled WHERE CAST(:points AS INTEGER) > 0
-    ON CONFLICT (subscriber_id) DO UPDATE SET points = bonus_accounts.points + EXCLUDED.points
-    RETURNING subscriber_id
-), accrual AS (
-    INSERT INTO bonus_entries (subscriber_id, kind, points, remaining, expires_at, payment_id,
-                               description, created_at)
-    SELECT subscriber_id, 'ACCRUAL', CAST(:points AS INTEGER), CAST(:points AS INTEGER),
-           CAST(:points_expire_at AS TIMESTAMPTZ), CAST(:payment_id AS BIGINT),
-           CAST(:points_description AS VARCHAR), CAST(:now AS TIMESTAMPTZ)
-    FROM account
-    RETURNING id
-), receipt AS (
-    INSERT INTO receipts (payment_id, number, issued_at, seller_name, seller_inn,
-                          contract_number, payer_email, item, vat_rate, vat_amount, total,
-                          method, provider_reference)
-    SELECT CAST(:receipt_payment_id AS BIGINT), CAST(:receipt_number AS VARCHAR),
-           CAST(:receipt_issued_at AS TIMESTAMPTZ), CAST(:receipt_seller_name AS VARCHAR),
-           CAST(:receipt_seller_inn AS VARCHAR), CAST(:receipt_contract_number AS VARCHAR),
-           CAST(:receipt_payer_email AS VARCHAR), CAST(:receipt_item AS VARCHAR),
-           CAST(:receipt_vat_rate AS NUMERIC), CAST(:receipt_vat_amount AS NUMERIC),
-           CAST(:receipt_total AS NUMERIC), CAST(:receipt_method AS VARCHAR),
-           CAST(:receipt_provider_reference AS VARCHAR)
-    FROM settled
-    RETURNING id
-), letter AS (
-    INSERT INTO outbox (kind, channel, recipient, subject, body_text, body_html, created_at,
-                        attempts, next_attempt_at)
-    SELECT CAST(:letter_kind AS VARCHAR), CAST(:letter_channel AS VARCHAR),
-           CAST(:letter_recipient AS VARCHAR), CAST(:letter_subject AS VARCHAR),
-           CAST(:letter_body_text AS VARCHAR), CAST(:letter_body_html AS VARCHAR),
-           CAST(:now AS TIMESTAMPTZ), 0, CAST(:now AS TIMESTAMPTZ)
-    FROM settled WHERE CAST(:letter_recipient AS VARCHAR) IS NOT NULL
-    RETURNING id
+# The confirmation's writes, built once (building them per call cost more Python than their
+# round trips).
+_NEW_EVENT = _event_insert(parameters(EVENT_COLUMNS))
+_SETTLE = _settle(
+    sa.bindparam("p_payment"),
+    status=sa.bindparam("p_status"),
+    at=sa.bindparam("p_at"),
+    reference=sa.bindparam("p_reference"),
 )
-SELECT EXISTS (SELECT 1 FROM plain) AS plain, (SELECT count(*) FROM settled) AS settled
-"""
+
+# A contract a confirmation may credit at once: no promise to repay or clear, no suspension
+# to lift (what the step-by-step way would do besides).
+_PLAIN_CONTRACT = sa.and_(
+    _contracts.c.status != "SUSPENDED",
+    ~sa.exists().where(
+        _promises.c.contract_id == _contracts.c.id,
+        sa.or_(_promises.c.status == "OPEN", _promises.c.status == "OVERDUE"),
+    ),
+)
+# The version of the contract's row (`xmin`: the transaction that wrote it).
+_CONTRACT_VERSION = sa.cast(sa.literal_column("contracts.xmin"), sa.Text)
+_NO_ACCRUAL = dict.fromkeys(bonus.ACCRUAL_COLUMNS)  # no points: `bonus.accrual` writes nothing
+_NO_LETTER = dict.fromkeys(outbox.LETTER_COLUMNS)  # no address: nothing queued
+
+
+def _confirmation_at_once() -> sa.Select[Any]:
+    """PostgreSQL: the whole common-case credit as one statement, its own transaction (see
+    `_credit_at_once`), composed of the builders the step-by-step way runs one by one.
+    `plain` locks the payment and the contract and checks them; every data-modifying part
+    runs whatever the final SELECT reads, so each one is conditioned on `plain` (the event,
+    the settlement) or on `settled` (the rest, directly or through the part before it).
+    Values are parameters, made in Python by the step-by-step way's functions."""
+    payment_id = sa.bindparam("payment_id", type_=sa.BigInteger)
+    contract_id = sa.bindparam("contract_id", type_=sa.BigInteger)
+    now = sa.bindparam("now", type_=UTCDateTime)
+    reference = sa.bindparam("event_reference", type_=sa.String)
+    amount = sa.bindparam("amount", type_=_contracts.c.balance.type)
+    plain = (
+        sa.select(sa.literal_column("1"))
+        .select_from(_payments.join(_contracts, _contracts.c.id == _payments.c.contract_id))
+        .where(
+            _payments.c.id == payment_id,
+            _payments.c.status == "PENDING",
+            _contracts.c.id == contract_id,
+            _CONTRACT_VERSION == sa.bindparam("contract_version", type_=sa.Text),
+            _PLAIN_CONTRACT,
+        )
+        .with_for_update(of=[_payments, _contracts])
+        .cte("plain")
     )
-)
+    event = _event_insert(
+        {
+            "payment_id": payment_id,
+            "status": "SUCCEEDED",
+            "provider_reference": reference,
+            "received_at": now,
+        },
+        when=exists_in(plain),
+    ).cte("event")
+    settled = (
+        _settle(payment_id, status="SUCCEEDED", at=now, reference=reference, when=exists_in(plain))
+        .returning(_payments.c.id)
+        .cte("settled")
+    )
+    if_settled = exists_in(settled)
+    credited, entry = ledger.posting(
+        contract_id=contract_id,
+        amount=amount,
+        values={
+            "kind": "TOP_UP",
+            "description": sa.bindparam("entry_description"),
+            "reference": sa.bindparam("entry_reference"),
+            "actor": sa.bindparam("actor"),
+            "created_at": now,
+        },
+        when=if_settled,
+    )
+    account, accrual = bonus.accrual(parameters(bonus.ACCRUAL_COLUMNS, "accrual_"), when=if_settled)
+    receipt = receipts.receipt_insert(
+        parameters(receipts.RECEIPT_COLUMNS, "receipt_"), when=if_settled
+    ).cte("receipt")
+    letter = outbox.enqueue_insert(
+        parameters(outbox.LETTER_COLUMNS, "letter_"),
+        when=sa.and_(if_settled, sa.bindparam("letter_recipient", type_=sa.String).is_not(None)),
+    ).cte("letter")
+    return sa.select(
+        exists_in(plain).label("plain"),
+        sa.select(sa.func.count()).select_from(settled).scalar_subquery().label("settled"),
+    ).add_cte(plain, event, settled, credited, entry, account, accrual, receipt, letter)
+
+
+_CONFIRM_AT_ONCE = DriverStatement(_confirmation_at_once())
 
 _other = _payments.alias("other_payment")
 # The payment of an event, who pays, and whether the event's reference is another payment's.
@@ -755,14 +768,7 @@ _LOCKED_EVENT_PAYMENT = _EVENT_PAYMENT.with_for_update(of=[_payments, _contracts
 # (`xmin`: the transaction that wrote it) and whether the contract is plain.
 _EVENT_PAYMENT_AT_ONCE = DriverStatement(
     _EVENT_PAYMENT.add_columns(
-        sa.cast(sa.literal_column("contracts.xmin"), sa.Text).label("contract_version"),
-        sa.and_(
-            _contracts.c.status != "SUSPENDED",
-            ~sa.exists().where(
-                _promises.c.contract_id == _contracts.c.id,
-                sa.or_(_promises.c.status == "OPEN", _promises.c.status == "OVERDUE"),
-            ),
-        ).label("plain"),
+        _CONTRACT_VERSION.label("contract_version"), _PLAIN_CONTRACT.label("plain")
     )
 )
 

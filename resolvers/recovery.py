@@ -25,11 +25,11 @@ from auth.password_policy import check_password
 from auth.passwords import passwords_for
 from auth.secrets import constant_time_equal, keyed_hash, new_numeric_code
 from auth.sessions import revoke_sessions
-from core.db import begin_write, rowcount
+from core.db import begin_write, insert_row, parameters, prefixed, rowcount
 from core.errors import DomainError, ErrorCode
-from core.outbox import EMAIL, SMS, letter_row, queue_letter
+from core.outbox import EMAIL, LETTER_COLUMNS, SMS, enqueue_insert, letter_row, queue_letter
 from core.settings import Settings
-from models import Contract, Credential, OutboxMessage, RecoveryCode, Subscriber
+from models import Contract, Credential, RecoveryCode, Subscriber
 from models.base import table_of, utcnow
 from resolvers.identity import Account, parse_identifier, who_is
 from resolvers.letters import password_changed_letter, recovery_code_letter, recovery_code_sms
@@ -52,7 +52,6 @@ _codes = table_of(RecoveryCode)
 _credentials = table_of(Credential)
 _contracts = table_of(Contract)
 _subscribers = table_of(Subscriber)
-_outbox = table_of(OutboxMessage)
 
 
 def code_hash(settings: Settings, subscriber_id: int, code: str) -> str:
@@ -77,15 +76,6 @@ def _code_minutes(settings: Settings) -> int:
 _SEND = sa.bindparam("send", type_=sa.Boolean)
 _CODE_COLUMNS = ("subscriber_id", "code_hash", "channel", "created_at", "expires_at", "attempts")
 _NOBODY = "nobody@example.invalid"  # the recipient of the letter that is never inserted
-_LETTER_COLUMNS = tuple(
-    letter_row(kind="RECOVERY_CODE", recipient=_NOBODY, subject="", body_text="")
-)
-
-
-def _insert_when_sent(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
-    """INSERT … SELECT :v_<column>, … WHERE :send (values passed as `_values(row)`)."""
-    values = [sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in columns]
-    return sa.insert(table).from_select(list(columns), sa.select(*values).where(_SEND))
 
 
 _EXPIRE_CODES = (
@@ -96,12 +86,13 @@ _EXPIRE_CODES = (
     )
     .values(used_at=sa.bindparam("b_now", type_=_codes.c.used_at.type))
 )
-_INSERT_CODE = _insert_when_sent(_codes, _CODE_COLUMNS)
-_QUEUE_LETTER = _insert_when_sent(_outbox, _LETTER_COLUMNS)
+_INSERT_CODE = insert_row(sa.insert(_codes), parameters(_CODE_COLUMNS, "v_"), when=_SEND)
+# The outbox's own statement (its columns are `letter_row`'s), inserting only when `send`.
+_QUEUE_LETTER = enqueue_insert(parameters(LETTER_COLUMNS, "v_"), when=_SEND)
 
 
 def _values(row: dict[str, Any], send: bool) -> dict[str, Any]:
-    return {"send": send, **{f"v_{name}": value for name, value in row.items()}}
+    return {"send": send, **prefixed(row, "v_")}
 
 
 async def request_password_recovery(

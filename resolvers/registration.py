@@ -29,9 +29,10 @@ from core.db import begin_write, rowcount
 from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
-from models import BonusAccount, Contract, Credential, Subscriber
+from models import Contract, Credential, Subscriber
 from models.base import table_of, utcnow
 from models.subscriber import LEGAL_STATUSES
+from resolvers import bonus
 from resolvers.identity import normalize_contract_number, normalize_email, normalize_phone
 from resolvers.letters import registration_letter
 
@@ -56,7 +57,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _contracts = table_of(Contract)
 _subscribers = table_of(Subscriber)
 _credentials = table_of(Credential)
-_bonus = table_of(BonusAccount)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +232,7 @@ async def register(
             created_at=now,
         )
     )
-    has_bonus_account = await session.scalar(
-        sa.select(_bonus.c.subscriber_id).where(_bonus.c.subscriber_id == row.subscriber_id)
-    )
-    if has_bonus_account is None:
-        await session.execute(sa.insert(_bonus).values(subscriber_id=row.subscriber_id, points=0))
+    await bonus.open_account(session, row.subscriber_id)
 
     letter = registration_letter(
         settings, login=login, temporary_password=temporary_password, contract_number=row.number

@@ -29,10 +29,11 @@ from core.db import begin_write
 from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
-from models import BonusAccount, Contract, Credential, Region, StaffUser, Subscriber, Tariff
+from models import Contract, Credential, Region, StaffUser, Subscriber, Tariff
 from models.base import table_of, utcnow
 from models.staff import STAFF_ROLES
 from models.subscriber import LEGAL_STATUSES
+from resolvers import bonus
 from resolvers.audit import record_audit
 from resolvers.identity import normalize_phone
 from resolvers.letters import registration_letter
@@ -315,8 +316,7 @@ async def _create_contract(
         await session.flush()
         assert subscriber.id is not None
         subscriber_id = subscriber.id
-        session.add(BonusAccount(subscriber_id=subscriber_id, points=0))
-        await session.flush()
+        await bonus.open_account(session, subscriber_id)
 
     security_code = new_security_code()
     contract_id, number = await _insert_contract(

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from auth.client_address import TrustedProxies, client_address
-from auth.sessions import COOKIE_NAME, Principal, needs_touch, touch
-from core.db import RequestReader, begin_write
+from auth.sessions import COOKIE_NAME, Principal, needs_touch, touch_caller
+from core.db import RequestReader
 from core.settings import Settings
 from kabinet.web.auth import ended_credential, request_principal, request_token
 from kabinet.web.metrics import Metrics
@@ -193,10 +193,7 @@ class GraphQLEndpoint:
         if principal is not None and principal.last_used_at is not None:
             now = utcnow()
             if needs_touch(principal.last_used_at, now):
-                async with reader.write() as session:
-                    await begin_write(session)
-                    await touch(session, settings=self.settings, session_id=principal.session_id)
-                    await session.commit()
+                await touch_caller(reader, settings=self.settings, principal=principal, now=now)
 
     @staticmethod
     def _refusal(message: str, code: str) -> Response:

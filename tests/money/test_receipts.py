@@ -15,8 +15,7 @@ from auth.sessions import COOKIE_NAME
 from core.payment_providers import payment_global_id
 from core.settings import Settings
 from models import Receipt
-from resolvers.payments import RECEIPT_ITEM, receipt_number, vat_included
-from resolvers.receipts import OPERATOR
+from resolvers.receipts import OPERATOR, RECEIPT_ITEM, receipt_number, vat_included
 from tests.factories import make_staff, make_subscriber, sign_in
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import (
