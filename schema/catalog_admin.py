@@ -20,19 +20,34 @@ from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption
 STAFF = [IsSignedIn, IsStaff]
 
 
-def _payload(name: str, field: str, node_type: Any) -> Any:
-    namespace = {
-        "__annotations__": {"errors": list[UserError], field: node_type | None},
-        field: None,
-    }
-    return strawberry.type(type(name, (), namespace))
+@strawberry.type
+class TariffPayload:
+    errors: list[UserError]
+    tariff: Tariff | None = None
 
 
-TariffPayload = _payload("TariffPayload", "tariff", Tariff)
-TvPackagePayload = _payload("TvPackagePayload", "tvPackage", TvPackage)
-ChannelPayload = _payload("ChannelPayload", "channel", Channel)
-ServiceOptionPayload = _payload("ServiceOptionPayload", "serviceOption", ServiceOption)
-BonusRewardPayload = _payload("BonusRewardPayload", "bonusReward", BonusReward)
+@strawberry.type
+class TvPackagePayload:
+    errors: list[UserError]
+    tv_package: TvPackage | None = None
+
+
+@strawberry.type
+class ChannelPayload:
+    errors: list[UserError]
+    channel: Channel | None = None
+
+
+@strawberry.type
+class ServiceOptionPayload:
+    errors: list[UserError]
+    service_option: ServiceOption | None = None
+
+
+@strawberry.type
+class BonusRewardPayload:
+    errors: list[UserError]
+    bonus_reward: BonusReward | None = None
 
 
 async def _run(
@@ -174,7 +189,7 @@ def _optional_pk(global_id: str | None, type_name: str, field: str) -> int | Non
 @strawberry.type
 class CatalogMutation:
     @strawberry.mutation(permission_classes=STAFF, description="Staff: a new tariff.")
-    async def create_tariff(self, info: Info, input: CreateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
+    async def create_tariff(self, info: Info, input: CreateTariffInput) -> TariffPayload:
         return await _run(
             info,
             TariffPayload,
@@ -195,7 +210,7 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a tariff.")
-    async def update_tariff(self, info: Info, input: UpdateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
+    async def update_tariff(self, info: Info, input: UpdateTariffInput) -> TariffPayload:
         traffic: Any = catalog_admin.UNSET
         if input.unlimited:
             traffic = None
@@ -220,7 +235,7 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_tariff(self, info: Info, input: ArchiveInput) -> TariffPayload:  # type: ignore[valid-type]
+    async def archive_tariff(self, info: Info, input: ArchiveInput) -> TariffPayload:
         return await _run(
             info,
             TariffPayload,
@@ -236,11 +251,11 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: a new TV package.")
-    async def create_tv_package(self, info: Info, input: CreateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
+    async def create_tv_package(self, info: Info, input: CreateTvPackageInput) -> TvPackagePayload:
         return await _run(
             info,
             TvPackagePayload,
-            "tvPackage",
+            "tv_package",
             TvPackage,
             lambda s, staff, client: catalog_admin.create_tv_package(
                 s,
@@ -255,11 +270,11 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a TV package.")
-    async def update_tv_package(self, info: Info, input: UpdateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
+    async def update_tv_package(self, info: Info, input: UpdateTvPackageInput) -> TvPackagePayload:
         return await _run(
             info,
             TvPackagePayload,
-            "tvPackage",
+            "tv_package",
             TvPackage,
             lambda s, staff, client: catalog_admin.update_tv_package(
                 s,
@@ -274,11 +289,11 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_tv_package(self, info: Info, input: ArchiveInput) -> TvPackagePayload:  # type: ignore[valid-type]
+    async def archive_tv_package(self, info: Info, input: ArchiveInput) -> TvPackagePayload:
         return await _run(
             info,
             TvPackagePayload,
-            "tvPackage",
+            "tv_package",
             TvPackage,
             lambda s, staff, client: catalog_admin.archive_tv_package(
                 s,
@@ -290,7 +305,7 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: a new channel.")
-    async def create_channel(self, info: Info, input: CreateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
+    async def create_channel(self, info: Info, input: CreateChannelInput) -> ChannelPayload:
         return await _run(
             info,
             ChannelPayload,
@@ -309,7 +324,7 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a channel.")
-    async def update_channel(self, info: Info, input: UpdateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
+    async def update_channel(self, info: Info, input: UpdateChannelInput) -> ChannelPayload:
         return await _run(
             info,
             ChannelPayload,
@@ -329,7 +344,7 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_channel(self, info: Info, input: ArchiveInput) -> ChannelPayload:  # type: ignore[valid-type]
+    async def archive_channel(self, info: Info, input: ArchiveInput) -> ChannelPayload:
         return await _run(
             info,
             ChannelPayload,
@@ -347,11 +362,11 @@ class CatalogMutation:
     @strawberry.mutation(permission_classes=STAFF, description="Staff: a new service option.")
     async def create_service_option(
         self, info: Info, input: CreateServiceOptionInput
-    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
+    ) -> ServiceOptionPayload:
         return await _run(
             info,
             ServiceOptionPayload,
-            "serviceOption",
+            "service_option",
             ServiceOption,
             lambda s, staff, client: catalog_admin.create_service_option(
                 s,
@@ -367,11 +382,11 @@ class CatalogMutation:
     @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a service option.")
     async def update_service_option(
         self, info: Info, input: UpdateServiceOptionInput
-    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
+    ) -> ServiceOptionPayload:
         return await _run(
             info,
             ServiceOptionPayload,
-            "serviceOption",
+            "service_option",
             ServiceOption,
             lambda s, staff, client: catalog_admin.update_service_option(
                 s,
@@ -385,11 +400,11 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_service_option(self, info: Info, input: ArchiveInput) -> ServiceOptionPayload:  # type: ignore[valid-type]
+    async def archive_service_option(self, info: Info, input: ArchiveInput) -> ServiceOptionPayload:
         return await _run(
             info,
             ServiceOptionPayload,
-            "serviceOption",
+            "service_option",
             ServiceOption,
             lambda s, staff, client: catalog_admin.archive_service_option(
                 s,
@@ -403,11 +418,11 @@ class CatalogMutation:
     @strawberry.mutation(permission_classes=STAFF, description="Staff: a new bonus reward.")
     async def create_bonus_reward(
         self, info: Info, input: CreateBonusRewardInput
-    ) -> BonusRewardPayload:  # type: ignore[valid-type]
+    ) -> BonusRewardPayload:
         return await _run(
             info,
             BonusRewardPayload,
-            "bonusReward",
+            "bonus_reward",
             BonusReward,
             lambda s, staff, client: catalog_admin.create_bonus_reward(
                 s,
@@ -427,11 +442,11 @@ class CatalogMutation:
     @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a bonus reward.")
     async def update_bonus_reward(
         self, info: Info, input: UpdateBonusRewardInput
-    ) -> BonusRewardPayload:  # type: ignore[valid-type]
+    ) -> BonusRewardPayload:
         return await _run(
             info,
             BonusRewardPayload,
-            "bonusReward",
+            "bonus_reward",
             BonusReward,
             lambda s, staff, client: catalog_admin.update_bonus_reward(
                 s,
@@ -448,11 +463,11 @@ class CatalogMutation:
         )
 
     @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_bonus_reward(self, info: Info, input: ArchiveInput) -> BonusRewardPayload:  # type: ignore[valid-type]
+    async def archive_bonus_reward(self, info: Info, input: ArchiveInput) -> BonusRewardPayload:
         return await _run(
             info,
             BonusRewardPayload,
-            "bonusReward",
+            "bonus_reward",
             BonusReward,
             lambda s, staff, client: catalog_admin.archive_bonus_reward(
                 s,

@@ -18,7 +18,7 @@ from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
-from schema.mutation_support import attempt, ok_payload, pk_of
+from schema.mutation_support import OkPayload, attempt, pk_of
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 
@@ -75,10 +75,24 @@ class RefreshSessionPayload:
     expires_at: datetime | None = None
 
 
-LogoutPayload = ok_payload("LogoutPayload")
-LogoutEverywherePayload = ok_payload("LogoutEverywherePayload")
-ChangePasswordPayload = ok_payload("ChangePasswordPayload")
-RevokeSessionPayload = ok_payload("RevokeSessionPayload")
+@strawberry.type
+class LogoutPayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class LogoutEverywherePayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class ChangePasswordPayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class RevokeSessionPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -151,7 +165,7 @@ class SessionMutation:
         )
 
     @strawberry.mutation(permission_classes=[IsSignedIn], description="End this session.")
-    async def logout(self, info: Info) -> LogoutPayload:  # type: ignore[valid-type]
+    async def logout(self, info: Info) -> LogoutPayload:
         principal = info.context.principal
         assert principal is not None
         result = await attempt(info, lambda session: access.logout(session, principal=principal))
@@ -159,7 +173,7 @@ class SessionMutation:
         return _ok(LogoutPayload, result)
 
     @strawberry.mutation(permission_classes=[IsSignedIn], description="End every session.")
-    async def logout_everywhere(self, info: Info) -> LogoutEverywherePayload:  # type: ignore[valid-type]
+    async def logout_everywhere(self, info: Info) -> LogoutEverywherePayload:
         principal = info.context.principal
         assert principal is not None
         result = await attempt(
@@ -175,7 +189,7 @@ class SessionMutation:
     )
     async def change_password(
         self, info: Info, input: ChangePasswordInput
-    ) -> ChangePasswordPayload:  # type: ignore[valid-type]
+    ) -> ChangePasswordPayload:
         principal = info.context.principal
         assert principal is not None
         return _ok(
@@ -193,7 +207,7 @@ class SessionMutation:
         )
 
     @strawberry.mutation(permission_classes=[IsSignedIn], description="End one of your sessions.")
-    async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:  # type: ignore[valid-type]
+    async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:
         principal = info.context.principal
         assert principal is not None
         try:
@@ -237,7 +251,9 @@ class RequestPasswordRecoveryInput:
     identifier: str = strawberry.field(description="Login, contract number, phone or email.")
 
 
-RequestPasswordRecoveryPayload = ok_payload("RequestPasswordRecoveryPayload")
+@strawberry.type
+class RequestPasswordRecoveryPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -247,7 +263,9 @@ class ResetPasswordInput:
     new_password: str
 
 
-ResetPasswordPayload = ok_payload("ResetPasswordPayload")
+@strawberry.type
+class ResetPasswordPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -256,7 +274,9 @@ class SubmitSupportRequestInput:
     message: str
 
 
-SubmitSupportRequestPayload = ok_payload("SubmitSupportRequestPayload")
+@strawberry.type
+class SubmitSupportRequestPayload(OkPayload):
+    pass
 
 
 # -- staff
@@ -292,7 +312,9 @@ class StaffResetAccessInput:
     reason: str
 
 
-StaffResetAccessPayload = ok_payload("StaffResetAccessPayload")
+@strawberry.type
+class StaffResetAccessPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -301,7 +323,9 @@ class CloseSupportRequestInput:
     resolution: str
 
 
-CloseSupportRequestPayload = ok_payload("CloseSupportRequestPayload")
+@strawberry.type
+class CloseSupportRequestPayload(OkPayload):
+    pass
 
 
 @strawberry.type
@@ -334,7 +358,7 @@ class AccountMutation:
     )
     async def request_password_recovery(
         self, info: Info, input: RequestPasswordRecoveryInput
-    ) -> RequestPasswordRecoveryPayload:  # type: ignore[valid-type]
+    ) -> RequestPasswordRecoveryPayload:
         context = info.context
         return _ok(
             RequestPasswordRecoveryPayload,
@@ -352,7 +376,7 @@ class AccountMutation:
     @strawberry.mutation(
         description="Set a new password with a recovery code; every session ends. One per request."
     )
-    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:  # type: ignore[valid-type]
+    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:
         context = info.context
         return _ok(
             ResetPasswordPayload,
@@ -372,7 +396,7 @@ class AccountMutation:
     @strawberry.mutation(description="A written request to support, without signing in.")
     async def submit_support_request(
         self, info: Info, input: SubmitSupportRequestInput
-    ) -> SubmitSupportRequestPayload:  # type: ignore[valid-type]
+    ) -> SubmitSupportRequestPayload:
         context = info.context
         return _ok(
             SubmitSupportRequestPayload,
@@ -430,7 +454,7 @@ class AccountMutation:
     )
     async def staff_reset_access(
         self, info: Info, input: StaffResetAccessInput
-    ) -> StaffResetAccessPayload:  # type: ignore[valid-type]
+    ) -> StaffResetAccessPayload:
         context = info.context
         principal = context.principal
         assert principal is not None
@@ -456,7 +480,7 @@ class AccountMutation:
     )
     async def close_support_request(
         self, info: Info, input: CloseSupportRequestInput
-    ) -> CloseSupportRequestPayload:  # type: ignore[valid-type]
+    ) -> CloseSupportRequestPayload:
         principal = info.context.principal
         assert principal is not None
 

@@ -39,10 +39,13 @@ async def own_contract(info: Info, number: str) -> Any:
     )
 
 
-def ok_payload(name: str) -> Any:
-    """A payload with nothing to say but `ok` (each mutation has its own payload type)."""
-    namespace = {"__annotations__": {"errors": list[UserError], "ok": bool}, "ok": False}
-    return strawberry.type(type(name, (), namespace))
+@strawberry.type
+class OkPayload:
+    """A payload with nothing to say but `ok`: each mutation subclasses it under its own name
+    (the base itself is in no field, so it is not in the schema)."""
+
+    errors: list[UserError]
+    ok: bool = False
 
 
 def pk_of(global_id: str, type_name: str, field: str) -> int:

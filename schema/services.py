@@ -21,23 +21,57 @@ async def contract_payload(info: Info, contract_id: int) -> Contract:
     return Contract.from_row(row)
 
 
-def contract_payload_type(name: str) -> Any:
-    namespace = {
-        "__annotations__": {"errors": list[UserError], "contract": Contract | None},
-        "contract": None,
-    }
-    return strawberry.type(type(name, (), namespace))
+@strawberry.type
+class ContractPayload:
+    """What a service mutation answers: the contract as it is after the change."""
+
+    errors: list[UserError]
+    contract: Contract | None = None
 
 
-ChangeTariffPayload = contract_payload_type("ChangeTariffPayload")
-CancelTariffChangePayload = contract_payload_type("CancelTariffChangePayload")
-ConnectTvPackagePayload = contract_payload_type("ConnectTvPackagePayload")
-DisconnectTvPackagePayload = contract_payload_type("DisconnectTvPackagePayload")
-SetPersonalTvChannelsPayload = contract_payload_type("SetPersonalTvChannelsPayload")
-AddMultiroomDevicePayload = contract_payload_type("AddMultiroomDevicePayload")
-RemoveMultiroomDevicePayload = contract_payload_type("RemoveMultiroomDevicePayload")
-ActivateOptionPayload = contract_payload_type("ActivateOptionPayload")
-DeactivateOptionPayload = contract_payload_type("DeactivateOptionPayload")
+@strawberry.type
+class ChangeTariffPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class CancelTariffChangePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class ConnectTvPackagePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class DisconnectTvPackagePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class SetPersonalTvChannelsPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class AddMultiroomDevicePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class RemoveMultiroomDevicePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class ActivateOptionPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class DeactivateOptionPayload(ContractPayload):
+    pass
 
 
 @strawberry.input
@@ -57,8 +91,14 @@ class TvPackageInput:
     package_id: strawberry.ID
 
 
-ConnectTvPackageInput = strawberry.input(type("ConnectTvPackageInput", (TvPackageInput,), {}))
-DisconnectTvPackageInput = strawberry.input(type("DisconnectTvPackageInput", (TvPackageInput,), {}))
+@strawberry.input
+class ConnectTvPackageInput(TvPackageInput):
+    pass
+
+
+@strawberry.input
+class DisconnectTvPackageInput(TvPackageInput):
+    pass
 
 
 @strawberry.input
@@ -87,8 +127,14 @@ class OptionInput:
     option_id: strawberry.ID
 
 
-ActivateOptionInput = strawberry.input(type("ActivateOptionInput", (OptionInput,), {}))
-DeactivateOptionInput = strawberry.input(type("DeactivateOptionInput", (OptionInput,), {}))
+@strawberry.input
+class ActivateOptionInput(OptionInput):
+    pass
+
+
+@strawberry.input
+class DeactivateOptionInput(OptionInput):
+    pass
 
 
 async def _contract_change(
@@ -130,7 +176,7 @@ class ServicesMutation:
         description="Change the tariff from the next billing day (once a day; the region's "
         "tariffs on sale; not to a dearer one while a promised payment is open).",
     )
-    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:  # type: ignore[valid-type]
+    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -147,7 +193,7 @@ class ServicesMutation:
     )
     async def cancel_tariff_change(
         self, info: Info, input: CancelTariffChangeInput
-    ) -> CancelTariffChangePayload:  # type: ignore[valid-type]
+    ) -> CancelTariffChangePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -162,8 +208,8 @@ class ServicesMutation:
     async def connect_tv_package(
         self,
         info: Info,
-        input: ConnectTvPackageInput,  # type: ignore[valid-type]
-    ) -> ConnectTvPackagePayload:  # type: ignore[valid-type]
+        input: ConnectTvPackageInput,
+    ) -> ConnectTvPackagePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -181,8 +227,8 @@ class ServicesMutation:
     async def disconnect_tv_package(
         self,
         info: Info,
-        input: DisconnectTvPackageInput,  # type: ignore[valid-type]
-    ) -> DisconnectTvPackagePayload:  # type: ignore[valid-type]
+        input: DisconnectTvPackageInput,
+    ) -> DisconnectTvPackagePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -199,7 +245,7 @@ class ServicesMutation:
     )
     async def set_personal_tv_channels(
         self, info: Info, input: SetPersonalTvChannelsInput
-    ) -> SetPersonalTvChannelsPayload:  # type: ignore[valid-type]
+    ) -> SetPersonalTvChannelsPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -220,7 +266,7 @@ class ServicesMutation:
     )
     async def add_multiroom_device(
         self, info: Info, input: AddMultiroomDeviceInput
-    ) -> AddMultiroomDevicePayload:  # type: ignore[valid-type]
+    ) -> AddMultiroomDevicePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -234,7 +280,7 @@ class ServicesMutation:
     )
     async def remove_multiroom_device(
         self, info: Info, input: RemoveMultiroomDeviceInput
-    ) -> RemoveMultiroomDevicePayload:  # type: ignore[valid-type]
+    ) -> RemoveMultiroomDevicePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -254,8 +300,8 @@ class ServicesMutation:
     async def activate_option(
         self,
         info: Info,
-        input: ActivateOptionInput,  # type: ignore[valid-type]
-    ) -> ActivateOptionPayload:  # type: ignore[valid-type]
+        input: ActivateOptionInput,
+    ) -> ActivateOptionPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -273,8 +319,8 @@ class ServicesMutation:
     async def deactivate_option(
         self,
         info: Info,
-        input: DeactivateOptionInput,  # type: ignore[valid-type]
-    ) -> DeactivateOptionPayload:  # type: ignore[valid-type]
+        input: DeactivateOptionInput,
+    ) -> DeactivateOptionPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
