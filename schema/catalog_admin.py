@@ -9,15 +9,12 @@ from typing import Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsStaff
 from resolvers import catalog_admin
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt, pk_of
+from schema.mutation_support import STAFF, mutation, pk_of, principal_id, run
 from schema.scalars import Money
 from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption, Tariff, TvPackage
-
-STAFF = [IsSignedIn, IsStaff]
 
 
 @strawberry.type
@@ -57,17 +54,14 @@ async def _run(
     node_type: Any,
     verb: Callable[[AsyncSession, int, str | None], Awaitable[Any]],
 ) -> Any:
-    principal = info.context.principal
-    assert principal is not None
+    staff_id = principal_id(info)
     client = info.context.client_address
-
-    async def work(session: AsyncSession) -> Any:
-        return await verb(session, principal.id, client)
-
-    row, errors = await attempt(info, work)
-    if row is None:
-        return payload(errors=errors)
-    return payload(errors=[], **{field: node_type.from_row(row)})
+    return await run(
+        info,
+        payload,
+        lambda session: verb(session, staff_id, client),
+        lambda row: payload(errors=[], **{field: node_type.from_row(row)}),
+    )
 
 
 @strawberry.input
@@ -188,7 +182,7 @@ def _optional_pk(global_id: str | None, type_name: str, field: str) -> int | Non
 
 @strawberry.type
 class CatalogMutation:
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new tariff.")
+    @mutation(access=STAFF, description="Staff: a new tariff.")
     async def create_tariff(self, info: Info, input: CreateTariffInput) -> TariffPayload:
         return await _run(
             info,
@@ -209,7 +203,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a tariff.")
+    @mutation(access=STAFF, description="Staff: edit a tariff.")
     async def update_tariff(self, info: Info, input: UpdateTariffInput) -> TariffPayload:
         traffic: Any = catalog_admin.UNSET
         if input.unlimited:
@@ -234,7 +228,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    @mutation(access=STAFF, description="Staff: archive or restore.")
     async def archive_tariff(self, info: Info, input: ArchiveInput) -> TariffPayload:
         return await _run(
             info,
@@ -250,7 +244,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new TV package.")
+    @mutation(access=STAFF, description="Staff: a new TV package.")
     async def create_tv_package(self, info: Info, input: CreateTvPackageInput) -> TvPackagePayload:
         return await _run(
             info,
@@ -269,7 +263,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a TV package.")
+    @mutation(access=STAFF, description="Staff: edit a TV package.")
     async def update_tv_package(self, info: Info, input: UpdateTvPackageInput) -> TvPackagePayload:
         return await _run(
             info,
@@ -288,7 +282,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    @mutation(access=STAFF, description="Staff: archive or restore.")
     async def archive_tv_package(self, info: Info, input: ArchiveInput) -> TvPackagePayload:
         return await _run(
             info,
@@ -304,7 +298,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new channel.")
+    @mutation(access=STAFF, description="Staff: a new channel.")
     async def create_channel(self, info: Info, input: CreateChannelInput) -> ChannelPayload:
         return await _run(
             info,
@@ -323,7 +317,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a channel.")
+    @mutation(access=STAFF, description="Staff: edit a channel.")
     async def update_channel(self, info: Info, input: UpdateChannelInput) -> ChannelPayload:
         return await _run(
             info,
@@ -343,7 +337,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    @mutation(access=STAFF, description="Staff: archive or restore.")
     async def archive_channel(self, info: Info, input: ArchiveInput) -> ChannelPayload:
         return await _run(
             info,
@@ -359,7 +353,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new service option.")
+    @mutation(access=STAFF, description="Staff: a new service option.")
     async def create_service_option(
         self, info: Info, input: CreateServiceOptionInput
     ) -> ServiceOptionPayload:
@@ -379,7 +373,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a service option.")
+    @mutation(access=STAFF, description="Staff: edit a service option.")
     async def update_service_option(
         self, info: Info, input: UpdateServiceOptionInput
     ) -> ServiceOptionPayload:
@@ -399,7 +393,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    @mutation(access=STAFF, description="Staff: archive or restore.")
     async def archive_service_option(self, info: Info, input: ArchiveInput) -> ServiceOptionPayload:
         return await _run(
             info,
@@ -415,7 +409,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new bonus reward.")
+    @mutation(access=STAFF, description="Staff: a new bonus reward.")
     async def create_bonus_reward(
         self, info: Info, input: CreateBonusRewardInput
     ) -> BonusRewardPayload:
@@ -439,7 +433,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a bonus reward.")
+    @mutation(access=STAFF, description="Staff: edit a bonus reward.")
     async def update_bonus_reward(
         self, info: Info, input: UpdateBonusRewardInput
     ) -> BonusRewardPayload:
@@ -462,7 +456,7 @@ class CatalogMutation:
             ),
         )
 
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
+    @mutation(access=STAFF, description="Staff: archive or restore.")
     async def archive_bonus_reward(self, info: Info, input: ArchiveInput) -> BonusRewardPayload:
         return await _run(
             info,

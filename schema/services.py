@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsSubscriber
 from core.errors import DomainError, ErrorCode
 from resolvers import bonus, services
+from resolvers.bonus import Redemption
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt, own_contract, pk_of
+from schema.mutation_support import (
+    SUBSCRIBER,
+    ContractPayload,
+    mutation,
+    own_contract,
+    pk_of,
+    run,
+)
 from schema.types.account import BonusAccount, Contract
 
-
-async def contract_payload(info: Info, contract_id: int) -> Contract:
-    row = await info.context.loaders.contract_by_id.load(contract_id)
-    return Contract.from_row(row)
-
-
-@strawberry.type
-class ContractPayload:
-    """What a service mutation answers: the contract as it is after the change."""
-
-    errors: list[UserError]
-    contract: Contract | None = None
+ContractPayloadT = TypeVar("ContractPayloadT", bound=ContractPayload)
 
 
 @strawberry.type
@@ -139,10 +136,10 @@ class DeactivateOptionInput(OptionInput):
 
 async def _contract_change(
     info: Info,
-    payload: Any,
+    payload: type[ContractPayloadT],
     contract_number: str,
-    verb: Any,
-) -> Any:
+    verb: Callable[[AsyncSession, int], Awaitable[None]],
+) -> ContractPayloadT:
     """Run a service verb on the caller's contract and answer with the contract."""
 
     async def work(session: AsyncSession) -> int:
@@ -150,10 +147,7 @@ async def _contract_change(
         await verb(session, contract.id)
         return int(contract.id)
 
-    contract_id, errors = await attempt(info, work)
-    if contract_id is None:
-        return payload(errors=errors)
-    return payload(errors=[], contract=await contract_payload(info, contract_id))
+    return await run(info, payload, work, lambda contract_id: payload.of(info, contract_id))
 
 
 @strawberry.input
@@ -171,8 +165,8 @@ class RedeemBonusPayload:
 
 @strawberry.type
 class ServicesMutation:
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Change the tariff from the next billing day (once a day; the region's "
         "tariffs on sale; not to a dearer one while a promised payment is open).",
     )
@@ -187,8 +181,8 @@ class ServicesMutation:
 
         return await _contract_change(info, ChangeTariffPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Undo a scheduled tariff change.",
     )
     async def cancel_tariff_change(
@@ -201,8 +195,8 @@ class ServicesMutation:
 
         return await _contract_change(info, CancelTariffChangePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Connect a TV package now; charged from the next billing day.",
     )
     async def connect_tv_package(
@@ -220,8 +214,8 @@ class ServicesMutation:
 
         return await _contract_change(info, ConnectTvPackagePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Disconnect a TV package now (today stays paid).",
     )
     async def disconnect_tv_package(
@@ -239,8 +233,8 @@ class ServicesMutation:
 
         return await _contract_change(info, DisconnectTvPackagePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Choose the Personal TV channels (5 to 60 paid ones, or none).",
     )
     async def set_personal_tv_channels(
@@ -260,8 +254,8 @@ class ServicesMutation:
             info, SetPersonalTvChannelsPayload, input.contract_number, verb
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Add an extra TV receiver (up to 4; packages are charged once).",
     )
     async def add_multiroom_device(
@@ -274,8 +268,8 @@ class ServicesMutation:
 
         return await _contract_change(info, AddMultiroomDevicePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Return an extra TV receiver.",
     )
     async def remove_multiroom_device(
@@ -293,8 +287,8 @@ class ServicesMutation:
             info, RemoveMultiroomDevicePayload, input.contract_number, verb
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Switch a service option on; charged from the next billing day.",
     )
     async def activate_option(
@@ -312,8 +306,8 @@ class ServicesMutation:
 
         return await _contract_change(info, ActivateOptionPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Switch a service option off.",
     )
     async def deactivate_option(
@@ -331,8 +325,8 @@ class ServicesMutation:
 
         return await _contract_change(info, DeactivateOptionPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Spend bonus points (oldest first) on a reward for a contract.",
     )
     async def redeem_bonus(self, info: Info, input: RedeemBonusInput) -> RedeemBonusPayload:
@@ -340,7 +334,7 @@ class ServicesMutation:
         principal = context.principal
         assert principal is not None
 
-        async def redeem(session: AsyncSession) -> Any:
+        async def redeem(session: AsyncSession) -> tuple[int, Redemption]:
             contract = await own_contract(info, input.contract_number)
             reward_id = pk_of(input.reward_id, "BonusReward", "rewardId")
             redeemed = await bonus.redeem_bonus(
@@ -353,12 +347,12 @@ class ServicesMutation:
             )
             return contract.id, redeemed
 
-        result, errors = await attempt(info, redeem)
-        if result is None:
-            return RedeemBonusPayload(errors=errors)
-        contract_id, redeemed = result
-        return RedeemBonusPayload(
-            errors=[],
-            bonus_account=BonusAccount(subscriber_pk=principal.id, points=redeemed.points_left),
-            contract=await contract_payload(info, contract_id),
-        )
+        async def answer(result: tuple[int, Redemption]) -> RedeemBonusPayload:
+            contract_id, redeemed = result
+            return RedeemBonusPayload(
+                errors=[],
+                bonus_account=BonusAccount(subscriber_pk=principal.id, points=redeemed.points_left),
+                contract=(await ContractPayload.of(info, contract_id)).contract,
+            )
+
+        return await run(info, RedeemBonusPayload, redeem, answer)
