@@ -23,7 +23,7 @@ from resolvers import catalog_admin
 from resolvers.catalog_admin import Entity
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import STAFF, mutation, pk_of, principal_id, run
+from schema.mutation_support import STAFF, mutation, pk_of, run, signed_in
 from schema.scalars import Money
 from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption, Tariff, TvPackage
 
@@ -225,7 +225,7 @@ class Wiring:
         staff_id=..., client_address=..., **arguments)` and answers with the payload."""
 
         async def resolve(info: Info, input: Any) -> Any:
-            staff_id = principal_id(info)
+            staff_id = signed_in(info).id
             client = info.context.client_address
 
             async def work(session: AsyncSession) -> Any:

@@ -11,7 +11,7 @@ from resolvers.payments import TopUp
 from resolvers.promised import PromiseResult
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import STAFF, SUBSCRIBER, mutation, own_contract, principal_id, run
+from schema.mutation_support import STAFF, SUBSCRIBER, mutation, own_contract, run, signed_in
 from schema.scalars import Money
 from schema.types.account import Balance, Contract
 from schema.types.money import Payment, PaymentMethod, PromisedPayment
@@ -68,8 +68,7 @@ class MoneyMutation:
     )
     async def create_top_up(self, info: Info, input: CreateTopUpInput) -> CreateTopUpPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
         async def create(session: AsyncSession) -> TopUp:
             contract = await own_contract(info, input.contract_number)
@@ -98,8 +97,7 @@ class MoneyMutation:
         self, info: Info, input: ActivatePromisedPaymentInput
     ) -> ActivatePromisedPaymentPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
         async def activate(session: AsyncSession) -> tuple[int, PromiseResult]:
             contract = await own_contract(info, input.contract_number)
@@ -136,7 +134,7 @@ class MoneyMutation:
         async def adjust(session: AsyncSession) -> Adjusted:
             return await adjustments.adjust_balance(
                 session,
-                staff_id=principal_id(info),
+                staff_id=signed_in(info).id,
                 contract_number=input.contract_number,
                 amount=input.amount,
                 reason=input.reason,

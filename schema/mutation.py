@@ -25,8 +25,8 @@ from schema.mutation_support import (
     OkPayload,
     mutation,
     pk_of,
-    principal_id,
     run,
+    signed_in,
 )
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
@@ -175,8 +175,7 @@ class SessionMutation:
 
     @mutation(access=SIGNED_IN, description="End this session.")
     async def logout(self, info: Info) -> LogoutPayload:
-        principal = info.context.principal
-        assert principal is not None
+        principal = signed_in(info)
         payload = await run(
             info,
             LogoutPayload,
@@ -188,8 +187,7 @@ class SessionMutation:
 
     @mutation(access=SIGNED_IN, description="End every session.")
     async def logout_everywhere(self, info: Info) -> LogoutEverywherePayload:
-        principal = info.context.principal
-        assert principal is not None
+        principal = signed_in(info)
         payload = await run(
             info,
             LogoutEverywherePayload,
@@ -207,8 +205,7 @@ class SessionMutation:
     async def change_password(
         self, info: Info, input: ChangePasswordInput
     ) -> ChangePasswordPayload:
-        principal = info.context.principal
-        assert principal is not None
+        principal = signed_in(info)
         return await run(
             info,
             ChangePasswordPayload,
@@ -224,8 +221,7 @@ class SessionMutation:
 
     @mutation(access=SIGNED_IN, description="End one of your sessions.")
     async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:
-        principal = info.context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
         async def revoke(session: AsyncSession) -> None:
             session_pk = pk_of(input.session_id, "Session", "sessionId")
@@ -435,7 +431,7 @@ class AccountMutation:
             return await staff.staff_create_contract(
                 session,
                 settings=context.settings,
-                staff_id=principal_id(info),
+                staff_id=signed_in(info).id,
                 legal_status=input.legal_status.value,
                 display_name=input.display_name,
                 document_number=input.document_number,
@@ -470,7 +466,7 @@ class AccountMutation:
             lambda session: staff.staff_reset_access(
                 session,
                 settings=context.settings,
-                staff_id=principal_id(info),
+                staff_id=signed_in(info).id,
                 contract_number=input.contract_number,
                 document_verified=input.document_verified,
                 reason=input.reason,
@@ -488,7 +484,7 @@ class AccountMutation:
         async def close(session: AsyncSession) -> None:
             await support.close_support_request(
                 session,
-                staff_id=principal_id(info),
+                staff_id=signed_in(info).id,
                 request_id=pk_of(input.id, "SupportRequest", "id"),
                 resolution=input.resolution,
             )

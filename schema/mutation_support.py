@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.permission import BasePermission
 
 from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
+from auth.sessions import Principal
 from core.errors import DomainError, ErrorCode
 from core.ids import from_global_id, parse_pk
 from resolvers import accounts
@@ -74,11 +75,11 @@ async def run(
     return answered
 
 
-def principal_id(info: Info) -> int:
-    """The signed-in caller's id (the field's access has checked there is one)."""
+def signed_in(info: Info) -> Principal:
+    """The signed-in caller (the field's access has checked there is one)."""
     principal = info.context.principal
     assert principal is not None
-    return principal.id
+    return principal
 
 
 @strawberry.type

@@ -20,6 +20,7 @@ from schema.mutation_support import (
     own_contract,
     pk_of,
     run,
+    signed_in,
 )
 from schema.types.account import BonusAccount, Contract
 
@@ -331,8 +332,7 @@ class ServicesMutation:
     )
     async def redeem_bonus(self, info: Info, input: RedeemBonusInput) -> RedeemBonusPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
         async def redeem(session: AsyncSession) -> tuple[int, Redemption]:
             contract = await own_contract(info, input.contract_number)
