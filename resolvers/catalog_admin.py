@@ -243,22 +243,27 @@ def _apply(row: SQLModel, values: Mapping[str, Any]) -> tuple[dict[str, Any], di
     return before, after
 
 
-async def _audit(
+async def _record(
     session: AsyncSession,
-    *,
-    staff_id: int,
-    action: str,
-    row: SQLModel,
+    entity: Entity,
+    verb: str,
+    row: Any,
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any],
+    staff_id: int,
     client_address: str | None,
 ) -> None:
+    """Write the change and its audit entry (action: the mutation's name); a change of
+    nothing writes nothing."""
+    if not after:
+        return
+    await session.flush()
     await record_audit(
         session,
         actor_staff_id=staff_id,
-        action=action,
-        target_type=type(row).__name__,
-        target_id=getattr(row, "id"),  # noqa: B009 - every catalogue row has an id
+        action=entity.action(verb),
+        target_type=entity.model.__name__,
+        target_id=row.id,
         before=before,
         after=after,
         reason=None,
@@ -805,16 +810,7 @@ async def create(
         if link is not None:
             after[link.key] = link.wanted
         session.add(row)
-        await session.flush()
-        await _audit(
-            session,
-            staff_id=staff_id,
-            action=entity.action("create"),
-            row=row,
-            before=None,
-            after=after,
-            client_address=client_address,
-        )
+        await _record(session, entity, "create", row, None, after, staff_id, client_address)
         if link is not None:
             await link.write(session, getattr(row, "id"), link.current, link.wanted)  # noqa: B009
     return row
@@ -843,17 +839,7 @@ async def update(
         if link is not None and link.wanted != link.current:
             before[link.key], after[link.key] = link.current, link.wanted
             await link.write(session, row.id, link.current, link.wanted)
-        if after:
-            await session.flush()
-            await _audit(
-                session,
-                staff_id=staff_id,
-                action=entity.action("update"),
-                row=row,
-                before=before,
-                after=after,
-                client_address=client_address,
-            )
+        await _record(session, entity, "update", row, before, after, staff_id, client_address)
     return row
 
 
@@ -871,17 +857,7 @@ async def archive(
         row = await _locked(session, entity.model, row_id, entity.id_input)
         entity.rules.may_archive(row, archived)
         before, after = _apply(row, {"archived": _flag(archived, "archived")})
-        if after:
-            await session.flush()
-            await _audit(
-                session,
-                staff_id=staff_id,
-                action=entity.action("archive"),
-                row=row,
-                before=before,
-                after=after,
-                client_address=client_address,
-            )
+        await _record(session, entity, "archive", row, before, after, staff_id, client_address)
     return row
 
 
