@@ -418,6 +418,7 @@ CODE_FIELD = Field("code", "code", _code, audit=AUDIT_CODE_KEY, required=True, e
 NAME_FIELD = Field("name", "name", _name, required=True)
 FEE_FIELD = Field("monthly_fee", "monthlyFee", _fee, required=True)
 DESCRIPTION_FIELD = Field("description", "description", _description, default="")
+PRICED_FIELDS = (CODE_FIELD, NAME_FIELD, FEE_FIELD, DESCRIPTION_FIELD)  # options, packages
 
 
 def _code_unique(message: str, *scope: str) -> tuple[Unique, ...]:
@@ -680,7 +681,7 @@ SERVICE_OPTION: Final = Entity(
     model=ServiceOption,
     id_arg="option_id",
     id_input="optionId",
-    fields=(CODE_FIELD, NAME_FIELD, FEE_FIELD, DESCRIPTION_FIELD),
+    fields=PRICED_FIELDS,
     unique=_code_unique("A service option with this code exists."),
 )
 
@@ -717,7 +718,7 @@ TV_PACKAGE: Final = Entity(
     model=TvPackage,
     id_arg="package_id",
     id_input="packageId",
-    fields=(CODE_FIELD, NAME_FIELD, FEE_FIELD, DESCRIPTION_FIELD),
+    fields=PRICED_FIELDS,
     unique=_code_unique("A TV package with this code exists."),
     rules=TvPackageRules(),
 )
