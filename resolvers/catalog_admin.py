@@ -218,10 +218,11 @@ async def _locked(session: AsyncSession, model: type[ItemT], row_id: object, fie
     """The row, locked against concurrent edits until commit (PostgreSQL; SQLite's writer
     transaction already excludes them)."""
     found: ItemT | None = None
+    table: Any = model  # every catalogue model has an `id` column (SQLModel has none)
     if _is_id(row_id):
         statement: sa.Select[Any] = (
             sa.select(model)
-            .where(col(model.id) == row_id)  # type: ignore[attr-defined]
+            .where(col(table.id) == row_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
