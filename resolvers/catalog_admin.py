@@ -1,6 +1,14 @@
 """Catalogue administration for staff (SPEC §1, §2; issue 5 item 8): create, edit and
 archive tariffs, TV packages, channels, service options and bonus rewards.
 
+The five entities are one table (`ENTITIES`): each is its model, the verbs' keyword of its
+id, its fields (keyword, column, the check that validates and normalises a value, whether a
+create needs it and what it is otherwise, whether it may change later), the combinations
+that must be unique, and its own rules beyond that (`Rules`: a TV package's line-up, a
+reward's kind-dependent fields, what must-carry forbids a channel). Three verbs serve all
+five: `create`, `update` and `archive`; `create_tariff`, `update_tariff`, ... are those
+verbs bound to one entity of the table.
+
 Every verb is one transaction: `begin_write`, validate, write, an audit entry (action = the
 mutation's name, before and after = the fields that changed), commit; it returns the row.
 The caller has checked that `staff_id` is signed-in staff.
@@ -18,13 +26,16 @@ Edits that change nothing write nothing and leave no audit entry.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Final, Literal, TypeVar
+from functools import partial
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -207,10 +218,11 @@ async def _locked(session: AsyncSession, model: type[ItemT], row_id: object, fie
     """The row, locked against concurrent edits until commit (PostgreSQL; SQLite's writer
     transaction already excludes them)."""
     found: ItemT | None = None
+    table: Any = model  # every catalogue model has an `id` column (SQLModel has none)
     if _is_id(row_id):
         statement: sa.Select[Any] = (
             sa.select(model)
-            .where(col(model.id) == row_id)  # type: ignore[attr-defined]
+            .where(col(table.id) == row_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -232,22 +244,27 @@ def _apply(row: SQLModel, values: Mapping[str, Any]) -> tuple[dict[str, Any], di
     return before, after
 
 
-async def _audit(
+async def _record(
     session: AsyncSession,
-    *,
-    staff_id: int,
-    action: str,
-    row: SQLModel,
+    entity: Entity,
+    verb: str,
+    row: Any,
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any],
+    staff_id: int,
     client_address: str | None,
 ) -> None:
+    """Write the change and its audit entry (action: the mutation's name); a change of
+    nothing writes nothing."""
+    if not after:
+        return
+    await session.flush()
     await record_audit(
         session,
         actor_staff_id=staff_id,
-        action=action,
-        target_type=type(row).__name__,
-        target_id=getattr(row, "id"),  # noqa: B009 - every catalogue row has an id
+        action=entity.action(verb),
+        target_type=entity.model.__name__,
+        target_id=row.id,
         before=before,
         after=after,
         reason=None,
@@ -255,399 +272,161 @@ async def _audit(
     )
 
 
-async def _archive(
-    session: AsyncSession,
-    row: SQLModel,
-    archived: object,
-    *,
-    staff_id: int,
-    action: str,
-    client_address: str | None,
-) -> None:
-    before, after = _apply(row, {"archived": _flag(archived, "archived")})
-    if after:
-        await session.flush()
-        await _audit(
-            session,
-            staff_id=staff_id,
-            action=action,
-            row=row,
-            before=before,
-            after=after,
-            client_address=client_address,
-        )
+# -- the table -------------------------------------------------------------------------------
+
+NO_DEFAULT: Final = object()
 
 
-async def _created(
-    session: AsyncSession,
-    row: SQLModel,
-    *,
-    staff_id: int,
-    action: str,
-    after: Mapping[str, Any],
-    client_address: str | None,
-) -> None:
-    session.add(row)
-    await session.flush()
-    await _audit(
-        session,
-        staff_id=staff_id,
-        action=action,
-        row=row,
-        before=None,
-        after=after,
-        client_address=client_address,
-    )
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A column that the verbs' keyword `arg` sets. `check` validates and normalises a given
+    value (raising INVALID on `input`, the input field's name); with `lookup` it also reads
+    the database. A create without it is refused when `required`, else takes `default`.
+    `nullable`: None is a value (a tariff's unlimited traffic), and UNSET leaves the field as
+    it is; otherwise None leaves it. A field not `editable` is set once, by create."""
+
+    arg: str
+    input: str
+    check: Callable[[Any], Any] | None = None
+    lookup: Callable[[AsyncSession, Any], Awaitable[Any]] | None = None
+    column: str = ""
+    audit: str = ""  # its key in the audit entry (resolvers.audit drops keys with "code")
+    required: bool = False
+    default: Any = NO_DEFAULT
+    nullable: bool = False
+    editable: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.column or self.arg
+
+    async def checked(self, session: AsyncSession, value: Any) -> Any:
+        if value is None:
+            return None  # nullable
+        if self.check is not None:
+            value = self.check(value)
+        if self.lookup is not None:
+            value = await self.lookup(session, value)
+        return value
 
 
-async def _updated(
-    session: AsyncSession,
-    row: SQLModel,
-    before: Mapping[str, Any],
-    after: Mapping[str, Any],
-    *,
-    staff_id: int,
-    action: str,
-    client_address: str | None,
-) -> None:
-    if not after:
-        return
-    await session.flush()
-    await _audit(
-        session,
-        staff_id=staff_id,
-        action=action,
-        row=row,
-        before=before,
-        after=after,
-        client_address=client_address,
-    )
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """Columns no two rows share (checked before the write; a race that gets past the check
+    is the database's unique violation, a CONFLICT on the same `field`)."""
+
+    columns: tuple[str, ...]
+    field: str
+    message: str
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
+@dataclass(slots=True)
+class Link:
+    """Rows of another table that an item has (a package's channels): as they are, as
+    wanted, and how to write the difference."""
+
+    key: str  # its key in the audit entry
+    current: list[int]
+    wanted: list[int]
+    write: Callable[[AsyncSession, int, Sequence[int], Sequence[int]], Awaitable[None]]
 
 
-# -- tariffs ---------------------------------------------------------------------------------
+class Rules:
+    """An entity's rules beyond its fields; the defaults have none."""
+
+    args: tuple[str, ...] = ()  # the verbs' keywords these rules read
+
+    async def values(
+        self,
+        session: AsyncSession,
+        row: Any,
+        values: Mapping[str, Any],
+        given: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """More column values, checked (`row` is None on create)."""
+        return {}
+
+    async def link(self, session: AsyncSession, row: Any, given: Mapping[str, Any]) -> Link | None:
+        return None
+
+    async def may_update(self, session: AsyncSession, row: Any, values: Mapping[str, Any]) -> None:
+        return None
+
+    def may_archive(self, row: Any, archived: object) -> None:
+        return None
 
 
-async def _region(session: AsyncSession, value: object) -> str:
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One catalogue entity: its model (whose class name is the audit's target type and
+    the actions' noun: createTariff, updateTariff, archiveTariff), the keyword and input
+    field of its id, its fields, what is unique and its own rules."""
+
+    model: type[SQLModel]
+    id_arg: str
+    id_input: str
+    fields: tuple[Field, ...]
+    unique: tuple[Unique, ...]
+    rules: Rules = dataclasses.field(default_factory=Rules)
+
+    def action(self, verb: str) -> str:
+        return verb + self.model.__name__
+
+    @property
+    def conflicts(self) -> dict[str, str]:
+        """The input field of each unique column, for a unique violation at commit."""
+        return {unique.columns[-1]: unique.field for unique in self.unique}
+
+    def accept(self, given: Mapping[str, Any], *, creating: bool) -> None:
+        args = {f.arg for f in self.fields if creating or f.editable} | set(self.rules.args)
+        unknown = sorted(set(given) - args)
+        if unknown:
+            raise TypeError(f"unexpected arguments for {self.model.__name__}: {unknown}")
+
+
+# -- checks of the fields --------------------------------------------------------------------
+
+
+def _region_code(value: object) -> str:
     code = value.strip() if isinstance(value, str) else ""
-    if not code or len(code) > MAX_REGION_CODE or await session.get(Region, code) is None:
+    if not code or len(code) > MAX_REGION_CODE:
         raise _invalid("region", "Unknown region code.")
     return code
 
 
-def _tariff_values(
-    *,
-    name: object = None,
-    monthly_fee: object = None,
-    speed_mbps: object = None,
-    traffic_gb: object = UNSET,
-    description: object = None,
-) -> dict[str, Any]:
-    """The given fields, checked and normalised, by column name."""
-    values: dict[str, Any] = {}
-    if name is not None:
-        values["name"] = _line(name, "name", NAME_LENGTH)
-    if monthly_fee is not None:
-        values["monthly_fee"] = _money(monthly_fee, "monthlyFee", maximum=MAX_FEE)
-    if speed_mbps is not None:
-        values["speed_mbps"] = _whole(speed_mbps, "speedMbps", SPEED_MBPS)
-    if traffic_gb is not UNSET:
-        values["traffic_gb"] = (
-            None if traffic_gb is None else _whole(traffic_gb, "trafficGb", TRAFFIC_GB)
-        )
-    if description is not None:
-        values["description"] = _description(description)
-    return values
+async def _known_region(session: AsyncSession, code: str) -> str:
+    if await session.get(Region, code) is None:
+        raise _invalid("region", "Unknown region code.")
+    return code
 
 
-async def create_tariff(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    region: str,
-    code: str,
-    name: str,
-    monthly_fee: Decimal,
-    speed_mbps: int,
-    traffic_gb: int | None,
-    description: str = "",
-    client_address: str | None = None,
-) -> Tariff:
-    """A new tariff of one region (`traffic_gb` None: unlimited); its code is unique within
-    the region. Commits."""
-    async with _writing(session):
-        region_code = await _region(session, region)
-        tariff_code = _code(code)
-        values = _tariff_values(
-            name=name,
-            monthly_fee=monthly_fee,
-            speed_mbps=speed_mbps,
-            traffic_gb=traffic_gb,
-            description=description,
-        )
-        _require(values, name="name", monthlyFee="monthly_fee", speedMbps="speed_mbps")
-        values.setdefault("description", "")
-        if await _exists(
-            session,
-            sa.select(col(Tariff.id)).where(
-                col(Tariff.region_code) == region_code, col(Tariff.code) == tariff_code
-            ),
-        ):
-            raise _conflict("code", "This region already has a tariff with this code.")
-        tariff = Tariff(region_code=region_code, code=tariff_code, archived=False, **values)
-        await _created(
-            session,
-            tariff,
-            staff_id=staff_id,
-            action="createTariff",
-            after={"region": region_code, AUDIT_CODE_KEY: tariff_code, **values},
-            client_address=client_address,
-        )
-    return tariff
+def _kind(value: object) -> str:
+    if value not in REWARD_KINDS:
+        raise _invalid("kind", f"The kind is one of {', '.join(REWARD_KINDS)}.")
+    assert isinstance(value, str)
+    return value
 
 
-async def update_tariff(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    tariff_id: int,
-    name: str | None = None,
-    monthly_fee: Decimal | None = None,
-    speed_mbps: int | None = None,
-    traffic_gb: int | Literal[Unset.UNSET] | None = UNSET,
-    description: str | None = None,
-    client_address: str | None = None,
-) -> Tariff:
-    """Change the given fields (None leaves a field as it is; for `traffic_gb` that is
-    UNSET, and None makes it unlimited). A new price is what every contract on the tariff
-    pays from the next billing day on: contracts pay the current catalogue price, and the
-    charges already in the ledger stay as they were. The code and region do not change.
-    Commits."""
-    async with _writing(session):
-        values = _tariff_values(
-            name=name,
-            monthly_fee=monthly_fee,
-            speed_mbps=speed_mbps,
-            traffic_gb=traffic_gb,
-            description=description,
-        )
-        tariff = await _locked(session, Tariff, tariff_id, "tariffId")
-        before, after = _apply(tariff, values)
-        await _updated(
-            session,
-            tariff,
-            before,
-            after,
-            staff_id=staff_id,
-            action="updateTariff",
-            client_address=client_address,
-        )
-    return tariff
+def _name(value: object) -> str:
+    return _line(value, "name", NAME_LENGTH)
 
 
-async def archive_tariff(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    tariff_id: int,
-    archived: bool = True,
-    client_address: str | None = None,
-) -> Tariff:
-    """Take a tariff off sale (`archived=True`) or back on sale. Contracts on an archived
-    tariff keep it; `changeTariff` no longer offers it. Commits."""
-    async with _writing(session):
-        tariff = await _locked(session, Tariff, tariff_id, "tariffId")
-        await _archive(
-            session,
-            tariff,
-            archived,
-            staff_id=staff_id,
-            action="archiveTariff",
-            client_address=client_address,
-        )
-    return tariff
+def _fee(value: object) -> Decimal:
+    return _money(value, "monthlyFee", maximum=MAX_FEE)
 
 
-# -- service options -------------------------------------------------------------------------
+CODE_FIELD = Field("code", "code", _code, audit=AUDIT_CODE_KEY, required=True, editable=False)
+NAME_FIELD = Field("name", "name", _name, required=True)
+FEE_FIELD = Field("monthly_fee", "monthlyFee", _fee, required=True)
+DESCRIPTION_FIELD = Field("description", "description", _description, default="")
+PRICED_FIELDS = (CODE_FIELD, NAME_FIELD, FEE_FIELD, DESCRIPTION_FIELD)  # options, packages
 
 
-def _priced_values(
-    *, name: object = None, monthly_fee: object = None, description: object = None
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if name is not None:
-        values["name"] = _line(name, "name", NAME_LENGTH)
-    if monthly_fee is not None:
-        values["monthly_fee"] = _money(monthly_fee, "monthlyFee", maximum=MAX_FEE)
-    if description is not None:
-        values["description"] = _description(description)
-    return values
+def _code_unique(message: str, *scope: str) -> tuple[Unique, ...]:
+    return (Unique((*scope, "code"), "code", message),)
 
 
-def _require(values: Mapping[str, Any], **fields: str) -> None:
-    for field, key in fields.items():
-        if key not in values:
-            raise _invalid(field, "This field is required.")
-
-
-async def create_service_option(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    code: str,
-    name: str,
-    monthly_fee: Decimal,
-    description: str = "",
-    client_address: str | None = None,
-) -> ServiceOption:
-    """A new service option (its code unique). Commits."""
-    async with _writing(session):
-        option_code = _code(code)
-        values = _priced_values(name=name, monthly_fee=monthly_fee, description=description)
-        _require(values, name="name", monthlyFee="monthly_fee")
-        values.setdefault("description", "")
-        if await _exists(
-            session, sa.select(col(ServiceOption.id)).where(col(ServiceOption.code) == option_code)
-        ):
-            raise _conflict("code", "A service option with this code exists.")
-        option = ServiceOption(code=option_code, archived=False, **values)
-        await _created(
-            session,
-            option,
-            staff_id=staff_id,
-            action="createServiceOption",
-            after={AUDIT_CODE_KEY: option_code, **values},
-            client_address=client_address,
-        )
-    return option
-
-
-async def update_service_option(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    option_id: int,
-    name: str | None = None,
-    monthly_fee: Decimal | None = None,
-    description: str | None = None,
-    client_address: str | None = None,
-) -> ServiceOption:
-    """Change the given fields (None: as it is). A new price applies from the next billing
-    day to every contract with the option; past charges stay. Commits."""
-    async with _writing(session):
-        values = _priced_values(name=name, monthly_fee=monthly_fee, description=description)
-        option = await _locked(session, ServiceOption, option_id, "optionId")
-        before, after = _apply(option, values)
-        await _updated(
-            session,
-            option,
-            before,
-            after,
-            staff_id=staff_id,
-            action="updateServiceOption",
-            client_address=client_address,
-        )
-    return option
-
-
-async def archive_service_option(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    option_id: int,
-    archived: bool = True,
-    client_address: str | None = None,
-) -> ServiceOption:
-    """Take an option off sale or back on sale; contracts that have it keep it. Commits."""
-    async with _writing(session):
-        option = await _locked(session, ServiceOption, option_id, "optionId")
-        await _archive(
-            session,
-            option,
-            archived,
-            staff_id=staff_id,
-            action="archiveServiceOption",
-            client_address=client_address,
-        )
-    return option
-
-
-# -- channels --------------------------------------------------------------------------------
-
-_CHANNEL_UNIQUE = {"number": "number", "name": "name"}
-
-
-def _channel_values(
-    *,
-    number: object = None,
-    name: object = None,
-    genre: object = None,
-    hd: object = None,
-    must_carry: object = None,
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if number is not None:
-        values["number"] = _whole(number, "number", CHANNEL_NUMBER)
-    if name is not None:
-        values["name"] = _line(name, "name", NAME_LENGTH)
-    if genre is not None:
-        values["genre"] = _line(genre, "genre", GENRE_LENGTH)
-    if hd is not None:
-        values["hd"] = _flag(hd, "hd")
-    if must_carry is not None:
-        values["must_carry"] = _flag(must_carry, "mustCarry")
-    return values
-
-
-async def _check_channel_unique(
-    session: AsyncSession, values: Mapping[str, Any], *, channel_id: int | None = None
-) -> None:
-    others = [] if channel_id is None else [col(Channel.id) != channel_id]
-    if "number" in values and await _exists(
-        session,
-        sa.select(col(Channel.id)).where(col(Channel.number) == values["number"], *others),
-    ):
-        raise _conflict("number", "Another channel has this number.")
-    if "name" in values and await _exists(
-        session, sa.select(col(Channel.id)).where(col(Channel.name) == values["name"], *others)
-    ):
-        raise _conflict("name", "Another channel has this name.")
-
-
-async def create_channel(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    number: int,
-    name: str,
-    genre: str,
-    hd: bool = False,
-    must_carry: bool = False,
-    client_address: str | None = None,
-) -> Channel:
-    """A new channel (number and name unique). A must-carry channel is at once in every TV
-    contract's line-up, free. Commits."""
-    async with _writing(session, unique=_CHANNEL_UNIQUE):
-        values = _channel_values(
-            number=number, name=name, genre=genre, hd=hd, must_carry=must_carry
-        )
-        _require(values, number="number", name="name", genre="genre")
-        values.setdefault("hd", False)
-        values.setdefault("must_carry", False)
-        await _check_channel_unique(session, values)
-        channel = Channel(archived=False, **values)
-        await _created(
-            session,
-            channel,
-            staff_id=staff_id,
-            action="createChannel",
-            after=values,
-            client_address=client_address,
-        )
-    return channel
+# -- channels: what must-carry forbids -------------------------------------------------------
 
 
 async def _package_codes_of_channel(session: AsyncSession, channel_id: int) -> list[str]:
@@ -663,88 +442,40 @@ async def _package_codes_of_channel(session: AsyncSession, channel_id: int) -> l
     )
 
 
-async def update_channel(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    channel_id: int,
-    number: int | None = None,
-    name: str | None = None,
-    genre: str | None = None,
-    hd: bool | None = None,
-    must_carry: bool | None = None,
-    client_address: str | None = None,
-) -> Channel:
-    """Change the given fields (None: as it is). Making a channel must-carry is refused
-    (NOT_ELIGIBLE, field mustCarry) while it is archived or in a package: must-carry
-    channels are free in every line-up and never sold in a package. Commits."""
-    async with _writing(session, unique=_CHANNEL_UNIQUE):
-        values = _channel_values(
-            number=number, name=name, genre=genre, hd=hd, must_carry=must_carry
-        )
-        channel = await _locked(session, Channel, channel_id, "channelId")
-        assert channel.id is not None
-        await _check_channel_unique(session, values, channel_id=channel.id)
-        if values.get("must_carry") and not channel.must_carry:
-            if channel.archived:
-                raise DomainError(
-                    ErrorCode.NOT_ELIGIBLE,
-                    "An archived channel cannot be must-carry; restore it first.",
-                    field="mustCarry",
-                )
-            packages = await _package_codes_of_channel(session, channel.id)
-            if packages:
-                raise DomainError(
-                    ErrorCode.NOT_ELIGIBLE,
-                    "A must-carry channel is in no package; take it out of these first: "
-                    + ", ".join(packages),
-                    field="mustCarry",
-                )
-        before, after = _apply(channel, values)
-        await _updated(
-            session,
-            channel,
-            before,
-            after,
-            staff_id=staff_id,
-            action="updateChannel",
-            client_address=client_address,
-        )
-    return channel
+class ChannelRules(Rules):
+    """A must-carry channel is free in every TV contract's line-up (SPEC §2): it is never in
+    a package, never archived. Making a channel must-carry is refused (NOT_ELIGIBLE, field
+    mustCarry) while it is archived or in a package; archiving a must-carry one is refused
+    (NOT_ELIGIBLE)."""
 
+    async def may_update(self, session: AsyncSession, row: Any, values: Mapping[str, Any]) -> None:
+        if not values.get("must_carry") or row.must_carry:
+            return
+        if row.archived:
+            raise DomainError(
+                ErrorCode.NOT_ELIGIBLE,
+                "An archived channel cannot be must-carry; restore it first.",
+                field="mustCarry",
+            )
+        packages = await _package_codes_of_channel(session, row.id)
+        if packages:
+            raise DomainError(
+                ErrorCode.NOT_ELIGIBLE,
+                "A must-carry channel is in no package; take it out of these first: "
+                + ", ".join(packages),
+                field="mustCarry",
+            )
 
-async def archive_channel(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    channel_id: int,
-    archived: bool = True,
-    client_address: str | None = None,
-) -> Channel:
-    """Take a channel off the catalogue (no longer offered for Personal TV or for new
-    package line-ups) or restore it. Packages and Personal TV line-ups that have it keep
-    it. A must-carry channel cannot be archived (NOT_ELIGIBLE): SPEC §2 keeps it in every
-    TV contract's line-up. Commits."""
-    async with _writing(session, unique=_CHANNEL_UNIQUE):
-        channel = await _locked(session, Channel, channel_id, "channelId")
-        if archived is True and channel.must_carry:
+    def may_archive(self, row: Any, archived: object) -> None:
+        if archived is True and row.must_carry:
             raise DomainError(
                 ErrorCode.NOT_ELIGIBLE,
                 "A must-carry channel is in every line-up and cannot be archived.",
                 field="channelId",
             )
-        await _archive(
-            session,
-            channel,
-            archived,
-            staff_id=staff_id,
-            action="archiveChannel",
-            client_address=client_address,
-        )
-    return channel
 
 
-# -- TV packages -----------------------------------------------------------------------------
+# -- TV packages: the line-up ----------------------------------------------------------------
 
 
 async def _channel_ids(
@@ -779,7 +510,7 @@ async def _channel_ids(
 
 
 async def _set_package_channels(
-    session: AsyncSession, package_id: int, *, current: Sequence[int], wanted: Sequence[int]
+    session: AsyncSession, package_id: int, current: Sequence[int], wanted: Sequence[int]
 ) -> None:
     removed = sorted(set(current) - set(wanted))
     if removed:
@@ -806,105 +537,22 @@ async def _current_channel_ids(session: AsyncSession, package_id: int) -> list[i
     )
 
 
-async def create_tv_package(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    code: str,
-    name: str,
-    monthly_fee: Decimal,
-    description: str = "",
-    channel_ids: Sequence[int],
-    client_address: str | None = None,
-) -> TvPackage:
-    """A new TV package (code unique) with its channels (at least one; no must-carry or
-    archived channels). Commits."""
-    async with _writing(session):
-        package_code = _code(code)
-        values = _priced_values(name=name, monthly_fee=monthly_fee, description=description)
-        _require(values, name="name", monthlyFee="monthly_fee")
-        values.setdefault("description", "")
-        wanted = await _channel_ids(session, channel_ids)
-        if await _exists(
-            session, sa.select(col(TvPackage.id)).where(col(TvPackage.code) == package_code)
-        ):
-            raise _conflict("code", "A TV package with this code exists.")
-        package = TvPackage(code=package_code, archived=False, **values)
-        await _created(
-            session,
-            package,
-            staff_id=staff_id,
-            action="createTvPackage",
-            after={AUDIT_CODE_KEY: package_code, **values, "channel_ids": wanted},
-            client_address=client_address,
-        )
-        assert package.id is not None
-        await _set_package_channels(session, package.id, current=(), wanted=wanted)
-    return package
+class TvPackageRules(Rules):
+    """`channel_ids` is the package's whole line-up (at least one channel; no must-carry or
+    archived ones), on create and, when given, on update: at once for every contract with
+    the package."""
 
+    args = ("channel_ids",)
 
-async def update_tv_package(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    package_id: int,
-    name: str | None = None,
-    monthly_fee: Decimal | None = None,
-    description: str | None = None,
-    channel_ids: Sequence[int] | None = None,
-    client_address: str | None = None,
-) -> TvPackage:
-    """Change the given fields (None: as it is); `channel_ids` replaces the whole line-up,
-    at once for every contract with the package. A new price applies from the next billing
-    day; past charges stay. Commits."""
-    async with _writing(session):
-        values = _priced_values(name=name, monthly_fee=monthly_fee, description=description)
-        package = await _locked(session, TvPackage, package_id, "packageId")
-        assert package.id is not None
-        current = await _current_channel_ids(session, package.id)
+    async def link(self, session: AsyncSession, row: Any, given: Mapping[str, Any]) -> Link:
+        current = [] if row is None else await _current_channel_ids(session, row.id)
         wanted = current
-        if channel_ids is not None:
-            wanted = await _channel_ids(session, channel_ids, current=current)
-        before, after = _apply(package, values)
-        if wanted != current:
-            before["channel_ids"], after["channel_ids"] = current, wanted
-            await _set_package_channels(session, package.id, current=current, wanted=wanted)
-        await _updated(
-            session,
-            package,
-            before,
-            after,
-            staff_id=staff_id,
-            action="updateTvPackage",
-            client_address=client_address,
-        )
-    return package
+        if row is None or given.get("channel_ids") is not None:
+            wanted = await _channel_ids(session, given.get("channel_ids"), current=current)
+        return Link("channel_ids", current, wanted, _set_package_channels)
 
 
-async def archive_tv_package(
-    session: AsyncSession,
-    *,
-    staff_id: int,
-    package_id: int,
-    archived: bool = True,
-    client_address: str | None = None,
-) -> TvPackage:
-    """Take a package off sale or back on sale. Contracts that have it keep it (and pay
-    for it) until they disconnect it. Commits."""
-    async with _writing(session):
-        package = await _locked(session, TvPackage, package_id, "packageId")
-        await _archive(
-            session,
-            package,
-            archived,
-            staff_id=staff_id,
-            action="archiveTvPackage",
-            client_address=client_address,
-        )
-    return package
-
-
-# -- bonus rewards ---------------------------------------------------------------------------
+# -- bonus rewards: the fields of each kind --------------------------------------------------
 
 # The fields each kind of reward has; the others stay NULL.
 _REWARD_FIELDS: dict[str, frozenset[str]] = {
@@ -934,167 +582,309 @@ async def _usable(
     return value
 
 
-async def _reward_values(
-    session: AsyncSession,
-    kind: str,
-    *,
-    current: BonusReward | None,
-    credit_amount: object = None,
-    tv_package_id: object = None,
-    option_id: object = None,
-    duration_days: object = None,
+class BonusRewardRules(Rules):
+    """BALANCE_CREDIT needs `credit_amount` (> 0); TV_PACKAGE a `tv_package_id` and
+    `duration_days` (1..365); SPEED_BOOST an `option_id` and `duration_days`. A field another
+    kind has is refused; the kind does not change."""
+
+    args = tuple(_REWARD_INPUT)
+
+    async def values(
+        self,
+        session: AsyncSession,
+        row: Any,
+        values: Mapping[str, Any],
+        given: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        kind = values["kind"] if row is None else row.kind
+        present = {key: given[key] for key in self.args if given.get(key) is not None}
+        allowed = _REWARD_FIELDS[kind]
+        for key in present:
+            if key not in allowed:
+                raise _invalid(_REWARD_INPUT[key], f"A {kind} reward has no {_REWARD_INPUT[key]}.")
+        if row is None:
+            for key in sorted(allowed):
+                if key not in present:
+                    raise _invalid(_REWARD_INPUT[key], f"A {kind} reward needs this field.")
+        checked: dict[str, Any] = {}
+        if "credit_amount" in present:
+            checked["credit_amount"] = _money(
+                present["credit_amount"], "creditAmount", maximum=MAX_CREDIT, positive=True
+            )
+        if "duration_days" in present:
+            checked["duration_days"] = _whole(
+                present["duration_days"], "durationDays", DURATION_DAYS
+            )
+        if "tv_package_id" in present:
+            checked["tv_package_id"] = await _usable(
+                session,
+                TvPackage,
+                present["tv_package_id"],
+                "tvPackageId",
+                current=row.tv_package_id if row is not None else None,
+            )
+        if "option_id" in present:
+            checked["option_id"] = await _usable(
+                session,
+                ServiceOption,
+                present["option_id"],
+                "optionId",
+                current=row.option_id if row is not None else None,
+            )
+        return checked
+
+
+# -- the five entities -----------------------------------------------------------------------
+
+TARIFF: Final = Entity(
+    # A tariff of one region (`traffic_gb` None: unlimited); its code is unique within the
+    # region. A new price is what every contract on the tariff pays from the next billing
+    # day on; the code and region do not change. Archived: `changeTariff` no longer offers
+    # it, contracts on it keep it.
+    model=Tariff,
+    id_arg="tariff_id",
+    id_input="tariffId",
+    fields=(
+        Field(
+            "region",
+            "region",
+            _region_code,
+            _known_region,
+            column="region_code",
+            audit="region",
+            required=True,
+            editable=False,
+        ),
+        CODE_FIELD,
+        NAME_FIELD,
+        FEE_FIELD,
+        Field(
+            "speed_mbps",
+            "speedMbps",
+            lambda value: _whole(value, "speedMbps", SPEED_MBPS),
+            required=True,
+        ),
+        Field(
+            "traffic_gb",
+            "trafficGb",
+            lambda value: _whole(value, "trafficGb", TRAFFIC_GB),
+            default=None,
+            nullable=True,
+        ),
+        DESCRIPTION_FIELD,
+    ),
+    unique=_code_unique("This region already has a tariff with this code.", "region_code"),
+)
+
+SERVICE_OPTION: Final = Entity(
+    # A service option (code unique); a new price applies from the next billing day to
+    # every contract with the option. Archived: off sale, contracts that have it keep it.
+    model=ServiceOption,
+    id_arg="option_id",
+    id_input="optionId",
+    fields=PRICED_FIELDS,
+    unique=_code_unique("A service option with this code exists."),
+)
+
+CHANNEL: Final = Entity(
+    # A channel (number and name unique); a must-carry one is at once in every TV
+    # contract's line-up, free. Archived: no longer offered for Personal TV or new package
+    # line-ups; the line-ups that have it keep it.
+    model=Channel,
+    id_arg="channel_id",
+    id_input="channelId",
+    fields=(
+        Field(
+            "number",
+            "number",
+            lambda value: _whole(value, "number", CHANNEL_NUMBER),
+            required=True,
+        ),
+        NAME_FIELD,
+        Field("genre", "genre", lambda value: _line(value, "genre", GENRE_LENGTH), required=True),
+        Field("hd", "hd", lambda value: _flag(value, "hd"), default=False),
+        Field("must_carry", "mustCarry", lambda value: _flag(value, "mustCarry"), default=False),
+    ),
+    unique=(
+        Unique(("number",), "number", "Another channel has this number."),
+        Unique(("name",), "name", "Another channel has this name."),
+    ),
+    rules=ChannelRules(),
+)
+
+TV_PACKAGE: Final = Entity(
+    # A TV package (code unique) with its line-up. A new price applies from the next billing
+    # day; archived: off sale, contracts that have it keep it (and pay for it) until they
+    # disconnect it.
+    model=TvPackage,
+    id_arg="package_id",
+    id_input="packageId",
+    fields=PRICED_FIELDS,
+    unique=_code_unique("A TV package with this code exists."),
+    rules=TvPackageRules(),
+)
+
+BONUS_REWARD: Final = Entity(
+    # A reward that bonus points buy (code unique). Points already spent stay spent;
+    # archived: out of the reward catalogue, what was redeemed stays.
+    model=BonusReward,
+    id_arg="reward_id",
+    id_input="rewardId",
+    fields=(
+        CODE_FIELD,
+        NAME_FIELD,
+        Field("kind", "kind", _kind, required=True, editable=False),
+        Field(
+            "points_price",
+            "pointsPrice",
+            lambda value: _whole(value, "pointsPrice", POINTS_PRICE),
+            required=True,
+        ),
+    ),
+    unique=_code_unique("A reward with this code exists."),
+    rules=BonusRewardRules(),
+)
+
+ENTITIES: Final = (TARIFF, TV_PACKAGE, CHANNEL, SERVICE_OPTION, BONUS_REWARD)
+
+
+# -- the three verbs -------------------------------------------------------------------------
+
+
+async def _checked(
+    session: AsyncSession, entity: Entity, given: Mapping[str, Any], *, creating: bool
 ) -> dict[str, Any]:
-    given = _given(
-        credit_amount=credit_amount,
-        tv_package_id=tv_package_id,
-        option_id=option_id,
-        duration_days=duration_days,
-    )
-    allowed = _REWARD_FIELDS[kind]
-    for key in given:
-        if key not in allowed:
-            raise _invalid(_REWARD_INPUT[key], f"A {kind} reward has no {_REWARD_INPUT[key]}.")
-    if current is None:
-        for key in sorted(allowed):
-            if key not in given:
-                raise _invalid(_REWARD_INPUT[key], f"A {kind} reward needs this field.")
+    """The given fields, checked and normalised, by column; on create with the defaults."""
     values: dict[str, Any] = {}
-    if "credit_amount" in given:
-        values["credit_amount"] = _money(
-            given["credit_amount"], "creditAmount", maximum=MAX_CREDIT, positive=True
-        )
-    if "duration_days" in given:
-        values["duration_days"] = _whole(given["duration_days"], "durationDays", DURATION_DAYS)
-    if "tv_package_id" in given:
-        values["tv_package_id"] = await _usable(
-            session,
-            TvPackage,
-            given["tv_package_id"],
-            "tvPackageId",
-            current=current.tv_package_id if current else None,
-        )
-    if "option_id" in given:
-        values["option_id"] = await _usable(
-            session,
-            ServiceOption,
-            given["option_id"],
-            "optionId",
-            current=current.option_id if current else None,
-        )
+    for item in entity.fields:
+        if not (creating or item.editable):
+            continue
+        value = given.get(item.arg, UNSET)
+        if value is UNSET or (value is None and not item.nullable):
+            continue
+        values[item.key] = await item.checked(session, value)
+    if creating:
+        for item in entity.fields:
+            if item.key in values:
+                continue
+            if item.required:
+                raise _invalid(item.input, "This field is required.")
+            if item.default is not NO_DEFAULT:
+                values[item.key] = item.default
     return values
 
 
-async def create_bonus_reward(
+async def _check_unique(
+    session: AsyncSession, entity: Entity, values: Mapping[str, Any], row_id: int | None
+) -> None:
+    model: Any = entity.model
+    for unique in entity.unique:
+        if not all(column in values for column in unique.columns):
+            continue
+        others = [] if row_id is None else [col(model.id) != row_id]
+        equal = [col(getattr(model, column)) == values[column] for column in unique.columns]
+        if await _exists(session, sa.select(col(model.id)).where(*equal, *others)):
+            raise _conflict(unique.field, unique.message)
+
+
+def _audited(entity: Entity, values: Mapping[str, Any]) -> dict[str, Any]:
+    keys = {item.key: item.audit or item.key for item in entity.fields}
+    return {keys.get(key, key): value for key, value in values.items()}
+
+
+async def create(
     session: AsyncSession,
+    entity: Entity,
     *,
     staff_id: int,
-    code: str,
-    name: str,
-    kind: str,
-    points_price: int,
-    credit_amount: Decimal | None = None,
-    tv_package_id: int | None = None,
-    option_id: int | None = None,
-    duration_days: int | None = None,
     client_address: str | None = None,
-) -> BonusReward:
-    """A new reward (code unique). BALANCE_CREDIT needs `credit_amount` (> 0); TV_PACKAGE a
-    `tv_package_id` and `duration_days` (1..365); SPEED_BOOST an `option_id` and
-    `duration_days`. A field another kind has is refused. Commits."""
-    async with _writing(session):
-        reward_code = _code(code)
-        reward_name = _line(name, "name", NAME_LENGTH)
-        if kind not in REWARD_KINDS:
-            raise _invalid("kind", f"The kind is one of {', '.join(REWARD_KINDS)}.")
-        price = _whole(points_price, "pointsPrice", POINTS_PRICE)
-        values = await _reward_values(
-            session,
-            kind,
-            current=None,
-            credit_amount=credit_amount,
-            tv_package_id=tv_package_id,
-            option_id=option_id,
-            duration_days=duration_days,
-        )
-        if await _exists(
-            session, sa.select(col(BonusReward.id)).where(col(BonusReward.code) == reward_code)
-        ):
-            raise _conflict("code", "A reward with this code exists.")
-        after = {"name": reward_name, "kind": kind, "points_price": price, **values}
-        reward = BonusReward(code=reward_code, archived=False, **after)
-        await _created(
-            session,
-            reward,
-            staff_id=staff_id,
-            action="createBonusReward",
-            after={AUDIT_CODE_KEY: reward_code, **after},
-            client_address=client_address,
-        )
-    return reward
+    **given: Any,
+) -> Any:
+    """A new item of `entity` from the given fields, not archived. Commits."""
+    entity.accept(given, creating=True)
+    async with _writing(session, unique=entity.conflicts):
+        values = await _checked(session, entity, given, creating=True)
+        values |= await entity.rules.values(session, None, values, given)
+        link = await entity.rules.link(session, None, given)
+        await _check_unique(session, entity, values, None)
+        row = entity.model(archived=False, **values)
+        after = _audited(entity, values)
+        if link is not None:
+            after[link.key] = link.wanted
+        session.add(row)
+        await _record(session, entity, "create", row, None, after, staff_id, client_address)
+        if link is not None:
+            await link.write(session, getattr(row, "id"), link.current, link.wanted)  # noqa: B009
+    return row
 
 
-async def update_bonus_reward(
+async def update(
     session: AsyncSession,
+    entity: Entity,
     *,
     staff_id: int,
-    reward_id: int,
-    name: str | None = None,
-    points_price: int | None = None,
-    credit_amount: Decimal | None = None,
-    tv_package_id: int | None = None,
-    option_id: int | None = None,
-    duration_days: int | None = None,
+    row_id: object,
     client_address: str | None = None,
-) -> BonusReward:
-    """Change the given fields (None: as it is); the kind and code do not change, and a
-    field of another kind is refused. Points already spent stay spent. Commits."""
-    async with _writing(session):
-        values: dict[str, Any] = {}
-        if name is not None:
-            values["name"] = _line(name, "name", NAME_LENGTH)
-        if points_price is not None:
-            values["points_price"] = _whole(points_price, "pointsPrice", POINTS_PRICE)
-        reward = await _locked(session, BonusReward, reward_id, "rewardId")
-        values |= await _reward_values(
-            session,
-            reward.kind,
-            current=reward,
-            credit_amount=credit_amount,
-            tv_package_id=tv_package_id,
-            option_id=option_id,
-            duration_days=duration_days,
-        )
-        before, after = _apply(reward, values)
-        await _updated(
-            session,
-            reward,
-            before,
-            after,
-            staff_id=staff_id,
-            action="updateBonusReward",
-            client_address=client_address,
-        )
-    return reward
+    **given: Any,
+) -> Any:
+    """Change the given fields of an item (None leaves a field as it is; UNSET for a field
+    where None is a value). Commits."""
+    entity.accept(given, creating=False)
+    async with _writing(session, unique=entity.conflicts):
+        values = await _checked(session, entity, given, creating=False)
+        row: Any = await _locked(session, entity.model, row_id, entity.id_input)
+        values |= await entity.rules.values(session, row, values, given)
+        link = await entity.rules.link(session, row, given)
+        await _check_unique(session, entity, values, row.id)
+        await entity.rules.may_update(session, row, values)
+        before, after = _apply(row, values)
+        if link is not None and link.wanted != link.current:
+            before[link.key], after[link.key] = link.current, link.wanted
+            await link.write(session, row.id, link.current, link.wanted)
+        await _record(session, entity, "update", row, before, after, staff_id, client_address)
+    return row
 
 
-async def archive_bonus_reward(
+async def archive(
     session: AsyncSession,
+    entity: Entity,
     *,
     staff_id: int,
-    reward_id: int,
-    archived: bool = True,
+    row_id: object,
+    archived: object = True,
     client_address: str | None = None,
-) -> BonusReward:
-    """Take a reward out of the reward catalogue or back in; what was redeemed stays.
-    Commits."""
-    async with _writing(session):
-        reward = await _locked(session, BonusReward, reward_id, "rewardId")
-        await _archive(
-            session,
-            reward,
-            archived,
-            staff_id=staff_id,
-            action="archiveBonusReward",
-            client_address=client_address,
-        )
-    return reward
+) -> Any:
+    """Take an item off sale (`archived=True`) or back on sale. Commits."""
+    async with _writing(session, unique=entity.conflicts):
+        row = await _locked(session, entity.model, row_id, entity.id_input)
+        entity.rules.may_archive(row, archived)
+        before, after = _apply(row, {"archived": _flag(archived, "archived")})
+        await _record(session, entity, "archive", row, before, after, staff_id, client_address)
+    return row
+
+
+# -- the verbs by name: the three bound to each entity ---------------------------------------
+
+Verb = Callable[..., Awaitable[Any]]
+
+
+def _by_id(verb: Verb, entity: Entity) -> Verb:
+    """`verb` for `entity`, its id given as the entity's own keyword (`tariff_id=...`)."""
+
+    async def bound(session: AsyncSession, **given: Any) -> Any:
+        if entity.id_arg not in given:
+            raise TypeError(f"{entity.id_arg} is required")
+        return await verb(session, entity, row_id=given.pop(entity.id_arg), **given)
+
+    return bound
+
+
+def _verbs(entity: Entity) -> tuple[Verb, Verb, Verb]:
+    return partial(create, entity=entity), _by_id(update, entity), _by_id(archive, entity)
+
+
+create_tariff, update_tariff, archive_tariff = _verbs(TARIFF)
+create_tv_package, update_tv_package, archive_tv_package = _verbs(TV_PACKAGE)
+create_channel, update_channel, archive_channel = _verbs(CHANNEL)
+create_service_option, update_service_option, archive_service_option = _verbs(SERVICE_OPTION)
+create_bonus_reward, update_bonus_reward, archive_bonus_reward = _verbs(BONUS_REWARD)

@@ -1,58 +1,61 @@
 """Staff mutations that edit the catalogue (every one audited; nothing is deleted: archived
-items leave the public lists and stay on the contracts that have them)."""
+items leave the public lists and stay on the contracts that have them).
+
+The fifteen fields are wired from one table: for each entity of
+resolvers.catalog_admin.ENTITIES a `Wiring` names its GraphQL type, payload and inputs and
+which input fields carry global IDs of which type; `create()`, `update()` and `archive()`
+make its three fields. Each decodes the input (global IDs to keys, enums to their values)
+and calls the generic verb through the one mutation shape (`run`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.utils.str_converters import to_camel_case
 
-from auth.permissions import IsSignedIn, IsStaff
 from resolvers import catalog_admin
+from resolvers.catalog_admin import Entity
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt, pk_of
+from schema.mutation_support import STAFF, mutation, pk_of, run, signed_in
 from schema.scalars import Money
 from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption, Tariff, TvPackage
 
-STAFF = [IsSignedIn, IsStaff]
+
+@strawberry.type
+class TariffPayload:
+    errors: list[UserError]
+    tariff: Tariff | None = None
 
 
-def _payload(name: str, field: str, node_type: Any) -> Any:
-    namespace = {
-        "__annotations__": {"errors": list[UserError], field: node_type | None},
-        field: None,
-    }
-    return strawberry.type(type(name, (), namespace))
+@strawberry.type
+class TvPackagePayload:
+    errors: list[UserError]
+    tv_package: TvPackage | None = None
 
 
-TariffPayload = _payload("TariffPayload", "tariff", Tariff)
-TvPackagePayload = _payload("TvPackagePayload", "tvPackage", TvPackage)
-ChannelPayload = _payload("ChannelPayload", "channel", Channel)
-ServiceOptionPayload = _payload("ServiceOptionPayload", "serviceOption", ServiceOption)
-BonusRewardPayload = _payload("BonusRewardPayload", "bonusReward", BonusReward)
+@strawberry.type
+class ChannelPayload:
+    errors: list[UserError]
+    channel: Channel | None = None
 
 
-async def _run(
-    info: Info,
-    payload: Any,
-    field: str,
-    node_type: Any,
-    verb: Callable[[AsyncSession, int, str | None], Awaitable[Any]],
-) -> Any:
-    principal = info.context.principal
-    assert principal is not None
-    client = info.context.client_address
+@strawberry.type
+class ServiceOptionPayload:
+    errors: list[UserError]
+    service_option: ServiceOption | None = None
 
-    async def work(session: AsyncSession) -> Any:
-        return await verb(session, principal.id, client)
 
-    row, errors = await attempt(info, work)
-    if row is None:
-        return payload(errors=errors)
-    return payload(errors=[], **{field: node_type.from_row(row)})
+@strawberry.type
+class BonusRewardPayload:
+    errors: list[UserError]
+    bonus_reward: BonusReward | None = None
 
 
 @strawberry.input
@@ -163,302 +166,177 @@ class UpdateBonusRewardInput:
     duration_days: int | None = None
 
 
-def _channel_pks(ids: list[strawberry.ID] | None) -> list[int] | None:
-    return None if ids is None else [pk_of(i, "Channel", "channelIds") for i in ids]
+# -- the wiring ------------------------------------------------------------------------------
 
 
-def _optional_pk(global_id: str | None, type_name: str, field: str) -> int | None:
-    return None if global_id is None else pk_of(global_id, type_name, field)
+def _traffic(arguments: dict[str, Any]) -> dict[str, Any]:
+    """updateTariff: `unlimited: true` is no allowance (None); otherwise `trafficGb`, when
+    given, and else the allowance stays as it is."""
+    unlimited = arguments.pop("unlimited")
+    if unlimited:
+        arguments["traffic_gb"] = None
+    elif arguments["traffic_gb"] is None:
+        arguments["traffic_gb"] = catalog_admin.UNSET
+    return arguments
+
+
+def _as_they_are(arguments: dict[str, Any]) -> dict[str, Any]:
+    return arguments
+
+
+Verb = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """An entity of the catalogue table as GraphQL sees it."""
+
+    entity: Entity
+    noun: str  # in the descriptions: "Staff: a new tariff.", "Staff: edit a tariff."
+    node: Any  # the GraphQL type of its rows (with `from_row`)
+    payload: Any
+    field: str  # the payload's field that carries the row
+    create_input: type
+    update_input: type
+    refs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # ID field -> its type
+    update_arguments: Callable[[dict[str, Any]], dict[str, Any]] = _as_they_are
+
+    def _arguments(self, input: Any) -> dict[str, Any]:
+        """The verb's keywords from an input: global IDs decoded to keys (NOT_FOUND on the
+        entity's id field, or on the field that carried a wrong one), enums to values."""
+        arguments: dict[str, Any] = {}
+        for item in dataclasses.fields(input):
+            value = getattr(input, item.name)
+            if item.name in (self.entity.id_arg, "id"):
+                type_name, field = self.entity.model.__name__, self.entity.id_input
+            else:
+                type_name, field = self.refs.get(item.name, ""), to_camel_case(item.name)
+            if type_name and isinstance(value, list):
+                value = [pk_of(one, type_name, field) for one in value]
+            elif type_name and value is not None:
+                value = pk_of(value, type_name, field)
+            elif isinstance(value, Enum):
+                value = value.value
+            arguments[item.name] = value
+        return arguments
+
+    def _field(self, name: str, input_type: type, description: str, verb: Verb) -> Any:
+        """A staff mutation field `name(input: input_type!)` that runs `verb(session,
+        staff_id=..., client_address=..., **arguments)` and answers with the payload."""
+
+        async def resolve(info: Info, input: Any) -> Any:
+            staff_id = signed_in(info).id
+            client = info.context.client_address
+
+            async def work(session: AsyncSession) -> Any:
+                arguments = self._arguments(input)
+                return await verb(session, staff_id=staff_id, client_address=client, **arguments)
+
+            return await run(
+                info,
+                self.payload,
+                work,
+                lambda row: self.payload(errors=[], **{self.field: self.node.from_row(row)}),
+            )
+
+        resolve.__name__ = name
+        resolve.__annotations__ = {"info": Info, "input": input_type, "return": self.payload}
+        return mutation(access=STAFF, description=description)(resolve)
+
+    def create(self) -> Any:
+        async def verb(session: AsyncSession, **arguments: Any) -> Any:
+            return await catalog_admin.create(session, self.entity, **arguments)
+
+        return self._field(
+            self.entity.action("create"), self.create_input, f"Staff: a new {self.noun}.", verb
+        )
+
+    def update(self) -> Any:
+        async def verb(session: AsyncSession, **arguments: Any) -> Any:
+            row_id = arguments.pop(self.entity.id_arg)
+            return await catalog_admin.update(
+                session, self.entity, row_id=row_id, **self.update_arguments(arguments)
+            )
+
+        return self._field(
+            self.entity.action("update"), self.update_input, f"Staff: edit a {self.noun}.", verb
+        )
+
+    def archive(self) -> Any:
+        async def verb(session: AsyncSession, **arguments: Any) -> Any:
+            return await catalog_admin.archive(
+                session, self.entity, row_id=arguments.pop("id"), **arguments
+            )
+
+        return self._field(
+            self.entity.action("archive"), ArchiveInput, "Staff: archive or restore.", verb
+        )
+
+
+TARIFF = Wiring(
+    catalog_admin.TARIFF,
+    "tariff",
+    Tariff,
+    TariffPayload,
+    "tariff",
+    CreateTariffInput,
+    UpdateTariffInput,
+    update_arguments=_traffic,
+)
+TV_PACKAGE = Wiring(
+    catalog_admin.TV_PACKAGE,
+    "TV package",
+    TvPackage,
+    TvPackagePayload,
+    "tv_package",
+    CreateTvPackageInput,
+    UpdateTvPackageInput,
+    refs={"channel_ids": "Channel"},
+)
+CHANNEL = Wiring(
+    catalog_admin.CHANNEL,
+    "channel",
+    Channel,
+    ChannelPayload,
+    "channel",
+    CreateChannelInput,
+    UpdateChannelInput,
+)
+SERVICE_OPTION = Wiring(
+    catalog_admin.SERVICE_OPTION,
+    "service option",
+    ServiceOption,
+    ServiceOptionPayload,
+    "service_option",
+    CreateServiceOptionInput,
+    UpdateServiceOptionInput,
+)
+BONUS_REWARD = Wiring(
+    catalog_admin.BONUS_REWARD,
+    "bonus reward",
+    BonusReward,
+    BonusRewardPayload,
+    "bonus_reward",
+    CreateBonusRewardInput,
+    UpdateBonusRewardInput,
+    refs={"tv_package_id": "TvPackage", "option_id": "ServiceOption"},
+)
 
 
 @strawberry.type
 class CatalogMutation:
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new tariff.")
-    async def create_tariff(self, info: Info, input: CreateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            TariffPayload,
-            "tariff",
-            Tariff,
-            lambda s, staff, client: catalog_admin.create_tariff(
-                s,
-                staff_id=staff,
-                region=input.region,
-                code=input.code,
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                speed_mbps=input.speed_mbps,
-                traffic_gb=input.traffic_gb,
-                description=input.description,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a tariff.")
-    async def update_tariff(self, info: Info, input: UpdateTariffInput) -> TariffPayload:  # type: ignore[valid-type]
-        traffic: Any = catalog_admin.UNSET
-        if input.unlimited:
-            traffic = None
-        elif input.traffic_gb is not None:
-            traffic = input.traffic_gb
-        return await _run(
-            info,
-            TariffPayload,
-            "tariff",
-            Tariff,
-            lambda s, staff, client: catalog_admin.update_tariff(
-                s,
-                staff_id=staff,
-                tariff_id=pk_of(input.tariff_id, "Tariff", "tariffId"),
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                speed_mbps=input.speed_mbps,
-                traffic_gb=traffic,
-                description=input.description,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_tariff(self, info: Info, input: ArchiveInput) -> TariffPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            TariffPayload,
-            "tariff",
-            Tariff,
-            lambda s, staff, client: catalog_admin.archive_tariff(
-                s,
-                staff_id=staff,
-                tariff_id=pk_of(input.id, "Tariff", "tariffId"),
-                archived=input.archived,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new TV package.")
-    async def create_tv_package(self, info: Info, input: CreateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            TvPackagePayload,
-            "tvPackage",
-            TvPackage,
-            lambda s, staff, client: catalog_admin.create_tv_package(
-                s,
-                staff_id=staff,
-                code=input.code,
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                description=input.description,
-                channel_ids=_channel_pks(input.channel_ids),
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a TV package.")
-    async def update_tv_package(self, info: Info, input: UpdateTvPackageInput) -> TvPackagePayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            TvPackagePayload,
-            "tvPackage",
-            TvPackage,
-            lambda s, staff, client: catalog_admin.update_tv_package(
-                s,
-                staff_id=staff,
-                package_id=pk_of(input.package_id, "TvPackage", "packageId"),
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                description=input.description,
-                channel_ids=_channel_pks(input.channel_ids),
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_tv_package(self, info: Info, input: ArchiveInput) -> TvPackagePayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            TvPackagePayload,
-            "tvPackage",
-            TvPackage,
-            lambda s, staff, client: catalog_admin.archive_tv_package(
-                s,
-                staff_id=staff,
-                package_id=pk_of(input.id, "TvPackage", "packageId"),
-                archived=input.archived,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new channel.")
-    async def create_channel(self, info: Info, input: CreateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ChannelPayload,
-            "channel",
-            Channel,
-            lambda s, staff, client: catalog_admin.create_channel(
-                s,
-                staff_id=staff,
-                number=input.number,
-                name=input.name,
-                genre=input.genre,
-                hd=input.hd,
-                must_carry=input.must_carry,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a channel.")
-    async def update_channel(self, info: Info, input: UpdateChannelInput) -> ChannelPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ChannelPayload,
-            "channel",
-            Channel,
-            lambda s, staff, client: catalog_admin.update_channel(
-                s,
-                staff_id=staff,
-                channel_id=pk_of(input.channel_id, "Channel", "channelId"),
-                number=input.number,
-                name=input.name,
-                genre=input.genre,
-                hd=input.hd,
-                must_carry=input.must_carry,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_channel(self, info: Info, input: ArchiveInput) -> ChannelPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ChannelPayload,
-            "channel",
-            Channel,
-            lambda s, staff, client: catalog_admin.archive_channel(
-                s,
-                staff_id=staff,
-                channel_id=pk_of(input.id, "Channel", "channelId"),
-                archived=input.archived,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new service option.")
-    async def create_service_option(
-        self, info: Info, input: CreateServiceOptionInput
-    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ServiceOptionPayload,
-            "serviceOption",
-            ServiceOption,
-            lambda s, staff, client: catalog_admin.create_service_option(
-                s,
-                staff_id=staff,
-                code=input.code,
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                description=input.description,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a service option.")
-    async def update_service_option(
-        self, info: Info, input: UpdateServiceOptionInput
-    ) -> ServiceOptionPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ServiceOptionPayload,
-            "serviceOption",
-            ServiceOption,
-            lambda s, staff, client: catalog_admin.update_service_option(
-                s,
-                staff_id=staff,
-                option_id=pk_of(input.option_id, "ServiceOption", "optionId"),
-                name=input.name,
-                monthly_fee=input.monthly_fee,
-                description=input.description,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_service_option(self, info: Info, input: ArchiveInput) -> ServiceOptionPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            ServiceOptionPayload,
-            "serviceOption",
-            ServiceOption,
-            lambda s, staff, client: catalog_admin.archive_service_option(
-                s,
-                staff_id=staff,
-                option_id=pk_of(input.id, "ServiceOption", "optionId"),
-                archived=input.archived,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: a new bonus reward.")
-    async def create_bonus_reward(
-        self, info: Info, input: CreateBonusRewardInput
-    ) -> BonusRewardPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            BonusRewardPayload,
-            "bonusReward",
-            BonusReward,
-            lambda s, staff, client: catalog_admin.create_bonus_reward(
-                s,
-                staff_id=staff,
-                code=input.code,
-                name=input.name,
-                kind=input.kind.value,
-                points_price=input.points_price,
-                credit_amount=input.credit_amount,
-                tv_package_id=_optional_pk(input.tv_package_id, "TvPackage", "tvPackageId"),
-                option_id=_optional_pk(input.option_id, "ServiceOption", "optionId"),
-                duration_days=input.duration_days,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: edit a bonus reward.")
-    async def update_bonus_reward(
-        self, info: Info, input: UpdateBonusRewardInput
-    ) -> BonusRewardPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            BonusRewardPayload,
-            "bonusReward",
-            BonusReward,
-            lambda s, staff, client: catalog_admin.update_bonus_reward(
-                s,
-                staff_id=staff,
-                reward_id=pk_of(input.reward_id, "BonusReward", "rewardId"),
-                name=input.name,
-                points_price=input.points_price,
-                credit_amount=input.credit_amount,
-                tv_package_id=_optional_pk(input.tv_package_id, "TvPackage", "tvPackageId"),
-                option_id=_optional_pk(input.option_id, "ServiceOption", "optionId"),
-                duration_days=input.duration_days,
-                client_address=client,
-            ),
-        )
-
-    @strawberry.mutation(permission_classes=STAFF, description="Staff: archive or restore.")
-    async def archive_bonus_reward(self, info: Info, input: ArchiveInput) -> BonusRewardPayload:  # type: ignore[valid-type]
-        return await _run(
-            info,
-            BonusRewardPayload,
-            "bonusReward",
-            BonusReward,
-            lambda s, staff, client: catalog_admin.archive_bonus_reward(
-                s,
-                staff_id=staff,
-                reward_id=pk_of(input.id, "BonusReward", "rewardId"),
-                archived=input.archived,
-                client_address=client,
-            ),
-        )
+    create_tariff = TARIFF.create()
+    update_tariff = TARIFF.update()
+    archive_tariff = TARIFF.archive()
+    create_tv_package = TV_PACKAGE.create()
+    update_tv_package = TV_PACKAGE.update()
+    archive_tv_package = TV_PACKAGE.archive()
+    create_channel = CHANNEL.create()
+    update_channel = CHANNEL.update()
+    archive_channel = CHANNEL.archive()
+    create_service_option = SERVICE_OPTION.create()
+    update_service_option = SERVICE_OPTION.update()
+    archive_service_option = SERVICE_OPTION.archive()
+    create_bonus_reward = BONUS_REWARD.create()
+    update_bonus_reward = BONUS_REWARD.update()
+    archive_bonus_reward = BONUS_REWARD.archive()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
 from resolvers import adjustments, payments, promised
+from resolvers.adjustments import Adjusted
+from resolvers.payments import TopUp
+from resolvers.promised import PromiseResult
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt, own_contract
+from schema.mutation_support import STAFF, SUBSCRIBER, mutation, own_contract, run, signed_in
 from schema.scalars import Money
 from schema.types.account import Balance, Contract
 from schema.types.money import Payment, PaymentMethod, PromisedPayment
@@ -61,17 +61,16 @@ class AdjustBalancePayload:
 
 @strawberry.type
 class MoneyMutation:
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Start a top-up: a PENDING payment and where to pay (`confirmationUrl`). "
         "The balance is credited when the payment provider confirms it.",
     )
     async def create_top_up(self, info: Info, input: CreateTopUpInput) -> CreateTopUpPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
-        async def create(session: AsyncSession) -> Any:
+        async def create(session: AsyncSession) -> TopUp:
             contract = await own_contract(info, input.contract_number)
             return await payments.create_top_up(
                 session,
@@ -83,67 +82,67 @@ class MoneyMutation:
                 idempotency_key=input.idempotency_key,
             )
 
-        top_up, errors = await attempt(info, create)
-        if top_up is None:
-            return CreateTopUpPayload(errors=errors)
-        return CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up))
+        return await run(
+            info,
+            CreateTopUpPayload,
+            create,
+            lambda top_up: CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up)),
+        )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Take a promised payment: credited at once, repaid by the next top-up.",
     )
     async def activate_promised_payment(
         self, info: Info, input: ActivatePromisedPaymentInput
     ) -> ActivatePromisedPaymentPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
-        async def activate(session: AsyncSession) -> Any:
+        async def activate(session: AsyncSession) -> tuple[int, PromiseResult]:
             contract = await own_contract(info, input.contract_number)
-            return contract, await promised.activate_promised_payment(
+            activated = await promised.activate_promised_payment(
                 session,
                 settings=context.settings,
                 contract_id=contract.id,
                 amount=input.amount,
                 actor=principal.actor,
             )
+            return contract.id, activated
 
-        result, errors = await attempt(info, activate)
-        if result is None:
-            return ActivatePromisedPaymentPayload(errors=errors)
-        contract, activated = result
-        return ActivatePromisedPaymentPayload(
-            errors=[],
-            promised_payment=PromisedPayment.from_row(activated.promise),
-            balance=Balance(
-                contract_pk=contract.id,
-                amount=activated.balance_after,
-                currency=context.settings.currency,
-            ),
-        )
+        def answer(result: tuple[int, PromiseResult]) -> ActivatePromisedPaymentPayload:
+            contract_id, activated = result
+            return ActivatePromisedPaymentPayload(
+                errors=[],
+                promised_payment=PromisedPayment.from_row(activated.promise),
+                balance=Balance(
+                    contract_pk=contract_id,
+                    amount=Money(activated.balance_after),
+                    currency=context.settings.currency,
+                ),
+            )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsStaff],
+        return await run(info, ActivatePromisedPaymentPayload, activate, answer)
+
+    @mutation(
+        access=STAFF,
         description="Staff: correct a balance with a reason (a ledger entry; audited).",
     )
     async def adjust_balance(self, info: Info, input: AdjustBalanceInput) -> AdjustBalancePayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
 
-        async def adjust(session: AsyncSession) -> Any:
+        async def adjust(session: AsyncSession) -> Adjusted:
             return await adjustments.adjust_balance(
                 session,
-                staff_id=principal.id,
+                staff_id=signed_in(info).id,
                 contract_number=input.contract_number,
                 amount=input.amount,
                 reason=input.reason,
                 client_address=context.client_address,
             )
 
-        adjusted, errors = await attempt(info, adjust)
-        if adjusted is None:
-            return AdjustBalancePayload(errors=errors)
-        row = await context.loaders.contract_by_id.load(adjusted.contract_id)
-        return AdjustBalancePayload(errors=[], contract=Contract.from_row(row))
+        async def answer(adjusted: Adjusted) -> AdjustBalancePayload:
+            row = await context.loaders.contract_by_id.load(adjusted.contract_id)
+            return AdjustBalancePayload(errors=[], contract=Contract.from_row(row))
+
+        return await run(info, AdjustBalancePayload, adjust, answer)

@@ -1,24 +1,33 @@
 """The root Mutation: every field is `name(input: NameInput!): NamePayload!` with
-`errors: [UserError!]!` (SPEC §4). Fields are thin: they call one verb in resolvers/ inside
-`attempt`, which opens the write session and turns a DomainError into the payload's errors."""
+`errors: [UserError!]!` (SPEC §4), in one shape (schema/mutation_support.py): `mutation`
+declares who may call it, `run` calls one verb of resolvers/ in the request's unit of work
+and maps its result or its DomainError to the payload."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsStaff
-from auth.sessions import COOKIE_NAME
-from core.errors import DomainError
+from auth.sessions import COOKIE_NAME, IssuedTokens
 from resolvers import access, recovery, registration, staff, support
+from resolvers.access import SignedIn
+from resolvers.staff import CreatedContract
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
-from schema.mutation_support import attempt, ok_payload, pk_of
+from schema.mutation_support import (
+    PUBLIC,
+    SIGNED_IN,
+    STAFF,
+    OkPayload,
+    mutation,
+    pk_of,
+    run,
+    signed_in,
+)
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 
@@ -80,10 +89,24 @@ class RefreshSessionPayload:
     expires_at: datetime | None = None
 
 
-LogoutPayload = ok_payload("LogoutPayload")
-LogoutEverywherePayload = ok_payload("LogoutEverywherePayload")
-ChangePasswordPayload = ok_payload("ChangePasswordPayload")
-RevokeSessionPayload = ok_payload("RevokeSessionPayload")
+@strawberry.type
+class LogoutPayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class LogoutEverywherePayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class ChangePasswordPayload(OkPayload):
+    pass
+
+
+@strawberry.type
+class RevokeSessionPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -97,18 +120,31 @@ class RevokeSessionInput:
     session_id: strawberry.ID
 
 
-def _ok(payload: Any, result: tuple[Any, list[UserError]]) -> Any:
-    _, errors = result
-    return payload(errors=errors, ok=not errors)
-
-
 @strawberry.type
 class SessionMutation:
-    @strawberry.mutation(description="Sign in (subscribers and staff). One per request.")
+    @mutation(access=PUBLIC, description="Sign in (subscribers and staff). One per request.")
     async def login(self, info: Info, input: LoginInput) -> LoginPayload:
         context = info.context
-        signed, errors = await attempt(
+
+        async def answer(signed: SignedIn) -> LoginPayload:
+            context.principal = signed.principal
+            _set_session_cookie(context, signed.tokens.access_token, signed.tokens.expires_at)
+            subscriber = None
+            if not signed.principal.is_staff:
+                row = await context.loaders.subscriber.load(signed.principal.id)
+                subscriber = Subscriber.from_row(row)
+            return LoginPayload(
+                errors=[],
+                access_token=signed.tokens.access_token,
+                refresh_token=signed.tokens.refresh_token,
+                expires_at=signed.tokens.expires_at,
+                must_change_password=signed.principal.must_change_password,
+                subscriber=subscriber,
+            )
+
+        return await run(
             info,
+            LoginPayload,
             lambda session: access.login(
                 session,
                 settings=context.settings,
@@ -117,103 +153,86 @@ class SessionMutation:
                 client_address=context.client_address,
                 user_agent=context.user_agent,
             ),
-        )
-        if signed is None:
-            return LoginPayload(errors=errors)
-        context.principal = signed.principal
-        _set_session_cookie(context, signed.tokens.access_token, signed.tokens.expires_at)
-        subscriber = None
-        if not signed.principal.is_staff:
-            row = await context.loaders.subscriber.load(signed.principal.id)
-            subscriber = Subscriber.from_row(row)
-        return LoginPayload(
-            errors=[],
-            access_token=signed.tokens.access_token,
-            refresh_token=signed.tokens.refresh_token,
-            expires_at=signed.tokens.expires_at,
-            must_change_password=signed.principal.must_change_password,
-            subscriber=subscriber,
+            answer,
         )
 
-    @strawberry.mutation(description="A new access token for a refresh token (single use).")
+    @mutation(access=PUBLIC, description="A new access token for a refresh token (single use).")
     async def refresh_session(
         self, info: Info, input: RefreshSessionInput
     ) -> RefreshSessionPayload:
-        tokens, errors = await attempt(
+        def answer(tokens: IssuedTokens) -> RefreshSessionPayload:
+            _set_session_cookie(info.context, tokens.access_token, tokens.expires_at)
+            return RefreshSessionPayload(
+                errors=[],
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
+                expires_at=tokens.expires_at,
+            )
+
+        return await run(
             info,
+            RefreshSessionPayload,
             lambda session: access.refresh_session(
                 session, settings=info.context.settings, refresh_token=input.refresh_token
             ),
-        )
-        if tokens is None:
-            return RefreshSessionPayload(errors=errors)
-        _set_session_cookie(info.context, tokens.access_token, tokens.expires_at)
-        return RefreshSessionPayload(
-            errors=[],
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token,
-            expires_at=tokens.expires_at,
+            answer,
         )
 
-    @strawberry.mutation(permission_classes=[IsSignedIn], description="End this session.")
-    async def logout(self, info: Info) -> LogoutPayload:  # type: ignore[valid-type]
-        principal = info.context.principal
-        assert principal is not None
-        result = await attempt(info, lambda session: access.logout(session, principal=principal))
-        _clear_session_cookie(info.context)
-        return _ok(LogoutPayload, result)
-
-    @strawberry.mutation(permission_classes=[IsSignedIn], description="End every session.")
-    async def logout_everywhere(self, info: Info) -> LogoutEverywherePayload:  # type: ignore[valid-type]
-        principal = info.context.principal
-        assert principal is not None
-        result = await attempt(
-            info, lambda session: access.logout_everywhere(session, principal=principal)
+    @mutation(access=SIGNED_IN, description="End this session.")
+    async def logout(self, info: Info) -> LogoutPayload:
+        principal = signed_in(info)
+        payload = await run(
+            info,
+            LogoutPayload,
+            lambda session: access.logout(session, principal=principal),
+            LogoutPayload.done,
         )
         _clear_session_cookie(info.context)
-        return _ok(LogoutEverywherePayload, result)
+        return payload
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn],
+    @mutation(access=SIGNED_IN, description="End every session.")
+    async def logout_everywhere(self, info: Info) -> LogoutEverywherePayload:
+        principal = signed_in(info)
+        payload = await run(
+            info,
+            LogoutEverywherePayload,
+            lambda session: access.logout_everywhere(session, principal=principal),
+            LogoutEverywherePayload.done,
+        )
+        _clear_session_cookie(info.context)
+        return payload
+
+    @mutation(
+        access=SIGNED_IN,
         description="Change the password; every other session ends and a notice is mailed. "
         "A wrong current password counts as a failed sign-in. One per request.",
     )
     async def change_password(
         self, info: Info, input: ChangePasswordInput
-    ) -> ChangePasswordPayload:  # type: ignore[valid-type]
-        principal = info.context.principal
-        assert principal is not None
-        return _ok(
+    ) -> ChangePasswordPayload:
+        principal = signed_in(info)
+        return await run(
+            info,
             ChangePasswordPayload,
-            await attempt(
-                info,
-                lambda session: access.change_password(
-                    session,
-                    settings=info.context.settings,
-                    principal=principal,
-                    current_password=input.current_password,
-                    new_password=input.new_password,
-                ),
+            lambda session: access.change_password(
+                session,
+                settings=info.context.settings,
+                principal=principal,
+                current_password=input.current_password,
+                new_password=input.new_password,
             ),
+            ChangePasswordPayload.done,
         )
 
-    @strawberry.mutation(permission_classes=[IsSignedIn], description="End one of your sessions.")
-    async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:  # type: ignore[valid-type]
-        principal = info.context.principal
-        assert principal is not None
-        try:
+    @mutation(access=SIGNED_IN, description="End one of your sessions.")
+    async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:
+        principal = signed_in(info)
+
+        async def revoke(session: AsyncSession) -> None:
             session_pk = pk_of(input.session_id, "Session", "sessionId")
-        except DomainError as error:
-            return RevokeSessionPayload(errors=[UserError.from_domain(error)])
-        return _ok(
-            RevokeSessionPayload,
-            await attempt(
-                info,
-                lambda session: access.revoke_session(
-                    session, principal=principal, session_id=session_pk
-                ),
-            ),
-        )
+            await access.revoke_session(session, principal=principal, session_id=session_pk)
+
+        return await run(info, RevokeSessionPayload, revoke, RevokeSessionPayload.done)
 
 
 # -- registration and recovery (public)
@@ -242,7 +261,9 @@ class RequestPasswordRecoveryInput:
     identifier: str = strawberry.field(description="Login, contract number, phone or email.")
 
 
-RequestPasswordRecoveryPayload = ok_payload("RequestPasswordRecoveryPayload")
+@strawberry.type
+class RequestPasswordRecoveryPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -252,7 +273,9 @@ class ResetPasswordInput:
     new_password: str
 
 
-ResetPasswordPayload = ok_payload("ResetPasswordPayload")
+@strawberry.type
+class ResetPasswordPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -261,7 +284,9 @@ class SubmitSupportRequestInput:
     message: str
 
 
-SubmitSupportRequestPayload = ok_payload("SubmitSupportRequestPayload")
+@strawberry.type
+class SubmitSupportRequestPayload(OkPayload):
+    pass
 
 
 # -- staff
@@ -297,7 +322,9 @@ class StaffResetAccessInput:
     reason: str
 
 
-StaffResetAccessPayload = ok_payload("StaffResetAccessPayload")
+@strawberry.type
+class StaffResetAccessPayload(OkPayload):
+    pass
 
 
 @strawberry.input
@@ -306,19 +333,23 @@ class CloseSupportRequestInput:
     resolution: str
 
 
-CloseSupportRequestPayload = ok_payload("CloseSupportRequestPayload")
+@strawberry.type
+class CloseSupportRequestPayload(OkPayload):
+    pass
 
 
 @strawberry.type
 class AccountMutation:
-    @strawberry.mutation(
+    @mutation(
+        access=PUBLIC,
         description="Register a contract with its security code and the owner's document; "
-        "the login and a temporary password come by mail. One per request."
+        "the login and a temporary password come by mail. One per request.",
     )
     async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
         context = info.context
-        result, errors = await attempt(
+        return await run(
             info,
+            RegisterPayload,
             lambda session: registration.register(
                 session,
                 settings=context.settings,
@@ -330,85 +361,82 @@ class AccountMutation:
                 phone=input.phone,
                 client_address=context.client_address,
             ),
+            lambda registered: RegisterPayload(errors=[], login=registered.login),
         )
-        return RegisterPayload(errors=errors, login=result.login if result else None)
 
-    @strawberry.mutation(
+    @mutation(
+        access=PUBLIC,
         description="Send a recovery code to the email (or phone) on file. The answer is the "
-        "same whether or not the identifier exists."
+        "same whether or not the identifier exists.",
     )
     async def request_password_recovery(
         self, info: Info, input: RequestPasswordRecoveryInput
-    ) -> RequestPasswordRecoveryPayload:  # type: ignore[valid-type]
+    ) -> RequestPasswordRecoveryPayload:
         context = info.context
-        return _ok(
+        return await run(
+            info,
             RequestPasswordRecoveryPayload,
-            await attempt(
-                info,
-                lambda session: recovery.request_password_recovery(
-                    session,
-                    settings=context.settings,
-                    identifier=input.identifier,
-                    client_address=context.client_address,
-                ),
+            lambda session: recovery.request_password_recovery(
+                session,
+                settings=context.settings,
+                identifier=input.identifier,
+                client_address=context.client_address,
             ),
+            RequestPasswordRecoveryPayload.done,
         )
 
-    @strawberry.mutation(
-        description="Set a new password with a recovery code; every session ends. One per request."
+    @mutation(
+        access=PUBLIC,
+        description="Set a new password with a recovery code; every session ends. One per request.",
     )
-    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:  # type: ignore[valid-type]
+    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:
         context = info.context
-        return _ok(
+        return await run(
+            info,
             ResetPasswordPayload,
-            await attempt(
-                info,
-                lambda session: recovery.reset_password(
-                    session,
-                    settings=context.settings,
-                    identifier=input.identifier,
-                    code=input.code,
-                    new_password=input.new_password,
-                    client_address=context.client_address,
-                ),
+            lambda session: recovery.reset_password(
+                session,
+                settings=context.settings,
+                identifier=input.identifier,
+                code=input.code,
+                new_password=input.new_password,
+                client_address=context.client_address,
             ),
+            ResetPasswordPayload.done,
         )
 
-    @strawberry.mutation(description="A written request to support, without signing in.")
+    @mutation(access=PUBLIC, description="A written request to support, without signing in.")
     async def submit_support_request(
         self, info: Info, input: SubmitSupportRequestInput
-    ) -> SubmitSupportRequestPayload:  # type: ignore[valid-type]
+    ) -> SubmitSupportRequestPayload:
         context = info.context
-        return _ok(
+        return await run(
+            info,
             SubmitSupportRequestPayload,
-            await attempt(
-                info,
-                lambda session: support.submit_support_request(
-                    session,
-                    settings=context.settings,
-                    contact=input.contact,
-                    message=input.message,
-                    client_address=context.client_address,
-                ),
+            lambda session: support.submit_support_request(
+                session,
+                settings=context.settings,
+                contact=input.contact,
+                message=input.message,
+                client_address=context.client_address,
             ),
+            SubmitSupportRequestPayload.done,
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsStaff],
+    @mutation(
+        access=STAFF,
         description="Staff: open a contract (and its subscriber); returns the security code once.",
     )
     async def staff_create_contract(
         self, info: Info, input: StaffCreateContractInput
     ) -> StaffCreateContractPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
 
-        async def create(session: AsyncSession) -> Any:
+        async def create(session: AsyncSession) -> CreatedContract:
             return await staff.staff_create_contract(
                 session,
                 settings=context.settings,
-                staff_id=principal.id,
+                staff_id=signed_in(info).id,
                 legal_status=input.legal_status.value,
                 display_name=input.display_name,
                 document_number=input.document_number,
@@ -420,60 +448,53 @@ class AccountMutation:
                 client_address=context.client_address,
             )
 
-        created, errors = await attempt(info, create)
-        if created is None:
-            return StaffCreateContractPayload(errors=errors)
-        row = await context.loaders.contract_by_id.load(created.contract_id)
-        return StaffCreateContractPayload(
-            errors=[], contract=Contract.from_row(row), security_code=created.security_code
-        )
+        async def answer(created: CreatedContract) -> StaffCreateContractPayload:
+            row = await context.loaders.contract_by_id.load(created.contract_id)
+            return StaffCreateContractPayload(
+                errors=[], contract=Contract.from_row(row), security_code=created.security_code
+            )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsStaff],
+        return await run(info, StaffCreateContractPayload, create, answer)
+
+    @mutation(
+        access=STAFF,
         description="Staff: after checking the passport in the office, mail a new temporary "
         "password and end every session of the subscriber. Audited.",
     )
     async def staff_reset_access(
         self, info: Info, input: StaffResetAccessInput
-    ) -> StaffResetAccessPayload:  # type: ignore[valid-type]
+    ) -> StaffResetAccessPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
-        return _ok(
+        return await run(
+            info,
             StaffResetAccessPayload,
-            await attempt(
-                info,
-                lambda session: staff.staff_reset_access(
-                    session,
-                    settings=context.settings,
-                    staff_id=principal.id,
-                    contract_number=input.contract_number,
-                    document_verified=input.document_verified,
-                    reason=input.reason,
-                    client_address=context.client_address,
-                ),
+            lambda session: staff.staff_reset_access(
+                session,
+                settings=context.settings,
+                staff_id=signed_in(info).id,
+                contract_number=input.contract_number,
+                document_verified=input.document_verified,
+                reason=input.reason,
+                client_address=context.client_address,
             ),
+            StaffResetAccessPayload.done,
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsStaff],
-        description="Staff: close a written support request with its resolution.",
+    @mutation(
+        access=STAFF, description="Staff: close a written support request with its resolution."
     )
     async def close_support_request(
         self, info: Info, input: CloseSupportRequestInput
-    ) -> CloseSupportRequestPayload:  # type: ignore[valid-type]
-        principal = info.context.principal
-        assert principal is not None
-
-        async def close(session: AsyncSession) -> Any:
-            return await support.close_support_request(
+    ) -> CloseSupportRequestPayload:
+        async def close(session: AsyncSession) -> None:
+            await support.close_support_request(
                 session,
-                staff_id=principal.id,
+                staff_id=signed_in(info).id,
                 request_id=pk_of(input.id, "SupportRequest", "id"),
                 resolution=input.resolution,
             )
 
-        return _ok(CloseSupportRequestPayload, await attempt(info, close))
+        return await run(info, CloseSupportRequestPayload, close, CloseSupportRequestPayload.done)
 
 
 @strawberry.type

@@ -1,33 +1,111 @@
-"""What every mutation field uses: `attempt` runs a verb, payloads with nothing but `ok`."""
+"""The one shape of every mutation field (SPEC §4: `name(input: NameInput!): NamePayload!` with
+`errors: [UserError!]!`):
+
+1. `mutation(access=..., description=...)` declares the field with who may call it
+   (PUBLIC, SIGNED_IN, SUBSCRIBER or STAFF), checked before the resolver runs;
+2. `run(info, Payload, verb, answer)` opens the request's one unit of work
+   (`RequestReader.write()`, the single owner of the connection and the transaction), calls
+   one verb of resolvers/ in it, and maps the verb's result (`answer`) or its `DomainError`
+   (`Payload(errors=[...])`) to the payload.
+
+Payloads are classes written out (no `type()` at run time); those with nothing to say but
+`ok` subclass OkPayload, those that answer with the contract ContractPayload."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, Self, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.permission import BasePermission
 
+from auth.permissions import IsSignedIn, IsStaff, IsSubscriber
+from auth.sessions import Principal
 from core.errors import DomainError, ErrorCode
 from core.ids import from_global_id, parse_pk
 from resolvers import accounts
 from schema.context import Info
 from schema.errors import UserError
+from schema.types.account import Contract
 
 T = TypeVar("T")
+P = TypeVar("P", bound="Payload")
+
+Access = Sequence[type[BasePermission]]
+
+# Who may call a mutation. Signed-in first, so that a caller without a session hears
+# UNAUTHENTICATED and a subscriber on a staff field FORBIDDEN (auth/permissions.py).
+PUBLIC: Access = ()  # the field must be listed in auth.permissions.PUBLIC_FIELDS
+SIGNED_IN: Access = (IsSignedIn,)
+SUBSCRIBER: Access = (IsSignedIn, IsSubscriber)
+STAFF: Access = (IsSignedIn, IsStaff)
 
 
-async def attempt(
-    info: Info, verb: Callable[[AsyncSession], Awaitable[T]]
-) -> tuple[T | None, list[UserError]]:
-    """Run a verb in the request's unit of work (a session on the request's one connection,
-    see RequestReader.write); an expected failure becomes `errors`."""
+class Payload(Protocol):
+    """What `run` builds on a refusal: every payload has `errors` and defaults elsewhere."""
+
+    def __init__(self, *, errors: list[UserError]) -> None: ...
+
+
+def mutation(*, access: Access, description: str) -> Any:
+    """A root mutation field: who may call it, and what it does."""
+    return strawberry.mutation(permission_classes=list(access), description=description)
+
+
+async def run(
+    info: Info,
+    payload: type[P],
+    verb: Callable[[AsyncSession], Awaitable[T]],
+    answer: Callable[[T], P | Awaitable[P]],
+) -> P:
+    """Call `verb` in the request's unit of work (a session on the request's one connection,
+    see RequestReader.write); its result becomes the payload through `answer` (after the
+    unit of work has ended, so that `answer` reads what it committed), and an expected
+    failure becomes `payload(errors=[...])`."""
     try:
         async with info.context.reader.write() as session:
             result = await verb(session)
     except DomainError as error:
-        return None, [UserError.from_domain(error)]
-    return result, []
+        return payload(errors=[UserError.from_domain(error)])
+    answered = answer(result)
+    if inspect.isawaitable(answered):
+        return await answered
+    return answered
+
+
+def signed_in(info: Info) -> Principal:
+    """The signed-in caller (the field's access has checked there is one)."""
+    principal = info.context.principal
+    assert principal is not None
+    return principal
+
+
+@strawberry.type
+class OkPayload:
+    """A payload with nothing to say but `ok`: each mutation subclasses it under its own name
+    (the base itself is in no field, so it is not in the schema)."""
+
+    errors: list[UserError]
+    ok: bool = False
+
+    @classmethod
+    def done(cls, _result: object = None) -> Self:
+        return cls(errors=[], ok=True)
+
+
+@strawberry.type
+class ContractPayload:
+    """What a service mutation answers: the contract as it is after the change."""
+
+    errors: list[UserError]
+    contract: Contract | None = None
+
+    @classmethod
+    async def of(cls, info: Info, contract_id: int) -> Self:
+        row = await info.context.loaders.contract_by_id.load(contract_id)
+        return cls(errors=[], contract=Contract.from_row(row))
 
 
 async def own_contract(info: Info, number: str) -> Any:
@@ -37,12 +115,6 @@ async def own_contract(info: Info, number: str) -> Any:
     return await accounts.own_contract(
         context.loaders.contract_by_number.load, context.principal, number
     )
-
-
-def ok_payload(name: str) -> Any:
-    """A payload with nothing to say but `ok` (each mutation has its own payload type)."""
-    namespace = {"__annotations__": {"errors": list[UserError], "ok": bool}, "ok": False}
-    return strawberry.type(type(name, (), namespace))
 
 
 def pk_of(global_id: str, type_name: str, field: str) -> int:

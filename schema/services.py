@@ -2,42 +2,74 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.permissions import IsSignedIn, IsSubscriber
 from core.errors import DomainError, ErrorCode
 from resolvers import bonus, services
+from resolvers.bonus import Redemption
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import attempt, own_contract, pk_of
+from schema.mutation_support import (
+    SUBSCRIBER,
+    ContractPayload,
+    mutation,
+    own_contract,
+    pk_of,
+    run,
+    signed_in,
+)
 from schema.types.account import BonusAccount, Contract
 
-
-async def contract_payload(info: Info, contract_id: int) -> Contract:
-    row = await info.context.loaders.contract_by_id.load(contract_id)
-    return Contract.from_row(row)
+ContractPayloadT = TypeVar("ContractPayloadT", bound=ContractPayload)
 
 
-def contract_payload_type(name: str) -> Any:
-    namespace = {
-        "__annotations__": {"errors": list[UserError], "contract": Contract | None},
-        "contract": None,
-    }
-    return strawberry.type(type(name, (), namespace))
+@strawberry.type
+class ChangeTariffPayload(ContractPayload):
+    pass
 
 
-ChangeTariffPayload = contract_payload_type("ChangeTariffPayload")
-CancelTariffChangePayload = contract_payload_type("CancelTariffChangePayload")
-ConnectTvPackagePayload = contract_payload_type("ConnectTvPackagePayload")
-DisconnectTvPackagePayload = contract_payload_type("DisconnectTvPackagePayload")
-SetPersonalTvChannelsPayload = contract_payload_type("SetPersonalTvChannelsPayload")
-AddMultiroomDevicePayload = contract_payload_type("AddMultiroomDevicePayload")
-RemoveMultiroomDevicePayload = contract_payload_type("RemoveMultiroomDevicePayload")
-ActivateOptionPayload = contract_payload_type("ActivateOptionPayload")
-DeactivateOptionPayload = contract_payload_type("DeactivateOptionPayload")
+@strawberry.type
+class CancelTariffChangePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class ConnectTvPackagePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class DisconnectTvPackagePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class SetPersonalTvChannelsPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class AddMultiroomDevicePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class RemoveMultiroomDevicePayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class ActivateOptionPayload(ContractPayload):
+    pass
+
+
+@strawberry.type
+class DeactivateOptionPayload(ContractPayload):
+    pass
 
 
 @strawberry.input
@@ -57,8 +89,14 @@ class TvPackageInput:
     package_id: strawberry.ID
 
 
-ConnectTvPackageInput = strawberry.input(type("ConnectTvPackageInput", (TvPackageInput,), {}))
-DisconnectTvPackageInput = strawberry.input(type("DisconnectTvPackageInput", (TvPackageInput,), {}))
+@strawberry.input
+class ConnectTvPackageInput(TvPackageInput):
+    pass
+
+
+@strawberry.input
+class DisconnectTvPackageInput(TvPackageInput):
+    pass
 
 
 @strawberry.input
@@ -87,16 +125,22 @@ class OptionInput:
     option_id: strawberry.ID
 
 
-ActivateOptionInput = strawberry.input(type("ActivateOptionInput", (OptionInput,), {}))
-DeactivateOptionInput = strawberry.input(type("DeactivateOptionInput", (OptionInput,), {}))
+@strawberry.input
+class ActivateOptionInput(OptionInput):
+    pass
+
+
+@strawberry.input
+class DeactivateOptionInput(OptionInput):
+    pass
 
 
 async def _contract_change(
     info: Info,
-    payload: Any,
+    payload: type[ContractPayloadT],
     contract_number: str,
-    verb: Any,
-) -> Any:
+    verb: Callable[[AsyncSession, int], Awaitable[None]],
+) -> ContractPayloadT:
     """Run a service verb on the caller's contract and answer with the contract."""
 
     async def work(session: AsyncSession) -> int:
@@ -104,10 +148,7 @@ async def _contract_change(
         await verb(session, contract.id)
         return int(contract.id)
 
-    contract_id, errors = await attempt(info, work)
-    if contract_id is None:
-        return payload(errors=errors)
-    return payload(errors=[], contract=await contract_payload(info, contract_id))
+    return await run(info, payload, work, lambda contract_id: payload.of(info, contract_id))
 
 
 @strawberry.input
@@ -125,12 +166,12 @@ class RedeemBonusPayload:
 
 @strawberry.type
 class ServicesMutation:
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Change the tariff from the next billing day (once a day; the region's "
         "tariffs on sale; not to a dearer one while a promised payment is open).",
     )
-    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:  # type: ignore[valid-type]
+    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -141,13 +182,13 @@ class ServicesMutation:
 
         return await _contract_change(info, ChangeTariffPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Undo a scheduled tariff change.",
     )
     async def cancel_tariff_change(
         self, info: Info, input: CancelTariffChangeInput
-    ) -> CancelTariffChangePayload:  # type: ignore[valid-type]
+    ) -> CancelTariffChangePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -155,15 +196,15 @@ class ServicesMutation:
 
         return await _contract_change(info, CancelTariffChangePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Connect a TV package now; charged from the next billing day.",
     )
     async def connect_tv_package(
         self,
         info: Info,
-        input: ConnectTvPackageInput,  # type: ignore[valid-type]
-    ) -> ConnectTvPackagePayload:  # type: ignore[valid-type]
+        input: ConnectTvPackageInput,
+    ) -> ConnectTvPackagePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -174,15 +215,15 @@ class ServicesMutation:
 
         return await _contract_change(info, ConnectTvPackagePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Disconnect a TV package now (today stays paid).",
     )
     async def disconnect_tv_package(
         self,
         info: Info,
-        input: DisconnectTvPackageInput,  # type: ignore[valid-type]
-    ) -> DisconnectTvPackagePayload:  # type: ignore[valid-type]
+        input: DisconnectTvPackageInput,
+    ) -> DisconnectTvPackagePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -193,13 +234,13 @@ class ServicesMutation:
 
         return await _contract_change(info, DisconnectTvPackagePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Choose the Personal TV channels (5 to 60 paid ones, or none).",
     )
     async def set_personal_tv_channels(
         self, info: Info, input: SetPersonalTvChannelsInput
-    ) -> SetPersonalTvChannelsPayload:  # type: ignore[valid-type]
+    ) -> SetPersonalTvChannelsPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -214,13 +255,13 @@ class ServicesMutation:
             info, SetPersonalTvChannelsPayload, input.contract_number, verb
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Add an extra TV receiver (up to 4; packages are charged once).",
     )
     async def add_multiroom_device(
         self, info: Info, input: AddMultiroomDeviceInput
-    ) -> AddMultiroomDevicePayload:  # type: ignore[valid-type]
+    ) -> AddMultiroomDevicePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -228,13 +269,13 @@ class ServicesMutation:
 
         return await _contract_change(info, AddMultiroomDevicePayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Return an extra TV receiver.",
     )
     async def remove_multiroom_device(
         self, info: Info, input: RemoveMultiroomDeviceInput
-    ) -> RemoveMultiroomDevicePayload:  # type: ignore[valid-type]
+    ) -> RemoveMultiroomDevicePayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -247,15 +288,15 @@ class ServicesMutation:
             info, RemoveMultiroomDevicePayload, input.contract_number, verb
         )
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Switch a service option on; charged from the next billing day.",
     )
     async def activate_option(
         self,
         info: Info,
-        input: ActivateOptionInput,  # type: ignore[valid-type]
-    ) -> ActivateOptionPayload:  # type: ignore[valid-type]
+        input: ActivateOptionInput,
+    ) -> ActivateOptionPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -266,15 +307,15 @@ class ServicesMutation:
 
         return await _contract_change(info, ActivateOptionPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Switch a service option off.",
     )
     async def deactivate_option(
         self,
         info: Info,
-        input: DeactivateOptionInput,  # type: ignore[valid-type]
-    ) -> DeactivateOptionPayload:  # type: ignore[valid-type]
+        input: DeactivateOptionInput,
+    ) -> DeactivateOptionPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -285,16 +326,15 @@ class ServicesMutation:
 
         return await _contract_change(info, DeactivateOptionPayload, input.contract_number, verb)
 
-    @strawberry.mutation(
-        permission_classes=[IsSignedIn, IsSubscriber],
+    @mutation(
+        access=SUBSCRIBER,
         description="Spend bonus points (oldest first) on a reward for a contract.",
     )
     async def redeem_bonus(self, info: Info, input: RedeemBonusInput) -> RedeemBonusPayload:
         context = info.context
-        principal = context.principal
-        assert principal is not None
+        principal = signed_in(info)
 
-        async def redeem(session: AsyncSession) -> Any:
+        async def redeem(session: AsyncSession) -> tuple[int, Redemption]:
             contract = await own_contract(info, input.contract_number)
             reward_id = pk_of(input.reward_id, "BonusReward", "rewardId")
             redeemed = await bonus.redeem_bonus(
@@ -307,12 +347,12 @@ class ServicesMutation:
             )
             return contract.id, redeemed
 
-        result, errors = await attempt(info, redeem)
-        if result is None:
-            return RedeemBonusPayload(errors=errors)
-        contract_id, redeemed = result
-        return RedeemBonusPayload(
-            errors=[],
-            bonus_account=BonusAccount(subscriber_pk=principal.id, points=redeemed.points_left),
-            contract=await contract_payload(info, contract_id),
-        )
+        async def answer(result: tuple[int, Redemption]) -> RedeemBonusPayload:
+            contract_id, redeemed = result
+            return RedeemBonusPayload(
+                errors=[],
+                bonus_account=BonusAccount(subscriber_pk=principal.id, points=redeemed.points_left),
+                contract=(await ContractPayload.of(info, contract_id)).contract,
+            )
+
+        return await run(info, RedeemBonusPayload, redeem, answer)
