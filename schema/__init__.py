@@ -158,7 +158,7 @@ class KabinetSchema(strawberry.Schema):
         return result
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings) -> KabinetSchema:
     # The rule classes are made once: the validation cache is keyed by the rules tuple, so
     # rules made per request (as QueryDepthLimiter does) would miss it every time.
     rules = [

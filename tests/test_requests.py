@@ -232,3 +232,22 @@ async def test_money_in_its_one_form_is_taken(client: Any, amount: str) -> None:
     # past the variables: the signed-out caller is told so by the mutation itself
     assert all(e["extensions"]["code"] != "BAD_USER_INPUT" for e in body.get("errors", []))
     assert "data" in body
+
+
+async def test_a_defect_of_ours_is_still_json_with_a_request_id(
+    client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: finding the caller fails outside any resolver (a defect, not a client mistake)
+    async def broken(_request: Any, _reader: Any) -> Any:
+        raise RuntimeError("SELECT secret FROM sessions")
+
+    monkeypatch.setattr("kabinet.web.graphql.request_principal", broken)
+    # when
+    response = await gql_raw(client, "{ regions { code } }")
+    # then: JSON, the request id, no internals (it was a text/plain 500 without the id)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers.get("x-request-id")
+    assert "SELECT" not in response.text and "RuntimeError" not in response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert any("unexpected error answering /graphql" in r.getMessage() for r in caplog.records)
