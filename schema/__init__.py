@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from inspect import isawaitable
 from typing import Any
 
@@ -11,12 +10,10 @@ import strawberry
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     OperationType,
-    get_operation_ast,
-    parse,
     specified_rules,
-    validate,
 )
 from graphql import (
     execute as graphql_execute,
@@ -25,9 +22,7 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as alias_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
@@ -38,6 +33,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from core.settings import Settings
 from schema.compiled import SqlAnswers
+from schema.documents import DOCUMENT_CACHE_BYTES, DocumentPreparer, Prepared, operation_error
 from schema.errors import ApiError
 from schema.executor import executor_for, lean_resolvers
 from schema.limits import SecretMutationsOnceRule
@@ -58,13 +54,15 @@ def should_mask_error(error: GraphQLError) -> bool:
 
 
 class KabinetSchema(strawberry.Schema):
-    """Strawberry's schema with a short way through for documents seen before.
+    """Strawberry's schema with each document parsed and validated once (SPEC §5).
 
-    A document that parsed and validated once (under the same token limit and the same
-    rules, Strawberry's own added) is kept, and the next request with the same text goes
-    straight to graphql-core's execution, as Strawberry itself would run it, without the
-    per-request work of Strawberry's extension runner. Anything else, errors included,
-    takes Strawberry's way, which answers it as before.
+    `prepare` parses a document under the token limit, bounds its cost, validates it with
+    the limit rules and then the standard ones, and keeps the outcome by its text in a cache
+    bounded in bytes (schema/documents.py); a request then goes straight to graphql-core's
+    execution, as Strawberry itself would run it, without the per-request work of
+    Strawberry's extension runner. A request error (parse, validation, limit, operation
+    selection, variable values) is answered from here with its `extensions.code` and no
+    `data`, never by a second validation.
     """
 
     def __init__(
@@ -72,7 +70,7 @@ class KabinetSchema(strawberry.Schema):
         *args: Any,
         validation_rules: Sequence[type[ASTValidationRule]] = (),
         max_tokens: int,
-        prepared_cache_size: int = 1024,
+        cache_bytes: int = DOCUMENT_CACHE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -82,33 +80,30 @@ class KabinetSchema(strawberry.Schema):
             info_class=self.config.info_class,
             exception_handlers=bool(self.schema_converter._exception_handler_specs),
         )
-        self._max_tokens = max_tokens
-        self._rules = (
-            *specified_rules,
-            *validation_rules,
-            MaybeNullValidationRule,
-            OneOfInputValidationRule,
+        self.documents = DocumentPreparer(
+            self._schema,
+            max_tokens=max_tokens,
+            limit_rules=validation_rules,
+            rules=(*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule),
+            hide_suggestions=self.config.disable_field_suggestions,
+            max_bytes=cache_bytes,
         )
-        self._prepare = lru_cache(maxsize=prepared_cache_size)(self._prepare_document)
         # Documents answered from one SQL statement on PostgreSQL (schema/compiled.py).
-        self.sql_answers = SqlAnswers(self._schema, self._prepare, prepared_cache_size)
+        self.sql_answers = SqlAnswers(self._schema, self._prepare, cache_bytes)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Errors are logged (and masked) once, by the HTTP endpoint that answers them."""
 
-    def _prepare_document(self, query: str, operation_name: str | None) -> DocumentNode | None:
-        """The document, when it parses and validates and names one query or mutation to
-        run; None sends the request Strawberry's way."""
-        try:
-            document = parse(query, max_tokens=self._max_tokens)
-        except GraphQLError:
-            return None
-        operation = get_operation_ast(document, operation_name)
+    def prepare(self, query: str) -> Prepared:
+        return self.documents.prepare(query)
+
+    def _prepare(self, query: str, operation_name: str | None) -> DocumentNode | None:
+        """The document, when it parsed and validated and names one query or mutation."""
+        prepared = self.documents.prepare(query)
+        operation = prepared.operation(operation_name)
         if operation is None or operation.operation not in _SHORT_WAY_OPERATIONS:
             return None
-        if validate(self._schema, document, self._rules):
-            return None
-        return document
+        return prepared.document
 
     async def execute(  # type: ignore[override]  # short way answers graphql-core's ExecutionResult
         self,
@@ -119,10 +114,7 @@ class KabinetSchema(strawberry.Schema):
         operation_name: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        document = None
-        if query and root_value is None and not kwargs:
-            document = self._prepare(query, operation_name)
-        if document is None:
+        if not query or root_value is not None or kwargs:
             return await super().execute(
                 query,
                 variable_values=variable_values,
@@ -131,21 +123,42 @@ class KabinetSchema(strawberry.Schema):
                 operation_name=operation_name,
                 **kwargs,
             )
+        prepared = self.documents.prepare(query)
+        if prepared.errors:
+            return ExecutionResult(data=None, errors=list(prepared.errors))
+        refused = operation_error(prepared, operation_name)
+        if refused is not None:
+            return ExecutionResult(data=None, errors=[refused])
+        operation = prepared.operation(operation_name)
+        assert operation is not None and prepared.document is not None
+        if operation.operation not in _SHORT_WAY_OPERATIONS:
+            return await super().execute(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                operation_name=operation_name,
+            )
         result = graphql_execute(
             self._schema,
-            document,
+            prepared.document,
             variable_values=variable_values,
             context_value=context_value,
             operation_name=operation_name,
             is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # strawberry's own check, typed -> bool not TypeGuard
+            hide_suggestions=self.config.disable_field_suggestions,
             **execution_context_class_kwargs(self.execution_context_class),
         )
         if isawaitable(result):
             result = await result
+        if result.data is None and result.errors:
+            # Variable values the operation could not take: nothing ran (GraphQL over HTTP).
+            for error in result.errors:
+                if error.path is None and not (error.extensions or {}).get("code"):
+                    error.extensions = {**(error.extensions or {}), "code": "BAD_USER_INPUT"}
         return result
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings) -> KabinetSchema:
     # The rule classes are made once: the validation cache is keyed by the rules tuple, so
     # rules made per request (as QueryDepthLimiter does) would miss it every time.
     rules = [
@@ -154,11 +167,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         SecretMutationsOnceRule,
     ]
     # Factories: Strawberry makes fresh extension instances for each request.
+    # (Strawberry's own way only runs what KabinetSchema.execute does not take; it caches
+    # nothing, so every cache of documents is the one bounded in bytes.)
     extensions: list[Callable[[], SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=1024),
         lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=1024),
     ]
     return KabinetSchema(
         query=Query,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -16,7 +16,7 @@ from graphql import (
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
-    parse,
+    get_operation_ast,
 )
 from graphql.language import Visitor, visit
 
@@ -86,42 +86,139 @@ class _IntrospectionFinder(Visitor):
         return None
 
 
-@lru_cache(maxsize=512)
-def _document_uses_introspection(query: str) -> bool:
-    try:
-        document: DocumentNode = parse(query, max_tokens=10_000)
-    except GraphQLError:
-        return False  # the real parse reports it
+def uses_introspection(document: DocumentNode) -> bool:
+    """Whether a document asks for `__schema` or `__type` (`__typename` is always allowed)."""
     finder = _IntrospectionFinder()
     visit(document, finder)
     return finder.found
 
 
-def uses_introspection(query: str) -> bool:
-    """Whether a document asks for `__schema` or `__type` (`__typename` is always allowed)."""
-    if "__schema" not in query and "__type" not in query.replace("__typename", ""):
-        return False
-    return _document_uses_introspection(query)
-
-
-@lru_cache(maxsize=512)
-def root_fields(query: str, operation_name: str | None) -> frozenset[str] | None:
-    """The root field names of the operation a request runs (None when the document does not
-    parse or names no single operation; execution then reports the problem)."""
-    try:
-        document = parse(query, max_tokens=10_000)
-    except GraphQLError:
-        return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    if len(operations) != 1:
+def root_fields(document: DocumentNode, operation_name: str | None) -> frozenset[str] | None:
+    """The root field names of the operation a request runs (None when the document names
+    no single operation; execution then reports the problem)."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
         return None
     fragments = {
         definition.name.value: definition
         for definition in document.definitions
-        if hasattr(definition, "type_condition")
+        if isinstance(definition, FragmentDefinitionNode)
     }
     return frozenset(
-        field.name.value for field in _root_fields(operations[0].selection_set, fragments, set())
+        field.name.value for field in _root_fields(operation.selection_set, fragments, set())
     )
+
+
+# The work a document may cost is bounded before the validation rules see it (SPEC §5).
+# graphql-core's OverlappingFieldsCanBeMergedRule compares every pair of fields that share a
+# response name in one selection set, and each pair's sub-selections pair by pair: 480 ×
+# `regions{code}` in 7 KB held the event loop for over a second. A field's subtree of s
+# selections costs at most s(f)·s(g) comparisons against another's, so a selection set
+# whose fields of one name have subtrees s1…sk costs at most (s1+…+sk)²/2: the sum of that
+# over every selection set, fragments expanded where they are spread (and each fragment
+# definition on its own, as the rule checks unused ones too), bounds the rule's work.
+MAX_SELECTIONS = 1_000  # field selections after fragment expansion
+MAX_MERGE_COST = 5_000  # the bound above: pairs of fields the merge check may compare
+_CAP = 10**12  # exponents of fragment expansion stop counting here
+
+
+class _Cost:
+    """Selections and merge cost of selection sets, each fragment counted once (memo)."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.memo: dict[str, tuple[int, int, dict[str, tuple[int, int]]]] = {}
+
+    def fragment(self, name: str) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        found = self.memo.get(name)
+        if found is not None:
+            return found
+        definition = self.fragments.get(name)
+        self.memo[name] = (0, 0, {})  # unknown or cyclic: the rules report it
+        if definition is None:
+            return self.memo[name]
+        found = self.top(definition.selection_set)
+        self.memo[name] = found
+        return found
+
+    def top(self, selection_set: SelectionSetNode) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """(selections, cost inside the fields' own subtrees, {response name: (fields,
+        selections of their subtrees)}) of the fields this selection set merges at its
+        level, fragments and inline fragments included."""
+        size = cost = 0
+        groups: dict[str, tuple[int, int]] = {}
+
+        def join(name: str, count: int, subtree: int) -> None:
+            had = groups.get(name, (0, 0))
+            groups[name] = (min(had[0] + count, _CAP), min(had[1] + subtree, _CAP))
+
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                subtree, inner = 1, 0
+                if selection.selection_set is not None:
+                    sub_size, sub_cost = self.selection_set(selection.selection_set)
+                    subtree, inner = 1 + sub_size, sub_cost
+                name = (selection.alias or selection.name).value
+                size, cost = size + subtree, cost + inner
+                join(name, 1, subtree)
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                inner_size, inner_cost, inner_groups = self.top(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                inner_size, inner_cost, inner_groups = self.fragment(selection.name.value)
+            else:  # pragma: no cover
+                continue
+            size, cost = size + inner_size, cost + inner_cost
+            for name, (count, subtree) in inner_groups.items():
+                join(name, count, subtree)
+        return min(size, _CAP), min(cost, _CAP), groups
+
+    def selection_set(self, selection_set: SelectionSetNode) -> tuple[int, int]:
+        size, cost, groups = self.top(selection_set)
+        for count, subtree in groups.values():
+            if count > 1:
+                cost += subtree * subtree // 2
+        return min(size, _CAP), min(cost, _CAP)
+
+
+def document_cost(document: DocumentNode) -> tuple[int, int]:
+    """(field selections after fragment expansion, the merge check's bound) of a document."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    counter = _Cost(fragments)
+    size = cost = 0
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            more_size, more_cost = counter.selection_set(definition.selection_set)
+            cost = min(cost + more_cost, _CAP)
+            if isinstance(definition, OperationDefinitionNode):
+                size = min(size + more_size, _CAP)
+    return size, cost
+
+
+def cost_error(
+    document: DocumentNode,
+    max_selections: int = MAX_SELECTIONS,
+    max_merge_cost: int = MAX_MERGE_COST,
+) -> GraphQLError | None:
+    """A LIMIT_EXCEEDED error when the document would cost more than the bounds allow."""
+    try:
+        size, cost = document_cost(document)
+    except RecursionError:  # the parser stops at 200 levels; this is a second guard
+        size = cost = _CAP
+    if size > max_selections:
+        message = (
+            f"The document selects {size} fields once its fragments are expanded"
+            f" (at most {max_selections})."
+        )
+    elif cost > max_merge_cost:
+        message = (
+            "The document repeats the same fields too often (each repetition has to be"
+            " compared with every other): select each field once."
+        )
+    else:
+        return None
+    return GraphQLError(message, extensions={"code": "LIMIT_EXCEEDED"})

@@ -1,8 +1,15 @@
-"""Custom scalars: money is a Decimal serialised as a string with two places ("1234.50")."""
+"""Custom scalars: money is a Decimal serialised as a string with two places ("1234.50").
+
+As input Money has one form only (SPEC §4): a JSON string of ASCII digits, an optional
+leading `-`, and at most two decimals after a point. Numbers, exponents, underscores,
+spaces and non-ASCII digits (which Python's Decimal would all take) are refused, each with
+a message that says what to send.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import NewType
 
 import strawberry
@@ -10,34 +17,50 @@ from graphql import GraphQLError
 
 Money = NewType("Money", Decimal)
 MAX_MONEY_LENGTH = 20
+MONEY_FORM = re.compile(r"-?[0-9]+(?:\.[0-9]{1,2})?", re.ASCII)
+MONEY_DESCRIPTION = (
+    'An amount of money in roubles as a decimal string, "1234.50". As input: a JSON string'
+    ' of ASCII digits with an optional leading "-" and at most two decimals after a point'
+    ' ("1234.50", "15", "-3.5"); numbers, exponents, underscores, spaces and non-ASCII'
+    " digits are refused."
+)
+_FORM = 'Send money as a string of digits such as "1234.50"'
 
 
 def serialize_money(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
+def _refusal(value: str) -> str:
+    """Why a string is not Money, in the client's terms."""
+    if value != value.strip():
+        return f"{_FORM}, without spaces."
+    if any(ch.isdigit() and not ch.isascii() for ch in value):
+        return f"{_FORM}: only the ASCII digits 0-9."
+    if "_" in value:
+        return f"{_FORM}, without underscores."
+    if "e" in value.lower():
+        return f"{_FORM}, without an exponent."
+    if re.fullmatch(r"-?[0-9]+\.[0-9]{3,}", value, re.ASCII):
+        return "Money has at most two decimal places."
+    return f"{_FORM}."
+
+
 def parse_money(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise GraphQLError('Money is a decimal string such as "1234.50".')
-    text = str(value).strip()
-    if len(text) > MAX_MONEY_LENGTH:
+    if not isinstance(value, str):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        raise GraphQLError(f"{_FORM}, not a JSON number." if number else f"{_FORM}.")
+    if len(value) > MAX_MONEY_LENGTH:
         raise GraphQLError("Money value is too long.")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise GraphQLError('Money is a decimal string such as "1234.50".') from None
-    if not amount.is_finite():
-        raise GraphQLError("Money must be a finite number.")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise GraphQLError("Money has at most two decimal places.")
-    return amount.quantize(Decimal("0.01"))
+    if MONEY_FORM.fullmatch(value) is None:
+        raise GraphQLError(_refusal(value))
+    return Decimal(value).quantize(Decimal("0.01"))
 
 
 SCALAR_MAP = {
     Money: strawberry.scalar(
         name="Money",
-        description='An amount of money in roubles as a decimal string: "1234.50".',
+        description=MONEY_DESCRIPTION,
         serialize=serialize_money,
         parse_value=parse_money,
     )

@@ -187,10 +187,10 @@ async def test_introspection_is_closed_to_anonymous_callers_in_production(
 
 
 def test_introspection_detection() -> None:
-    assert uses_introspection("{ __schema { types { name } } }")
-    assert uses_introspection('query { x: __type(name: "A") { name } }')
-    assert not uses_introspection("{ __typename regions { code } }")
-    assert not uses_introspection('{ tariffs(region: "__schema") { id } }')
+    assert uses_introspection(parse("{ __schema { types { name } } }"))
+    assert uses_introspection(parse('query { x: __type(name: "A") { name } }'))
+    assert not uses_introspection(parse("{ __typename regions { code } }"))
+    assert not uses_introspection(parse('{ tariffs(region: "__schema") { id } }'))
 
 
 def test_secret_guessing_mutations_once_per_document() -> None:

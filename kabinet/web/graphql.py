@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,10 +24,10 @@ from kabinet.web.auth import ended_credential, request_principal, request_token
 from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from resolvers.loaders import Loaders
-from schema import MASKED_MESSAGE, should_mask_error
+from schema import MASKED_MESSAGE, KabinetSchema, should_mask_error
 from schema.compiled import SqlAnswers
 from schema.context import Context
-from schema.limits import root_fields, uses_introspection
+from schema.limits import root_fields
 
 # What a subscriber who must change the temporary password may still do.
 ALLOWED_BEFORE_PASSWORD_CHANGE = frozenset({"changePassword", "logout", "__typename"})
@@ -50,14 +49,37 @@ def _error_response(rejected: RequestRejected) -> Response:
     return JSONResponse(body, status_code=rejected.status, headers=rejected.headers)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+# How deep `variables` may nest: no input type of the schema is nearly this deep.
+MAX_JSON_DEPTH = 32
+
+
+def _payload_problem(payload: Any) -> RequestRejected | None:
+    """What no text column or GraphQL input takes, found without recursion: nesting deeper
+    than MAX_JSON_DEPTH, NUL characters (valid JSON and GraphQL, refused by PostgreSQL)
+    and lone surrogates (valid JSON escapes, not text: no encoder takes them)."""
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return RequestRejected(400, "BAD_REQUEST", "NUL characters are not allowed.")
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return RequestRejected(
+                        400,
+                        "BAD_USER_INPUT",
+                        "Strings must be valid Unicode text (a lone surrogate was sent).",
+                    )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return RequestRejected(
+                    400, "BAD_REQUEST", f"The body nests deeper than {MAX_JSON_DEPTH} levels."
+                )
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 def _origin_of(url: str) -> str:
@@ -66,7 +88,7 @@ def _origin_of(url: str) -> str:
 
 
 class GraphQLEndpoint:
-    def __init__(self, *, schema: strawberry.Schema, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, *, schema: KabinetSchema, settings: Settings, metrics: Metrics) -> None:
         self.schema = schema
         self.settings = settings
         self.metrics = metrics
@@ -82,7 +104,20 @@ class GraphQLEndpoint:
         except RequestRejected as rejected:
             self.metrics.graphql_requests.labels("invalid", "rejected").inc()
             return _error_response(rejected)
-        response = await self._execute(request, payload)
+        try:
+            response = await self._execute(request, payload)
+        except Exception:
+            # A defect of ours, never a client's mistake: still JSON, still with the request
+            # id (the middleware adds it to any response returned), the traceback only logged.
+            log.exception("unexpected error answering /graphql")
+            response = JSONResponse(
+                {
+                    "errors": [
+                        {"message": MASKED_MESSAGE, "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+                    ]
+                },
+                status_code=500,
+            )
         operation = self.metrics.operation_label(
             payload.get("operationName"),
             signed_in_success=getattr(request.state, "signed_in_success", False),
@@ -104,6 +139,10 @@ class GraphQLEndpoint:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise RequestRejected(400, "BAD_REQUEST", "The body is not valid JSON.") from None
+        except RecursionError:
+            raise RequestRejected(
+                400, "BAD_REQUEST", f"The body nests deeper than {MAX_JSON_DEPTH} levels."
+            ) from None
         if isinstance(payload, list):
             raise RequestRejected(400, "BAD_REQUEST", "Batched requests are not supported.")
         if not isinstance(payload, dict):
@@ -119,8 +158,11 @@ class GraphQLEndpoint:
             raise RequestRejected(400, "BAD_REQUEST", "`operationName` must be a string.")
         # NUL is valid JSON and GraphQL but no text column takes it (PostgreSQL refuses it):
         # refuse it here, plainly, rather than as a database error deep inside a resolver.
-        if "\\u0000" in query.lower() or _has_nul(payload):
+        if "\\u0000" in query.lower():
             raise RequestRejected(400, "BAD_REQUEST", "NUL characters are not allowed.")
+        problem = _payload_problem(payload)
+        if problem is not None:
+            raise problem
         return payload
 
     def _check_origin(self, request: Request) -> None:
@@ -222,11 +264,13 @@ class GraphQLEndpoint:
             clear_cookies=[COOKIE_NAME] if ended == "cookie" else [],
         )
         query: str = payload["query"]
-        if not self._introspection_allowed(context) and uses_introspection(query):
+        prepared = self.schema.prepare(query)  # parsed and validated once, kept (SPEC §5)
+        if not self._introspection_allowed(context) and prepared.uses_introspection:
             await reader.close()
             return self._refusal("Introspection is for signed-in staff only.", "FORBIDDEN")
-        if principal is not None and principal.must_change_password:
-            fields = root_fields(query, payload.get("operationName"))
+        if principal is not None and principal.must_change_password and not prepared.errors:
+            assert prepared.document is not None
+            fields = root_fields(prepared.document, payload.get("operationName"))
             if fields is not None and not fields <= ALLOWED_BEFORE_PASSWORD_CHANGE:
                 await reader.close()
                 return self._refusal(
@@ -249,6 +293,8 @@ class GraphQLEndpoint:
             body: dict[str, Any] = {"data": result.data}
             if result.errors:
                 body["errors"] = [self._format_error(error) for error in result.errors]
+                if result.data is None and all(error.path is None for error in result.errors):
+                    del body["data"]  # a request error: nothing ran (GraphQL over HTTP)
             text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         # Only a signed-in caller's successful operation names a metrics label (metrics.py).
         request.state.signed_in_success = context.principal is not None and (
