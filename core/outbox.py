@@ -37,12 +37,12 @@ from sqlmodel import col
 
 from core.db import begin_write, create_engine, create_session_factory, insert_row, parameters
 from core.settings import Settings
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.outbox import OutboxMessage
 
 logger = logging.getLogger("core.outbox")
 
-_outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+_outbox = table_of(OutboxMessage)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 

@@ -31,7 +31,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import ReadQuery, as_column_value, begin_write, insert_row, one_of, parameters
+from core.db import (
+    ReadQuery,
+    as_column_value,
+    begin_write,
+    insert_row,
+    one_of,
+    parameters,
+    rowcount,
+)
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -42,7 +50,7 @@ from models import (
     ContractOption,
     ContractTvPackage,
 )
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from resolvers import ledger
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid
@@ -50,12 +58,12 @@ from resolvers.suspension import lift_if_paid
 
 log = logging.getLogger("kabinet.bonus")
 
-_accounts = BonusAccount.__table__  # type: ignore[attr-defined]
-_entries = BonusEntry.__table__  # type: ignore[attr-defined]
-_rewards = BonusReward.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_contract_packages = ContractTvPackage.__table__  # type: ignore[attr-defined]
-_contract_options = ContractOption.__table__  # type: ignore[attr-defined]
+_accounts = table_of(BonusAccount)
+_entries = table_of(BonusEntry)
+_rewards = table_of(BonusReward)
+_contracts = table_of(Contract)
+_contract_packages = table_of(ContractTvPackage)
+_contract_options = table_of(ContractOption)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +401,7 @@ async def _redeem(
             - sa.case(taken, value=_entries.c.id, else_=sa.literal(0))
         )
     )
-    if spent.rowcount != len(taken):  # type: ignore[attr-defined]
+    if rowcount(spent) != len(taken):
         raise AssertionError("accrual rows changed under the account lock")
     entry_id = (
         await session.execute(

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import as_column_value, insert_row, parameters
 from models import Contract, LedgerEntry
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.money import LEDGER_KINDS
 
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+_contracts = table_of(Contract)
+_ledger = table_of(LedgerEntry)
 CENT = Decimal("0.01")
 
 

@@ -56,12 +56,13 @@ from core.db import (
     parameters,
     prefixed,
     read_rows,
+    rowcount,
 )
 from core.errors import DomainError, ErrorCode
 from core.payment_providers import PaymentProvider, payment_global_id, provider_for
 from core.settings import Settings
 from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Subscriber
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger, receipts
 from resolvers.letters import receipt_letter
@@ -71,12 +72,12 @@ from resolvers.suspension import lift_if_paid
 
 log = logging.getLogger("kabinet.payments")
 
-_payments = Payment.__table__  # type: ignore[attr-defined]
-_events = PaymentEvent.__table__  # type: ignore[attr-defined]
-_receipts = Receipt.__table__  # type: ignore[attr-defined]
-_contracts = Contract.__table__  # type: ignore[attr-defined]
-_subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-_promises = PromisedPayment.__table__  # type: ignore[attr-defined]
+_payments = table_of(Payment)
+_events = table_of(PaymentEvent)
+_receipts = table_of(Receipt)
+_contracts = table_of(Contract)
+_subscribers = table_of(Subscriber)
+_promises = table_of(PromisedPayment)
 
 CENT = Decimal("0.01")
 TOP_UP_DESCRIPTION = "Пополнение баланса"  # the TOP_UP ledger entry
@@ -389,7 +390,7 @@ async def apply_provider_event(
             "p_reference": provider_reference,
         },
     )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(moved) != 1:
         await session.rollback()  # cannot happen under the row lock; never credit twice
         return EventOutcome(False, await _status_of(session, payment_id))
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from core.db import insert_row, parameters
 from models import Receipt
+from models.base import table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ OPERATOR: Operator = Operator(
     vat_rate=Decimal("20"),
 )
 
-_receipts = Receipt.__table__  # type: ignore[attr-defined]
+_receipts = table_of(Receipt)
 
 CENT = Decimal("0.01")
 RECEIPT_ITEM = "Предоплата услуг связи"  # "Communication services prepayment"

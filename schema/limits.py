@@ -58,7 +58,7 @@ class SecretMutationsOnceRule(ValidationRule):
         fragments = {
             definition.name.value: definition
             for definition in self.context.document.definitions
-            if hasattr(definition, "type_condition")
+            if isinstance(definition, FragmentDefinitionNode)
         }
         for field in _root_fields(node.selection_set, fragments, set()):
             if field.name.value in SECRET_GUESSING_MUTATIONS:

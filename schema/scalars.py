@@ -14,6 +14,7 @@ from typing import NewType
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.types.scalar import ScalarDefinition
 
 Money = NewType("Money", Decimal)
 MAX_MONEY_LENGTH = 20
@@ -57,7 +58,7 @@ def parse_money(value: object) -> Decimal:
     return Decimal(value).quantize(Decimal("0.01"))
 
 
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     Money: strawberry.scalar(
         name="Money",
         description=MONEY_DESCRIPTION,

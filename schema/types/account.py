@@ -52,7 +52,7 @@ class Balance:
 
     @strawberry.field(description="What can be spent before the contract is suspended.")
     def available_amount(self) -> Money:
-        return max(self.amount, Decimal("0.00"))  # type: ignore[return-value]
+        return Money(max(self.amount, Decimal("0.00")))
 
     @strawberry.field(
         description="Days until the balance runs out at today's charges; null "
@@ -223,7 +223,7 @@ class Contract(Node):
                 )
                 for item in items
             ],
-            total=sum((item.monthly_fee for item in items), Decimal("0.00")),  # type: ignore[arg-type]
+            total=Money(sum((item.monthly_fee for item in items), Decimal("0.00"))),
         )
 
     @strawberry.field(description="The TV packages connected now.")
