@@ -239,9 +239,8 @@ class GraphQLEndpoint:
 
     @staticmethod
     def _refusal(message: str, code: str) -> Response:
-        return JSONResponse(
-            {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-        )
+        # A request error: nothing ran, so there is no `data` (SPEC §4).
+        return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]})
 
     async def _execute(self, request: Request, payload: dict[str, Any]) -> Response:
         app_state = request.app.state
