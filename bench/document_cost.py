@@ -31,10 +31,9 @@ from typing import Any
 import httpx
 
 from core import migrate
-from core.db import begin_write, create_engine, create_session_factory
 from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.seed import seed_catalog
+from kabinet.seed import seed_catalog_at
 
 
 def _rss_mib() -> float:
@@ -42,17 +41,6 @@ def _rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def _seed(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with create_session_factory(engine)() as session:
-            await begin_write(session)
-            await seed_catalog(session)
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 def repeated_document(times: int) -> str:
@@ -144,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'cost.db'}"
         migrate.upgrade(url)
-        asyncio.run(_seed(url))
+        asyncio.run(seed_catalog_at(url))
         result = asyncio.run(run(url, args.repeat, args.documents))
     print("BENCH_RESULT " + json.dumps(result))
 

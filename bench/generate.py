@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from auth.passwords import passwords_for
 from core import migrate
-from core.db import begin_write, create_engine, create_session_factory
+from core.db import create_engine
 from core.settings import Settings
-from kabinet.seed import seed_catalog
+from kabinet.seed import seed_catalog_at
 
 BENCH_PASSWORD = "bench password for every subscriber"
 PAYMENTS_PER_CONTRACT = 20
@@ -167,12 +167,9 @@ async def generate(
     started = time.perf_counter()
     await asyncio.to_thread(migrate.upgrade, url)
     settings = Settings(database_url=url)
+    await seed_catalog_at(url)
     engine = create_engine(url)
     try:
-        async with create_session_factory(engine)() as session:
-            await begin_write(session)
-            await seed_catalog(session)
-            await session.commit()
         password_hash = passwords_for(settings).hash_sync(BENCH_PASSWORD)
         params = {
             "n": n,

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core import migrate
-from core.db import begin_write, create_engine, create_session_factory
+from core.db import create_engine, create_session_factory
 from core.settings import Settings
 from kabinet.app import create_app
-from kabinet.seed import seed_catalog
+from kabinet.seed import seed_catalog_at
 
 PG_ADMIN_URL = os.environ.get(
     "KABINET_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -126,7 +126,7 @@ def fresh_database(backend: str, tmp_dir: Path | None = None) -> Iterator[str]:
         url = create_pg_database()
     try:
         migrate.upgrade(url)
-        asyncio.run(_seed_catalog(url))
+        asyncio.run(seed_catalog_at(url))
         yield url
     finally:
         if backend == "postgresql":
@@ -140,17 +140,6 @@ def migrated_url(
     """A database migrated to head with the catalogue loaded, one per backend per session."""
     with fresh_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
-
-
-async def _seed_catalog(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        async with create_session_factory(engine)() as session:
-            await begin_write(session)
-            await seed_catalog(session)
-            await session.commit()
-    finally:
-        await engine.dispose()
 
 
 async def _empty_non_catalog_tables(engine: AsyncEngine) -> None:
