@@ -14,7 +14,8 @@ from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
 from core.db import begin_write
 from core.settings import Settings
-from models import BonusAccount, Contract, Credential, StaffUser, Subscriber, Tariff
+from models import AuthSession, BonusAccount, Contract, Credential, StaffUser, Subscriber, Tariff
+from models.base import utcnow
 from resolvers import ledger
 
 _numbers = itertools.count(1)
@@ -166,3 +167,13 @@ async def assert_session_ended(client: Any, headers: dict[str, str]) -> None:
     body = response.json()
     assert body["data"] == {"me": None}, body
     assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAUTHENTICATED"], body
+
+
+async def make_touch_due(session_factory: Any) -> None:
+    """Every session last used five minutes ago: the next request touches it (SPEC §3)."""
+    async with session_factory() as session:
+        await begin_write(session)
+        await session.execute(
+            sa.update(AuthSession).values(last_used_at=utcnow() - timedelta(minutes=5))
+        )
+        await session.commit()

@@ -23,12 +23,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from core.db import begin_write
 from kabinet.app import create_app
 from models.access import AuthSession
 from models.base import utcnow
 from tests.conftest import gql
-from tests.factories import make_subscriber, sign_in
+from tests.factories import make_subscriber, make_touch_due, sign_in
 
 TOP_UP = """
 mutation($input: CreateTopUpInput!) {
@@ -70,15 +69,6 @@ def checked_out_per_task(engine: Any) -> Iterator[dict[int, int]]:
     finally:
         event.remove(pool, "checkout", checkout)
         event.remove(pool, "checkin", checkin)
-
-
-async def _make_touch_due(session_factory: Any) -> None:
-    async with session_factory() as session:
-        await begin_write(session)
-        await session.execute(
-            sa.update(AuthSession).values(last_used_at=utcnow() - timedelta(minutes=5))
-        )
-        await session.commit()
 
 
 @pytest.fixture
@@ -138,7 +128,7 @@ async def test_one_request_never_holds_two_connections(
     for name, document, variables in requests:
         # when: the request runs alone (the first with its session's per-minute touch due)
         if name == "a read":
-            await _make_touch_due(session_factory)
+            await make_touch_due(session_factory)
         with checked_out_per_task(app.state.engine) as most:
             response = await client.post(
                 "/graphql", json={"query": document, "variables": variables}, headers=headers

@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from core.db import STATEMENT_LISTENERS, begin_write
+from core.db import STATEMENT_LISTENERS
 from core.settings import Settings
 from models.access import AuthSession
 from models.base import utcnow
-from tests.factories import make_subscriber, sign_in
+from tests.factories import make_subscriber, make_touch_due, sign_in
 
 CONTRACT = "query($n: String!) { contract(number: $n) { number balance { amount } } }"
 
@@ -51,15 +51,6 @@ def round_trips(engine: Any) -> Iterator[list[str]]:
         sa.event.remove(sync, "commit", commit)
 
 
-async def _make_touch_due(session_factory: Any) -> None:
-    async with session_factory() as session:
-        await begin_write(session)
-        await session.execute(
-            sa.update(AuthSession).values(last_used_at=utcnow() - timedelta(minutes=5))
-        )
-        await session.commit()
-
-
 async def _session(session_factory: Any) -> AuthSession:
     async with session_factory() as session:
         return (await session.scalars(sa.select(AuthSession))).one()
@@ -80,7 +71,7 @@ async def test_a_due_touch_is_one_update_made_from_the_callers_read(
     with round_trips(app.state.engine) as plain:
         assert (await client.post("/graphql", json=body, headers=headers)).status_code == 200
     # … then with the per-minute touch due
-    await _make_touch_due(session_factory)
+    await make_touch_due(session_factory)
     before = await _session(session_factory)
     with round_trips(app.state.engine) as touched:
         response = await client.post("/graphql", json=body, headers=headers)
