@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     CursorResult,
@@ -38,6 +38,9 @@ from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "kabinet_write"
+
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -111,6 +114,22 @@ async def begin_write(session: AsyncSession) -> None:
         if connection is not None and connection.get_execution_options().get(WRITE_OPTION):
             return  # begun as a writer already (a request's unit of work begins so)
     await session.connection(execution_options={WRITE_OPTION: True})
+
+
+async def in_own_transaction(
+    database: Settings | str, work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """`work` in one write transaction of an engine of its own, disposed after (the CLI's
+    commands and the seeding of a fresh database: no request, no pool to share)."""
+    engine = create_engine(database)
+    try:
+        async with create_session_factory(engine)() as session:
+            await begin_write(session)
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
 
 
 def rowcount(result: object) -> int:

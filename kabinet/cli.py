@@ -33,17 +33,9 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def _with_session(
     settings: Settings, work: Callable[[AsyncSession], Coroutine[Any, Any, T]]
 ) -> T:
-    from core.db import begin_write, create_engine, create_session_factory
+    from core.db import in_own_transaction
 
-    engine = create_engine(settings)
-    try:
-        async with create_session_factory(engine)() as session:
-            await begin_write(session)
-            result = await work(session)
-            await session.commit()
-            return result
-    finally:
-        await engine.dispose()
+    return await in_own_transaction(settings, work)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

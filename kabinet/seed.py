@@ -14,7 +14,7 @@ from sqlmodel import SQLModel, col
 
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, new_security_code, security_code_hash
-from core.db import begin_write, create_engine, create_session_factory
+from core.db import in_own_transaction
 from core.settings import Settings
 from kabinet import catalog_data as data
 from models import (
@@ -216,15 +216,7 @@ async def seed_catalog(session: AsyncSession) -> CatalogCounts:
 
 async def seed_catalog_at(url: str) -> CatalogCounts:
     """`seed_catalog` in a database of its own: its own engine, one transaction, disposed."""
-    engine = create_engine(url)
-    try:
-        async with create_session_factory(engine)() as session:
-            await begin_write(session)
-            counts = await seed_catalog(session)
-            await session.commit()
-            return counts
-    finally:
-        await engine.dispose()
+    return await in_own_transaction(url, seed_catalog)
 
 
 def _generated_password() -> str:
