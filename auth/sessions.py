@@ -119,7 +119,7 @@ def _access_expiry(
 
 
 # The caller of an access token (parameters token_hash and now): authenticate() below, and
-# the first part of the statements that answer a whole document at once (schema/compiled.py).
+# the first part of the statements that answer a whole document at once (schema/sql_answers.py).
 CALLER = (
     sa.select(
         _sessions.c.id,

@@ -15,6 +15,11 @@ def to_global_id(type_name: str, pk: int | str) -> ID:
     return ID(base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode())
 
 
+def encode_cursor(*parts: object) -> str:
+    """An opaque cursor: url-safe base64 of the parts joined by "|"."""
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
+
+
 def from_global_id(global_id: str) -> tuple[str, str] | None:
     """("Type", "pk") for a well-formed ID, else None (callers answer "not found")."""
     if len(global_id) > MAX_GLOBAL_ID_LENGTH:

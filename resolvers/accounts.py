@@ -69,38 +69,14 @@ _POINTS = ReadQuery(
 MAX_CONTRACT_NUMBER = 20
 
 
-# The same reads for one subscriber or contract given as a column of an enclosing statement
-# (schema/compiled.py builds whole answers from them).
-def subscriber_of(subscriber_id: Any) -> sa.Select[Any]:
+def subscribers_where(keep: Any) -> sa.Select[Any]:
+    """The subscribers `keep(id)` admits, with their login (resolvers/views.py)."""
     return (
         sa.select(*SUBSCRIBER_COLUMNS)
         .select_from(_subscribers)
         .outerjoin(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
-        .where(_subscribers.c.id == subscriber_id)
+        .where(keep(_subscribers.c.id))
     )
-
-
-def contracts_of(subscriber_id: Any) -> sa.Select[Any]:
-    """In the order of `contracts_of_subscribers`."""
-    return (
-        sa.select(*CONTRACT_COLUMNS)
-        .where(_contracts.c.subscriber_id == subscriber_id)
-        .order_by(_contracts.c.id)
-    )
-
-
-def contract_ids_of(subscriber_id: Any) -> sa.Select[Any]:
-    owned = _contracts.alias("owned")
-    return sa.select(owned.c.id).where(owned.c.subscriber_id == subscriber_id)
-
-
-def points_of(subscriber_id: Any) -> sa.Select[Any]:
-    """The bonus points (none for a subscriber with no account row: `bonus_points` says 0)."""
-    return sa.select(_bonus.c.points).where(_bonus.c.subscriber_id == subscriber_id)
-
-
-def region_of(code: Any) -> sa.Select[Any]:
-    return sa.select(_regions.c.code, _regions.c.name).where(_regions.c.code == code)
 
 
 def may_see_contract(principal: Principal | None, contract: Any) -> bool:

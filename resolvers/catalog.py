@@ -128,12 +128,17 @@ async def list_regions(reader: Reader) -> Sequence[Row[Any]]:
     return await reader.fetch(_REGIONS)
 
 
+def check_region_code(region: str | None) -> None:
+    """A region code as `tariffs(region)` takes it (None: every region)."""
+    if region is not None and (not region or len(region) > MAX_REGION_CODE):
+        raise DomainError(ErrorCode.INVALID, "Unknown region code.", field="region")
+
+
 async def list_tariffs(reader: Reader, *, region: str | None = None) -> Sequence[Row[Any]]:
     """Tariffs on sale (not archived), of one region when `region` is given."""
+    check_region_code(region)
     if region is None:
         return await reader.fetch(_TARIFFS)
-    if not region or len(region) > MAX_REGION_CODE:
-        raise DomainError(ErrorCode.INVALID, "Unknown region code.", field="region")
     return await reader.fetch(_TARIFFS_OF_REGION, region=region)
 
 

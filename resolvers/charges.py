@@ -28,7 +28,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from core.db import ReadQuery, one_of, read_rows
 from models import (
@@ -91,13 +93,37 @@ def daily_share(monthly_fee: Decimal, day: date) -> Decimal:
     return (Decimal(monthly_fee) / days_in_month(day)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def daily_kopecks(monthly_fee: Any, day: date) -> ColumnElement[Any]:
-    """`daily_share` in SQL, in whole kopecks (an integer), exact on both databases."""
-    days = days_in_month(day)
-    kopecks = sa.cast(sa.func.round(monthly_fee * 100), sa.BigInteger)
-    return (kopecks * 2 + sa.literal_column(str(days), sa.BigInteger)) // sa.literal_column(
-        str(2 * days), sa.BigInteger
+class days_in_month_sql(FunctionElement[int]):
+    """`days_in_month` of a day given as SQL (a parameter, a column)."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(days_in_month_sql, "postgresql")
+def _days_in_month_postgresql(element: days_in_month_sql, compiler: Any, **kw: Any) -> str:
+    day = compiler.process(next(iter(element.clauses)), **kw)
+    return (
+        f"CAST(EXTRACT(DAY FROM date_trunc('month', CAST({day} AS DATE))"
+        " + interval '1 month - 1 day') AS INTEGER)"
     )
+
+
+@compiles(days_in_month_sql, "sqlite")
+def _days_in_month_sqlite(element: days_in_month_sql, compiler: Any, **kw: Any) -> str:
+    day = compiler.process(next(iter(element.clauses)), **kw)
+    return f"CAST(strftime('%d', {day}, 'start of month', '+1 month', '-1 day') AS INTEGER)"
+
+
+def daily_kopecks(monthly_fee: Any, day: Day) -> ColumnElement[Any]:
+    """`daily_share` in SQL, in whole kopecks (an integer), exact on both databases."""
+    days: Any = (
+        sa.literal_column(str(days_in_month(day)), sa.BigInteger)
+        if isinstance(day, date)
+        else sa.cast(days_in_month_sql(day), sa.BigInteger)
+    )
+    kopecks = sa.cast(sa.func.round(monthly_fee * 100), sa.BigInteger)
+    return (kopecks * 2 + days) // (days * 2)
 
 
 def _on(table: Any, day: Day, *, free_until: bool) -> list[ColumnElement[bool]]:
@@ -127,14 +153,14 @@ def tariff_in_force(contracts: Any, day: Any) -> ColumnElement[Any]:
     )
 
 
-def daily_kopecks_by_contract(day: date, contracts: ContractFilter) -> sa.Select[Any]:
-    """(contract_id, kopecks): what the billing day debits for `day`, in whole kopecks, per
-    contract with anything charged (`daily_totals` in one statement's part)."""
-    items = charge_items(day, contracts)
-    return sa.select(
-        items.c.contract_id,
-        sa.func.sum(daily_kopecks(items.c.monthly_fee, day)).label("kopecks"),
-    ).group_by(items.c.contract_id)
+def daily_kopecks_of(contract_id: Any, day: Day) -> sa.Subquery:
+    """What the billing day debits for `day` from the contract `contract_id` (a column of an
+    enclosing statement), in whole kopecks: one row, `kopecks` null when nothing is
+    charged."""
+    items = charge_items(day, lambda column: column == contract_id)
+    total = sa.func.sum(daily_kopecks(items.c.monthly_fee, day))
+    kopecks = sa.cast(total, sa.BigInteger).label("kopecks")
+    return sa.select(kopecks).subquery("daily")
 
 
 def charge_items(day: Day, contracts: ContractFilter) -> sa.Subquery:

@@ -53,86 +53,99 @@ def _has_now(table: Any) -> sa.ColumnElement[bool]:
     )
 
 
-def _packages_now(contracts: Any) -> sa.Select[Any]:
+def packages_now(contracts: Any) -> sa.Select[Any]:
+    """The packages connected now of the contracts `contracts(contract_id)` admits (archived
+    ones too: they stay on the contracts that have them). A package free by a reward and its
+    paid connection from the day after are one package. Parameter: `today`."""
     return (
-        sa.select(_links.c.contract_id, _links.c.free_until, *PACKAGE_COLUMNS)
+        sa.select(_links.c.contract_id, *PACKAGE_COLUMNS)
         .join(_packages, _packages.c.id == _links.c.package_id)
         .where(contracts(_links.c.contract_id), _has_now(_links))
-        .order_by(_links.c.contract_id, _packages.c.monthly_fee, _packages.c.id)
+        .distinct()
     )
 
 
-_PACKAGES_OF_CONTRACTS = ReadQuery(_packages_now(lambda column: one_of(column, "ids")))
-
-
-def packages_now_of(contract_id: Any) -> sa.Select[Any]:
-    """`tv_packages_of_contracts` for the one contract `contract_id` (a column of an
-    enclosing statement), in the same order; its parameter `today` is the day."""
-    return _packages_now(lambda column: column == contract_id)
-
-
-_PERSONAL_CHANNELS_OF_CONTRACTS = ReadQuery(
-    sa.select(
-        _personal.c.contract_id,
-        _personal.c.monthly_fee.label("personal_fee"),
-        _personal.c.started_on,
-        *CHANNEL_COLUMNS,
+def personal_channels_now(contracts: Any) -> sa.Select[Any]:
+    """The Personal TV channels chosen now: the channel's columns plus `personal_fee` (its
+    monthly fee on this contract) and `started_on`."""
+    return (
+        sa.select(
+            _personal.c.contract_id,
+            _personal.c.monthly_fee.label("personal_fee"),
+            _personal.c.started_on,
+            *CHANNEL_COLUMNS,
+        )
+        .join(_channels, _channels.c.id == _personal.c.channel_id)
+        .where(contracts(_personal.c.contract_id), _personal.c.ended_on.is_(None))
     )
-    .join(_channels, _channels.c.id == _personal.c.channel_id)
-    .where(one_of(_personal.c.contract_id, "ids"), _personal.c.ended_on.is_(None))
-    .order_by(_personal.c.contract_id, _channels.c.number)
-)
 
-_MULTIROOM_DEVICES_OF_CONTRACTS = ReadQuery(
-    sa.select(
+
+def multiroom_devices_now(contracts: Any) -> sa.Select[Any]:
+    """The Multiroom receivers in use now."""
+    return sa.select(
         _multiroom.c.id,
         _multiroom.c.contract_id,
         _multiroom.c.serial,
         _multiroom.c.monthly_fee,
         _multiroom.c.started_on,
         _multiroom.c.connected_at,
+    ).where(contracts(_multiroom.c.contract_id), _multiroom.c.ended_on.is_(None))
+
+
+def options_now(contracts: Any) -> sa.Select[Any]:
+    """The service options on now (archived ones too), with free_until and started_on."""
+    return (
+        sa.select(
+            _contract_options.c.contract_id,
+            _contract_options.c.free_until,
+            _contract_options.c.started_on,
+            *OPTION_COLUMNS,
+        )
+        .join(_options, _options.c.id == _contract_options.c.option_id)
+        .where(contracts(_contract_options.c.contract_id), _has_now(_contract_options))
     )
-    .where(one_of(_multiroom.c.contract_id, "ids"), _multiroom.c.ended_on.is_(None))
-    .order_by(_multiroom.c.contract_id, _multiroom.c.id)
-)
-
-_OPTIONS_OF_CONTRACTS = ReadQuery(
-    sa.select(
-        _contract_options.c.contract_id,
-        _contract_options.c.free_until,
-        _contract_options.c.started_on,
-        *OPTION_COLUMNS,
-    )
-    .join(_options, _options.c.id == _contract_options.c.option_id)
-    .where(one_of(_contract_options.c.contract_id, "ids"), _has_now(_contract_options))
-    .order_by(_contract_options.c.contract_id, _options.c.monthly_fee, _options.c.id)
-)
 
 
-def _line_up_statement() -> sa.Select[Any]:
+def line_up(contracts: Any) -> sa.Select[Any]:
+    """The channels each contract receives now (`Contract.channels`): the must-carry
+    channels ∪ the channels of its connected packages ∪ its Personal TV channels, each once.
+
+    Every contract is a TV contract: the must-carry channels are in every line-up, also of a
+    contract with no package and no Personal TV (they are free and nothing removes them).
+    Channels archived in the catalogue stay in the line-ups that have them, like archived
+    packages."""
     # (contract, channel) pairs from the three sources; UNION removes the duplicates.
     must_carry = (
         sa.select(_contracts.c.id.label("contract_id"), _channels.c.id.label("channel_id"))
         .select_from(_contracts.join(_channels, _channels.c.must_carry.is_(True)))
-        .where(one_of(_contracts.c.id, "ids"))
+        .where(contracts(_contracts.c.id))
     )
     from_packages = (
         sa.select(_links.c.contract_id, _package_channels.c.channel_id)
         .join(_package_channels, _package_channels.c.package_id == _links.c.package_id)
-        .where(one_of(_links.c.contract_id, "ids"), _has_now(_links))
+        .where(contracts(_links.c.contract_id), _has_now(_links))
     )
     personal = sa.select(_personal.c.contract_id, _personal.c.channel_id).where(
-        one_of(_personal.c.contract_id, "ids"), _personal.c.ended_on.is_(None)
+        contracts(_personal.c.contract_id), _personal.c.ended_on.is_(None)
     )
     pairs = sa.union(must_carry, from_packages, personal).subquery("line_up")
-    return (
-        sa.select(pairs.c.contract_id, *CHANNEL_COLUMNS)
-        .join(_channels, _channels.c.id == pairs.c.channel_id)
-        .order_by(pairs.c.contract_id, _channels.c.number)
+    return sa.select(pairs.c.contract_id, *CHANNEL_COLUMNS).join(
+        _channels, _channels.c.id == pairs.c.channel_id
     )
 
 
-_LINE_UP_OF_CONTRACTS = ReadQuery(_line_up_statement())
+def _of_contracts(rows: Any, *order: str) -> ReadQuery:
+    statement = rows(lambda column: one_of(column, "ids")).subquery()
+    return ReadQuery(
+        sa.select(statement).order_by(statement.c.contract_id, *(statement.c[o] for o in order))
+    )
+
+
+_PACKAGES_OF_CONTRACTS = _of_contracts(packages_now, "monthly_fee", "id")
+_PERSONAL_CHANNELS_OF_CONTRACTS = _of_contracts(personal_channels_now, "number")
+_MULTIROOM_DEVICES_OF_CONTRACTS = _of_contracts(multiroom_devices_now, "id")
+_OPTIONS_OF_CONTRACTS = _of_contracts(options_now, "monthly_fee", "id")
+_LINE_UP_OF_CONTRACTS = _of_contracts(line_up, "number")
 
 
 async def _grouped(
@@ -141,14 +154,9 @@ async def _grouped(
     found: dict[int, list[Any]] = defaultdict(list)
     if not contract_ids:
         return found
-    seen: set[tuple[int, Any]] = set()
     rows = await reader.fetch(query, ids=list(dict.fromkeys(contract_ids)), today=utcnow().date())
     for row in rows:
-        # A package free by a reward and its paid connection from the day after: one item.
-        key = (row.contract_id, row.id)
-        if key not in seen:
-            seen.add(key)
-            found[row.contract_id].append(row)
+        found[row.contract_id].append(row)
     return found
 
 
@@ -184,14 +192,7 @@ async def options_of_contracts(reader: Any, contract_ids: Sequence[int]) -> dict
 async def channel_lineup_of_contracts(
     reader: Any, contract_ids: Sequence[int]
 ) -> dict[int, list[Any]]:
-    """The channels each contract receives now (`Contract.channels`): the must-carry
-    channels ∪ the channels of its connected packages ∪ its Personal TV channels, each once,
-    by channel number.
-
-    Every contract is a TV contract: the must-carry channels are in every line-up, also of a
-    contract with no package and no Personal TV (they are free and nothing removes them).
-    Channels archived in the catalogue stay in the line-ups that have them, like archived
-    packages."""
+    """`line_up` of each contract asked for, by channel number: one statement."""
     return await _grouped(reader, _LINE_UP_OF_CONTRACTS, contract_ids)
 
 

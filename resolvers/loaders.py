@@ -7,14 +7,21 @@ field that many objects ask for costs one SQL statement per request whatever the
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
-from core.db import RequestReader
+import sqlalchemy as sa
+
+from core.db import ReadQuery, RequestReader, one_of
 from core.settings import Settings
+from core.views import Link, RowRef, order_columns, value_label
+from core.views import Page as PageLink
 from models.base import utcnow
-from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised
+from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised, views
+from resolvers.pagination import Page, page_by_id
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -66,13 +73,151 @@ class BatchLoader(Generic[K, V]):
                 future.set_result(found.get(key, self._default))
 
 
+# --------------------------------------------------------------------------- #
+# loaders made from the read declarations (resolvers/views.py)
+# --------------------------------------------------------------------------- #
+
+
+def _selected(view_name: str, rows: Any) -> list[Any]:
+    """The rows' columns, and the values of the view and of the views read from the same row
+    (Balance is the contract's row), labelled by `value_label`."""
+    found: list[Any] = list(rows.c)
+    row = RowRef(rows)
+    pending = [view_name]
+    while pending:
+        view = views.VIEWS[pending.pop()]
+        found += [
+            value.expression(row).label(value_label(view.name, name))
+            for name, value in view.values.items()
+        ]
+        pending += [
+            field.target
+            for field in view.fields.values()
+            if isinstance(field, Link) and field.rows is None
+        ]
+    return found
+
+
+def _in_ids(column: Any) -> Any:
+    return one_of(column, "ids")
+
+
+def _everything(_column: Any) -> Any:
+    return sa.true()
+
+
+@functools.cache
+def _rows_query(view_name: str) -> ReadQuery:
+    """A view's rows by its key (parameter `ids`)."""
+    view = views.VIEWS[view_name]
+    assert view.rows is not None, f"{view_name} has no rows of its own"
+    rows = view.rows(_in_ids).subquery("r")
+    return ReadQuery(sa.select(*_selected(view_name, rows)))
+
+
+@functools.cache
+def _link_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
+    """A link's rows for the parents in parameter `ids` (a root's: all of them), in order;
+    the arguments in `given` are parameters `argument_<name>`."""
+    link = views.VIEWS[view_name].fields[field]
+    assert isinstance(link, Link) and link.rows is not None
+    arguments: dict[str, Any] = {
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in link.arguments
+    }
+    keep = _everything if link.key is None else _in_ids
+    rows = link.rows(keep, **arguments).subquery("r")
+    order = ([] if link.key is None else [rows.c[link.key]]) + order_columns(rows, link.order)
+    selected = list(rows.c) if link.scalar is not None else _selected(link.target, rows)
+    return ReadQuery(sa.select(*selected).order_by(*order))
+
+
+@functools.cache
+def _page_query(view_name: str, field: str, after: bool) -> ReadQuery:
+    """The first `limit` rows of a connection of each parent in `ids`, newest first, before
+    the key `before` when `after`."""
+    page = views.VIEWS[view_name].fields[field]
+    assert isinstance(page, PageLink)
+    statement = page.rows(_in_ids)
+    rows = statement.subquery("p")
+    ranked = sa.select(
+        *_selected(page.target, rows),
+        sa.func.row_number()
+        .over(partition_by=rows.c[page.key], order_by=rows.c[page.cursor].desc())
+        .label("position"),
+    )
+    if after:
+        ranked = ranked.where(rows.c[page.cursor] < sa.bindparam("before"))
+    ranked_rows = ranked.subquery("ranked")
+    return ReadQuery(
+        sa.select(*[c for c in ranked_rows.c if c.key != "position"])
+        .where(ranked_rows.c.position <= sa.bindparam("limit"))
+        .order_by(ranked_rows.c[page.key], ranked_rows.c[page.cursor].desc())
+    )
+
+
 class Loaders:
     """Per-request batch loaders, each made on first use: a field that many objects ask for
     costs one statement per request."""
 
-    def __init__(self, reader: RequestReader) -> None:
+    def __init__(self, reader: RequestReader, settings: Settings) -> None:
         self._reader = reader
         self._made: dict[Hashable, BatchLoader[Any, Any]] = {}
+        # The values of the parameters of every statement made from a view.
+        self._parameters = views.parameters(settings, utcnow())
+
+    def row_of(self, view_name: str) -> BatchLoader[Any, Any]:
+        """A view's row by its key: one statement per view asked for."""
+        query, view = _rows_query(view_name), views.VIEWS[view_name]
+
+        async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, Any]:
+            rows = await reader.fetch(query, ids=list(keys), **self._parameters)
+            return {getattr(row, view.key): row for row in rows}
+
+        return self._loader(("row_of", view_name), fetch, None)
+
+    def linked(self, view_name: str, field: str, **arguments: Any) -> BatchLoader[Any, Any]:
+        """The rows a link of `view_name` reads for each parent key (a root's: for the key
+        None): a list or one row (None when none). One statement per link and arguments."""
+        link = views.VIEWS[view_name].fields[field]
+        assert isinstance(link, Link)
+        given = {name: value for name, value in arguments.items() if value is not None}
+        query = _link_query(view_name, field, frozenset(given))
+        values = {f"argument_{name}": value for name, value in given.items()}
+
+        async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, Any]:
+            rows = await reader.fetch(query, ids=list(keys), **values, **self._parameters)
+            if link.key is None:
+                return {None: rows if link.many else (rows[0] if rows else None)}
+            if not link.many:
+                return {getattr(row, link.key): row for row in rows}
+            found: dict[Any, list[Any]] = defaultdict(list)
+            for row in rows:
+                found[getattr(row, link.key)].append(row)
+            return found
+
+        name = ("linked", view_name, field, tuple(sorted(given.items())))
+        return self._loader(name, fetch, [] if link.many else None)
+
+    def page(
+        self, view_name: str, field: str, *, first: int, before: int | None
+    ) -> BatchLoader[Any, Page[Any]]:
+        """A page of a connection of each parent key: the first `first` rows, newest first,
+        older than the key `before` when given. One statement."""
+        page = views.VIEWS[view_name].fields[field]
+        assert isinstance(page, PageLink)
+        query = _page_query(view_name, field, before is not None)
+        extra = {} if before is None else {"before": before}
+
+        async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, Page[Any]]:
+            rows = await reader.fetch(
+                query, ids=list(keys), limit=first + 1, **extra, **self._parameters
+            )
+            grouped: dict[Any, list[Any]] = defaultdict(list)
+            for row in rows:
+                grouped[getattr(row, page.key)].append(row)
+            return {key: page_by_id(grouped[key], first, after=before) for key in keys}
+
+        return self._loader(("page", view_name, field, first, before), fetch, None)
 
     def _loader(
         self,

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from core.errors import DomainError, ErrorCode
+from core.ids import encode_cursor
+
+__all__ = ["DEFAULT_PAGE_SIZE", "Page", "decode_cursor", "encode_cursor"]
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20
@@ -20,10 +23,6 @@ class Page(Generic[T]):
     cursors: Sequence[str]
     has_next_page: bool
     has_previous_page: bool
-
-
-def encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
 
 
 def decode_cursor(cursor: str, *, parts: int) -> list[str]:

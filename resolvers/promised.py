@@ -469,16 +469,11 @@ async def open_promises(source: Any, contract_ids: Sequence[int]) -> dict[int, A
     return {row.contract_id: row for row in rows}
 
 
-def _open_promises(contracts: Any) -> sa.Select[Any]:
+def open_promises_where(contracts: Any) -> sa.Select[Any]:
+    """The open promised payment of the contracts `contracts(contract_id)` admits."""
     return sa.select(*PROMISE_COLUMNS).where(
         contracts(_promises.c.contract_id), _promises.c.status == sa.literal_column("'OPEN'")
     )
 
 
-_OPEN_PROMISES = ReadQuery(_open_promises(lambda column: one_of(column, "ids")))
-
-
-def open_promise_of(contract_id: Any) -> sa.Select[Any]:
-    """`open_promises` for the one contract `contract_id` (a column of an enclosing
-    statement)."""
-    return _open_promises(lambda column: column == contract_id)
+_OPEN_PROMISES = ReadQuery(open_promises_where(lambda column: one_of(column, "ids")))

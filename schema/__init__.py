@@ -32,7 +32,6 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from core.settings import Settings
-from schema.compiled import SqlAnswers
 from schema.documents import DOCUMENT_CACHE_BYTES, DocumentPreparer, Prepared, operation_error
 from schema.errors import ApiError
 from schema.executor import executor_for, lean_resolvers
@@ -40,6 +39,7 @@ from schema.limits import SecretMutationsOnceRule
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
+from schema.sql_answers import SqlAnswers
 from schema.types.catalog import BonusReward, Channel, ServiceOption, Tariff, TvPackage
 
 MASKED_MESSAGE = "Unexpected error."
@@ -88,7 +88,7 @@ class KabinetSchema(strawberry.Schema):
             hide_suggestions=self.config.disable_field_suggestions,
             max_bytes=cache_bytes,
         )
-        # Documents answered from one SQL statement on PostgreSQL (schema/compiled.py).
+        # Documents answered from one SQL statement on PostgreSQL (schema/sql_answers.py).
         self.sql_answers = SqlAnswers(self._schema, self._prepare, cache_bytes)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:

@@ -115,11 +115,7 @@ class MoneyMutation:
             return ActivatePromisedPaymentPayload(
                 errors=[],
                 promised_payment=PromisedPayment.from_row(activated.promise),
-                balance=Balance(
-                    contract_pk=contract_id,
-                    amount=Money(activated.balance_after),
-                    currency=context.settings.currency,
-                ),
+                balance=Balance.of_key(contract_id),
             )
 
         return await run(info, ActivatePromisedPaymentPayload, activate, answer)

@@ -8,7 +8,7 @@ from auth.permissions import SESSION_ENDED, IsSignedIn, IsStaff, LiveSessionIfAn
 from core.errors import DomainError
 from core.ids import from_global_id, parse_pk
 from resolvers import access, accounts, audit, catalog, subscribers, support
-from schema.context import Info, asks_for
+from schema.context import Info
 from schema.errors import Unauthenticated, bad_input
 from schema.types.account import Contract, SessionInfo, Subscriber
 from schema.types.catalog import (
@@ -24,6 +24,7 @@ from schema.types.money import Payment
 from schema.types.node import Node
 from schema.types.pagination import Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
+from schema.types.viewed import root_objects
 
 # Objects reached by node(id) that belong to someone (the catalogue is public).
 _PRIVATE_NODES = frozenset({"Contract", "Payment", "Subscriber"})
@@ -33,29 +34,23 @@ _PRIVATE_NODES = frozenset({"Contract", "Payment", "Subscriber"})
 class Query:
     @strawberry.field(description="Regions where the operator sells its tariffs.")
     async def regions(self, info: Info) -> list[Region]:
-        return [Region.from_row(row) for row in await catalog.list_regions(info.context.reader)]
+        return await root_objects(info, "regions")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Tariffs on sale, of one region (a region code) if given.")
     async def tariffs(self, info: Info, region: str | None = None) -> list[Tariff]:
-        try:
-            rows = await catalog.list_tariffs(info.context.reader, region=region)
-        except DomainError as error:
-            raise bad_input(error) from None
-        return [Tariff.from_row(row) for row in rows]
+        return await root_objects(info, "tariffs", region=region)  # type: ignore[no-any-return]
 
     @strawberry.field(description="TV packages on sale, with their channels.")
     async def tv_packages(self, info: Info) -> list[TvPackage]:
-        rows = await catalog.list_tv_packages(info.context.reader)
-        return [TvPackage.from_row(row) for row in rows]
+        return await root_objects(info, "tvPackages")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Every channel the operator carries.")
     async def channels(self, info: Info) -> list[Channel]:
-        return [Channel.from_row(row) for row in await catalog.list_channels(info.context.reader)]
+        return await root_objects(info, "channels")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Service options on sale.")
     async def service_options(self, info: Info) -> list[ServiceOption]:
-        rows = await catalog.list_service_options(info.context.reader)
-        return [ServiceOption.from_row(row) for row in rows]
+        return await root_objects(info, "serviceOptions")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Rewards that bonus points buy.")
     async def bonus_rewards(self, info: Info) -> list[BonusReward]:
@@ -71,14 +66,8 @@ class Query:
         principal = info.context.principal
         if principal is None or principal.is_staff:
             return None
-        loaders = info.context.loaders
-        # The subscriber's contracts and points go in the same statement as the subscriber.
-        if asks_for(info, "contracts"):
-            loaders.contracts_of_subscriber.load(principal.id)
-        if asks_for(info, "bonusAccount"):
-            loaders.bonus_points.load(principal.id)
-        row = await loaders.subscriber.load(principal.id)
-        return None if row is None else Subscriber.from_row(row)
+        row = await info.context.loaders.row_of("Subscriber").load(principal.id)
+        return None if row is None else Subscriber.of_row(row)
 
     @strawberry.field(
         permission_classes=[LiveSessionIfAny],

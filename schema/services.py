@@ -348,10 +348,10 @@ class ServicesMutation:
             return contract.id, redeemed
 
         async def answer(result: tuple[int, Redemption]) -> RedeemBonusPayload:
-            contract_id, redeemed = result
+            contract_id, _ = result
             return RedeemBonusPayload(
                 errors=[],
-                bonus_account=BonusAccount(subscriber_pk=principal.id, points=redeemed.points_left),
+                bonus_account=BonusAccount.of_key(principal.id),
                 contract=(await ContractPayload.of(info, contract_id)).contract,
             )
 

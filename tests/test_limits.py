@@ -120,12 +120,12 @@ async def test_unexpected_errors_are_masked(
     client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given: a resolver that fails with internals in its message
-    async def broken(_reader: Any) -> Any:
+    def broken(_region: Any) -> Any:
         raise RuntimeError("SELECT secret FROM passwords WHERE subscriber = 'Иванов'")
 
-    monkeypatch.setattr(catalog, "list_regions", broken)
+    monkeypatch.setattr(catalog, "check_region_code", broken)
     # when
-    response = await gql_raw(client, "{ regions { code } }")
+    response = await gql_raw(client, '{ tariffs(region: "MOW") { code } }')
     # then
     assert response.status_code == 200
     text = response.text

@@ -25,9 +25,9 @@ from kabinet.web.metrics import Metrics
 from models.base import utcnow
 from resolvers.loaders import Loaders
 from schema import MASKED_MESSAGE, KabinetSchema, should_mask_error
-from schema.compiled import SqlAnswers
 from schema.context import Context
 from schema.limits import root_fields
+from schema.sql_answers import SqlAnswers
 
 # What a subscriber who must change the temporary password may still do.
 ALLOWED_BEFORE_PASSWORD_CHANGE = frozenset({"changePassword", "logout", "__typename"})
@@ -209,7 +209,7 @@ class GraphQLEndpoint:
         self, request: Request, reader: RequestReader, payload: dict[str, Any]
     ) -> tuple[Principal | None, str | None]:
         """The caller (see kabinet/web/auth.py) and, when the document is answered from one
-        statement (schema/compiled.py), the answer's `data` as JSON text, found together;
+        statement (schema/sql_answers.py), the answer's `data` as JSON text, found together;
         an active session's idle expiry is pushed forward at most once a minute."""
         answered = None
         sql_answers: SqlAnswers | None = getattr(self.schema, "sql_answers", None)
@@ -255,7 +255,7 @@ class GraphQLEndpoint:
             request=request,
             settings=self.settings,
             reader=reader,
-            loaders=Loaders(reader),
+            loaders=Loaders(reader, self.settings),
             principal=principal,
             session_ended=ended is not None,
             client_address=client_address(request, self.trusted_proxies),
@@ -287,7 +287,7 @@ class GraphQLEndpoint:
         finally:
             await reader.close()
         if data is not None:
-            text = '{"data":' + data + "}"  # built by PostgreSQL (schema/compiled.py)
+            text = '{"data":' + data + "}"  # built by PostgreSQL (schema/sql_answers.py)
         else:
             body: dict[str, Any] = {"data": result.data}
             if result.errors:

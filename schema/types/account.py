@@ -4,7 +4,6 @@ have checked the caller may see them (resolvers/accounts.may_see_*)."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
 
@@ -13,8 +12,7 @@ import strawberry
 from core.errors import DomainError
 from core.ids import to_global_id
 from models.base import utcnow
-from resolvers import bonus, payments, services
-from resolvers.pagination import Page, check_first
+from resolvers import bonus, services
 from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
@@ -29,6 +27,7 @@ from schema.types.money import (
 )
 from schema.types.node import Node
 from schema.types.pagination import Connection
+from schema.types.viewed import Viewed, link, linked_objects, paged, value, viewed
 
 
 @strawberry.enum
@@ -44,30 +43,22 @@ class ContractStatus(Enum):
     CLOSED = "CLOSED"
 
 
+@viewed
 @strawberry.type(description="The money on a contract.")
-class Balance:
-    contract_pk: strawberry.Private[int]
-    amount: Money
-    currency: str
-
-    @strawberry.field(description="What can be spent before the contract is suspended.")
-    def available_amount(self) -> Money:
-        return Money(max(self.amount, Decimal("0.00")))
-
-    @strawberry.field(
+class Balance(Viewed):
+    VIEW = "Balance"
+    amount: Money = value()
+    currency: str = value()
+    available_amount: Money = value(
+        description="What can be spent before the contract is suspended."
+    )
+    days_left: int | None = value(
         description="Days until the balance runs out at today's charges; null "
         "when nothing is charged."
     )
-    async def days_left(self, info: Info) -> int | None:
-        daily = await info.context.loaders.daily_charge.load(self.contract_pk)
-        if not daily:
-            return None
-        return max(0, int(self.amount // daily))
-
-    @strawberry.field(description="The promised payment to be repaid, if one is open.")
-    async def open_promised_payment(self, info: Info) -> PromisedPayment | None:
-        row = await info.context.loaders.open_promise.load(self.contract_pk)
-        return None if row is None else PromisedPayment.from_row(row)
+    open_promised_payment: PromisedPayment | None = link(
+        description="The promised payment to be repaid, if one is open."
+    )
 
 
 @strawberry.type(description="A tariff change that takes effect on a coming billing day.")
@@ -76,32 +67,30 @@ class ScheduledTariff:
     effective_from: date
 
 
+@viewed
 @strawberry.type(description="A Personal TV channel chosen by the subscriber.")
-class PersonalTvChannel:
-    channel: Channel
-    monthly_fee: Money
+class PersonalTvChannel(Viewed):
+    VIEW = "PersonalTvChannel"
+    channel: Channel = link()
+    monthly_fee: Money = value()
 
 
+@viewed
 @strawberry.type(description="An extra TV receiver (Multiroom).")
-class MultiroomDevice(Node):
-    serial: str
-    monthly_fee: Money
-    connected_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> MultiroomDevice:
-        return cls(
-            id=to_global_id("MultiroomDevice", row.id),
-            serial=row.serial,
-            monthly_fee=row.monthly_fee,
-            connected_at=row.connected_at,
-        )
+class MultiroomDevice(Viewed, Node):
+    VIEW = "MultiroomDevice"
+    id: strawberry.ID = value()
+    serial: str = value()
+    monthly_fee: Money = value()
+    connected_at: datetime = value()
 
 
+@viewed
 @strawberry.type(description="A service option switched on, free until a day if a reward.")
-class ContractServiceOption:
-    option: ServiceOption
-    free_until: date | None
+class ContractServiceOption(Viewed):
+    VIEW = "ContractServiceOption"
+    option: ServiceOption = link()
+    free_until: date | None = value()
 
 
 @strawberry.enum
@@ -113,65 +102,59 @@ class ChargeKind(Enum):
     OPTION = "OPTION"
 
 
+@viewed
 @strawberry.type(description="One item of what the next month costs.")
-class MonthlyCharge:
-    kind: ChargeKind
-    name: str
-    quantity: int
-    monthly_fee: Money
+class MonthlyCharge(Viewed):
+    VIEW = "MonthlyCharge"
+    kind: ChargeKind = value()
+    name: str = value()
+    quantity: int = value()
+    monthly_fee: Money = value()
 
 
+@viewed
 @strawberry.type(description="What the next month costs, item by item.")
-class MonthlyCharges:
-    items: list[MonthlyCharge]
-    total: Money
+class MonthlyCharges(Viewed):
+    VIEW = "MonthlyCharges"
+    items: list[MonthlyCharge] = link()
+    total: Money = value()
 
 
+@viewed
 @strawberry.type(description="A personal account: one contract of a subscriber.")
-class Contract(Node):
-    pk: strawberry.Private[int]
-    subscriber_pk: strawberry.Private[int]
-    region_code: strawberry.Private[str]
-    tariff_pk: strawberry.Private[int]
-    balance_amount: strawberry.Private[Any]
-    row: strawberry.Private[Any]
-    number: str
-    address: str
-    status: ContractStatus
-    opened_on: date
+class Contract(Viewed, Node):
+    VIEW = "Contract"
+    id: strawberry.ID = value()
+    number: str = value()
+    address: str = value()
+    status: ContractStatus = value()
+    opened_on: date = value()
 
     @strawberry.field
-    def balance(self, info: Info) -> Balance:
-        return Balance(
-            contract_pk=self.pk,
-            amount=self.balance_amount,
-            currency=info.context.settings.currency,
-        )
+    async def balance(self, info: Info) -> Balance:
+        return await linked_objects(self, info, "balance")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Whether a promised payment can be taken now.")
     async def promised_payment_offer(self, info: Info) -> PromisedPaymentOffer:
         offers = info.context.loaders.promised_payment_offers(info.context.settings)
-        return PromisedPaymentOffer.from_offer(await offers.load(self.pk))
+        return PromisedPaymentOffer.from_offer(await offers.load(self.key))
 
     @strawberry.field(description="Every promised payment, newest first.")
     async def promised_payments(self, info: Info) -> list[PromisedPayment]:
-        rows = await info.context.loaders.promises.load(self.pk)
-        return [PromisedPayment.from_row(row) for row in rows]
+        return await linked_objects(self, info, "promisedPayments")  # type: ignore[no-any-return]
 
     @strawberry.field
     async def region(self, info: Info) -> Region:
-        return Region.from_row(await info.context.loaders.region.load(self.region_code))
+        return await linked_objects(self, info, "region")  # type: ignore[no-any-return]
 
     @strawberry.field(description="The tariff in force today.")
     async def tariff(self, info: Info) -> Tariff:
-        # A change scheduled for today is in force even before the billing day has run.
-        tariff_id = services.tariff_on(self.row, utcnow().date())
-        row = await info.context.loaders.catalog_item.load(("Tariff", tariff_id))
-        return Tariff.from_row(row)
+        return await linked_objects(self, info, "tariff")  # type: ignore[no-any-return]
 
     @strawberry.field(description="The tariff change to come, if one is scheduled.")
     async def scheduled_tariff(self, info: Info) -> ScheduledTariff | None:
-        pending = services.pending_tariff_change(self.row, today=utcnow().date())
+        row = await self.loaded_row(info)
+        pending = services.pending_tariff_change(row, today=utcnow().date())
         if pending is None:
             return None
         tariff_id, effective_from = pending
@@ -183,76 +166,36 @@ class Contract(Node):
         "and always in `channels`)."
     )
     async def personal_tv_channels(self, info: Info) -> list[PersonalTvChannel]:
-        rows = await info.context.loaders.personal_channels.load(self.pk)
-        return [
-            PersonalTvChannel(channel=Channel.from_row(row), monthly_fee=row.personal_fee)
-            for row in rows
-        ]
+        return await linked_objects(self, info, "personalTvChannels")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Extra TV receivers.")
     async def multiroom_devices(self, info: Info) -> list[MultiroomDevice]:
-        rows = await info.context.loaders.multiroom_devices.load(self.pk)
-        return [MultiroomDevice.from_row(row) for row in rows]
+        return await linked_objects(self, info, "multiroomDevices")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Service options switched on.")
     async def options(self, info: Info) -> list[ContractServiceOption]:
-        rows = await info.context.loaders.options.load(self.pk)
-        return [
-            ContractServiceOption(option=ServiceOption.from_row(row), free_until=row.free_until)
-            for row in rows
-        ]
+        return await linked_objects(self, info, "options")  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="The channel line-up received: must-carry ∪ packages ∪ "
         "Personal TV, each channel once."
     )
     async def channels(self, info: Info) -> list[Channel]:
-        rows = await info.context.loaders.channel_lineup.load(self.pk)
-        return [Channel.from_row(row) for row in rows]
+        return await linked_objects(self, info, "channels")  # type: ignore[no-any-return]
 
     @strawberry.field(description="What the next month costs, item by item.")
     async def monthly_charges(self, info: Info) -> MonthlyCharges:
-        items = await info.context.loaders.monthly_charges.load(self.pk)
-        return MonthlyCharges(
-            items=[
-                MonthlyCharge(
-                    kind=ChargeKind(item.kind),
-                    name=item.name,
-                    quantity=item.quantity,
-                    monthly_fee=item.monthly_fee,
-                )
-                for item in items
-            ],
-            total=Money(sum((item.monthly_fee for item in items), Decimal("0.00"))),
-        )
+        return await linked_objects(self, info, "monthlyCharges")  # type: ignore[no-any-return]
 
     @strawberry.field(description="The TV packages connected now.")
     async def tv_packages(self, info: Info) -> list[TvPackage]:
-        rows = await info.context.loaders.tv_packages_of_contract.load(self.pk)
-        return [TvPackage.from_row(row) for row in rows]
+        return await linked_objects(self, info, "tvPackages")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Top-ups, newest first.")
     async def payments(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[Payment]:
-        settings = info.context.settings
-        try:
-            if after is None:
-                # The first page of many contracts comes from one statement (a loader).
-                limit = check_first(first, settings.max_page_size)
-                rows = await info.context.loaders.first_payments(limit + 1).load(self.pk)
-                page: Page[Any] = payments.page_of_newest(rows, limit)
-            else:
-                page = await payments.payments_of_contract(
-                    info.context.reader,
-                    contract_id=self.pk,
-                    first=first,
-                    after=after,
-                    max_page_size=settings.max_page_size,
-                )
-        except DomainError as error:
-            raise bad_input(error) from None
-        return Connection.from_page(page, Payment.from_row)
+        return await paged(self, info, "payments", first=first, after=after)  # type: ignore[no-any-return]
 
     @strawberry.field(description="Balance changes, newest first; filter by kind and period.")
     async def ledger(
@@ -273,7 +216,7 @@ class Contract(Node):
                 since=from_,
                 until=to,
             )
-            page = await pages.load(self.pk)
+            page = await pages.load(self.key)
         except DomainError as error:
             raise bad_input(error) from None
         return Connection.from_page(page, LedgerEntry.from_row)
@@ -287,26 +230,10 @@ class Contract(Node):
     ) -> ExpenseSummary:
         try:
             summaries = info.context.loaders.expense_summaries(since=from_, until=to)
-            summary = await summaries.load(self.pk)
+            summary = await summaries.load(self.key)
         except DomainError as error:
             raise bad_input(error) from None
         return ExpenseSummary.from_summary(summary)
-
-    @classmethod
-    def from_row(cls, row: Any) -> Contract:
-        return cls(
-            id=to_global_id("Contract", row.id),
-            pk=row.id,
-            subscriber_pk=row.subscriber_id,
-            region_code=row.region_code,
-            tariff_pk=row.tariff_id,
-            balance_amount=row.balance,
-            row=row,
-            number=row.number,
-            address=row.address,
-            status=ContractStatus(row.status),
-            opened_on=row.opened_on,
-        )
 
 
 @strawberry.enum
@@ -337,27 +264,25 @@ class BonusEntry(Node):
         )
 
 
+@viewed
 @strawberry.type
-class ExpiringPoints:
-    points: int
-    expires_at: datetime = strawberry.field(description="The earliest of them expires then.")
+class ExpiringPoints(Viewed):
+    VIEW = "ExpiringPoints"
+    points: int = value()
+    expires_at: datetime = value(description="The earliest of them expires then.")
 
 
+@viewed
 @strawberry.type(
     description="Bonus points of a subscriber: 1 per full 5 RUB of top-ups, kept 12 months."
 )
-class BonusAccount:
-    subscriber_pk: strawberry.Private[int]
-    points: int
+class BonusAccount(Viewed):
+    VIEW = "BonusAccount"
+    points: int = value()
 
     @strawberry.field(description="Points that expire within 30 days; null when none do.")
     async def expiring_soon(self, info: Info) -> ExpiringPoints | None:
-        found = await info.context.loaders.expiring_points.load(self.subscriber_pk)
-        return (
-            None
-            if found is None
-            else ExpiringPoints(points=found.points, expires_at=found.expires_at)
-        )
+        return await linked_objects(self, info, "expiringSoon")  # type: ignore[no-any-return]
 
     @strawberry.field(description="The points ledger, newest first.")
     async def history(
@@ -366,7 +291,7 @@ class BonusAccount:
         try:
             page = await bonus.bonus_history_page(
                 info.context.reader,
-                subscriber_id=self.subscriber_pk,
+                subscriber_id=self.key,
                 first=first,
                 after=after,
                 max_page_size=info.context.settings.max_page_size,
@@ -376,36 +301,24 @@ class BonusAccount:
         return Connection.from_page(page, BonusEntry.from_row)
 
 
+@viewed
 @strawberry.type(description="An individual or a legal entity with one or more contracts.")
-class Subscriber(Node):
-    pk: strawberry.Private[int]
-    login: str | None
-    legal_status: LegalStatus
-    display_name: str
-    email: str | None
-    phone: str | None
+class Subscriber(Viewed, Node):
+    VIEW = "Subscriber"
+    id: strawberry.ID = value()
+    login: str | None = value()
+    legal_status: LegalStatus = value()
+    display_name: str = value()
+    email: str | None = value()
+    phone: str | None = value()
 
     @strawberry.field
     async def contracts(self, info: Info) -> list[Contract]:
-        rows = await info.context.loaders.contracts_of_subscriber.load(self.pk)
-        return [Contract.from_row(row) for row in rows]
+        return await linked_objects(self, info, "contracts")  # type: ignore[no-any-return]
 
     @strawberry.field
     async def bonus_account(self, info: Info) -> BonusAccount:
-        points = await info.context.loaders.bonus_points.load(self.pk)
-        return BonusAccount(subscriber_pk=self.pk, points=points)
-
-    @classmethod
-    def from_row(cls, row: Any) -> Subscriber:
-        return cls(
-            id=to_global_id("Subscriber", row.id),
-            pk=row.id,
-            login=row.login,
-            legal_status=LegalStatus(row.legal_status),
-            display_name=row.display_name,
-            email=row.email,
-            phone=row.phone,
-        )
+        return await linked_objects(self, info, "bonusAccount")  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A signed-in session of the caller.")

@@ -11,113 +11,70 @@ from core.ids import to_global_id
 from schema.context import Info
 from schema.scalars import Money
 from schema.types.node import Node
+from schema.types.viewed import Viewed, link, value, viewed
 
 
+@viewed
 @strawberry.type
-class Region:
-    code: str
-    name: str
-
-    @classmethod
-    def from_row(cls, row: Any) -> Region:
-        return cls(code=row.code, name=row.name)
+class Region(Viewed):
+    VIEW = "Region"
+    code: str = value()
+    name: str = value()
 
 
+@viewed
 @strawberry.type(description="An Internet plan of one region.")
-class Tariff(Node):
-    code: str
-    name: str
-    region_code: str
-    monthly_fee: Money
-    speed_mbps: int
-    traffic_gb: int | None = strawberry.field(description="Traffic allowance; null: unlimited.")
-    unlimited: bool
-    description: str
-    archived: bool
-
-    @classmethod
-    def from_row(cls, row: Any) -> Tariff:
-        return cls(
-            id=to_global_id("Tariff", row.id),
-            code=row.code,
-            name=row.name,
-            region_code=row.region_code,
-            monthly_fee=row.monthly_fee,
-            speed_mbps=row.speed_mbps,
-            traffic_gb=row.traffic_gb,
-            unlimited=row.traffic_gb is None,
-            description=row.description,
-            archived=row.archived,
-        )
+class Tariff(Viewed, Node):
+    VIEW = "Tariff"
+    id: strawberry.ID = value()
+    code: str = value()
+    name: str = value()
+    region_code: str = value()
+    monthly_fee: Money = value()
+    speed_mbps: int = value()
+    traffic_gb: int | None = value(description="Traffic allowance; null: unlimited.")
+    unlimited: bool = value()
+    description: str = value()
+    archived: bool = value()
 
 
+@viewed
 @strawberry.type
-class Channel(Node):
-    number: int
-    name: str
-    genre: str
-    hd: bool
-    must_carry: bool = strawberry.field(
+class Channel(Viewed, Node):
+    VIEW = "Channel"
+    id: strawberry.ID = value()
+    number: int = value()
+    name: str = value()
+    genre: str = value()
+    hd: bool = value()
+    must_carry: bool = value(
         description="A public channel: free and always in every TV contract's line-up."
     )
 
-    @classmethod
-    def from_row(cls, row: Any) -> Channel:
-        return cls(
-            id=to_global_id("Channel", row.id),
-            number=row.number,
-            name=row.name,
-            genre=row.genre,
-            hd=row.hd,
-            must_carry=row.must_carry,
-        )
 
-
+@viewed
 @strawberry.type
-class TvPackage(Node):
-    pk: strawberry.Private[int]
-    code: str
-    name: str
-    monthly_fee: Money
-    description: str
-    archived: bool
-
-    @strawberry.field
-    async def channels(self, info: Info) -> list[Channel]:
-        rows = await info.context.loaders.channels_by_package.load(self.pk)
-        return [Channel.from_row(row) for row in rows]
-
-    @classmethod
-    def from_row(cls, row: Any) -> TvPackage:
-        return cls(
-            id=to_global_id("TvPackage", row.id),
-            pk=row.id,
-            code=row.code,
-            name=row.name,
-            monthly_fee=row.monthly_fee,
-            description=row.description,
-            archived=row.archived,
-        )
+class TvPackage(Viewed, Node):
+    VIEW = "TvPackage"
+    id: strawberry.ID = value()
+    code: str = value()
+    name: str = value()
+    monthly_fee: Money = value()
+    description: str = value()
+    archived: bool = value()
+    channels: list[Channel] = link()
 
 
+@viewed
 @strawberry.type(description="A paid service option: static IP, antivirus, speed boost…")
-class ServiceOption(Node):
-    code: str
-    name: str
-    monthly_fee: Money
-    description: str
-    archived: bool
-
-    @classmethod
-    def from_row(cls, row: Any) -> ServiceOption:
-        return cls(
-            id=to_global_id("ServiceOption", row.id),
-            code=row.code,
-            name=row.name,
-            monthly_fee=row.monthly_fee,
-            description=row.description,
-            archived=row.archived,
-        )
+class ServiceOption(Viewed, Node):
+    VIEW = "ServiceOption"
+    id: strawberry.ID = value()
+    code: str = value()
+    name: str = value()
+    monthly_fee: Money = value()
+    description: str = value()
+    archived: bool = value()
 
 
 @strawberry.enum
@@ -140,17 +97,11 @@ class BonusReward(Node):
 
     @strawberry.field(description="TV_PACKAGE: the package given for `durationDays`.")
     async def tv_package(self, info: Info) -> TvPackage | None:
-        if self.tv_package_pk is None:
-            return None
-        row = await info.context.loaders.catalog_item.load(("TvPackage", self.tv_package_pk))
-        return None if row is None else TvPackage.from_row(row)
+        return None if self.tv_package_pk is None else TvPackage.of_key(self.tv_package_pk)
 
     @strawberry.field(description="SPEED_BOOST: the option given for `durationDays`.")
     async def service_option(self, info: Info) -> ServiceOption | None:
-        if self.option_pk is None:
-            return None
-        row = await info.context.loaders.catalog_item.load(("ServiceOption", self.option_pk))
-        return None if row is None else ServiceOption.from_row(row)
+        return None if self.option_pk is None else ServiceOption.of_key(self.option_pk)
 
     @classmethod
     def from_row(cls, row: Any) -> BonusReward:

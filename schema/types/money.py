@@ -14,6 +14,7 @@ from resolvers import payments
 from schema.context import Info
 from schema.scalars import Money
 from schema.types.node import Node
+from schema.types.viewed import Viewed, value, viewed
 
 
 @strawberry.enum(description="What a balance change was.")
@@ -140,44 +141,36 @@ class Receipt:
         )
 
 
+@viewed
 @strawberry.type(description="A top-up of a contract's balance.")
-class Payment(Node):
-    pk: strawberry.Private[int]
-    amount: Money
-    method: PaymentMethod
-    status: PaymentStatus
-    created_at: datetime
-    confirmed_at: datetime | None
+class Payment(Viewed, Node):
+    VIEW = "Payment"
+    id: strawberry.ID = value()
+    amount: Money = value()
+    method: PaymentMethod = value()
+    status: PaymentStatus = value()
+    created_at: datetime = value()
+    confirmed_at: datetime | None = value()
 
     @strawberry.field(description="Where to pay while PENDING; null afterwards.")
-    def confirmation_url(self, info: Info) -> str | None:
-        if self.status is not PaymentStatus.PENDING:
+    async def confirmation_url(self, info: Info) -> str | None:
+        row = await self.loaded_row(info)
+        if row.status != PaymentStatus.PENDING.value:
             return None
         return payments.confirmation_url_for(
-            info.context.settings, payment_id=self.pk, amount=self.amount
+            info.context.settings, payment_id=row.id, amount=row.amount
         )
 
     @strawberry.field(description="The receipt, once the payment has SUCCEEDED.")
     async def receipt(self, info: Info) -> Receipt | None:
-        if self.status is not PaymentStatus.SUCCEEDED:
+        row = await self.loaded_row(info)
+        if row.status != PaymentStatus.SUCCEEDED.value:
             return None
-        row = await info.context.loaders.receipt_of_payment.load(self.pk)
-        if row is None:
+        found = await info.context.loaders.receipt_of_payment.load(row.id)
+        if found is None:
             return None
-        url = f"{info.context.settings.public_url}/receipts/{self.id}"
-        return Receipt.from_row(row, url=url)
-
-    @classmethod
-    def from_row(cls, row: Any) -> Payment:
-        return cls(
-            id=to_global_id("Payment", row.id),
-            pk=row.id,
-            amount=row.amount,
-            method=PaymentMethod(row.method),
-            status=PaymentStatus(row.status),
-            created_at=row.created_at,
-            confirmed_at=row.confirmed_at,
-        )
+        url = f"{info.context.settings.public_url}/receipts/{to_global_id('Payment', row.id)}"
+        return Receipt.from_row(found, url=url)
 
 
 @strawberry.enum
@@ -187,26 +180,17 @@ class PromisedPaymentStatus(Enum):
     OVERDUE = "OVERDUE"
 
 
+@viewed
 @strawberry.type(description="Money lent until the next top-up (SPEC: promised payment).")
-class PromisedPayment(Node):
-    amount: Money
-    fee: Money
-    status: PromisedPaymentStatus
-    issued_at: datetime
-    due_at: datetime
-    settled_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> PromisedPayment:
-        return cls(
-            id=to_global_id("PromisedPayment", row.id),
-            amount=row.amount,
-            fee=row.fee,
-            status=PromisedPaymentStatus(row.status),
-            issued_at=row.issued_at,
-            due_at=row.due_at,
-            settled_at=row.settled_at,
-        )
+class PromisedPayment(Viewed, Node):
+    VIEW = "PromisedPayment"
+    id: strawberry.ID = value()
+    amount: Money = value()
+    fee: Money = value()
+    status: PromisedPaymentStatus = value()
+    issued_at: datetime = value()
+    due_at: datetime = value()
+    settled_at: datetime | None = value()
 
 
 @strawberry.type

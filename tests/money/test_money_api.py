@@ -290,7 +290,7 @@ async def test_the_overview_costs_the_same_statements_for_1_and_5_contracts(
         counts.append(len(statements))
     # authenticate, subscriber, contracts, points, tariffs, packages, payments, daily charge,
     # open promise (+ BEGIN on SQLite): the same for 1 and 5 contracts. On PostgreSQL one
-    # statement checks the token and builds the whole answer (schema/compiled.py).
+    # statement checks the token and builds the whole answer (schema/sql_answers.py).
     assert counts[0] == counts[1] <= 10, counts
     if app.state.engine.dialect.name == "postgresql":
         assert counts == [1, 1], counts

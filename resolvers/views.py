@@ -1,0 +1,511 @@
+"""The read declarations of Kabinet's GraphQL types: one `View` each (core/views.py says
+what a view is).
+
+Each field is written here once: its column or SQL expression, how it is written, and for
+an object or a list the rows it is read from. The executor's per-request loaders
+(resolvers/loaders.py) and the one-statement answers built in PostgreSQL
+(schema/sql_answers.py) are both made from these, so a derived value (the money available,
+the days left, the tariff in force, the line-up) has one implementation: the SQL here or in
+the domain module it names.
+
+A view's rows are selected for any filter on the column that names their parent (`key`);
+every statement made from them takes the request's parameters (`parameters`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.settings import Settings
+from core.views import Filter, Kind, Link, Page, Value, View, column, const, global_id
+from models import (
+    AuthSession,
+    BonusAccount,
+    BonusEntry,
+    Channel,
+    Contract,
+    Payment,
+    PromisedPayment,
+    Region,
+    ServiceOption,
+    Tariff,
+    TvPackage,
+    TvPackageChannel,
+)
+from models.base import MONEY, UTCDateTime, table_of
+from resolvers import accounts, catalog, charges, lineup, promised
+from resolvers.catalog import (
+    CHANNEL_COLUMNS,
+    OPTION_COLUMNS,
+    PACKAGE_COLUMNS,
+    REGION_COLUMNS,
+    TARIFF_COLUMNS,
+)
+from resolvers.payments import PAYMENT_COLUMNS
+
+_contracts = table_of(Contract)
+_tariffs = table_of(Tariff)
+_regions = table_of(Region)
+_channels = table_of(Channel)
+_packages = table_of(TvPackage)
+_package_channels = table_of(TvPackageChannel)
+_options = table_of(ServiceOption)
+_payments = table_of(Payment)
+_bonus = table_of(BonusAccount)
+_bonus_entries = table_of(BonusEntry)
+_sessions = table_of(AuthSession)
+_promises = table_of(PromisedPayment)
+
+TODAY = sa.bindparam("today", type_=sa.Date)
+TOMORROW = sa.bindparam("tomorrow", type_=sa.Date)  # the next billing day
+NOW = sa.bindparam("now", type_=UTCDateTime)
+EXPIRING_UNTIL = sa.bindparam("expiring_until", type_=UTCDateTime)
+EXPIRING_WITHIN = timedelta(days=30)  # BonusAccount.expiringSoon
+
+
+def parameters(settings: Settings, now: datetime) -> dict[str, Any]:
+    """The request's values of the parameters every statement made from a view takes."""
+    return {
+        "today": now.date(),
+        "tomorrow": now.date() + timedelta(days=1),
+        "now": now,
+        "expiring_until": now + EXPIRING_WITHIN,
+        "currency": settings.currency,
+    }
+
+
+def _all(_column: Any) -> Any:
+    return sa.true()
+
+
+def _text(sql: str) -> Any:
+    return sa.literal_column(sql)
+
+
+# --------------------------------------------------------------------------- #
+# rows, by any filter on the column naming their parent
+# --------------------------------------------------------------------------- #
+
+
+def subscriber_rows(keep: Filter) -> sa.Select[Any]:
+    return accounts.subscribers_where(keep)
+
+
+def contract_rows(keep: Filter, key: str = "id") -> sa.Select[Any]:
+    """Contracts with the tariff in force today (`tariff_now`)."""
+    return sa.select(
+        *accounts.CONTRACT_COLUMNS,
+        charges.tariff_in_force(_contracts, TODAY).label("tariff_now"),
+    ).where(keep(_contracts.c[key]))
+
+
+def _contracts_of_subscribers(keep: Filter) -> sa.Select[Any]:
+    return contract_rows(keep, "subscriber_id")
+
+
+def _region_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*REGION_COLUMNS).where(keep(_regions.c.code))
+
+
+def _tariff_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*TARIFF_COLUMNS).where(keep(_tariffs.c.id))
+
+
+def _package_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*PACKAGE_COLUMNS).where(keep(_packages.c.id))
+
+
+def _channel_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*CHANNEL_COLUMNS).where(keep(_channels.c.id))
+
+
+def _option_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*OPTION_COLUMNS).where(keep(_options.c.id))
+
+
+def _channels_of_packages(keep: Filter) -> sa.Select[Any]:
+    return (
+        sa.select(_package_channels.c.package_id, *CHANNEL_COLUMNS)
+        .join(_channels, _channels.c.id == _package_channels.c.channel_id)
+        .where(keep(_package_channels.c.package_id))
+    )
+
+
+def _payments_of_contracts(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*PAYMENT_COLUMNS).where(keep(_payments.c.contract_id))
+
+
+def _payment_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*PAYMENT_COLUMNS).where(keep(_payments.c.id))
+
+
+def _promise_rows(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*promised.PROMISE_COLUMNS).where(keep(_promises.c.id))
+
+
+def _promises_of_contracts(keep: Filter) -> sa.Select[Any]:
+    return sa.select(*promised.PROMISE_COLUMNS).where(keep(_promises.c.contract_id))
+
+
+def _charged_tomorrow(keep: Filter) -> sa.Select[Any]:
+    """What the next month costs, item by item (`Contract.monthlyCharges`): the items the
+    next billing day charges (resolvers/charges.py), so a tariff change and items connected
+    today show and items disconnected today do not; an item free tomorrow is left out.
+    `kind_rank` orders them as charges.KINDS."""
+    items = charges.charge_items(TOMORROW, keep)
+    rank = sa.case(
+        *(
+            (items.c.kind == _text(f"'{kind}'"), _text(str(i)))
+            for i, kind in enumerate(charges.KINDS)
+        )
+    )
+    return sa.select(items, rank.label("kind_rank"))
+
+
+def _monthly_total(row: Any) -> Any:
+    items = charges.charge_items(TOMORROW, lambda column: column == row.c.id)
+    total = sa.select(sa.func.sum(items.c.monthly_fee)).scalar_subquery()
+    return sa.func.coalesce(total, _text("0.00"))
+
+
+def _expiring_points(keep: Filter) -> sa.Select[Any]:
+    """Live points expiring within 30 days, with the earliest expiry among them; no row for a
+    subscriber with none."""
+    return (
+        sa.select(
+            _bonus_entries.c.subscriber_id,
+            sa.func.sum(_bonus_entries.c.remaining).label("points"),
+            sa.func.min(_bonus_entries.c.expires_at).label("expires_at"),
+        )
+        .where(
+            keep(_bonus_entries.c.subscriber_id),
+            _bonus_entries.c.kind == _text("'ACCRUAL'"),
+            _bonus_entries.c.remaining > _text("0"),
+            _bonus_entries.c.expires_at > NOW,
+            _bonus_entries.c.expires_at <= EXPIRING_UNTIL,
+        )
+        .group_by(_bonus_entries.c.subscriber_id)
+    )
+
+
+# Roots with no parent: every row (the filter is not applied to anything).
+def _regions_listed(_keep: Filter) -> sa.Select[Any]:
+    return sa.select(*REGION_COLUMNS)
+
+
+def _tariffs_on_sale(_keep: Filter, region: Any = None) -> sa.Select[Any]:
+    statement = sa.select(*TARIFF_COLUMNS).where(_tariffs.c.archived.is_(False))
+    if region is not None:
+        statement = statement.where(_tariffs.c.region_code == region)
+    return statement
+
+
+def _packages_on_sale(_keep: Filter) -> sa.Select[Any]:
+    return sa.select(*PACKAGE_COLUMNS).where(_packages.c.archived.is_(False))
+
+
+def _channels_on_air(_keep: Filter) -> sa.Select[Any]:
+    return sa.select(*CHANNEL_COLUMNS).where(_channels.c.archived.is_(False))
+
+
+def _options_on_sale(_keep: Filter) -> sa.Select[Any]:
+    return sa.select(*OPTION_COLUMNS).where(_options.c.archived.is_(False))
+
+
+# --------------------------------------------------------------------------- #
+# derived values
+# --------------------------------------------------------------------------- #
+
+
+def _available(row: Any) -> Any:
+    """Balance.availableAmount: what can be spent before suspension, never below zero."""
+    return sa.case((row.c.balance > _text("0"), row.c.balance), else_=_text("0.00"))
+
+
+def _days_left(row: Any) -> Any:
+    """Balance.daysLeft: whole days the balance lasts at today's charge; null when nothing
+    is charged (resolvers/charges.py owns the charge)."""
+    daily = charges.daily_kopecks_of(row.c.id, TODAY)
+    kopecks = sa.cast(sa.func.round(row.c.balance * _text("100")), sa.BigInteger)
+    days = kopecks // daily.c.kopecks  # whole days, toward zero
+    lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
+    return sa.select(
+        sa.case((daily.c.kopecks > _text("0"), lasts), else_=sa.null())
+    ).scalar_subquery()
+
+
+def _points(row: Any) -> Any:
+    points = sa.select(_bonus.c.points).where(_bonus.c.subscriber_id == row.c.id)
+    return sa.func.coalesce(points.scalar_subquery(), _text("0"))
+
+
+# --------------------------------------------------------------------------- #
+# the views
+# --------------------------------------------------------------------------- #
+
+_MONEY = Kind.MONEY
+
+VIEWS: dict[str, View] = {
+    view.name: view
+    for view in (
+        View(
+            "Query",
+            {
+                "regions": Link("Region", _regions_listed, key=None, many=True, order=("code",)),
+                "tariffs": Link(
+                    "Tariff",
+                    _tariffs_on_sale,
+                    key=None,
+                    many=True,
+                    order=("region_code", "monthly_fee", "id"),
+                    arguments=("region",),
+                    check=lambda given: catalog.check_region_code(given.get("region")),
+                ),
+                "tvPackages": Link(
+                    "TvPackage", _packages_on_sale, key=None, many=True, order=("monthly_fee", "id")
+                ),
+                "channels": Link(
+                    "Channel", _channels_on_air, key=None, many=True, order=("number",)
+                ),
+                "serviceOptions": Link(
+                    "ServiceOption",
+                    _options_on_sale,
+                    key=None,
+                    many=True,
+                    order=("monthly_fee", "id"),
+                ),
+            },
+        ),
+        View(
+            "Subscriber",
+            {
+                "id": global_id("Subscriber"),
+                "login": column("login"),
+                "legalStatus": column("legal_status"),
+                "displayName": column("display_name"),
+                "email": column("email"),
+                "phone": column("phone"),
+                "contracts": Link(
+                    "Contract",
+                    _contracts_of_subscribers,
+                    key="subscriber_id",
+                    many=True,
+                    order=("id",),
+                ),
+                "bonusAccount": Link("BonusAccount"),
+            },
+            rows=subscriber_rows,
+        ),
+        View(
+            "BonusAccount",
+            {
+                "points": Value(_points, type_=sa.Integer),
+                "expiringSoon": Link("ExpiringPoints", _expiring_points, key="subscriber_id"),
+            },
+            rows=subscriber_rows,
+        ),
+        View(
+            "ExpiringPoints",
+            {
+                "points": Value(lambda row: row.c.points, type_=sa.Integer),
+                "expiresAt": column("expires_at", Kind.DATETIME),
+            },
+        ),
+        View(
+            "Contract",
+            {
+                "id": global_id("Contract"),
+                "number": column("number"),
+                "address": column("address"),
+                "status": column("status"),
+                "openedOn": column("opened_on", Kind.DATE),
+                "balance": Link("Balance"),
+                "promisedPayments": Link(
+                    "PromisedPayment",
+                    _promises_of_contracts,
+                    key="contract_id",
+                    many=True,
+                    order=("-issued_at", "-id"),
+                ),
+                "region": Link("Region", _region_rows, key="code", parent="region_code"),
+                "tariff": Link("Tariff", _tariff_rows, key="id", parent="tariff_now"),
+                "tvPackages": Link(
+                    "TvPackage",
+                    lineup.packages_now,
+                    key="contract_id",
+                    many=True,
+                    order=("monthly_fee", "id"),
+                ),
+                "personalTvChannels": Link(
+                    "PersonalTvChannel",
+                    lineup.personal_channels_now,
+                    key="contract_id",
+                    many=True,
+                    order=("number",),
+                ),
+                "multiroomDevices": Link(
+                    "MultiroomDevice",
+                    lineup.multiroom_devices_now,
+                    key="contract_id",
+                    many=True,
+                    order=("id",),
+                ),
+                "options": Link(
+                    "ContractServiceOption",
+                    lineup.options_now,
+                    key="contract_id",
+                    many=True,
+                    order=("monthly_fee", "id"),
+                ),
+                "channels": Link(
+                    "Channel", lineup.line_up, key="contract_id", many=True, order=("number",)
+                ),
+                "monthlyCharges": Link("MonthlyCharges"),
+                "payments": Page("Payment", _payments_of_contracts, key="contract_id"),
+            },
+            rows=contract_rows,
+        ),
+        View(
+            "Balance",
+            {
+                "amount": column("balance", _MONEY),
+                "currency": const("currency", sa.Text),
+                "availableAmount": Value(_available, _MONEY, type_=MONEY),
+                "daysLeft": Value(_days_left, type_=sa.Integer),
+                "openPromisedPayment": Link(
+                    "PromisedPayment", promised.open_promises_where, key="contract_id"
+                ),
+            },
+            rows=contract_rows,
+        ),
+        View(
+            "MonthlyCharges",
+            {
+                "items": Link(
+                    "MonthlyCharge",
+                    _charged_tomorrow,
+                    key="contract_id",
+                    many=True,
+                    order=("kind_rank", "position"),
+                ),
+                "total": Value(_monthly_total, _MONEY, type_=MONEY),
+            },
+            rows=contract_rows,
+        ),
+        View(
+            "MonthlyCharge",
+            {
+                "kind": column("kind"),
+                "name": column("name"),
+                "quantity": Value(lambda row: row.c.quantity, type_=sa.Integer),
+                "monthlyFee": Value(lambda row: row.c.monthly_fee, _MONEY, type_=MONEY),
+            },
+        ),
+        View(
+            "PromisedPayment",
+            {
+                "id": global_id("PromisedPayment"),
+                "amount": column("amount", _MONEY),
+                "fee": column("fee", _MONEY),
+                "status": column("status"),
+                "issuedAt": column("issued_at", Kind.DATETIME),
+                "dueAt": column("due_at", Kind.DATETIME),
+                "settledAt": column("settled_at", Kind.DATETIME),
+            },
+            rows=_promise_rows,
+        ),
+        View(
+            "Region",
+            {"code": column("code"), "name": column("name")},
+            rows=_region_rows,
+            key="code",
+        ),
+        View(
+            "Tariff",
+            {
+                "id": global_id("Tariff"),
+                "code": column("code"),
+                "name": column("name"),
+                "regionCode": column("region_code"),
+                "monthlyFee": column("monthly_fee", _MONEY),
+                "speedMbps": column("speed_mbps"),
+                "trafficGb": column("traffic_gb"),
+                "unlimited": Value(lambda row: row.c.traffic_gb.is_(None), type_=sa.Boolean),
+                "description": column("description"),
+                "archived": column("archived"),
+            },
+            rows=_tariff_rows,
+        ),
+        View(
+            "TvPackage",
+            {
+                "id": global_id("TvPackage"),
+                "code": column("code"),
+                "name": column("name"),
+                "monthlyFee": column("monthly_fee", _MONEY),
+                "description": column("description"),
+                "archived": column("archived"),
+                "channels": Link(
+                    "Channel", _channels_of_packages, key="package_id", many=True, order=("number",)
+                ),
+            },
+            rows=_package_rows,
+        ),
+        View(
+            "Channel",
+            {
+                "id": global_id("Channel"),
+                "number": column("number"),
+                "name": column("name"),
+                "genre": column("genre"),
+                "hd": column("hd"),
+                "mustCarry": column("must_carry"),
+            },
+            rows=_channel_rows,
+        ),
+        View(
+            "ServiceOption",
+            {
+                "id": global_id("ServiceOption"),
+                "code": column("code"),
+                "name": column("name"),
+                "monthlyFee": column("monthly_fee", _MONEY),
+                "description": column("description"),
+                "archived": column("archived"),
+            },
+            rows=_option_rows,
+        ),
+        View(
+            "PersonalTvChannel",
+            {"channel": Link("Channel"), "monthlyFee": column("personal_fee", _MONEY)},
+        ),
+        View(
+            "MultiroomDevice",
+            {
+                "id": global_id("MultiroomDevice"),
+                "serial": column("serial"),
+                "monthlyFee": column("monthly_fee", _MONEY),
+                "connectedAt": column("connected_at", Kind.DATETIME),
+            },
+        ),
+        View(
+            "ContractServiceOption",
+            {"option": Link("ServiceOption"), "freeUntil": column("free_until", Kind.DATE)},
+        ),
+        View(
+            "Payment",
+            {
+                "id": global_id("Payment"),
+                "amount": column("amount", _MONEY),
+                "method": column("method"),
+                "status": column("status"),
+                "createdAt": column("created_at", Kind.DATETIME),
+                "confirmedAt": column("confirmed_at", Kind.DATETIME),
+            },
+            rows=_payment_rows,
+        ),
+    )
+}
