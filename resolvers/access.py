@@ -18,12 +18,12 @@ from auth.sessions import (
     revoke_sessions,
     rotate_refresh_token,
 )
-from core.db import begin_write, read_rows
+from core.db import begin_write
 from core.errors import DomainError, ErrorCode
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import AuthSession, Contract, Credential, StaffUser, Subscriber
-from models.base import table_of, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from resolvers.identity import (
     parse_identifier,
     staff_key,
@@ -290,26 +290,41 @@ async def change_password(
     await session.commit()
 
 
-async def list_sessions(source: Any, *, principal: Principal) -> list[Any]:
-    """The principal's live sessions, newest first (from a request's reader or a session)."""
-    owner = _sessions.c.staff_id if principal.is_staff else _sessions.c.subscriber_id
-    statement = (
+MAX_SESSIONS_LISTED = 100
+
+
+def live_sessions_beside(sessions: Any) -> sa.Select[Any]:
+    """`mySessions`: the live sessions of the owner of each session `sessions(id)` admits
+    (the caller's own), newest first, at most 100; `caller_session` names the caller's
+    session. Parameter: `now`."""
+    caller = _sessions.alias("caller_session")
+    same_owner = sa.or_(
+        _sessions.c.subscriber_id == caller.c.subscriber_id,
+        _sessions.c.staff_id == caller.c.staff_id,
+    )
+    ranked = (
         sa.select(
             _sessions.c.id,
             _sessions.c.created_at,
             _sessions.c.last_used_at,
             _sessions.c.client_address,
             _sessions.c.user_agent,
+            caller.c.id.label("caller_session"),
+            sa.func.row_number()
+            .over(partition_by=caller.c.id, order_by=_sessions.c.id.desc())
+            .label("position"),
         )
+        .select_from(caller.join(_sessions, same_owner))
         .where(
-            owner == principal.id,
+            sessions(caller.c.id),
             _sessions.c.revoked_at.is_(None),
-            _sessions.c.expires_at > utcnow(),
+            _sessions.c.expires_at > sa.bindparam("now", type_=UTCDateTime),
         )
-        .order_by(_sessions.c.id.desc())
-        .limit(100)
+        .subquery("sessions_listed")
     )
-    return list(await read_rows(source, statement))
+    return sa.select(*[c for c in ranked.c if c.key != "position"]).where(
+        ranked.c.position <= sa.literal_column(str(MAX_SESSIONS_LISTED))
+    )
 
 
 async def revoke_session(session: AsyncSession, *, principal: Principal, session_id: int) -> None:

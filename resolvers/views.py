@@ -36,7 +36,7 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import accounts, catalog, charges, lineup, promised
+from resolvers import access, accounts, catalog, charges, lineup, promised
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -270,6 +270,14 @@ VIEWS: dict[str, View] = {
                 "channels": Link(
                     "Channel", _channels_on_air, key=None, many=True, order=("number",)
                 ),
+                # The caller's: a root link with a key reads for the caller's session.
+                "mySessions": Link(
+                    "SessionInfo",
+                    access.live_sessions_beside,
+                    key="caller_session",
+                    many=True,
+                    order=("-id",),
+                ),
                 "serviceOptions": Link(
                     "ServiceOption",
                     _options_on_sale,
@@ -477,6 +485,17 @@ VIEWS: dict[str, View] = {
                 "archived": column("archived"),
             },
             rows=_option_rows,
+        ),
+        View(
+            "SessionInfo",
+            {
+                "id": global_id("Session"),
+                "createdAt": column("created_at", Kind.DATETIME),
+                "lastUsedAt": column("last_used_at", Kind.DATETIME),
+                "clientAddress": column("client_address"),
+                "userAgent": column("user_agent"),
+                "current": Value(lambda row: row.c.id == row.c.caller_session, type_=sa.Boolean),
+            },
         ),
         View(
             "PersonalTvChannel",

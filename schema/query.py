@@ -7,7 +7,7 @@ import strawberry
 from auth.permissions import SESSION_ENDED, IsSignedIn, IsStaff, LiveSessionIfAny
 from core.errors import DomainError
 from core.ids import from_global_id, parse_pk
-from resolvers import access, accounts, audit, catalog, subscribers, support
+from resolvers import accounts, audit, catalog, subscribers, support
 from schema.context import Info
 from schema.errors import Unauthenticated, bad_input
 from schema.types.account import Contract, SessionInfo, Subscriber
@@ -86,8 +86,7 @@ class Query:
     async def my_sessions(self, info: Info) -> list[SessionInfo]:
         principal = info.context.principal
         assert principal is not None
-        rows = await access.list_sessions(info.context.reader, principal=principal)
-        return [SessionInfo.from_row(row, current_session_id=principal.session_id) for row in rows]
+        return await root_objects(info, "mySessions", key=principal.session_id)  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="Any object by its global ID; null when unknown or not yours. "

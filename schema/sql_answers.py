@@ -388,7 +388,11 @@ class _Builder:
             declared = query.fields.get(name)
             if not isinstance(declared, Link):
                 raise NotCompiled(f"field Query.{name}")
-            return self.link(field, name, declared, None)
+            if declared.key is None:
+                return self.link(field, name, declared, None)
+            # A root link with a key reads for the caller's session (the row of CALLER).
+            self.needs_caller = True
+            return self.link(field, name, declared, RowRef(self.caller))
 
         answer = self._pairs(operation, "Query", root_value)
         self.public = (

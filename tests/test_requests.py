@@ -243,7 +243,7 @@ async def test_a_defect_of_ours_is_still_json_with_a_request_id(
 
     monkeypatch.setattr("kabinet.web.graphql.request_principal", broken)
     # when
-    response = await gql_raw(client, "{ regions { code } }")
+    response = await gql_raw(client, "{ bonusRewards { code } }")
     # then: JSON, the request id, no internals (it was a text/plain 500 without the id)
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("application/json")

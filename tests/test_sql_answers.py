@@ -355,7 +355,7 @@ async def test_the_token_is_checked_inside_the_one_statement(
 
 
 # The pages answered by one statement so far (the rest: issue 14, in progress).
-ONE_STATEMENT_PAGES = ["apollo", "catalogue", "overview", "tv"]
+ONE_STATEMENT_PAGES = ["apollo", "catalogue", "overview", "sessions", "tv"]
 
 
 @pytest.mark.parametrize("page", ONE_STATEMENT_PAGES)

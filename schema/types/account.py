@@ -321,22 +321,13 @@ class Subscriber(Viewed, Node):
         return await linked_objects(self, info, "bonusAccount")  # type: ignore[no-any-return]
 
 
+@viewed
 @strawberry.type(description="A signed-in session of the caller.")
-class SessionInfo:
-    id: strawberry.ID
-    created_at: datetime
-    last_used_at: datetime
-    client_address: str | None
-    user_agent: str | None
-    current: bool
-
-    @classmethod
-    def from_row(cls, row: Any, *, current_session_id: int) -> SessionInfo:
-        return cls(
-            id=to_global_id("Session", row.id),
-            created_at=row.created_at,
-            last_used_at=row.last_used_at,
-            client_address=row.client_address,
-            user_agent=row.user_agent,
-            current=row.id == current_session_id,
-        )
+class SessionInfo(Viewed):
+    VIEW = "SessionInfo"
+    id: strawberry.ID = value()
+    created_at: datetime = value()
+    last_used_at: datetime = value()
+    client_address: str | None = value()
+    user_agent: str | None = value()
+    current: bool = value()

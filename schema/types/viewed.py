@@ -138,11 +138,12 @@ async def paged(
     return Connection.from_page(page, CLASSES[page_link.target].of_row)
 
 
-async def root_objects(info: Info, name: str, **arguments: Any) -> Any:
-    """The objects of the root field `name` (a `Link` of the view "Query"); a GraphQL error
-    for an argument the link's check refuses."""
+async def root_objects(info: Info, name: str, *, key: Any = None, **arguments: Any) -> Any:
+    """The objects of the root field `name` (a `Link` of the view "Query"; `key` the
+    caller's session for a link with a key); a GraphQL error for an argument the link's
+    check refuses."""
     link = VIEWS["Query"].fields[name]
     assert isinstance(link, Link)
     _checked(link, arguments)
-    found = await info.context.loaders.linked("Query", name, **arguments).load(None)
+    found = await info.context.loaders.linked("Query", name, **arguments).load(key)
     return _objects(link, found)
