@@ -364,15 +364,6 @@ class Loaders:
 
         return self._loader(("expense_summaries", since, until), fetch, None)
 
-    def promised_payment_offers(self, settings: Settings) -> BatchLoader[int, Any]:
-        """Today's promised-payment offer of each contract asked for (the request's settings
-        are the same for every field)."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await promised.promised_payment_offers(reader, contract_ids, settings=settings)
-
-        return self._loader("promised_payment_offers", fetch, None)
-
 
 async def _catalog_items(
     reader: Any, keys: Sequence[tuple[str, int]]

@@ -1,12 +1,16 @@
 """Promised payments (SPEC §3 "Money"): use the Internet now, pay with the next top-up.
 
-The offer (`promised_payment_offer`), with every rule of the SPEC, each a setting:
+The offer, with every rule of the SPEC, each a setting, is SQL written once here
+(`offer_rows`, `reason_rows`, `fee_tier_rows`): `Contract.promisedPaymentOffer` reads it
+through its declaration (resolvers/views.py: the executor's loaders and the one-statement
+answer), and `activate_promised_payment` checks it again with the contract locked
+(`promised_payment_offer`). The rules:
 - the contract is not CLOSED and is at least `promised_min_contract_age_days` (60) old;
 - it has no OPEN and no OVERDUE promise (an OVERDUE promise stops blocking once the debt is
   paid: the billing day, or `clear_overdue_if_paid` after a credit, marks it REPAID);
 - its balance is below the next `promised_lookahead_days` (30) of charges, counted as
   `monthly_total × lookahead_days / days in the current month`, half-up to kopecks, where
-  `monthly_total` is Σ monthly fees of today's items (`resolvers.charges.monthly_totals`);
+  `monthly_total` is Σ monthly fees of today's items (`resolvers.charges.charge_items`);
 - the amount is at most the larger of `monthly_total` and the average monthly SUCCEEDED
   top-ups of the last `promised_average_months` (3) calendar months (their sum / 3, by the
   time they were confirmed), capped at `promised_max_amount` (5,000) and rounded down to
@@ -21,13 +25,12 @@ when the contract is then below zero.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,10 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import ReadQuery, begin_write, one_of, read_rows, rowcount
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
+from core.views import Filter, RowRef
 from models import Contract, Payment, PromisedPayment
-from models.base import table_of, utcnow
+from models.base import MONEY, table_of, utcnow
 from resolvers import ledger
-from resolvers.charges import days_in_month, monthly_totals
+from resolvers.charges import charge_items, days_in_month_sql
 from resolvers.suspension import lift_if_paid
 
 _promises = table_of(PromisedPayment)
@@ -139,6 +143,8 @@ class FeeTier:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
+    """A row of `offer_rows` with its reasons (`reason_rows`), for a writing transaction."""
+
     available: bool
     max_amount: Decimal  # 0.00 when not available
     term_days: int
@@ -152,11 +158,21 @@ class Offer:
     average_top_ups: Decimal = ZERO
 
 
+# The fee tiers as settings: (up to, inclusive: None for any amount above; fee: None, free).
+_FEE_TIER_SETTINGS = (
+    ("promised_fee_free_up_to", None),
+    ("promised_fee_small_up_to", "promised_fee_small"),
+    (None, "promised_fee_large"),
+)
+
+
 def fee_tiers(settings: Settings) -> list[FeeTier]:
     return [
-        FeeTier(settings.promised_fee_free_up_to, ZERO),
-        FeeTier(settings.promised_fee_small_up_to, settings.promised_fee_small),
-        FeeTier(None, settings.promised_fee_large),
+        FeeTier(
+            None if up_to is None else getattr(settings, up_to),
+            ZERO if fee is None else getattr(settings, fee),
+        )
+        for up_to, fee in _FEE_TIER_SETTINGS
     ]
 
 
@@ -176,122 +192,246 @@ def _months_before(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, last))
 
 
-def _money(value: Any) -> Decimal:
-    return Decimal(str(value)).quantize(CENT) if value is not None else ZERO
-
-
-def _facts_statement() -> sa.Select[Any]:
-    """Each contract of `:ids` with what its offer depends on besides its charges: its
-    promises OPEN and OVERDUE, and its SUCCEEDED top-ups confirmed since `:since`."""
-
-    def promises_with(status: str) -> Any:
-        return (
-            sa.select(sa.func.count())
-            .where(
-                _promises.c.contract_id == _contracts.c.id,
-                _promises.c.status == sa.literal_column(f"'{status}'"),
-            )
-            .scalar_subquery()
+def offer_parameters(settings: Settings, today: date) -> dict[str, Any]:
+    """The values of the parameters the offer's statements take (`offer_rows`,
+    `reason_rows`, `fee_tier_rows`): the settings, the two days the rule counts from, and
+    the reasons' texts with the settings in them. resolvers/views.parameters passes them to
+    every statement made from a view; `promised_payment_offer` to its own."""
+    found: dict[str, Any] = {
+        "today": today,
+        "promised_opened_by": today - timedelta(days=settings.promised_min_contract_age_days),
+        "promised_since": datetime.combine(
+            _months_before(today, settings.promised_average_months), time(0), UTC
+        ),
+        "promised_lookahead_days": settings.promised_lookahead_days,
+        "promised_average_months": settings.promised_average_months,
+        "promised_max_amount": settings.promised_max_amount,
+        "promised_term_days": settings.promised_term_days,
+    }
+    for code, text in REASON_TEXT.items():
+        found[f"promised_reason_{code}"] = text.format(
+            days=settings.promised_min_contract_age_days,
+            lookahead=settings.promised_lookahead_days,
         )
+    for n, tier in enumerate(fee_tiers(settings)):
+        found[f"promised_fee_up_to_{n}"] = tier.up_to
+        found[f"promised_fee_{n}"] = tier.fee
+    return found
 
+
+_TODAY = sa.bindparam("today", type_=sa.Date)
+# Opened on this day or before: old enough (today − promised_min_contract_age_days).
+_OPENED_BY = sa.bindparam("promised_opened_by", type_=sa.Date)
+# Top-ups confirmed since then count (midnight UTC, promised_average_months ago).
+_SINCE = sa.bindparam("promised_since", type_=_payments.c.created_at.type)
+_LOOKAHEAD = sa.bindparam("promised_lookahead_days", type_=sa.BigInteger)
+_MONTHS = sa.bindparam("promised_average_months", type_=sa.BigInteger)
+_MAX_AMOUNT = sa.bindparam("promised_max_amount", type_=MONEY)
+
+
+def _text(sql: str) -> Any:
+    return sa.literal_column(sql)
+
+
+def _integer(n: int) -> Any:
+    return sa.literal_column(str(n), sa.BigInteger)
+
+
+def _kopecks(money: Any) -> Any:
+    """Money as whole kopecks: the rule counts in integers, exact on both databases
+    (SQLite keeps NUMERIC as REAL)."""
+    return sa.cast(sa.func.round(money * _text("100")), sa.BigInteger)
+
+
+def _sum_of_kopecks(money: Any) -> Any:
+    # PostgreSQL's sum of bigints is a numeric: back to an integer, for integer division.
+    return sa.cast(sa.func.coalesce(sa.func.sum(_kopecks(money)), _text("0")), sa.BigInteger)
+
+
+def _half_up(kopecks: Any, divisor: Any) -> Any:
+    """kopecks / divisor rounded half-up to a kopeck (both ≥ 0, integers)."""
+    return (kopecks * _integer(2) + divisor) // (divisor * _integer(2))
+
+
+def _larger(a: Any, b: Any) -> Any:
+    return sa.case((a > b, a), else_=b)
+
+
+def _smaller(a: Any, b: Any) -> Any:
+    return sa.case((a < b, a), else_=b)
+
+
+def _money_of(kopecks: Any) -> Any:
+    return sa.cast(kopecks / _text("100.0"), MONEY)
+
+
+def _offer_values(keep: Filter) -> sa.Subquery:
+    """What the offer of each contract `keep(contract id)` admits is computed from, in
+    kopecks: its balance, its monthly charges today (Σ monthly fees of today's items,
+    resolvers/charges.py), the next `promised_lookahead_days` of them (monthly × lookahead
+    / days in the current month, half-up), the average monthly SUCCEEDED top-ups since
+    `promised_since` (by the time they were confirmed; their sum / promised_average_months,
+    half-up), the limit (the larger of the two, capped at `promised_max_amount`, rounded
+    down to whole roubles), and whether it has an OPEN and an OVERDUE promise."""
+    contract = _contracts.alias("offer_contract")
+    row = RowRef(contract)  # by name: the nested selects below do not take it into their FROM
+    items = charge_items(_TODAY, lambda column: column == row.c.id)
     confirmed_at = sa.func.coalesce(_payments.c.confirmed_at, _payments.c.created_at)
-    top_ups = (
-        sa.select(sa.func.coalesce(sa.func.sum(_payments.c.amount), 0))
-        .where(
-            _payments.c.contract_id == _contracts.c.id,
-            _payments.c.status == sa.literal_column("'SUCCEEDED'"),
-            confirmed_at >= sa.bindparam("since", type_=_payments.c.created_at.type),
+    top_ups = sa.select(_sum_of_kopecks(_payments.c.amount)).where(
+        _payments.c.contract_id == row.c.id,
+        _payments.c.status == _text("'SUCCEEDED'"),
+        confirmed_at >= _SINCE,
+    )
+
+    def promise_with(status: str) -> Any:
+        return (
+            sa.select(_promises.c.id)
+            .where(_promises.c.contract_id == row.c.id, _promises.c.status == _text(f"'{status}'"))
+            .exists()
         )
-        .scalar_subquery()
+
+    facts = (
+        sa.select(
+            contract.c.id.label("contract_id"),
+            contract.c.status,
+            contract.c.opened_on,
+            _kopecks(contract.c.balance).label("balance"),
+            sa.select(_sum_of_kopecks(items.c.monthly_fee)).scalar_subquery().label("monthly"),
+            top_ups.scalar_subquery().label("top_ups"),
+            promise_with("OPEN").label("open"),
+            promise_with("OVERDUE").label("overdue"),
+        )
+        .where(keep(contract.c.id))
+        .subquery("offer_facts")
+    )
+    f = facts.c
+    days = sa.cast(days_in_month_sql(_TODAY), sa.BigInteger)
+    average = _half_up(f.top_ups, _MONTHS)
+    capped = _smaller(_larger(f.monthly, average), _kopecks(_MAX_AMOUNT))
+    return sa.select(
+        f.contract_id,
+        f.status,
+        f.opened_on,
+        f.balance,
+        f.monthly,
+        f.open,
+        f.overdue,
+        _half_up(f.monthly * _LOOKAHEAD, days).label("next_charges"),
+        average.label("average_top_ups"),
+        (capped // _integer(100) * _integer(100)).label("limit"),
+    ).subquery("offer_values")
+
+
+# Why not, in the order the reasons are listed: each a condition on a row of _offer_values.
+_REASONS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    (CONTRACT_CLOSED, lambda v: v.c.status == _text("'CLOSED'")),
+    (CONTRACT_TOO_NEW, lambda v: v.c.opened_on > _OPENED_BY),
+    (PROMISE_OPEN, lambda v: v.c.open),
+    (PROMISE_OVERDUE, lambda v: v.c.overdue),
+    (BALANCE_SUFFICIENT, lambda v: v.c.balance >= v.c.next_charges),
+    (NOTHING_TO_PROMISE, lambda v: v.c.limit < _integer(100)),
+)
+
+
+def offer_rows(keep: Filter) -> sa.Select[Any]:
+    """The promised payment each contract `keep(contract id)` admits may take today (SPEC §3
+    "promised payment"): one row per contract with `available` (no reason against it) and
+    `max_amount` (the limit, 0.00 when not available), and in money what they were computed
+    from. `Contract.promisedPaymentOffer` (resolvers/views.py) and the check of
+    `activate_promised_payment` both read these rows."""
+    v = _offer_values(keep)
+    refused = sa.or_(*(condition(v) for _, condition in _REASONS))
+    return sa.select(
+        v.c.contract_id,
+        sa.not_(refused).label("available"),
+        _money_of(sa.case((refused, _integer(0)), else_=v.c.limit)).label("max_amount"),
+        _money_of(v.c.balance).label("balance"),
+        _money_of(v.c.monthly).label("monthly_charges"),
+        _money_of(v.c.next_charges).label("next_charges"),
+        _money_of(v.c.average_top_ups).label("average_top_ups"),
+    )
+
+
+def reason_rows(keep: Filter) -> sa.Select[Any]:
+    """Why each contract `keep(contract id)` admits may not take a promised payment: one row
+    per reason (contract_id, position, code, message), `position` the order of _REASONS."""
+    listed = sa.union_all(
+        *(
+            sa.select(
+                _integer(n).label("position"),
+                _text(f"'{code}'").label("code"),
+                sa.bindparam(f"promised_reason_{code}", type_=sa.Text).label("message"),
+            )
+            for n, (code, _) in enumerate(_REASONS)
+        )
+    ).subquery("reason")
+    v = _offer_values(keep)
+    applies = sa.case(
+        *(
+            (listed.c.position == _integer(n), condition(v))
+            for n, (_, condition) in enumerate(_REASONS)
+        ),
+        else_=sa.false(),
     )
     return sa.select(
-        _contracts.c.id,
-        _contracts.c.status,
-        _contracts.c.balance,
-        _contracts.c.opened_on,
-        promises_with("OPEN").label("open"),
-        promises_with("OVERDUE").label("overdue"),
-        top_ups.label("top_ups"),
-    ).where(one_of(_contracts.c.id, "ids"))
+        v.c.contract_id, listed.c.position, listed.c.code, listed.c.message
+    ).select_from(v.join(listed, applies))
 
 
-_FACTS = ReadQuery(_facts_statement())
-
-
-async def promised_payment_offers(
-    source: Any, contract_ids: Sequence[int], *, settings: Settings, today: date | None = None
-) -> dict[int, Offer]:
-    """What each contract of `contract_ids` may take as a promised payment today (UTC), in a
-    fixed number of statements whatever the number of contracts; unknown contracts are
-    absent. Reads only; works on a request's reader or a session (inside
-    `activate_promised_payment`, the write transaction's session with the contract locked)."""
-    ids = list(dict.fromkeys(contract_ids))
-    if not ids:
-        return {}
-    today = today or utcnow().date()
-    since = datetime.combine(_months_before(today, settings.promised_average_months), time(0), UTC)
-    if hasattr(source, "fetch"):
-        # A request's reader: on PostgreSQL both reads travel in one statement.
-        facts, monthly = await asyncio.gather(
-            source.fetch(_FACTS, ids=ids, since=since), monthly_totals(source, ids, on=today)
+def fee_tier_rows(_keep: Filter) -> sa.Select[Any]:
+    """The fee tiers (position, up_to, fee), the same for every contract."""
+    tiers = sa.union_all(
+        *(
+            sa.select(
+                _integer(n).label("position"),
+                sa.bindparam(f"promised_fee_up_to_{n}", type_=MONEY).label("up_to"),
+                sa.bindparam(f"promised_fee_{n}", type_=MONEY).label("fee"),
+            )
+            for n in range(len(_FEE_TIER_SETTINGS))
         )
-    else:  # a session runs one statement at a time
-        facts = await read_rows(source, _FACTS.statement.params(ids=ids, since=since))
-        monthly = await monthly_totals(source, ids, on=today)
-    return {row.id: _offer(row, monthly[row.id], settings=settings, today=today) for row in facts}
+    ).subquery("fee_tier")
+    return sa.select(tiers)
+
+
+def _of_one_contract(column: Any) -> Any:
+    return column == sa.bindparam("contract_id", type_=sa.Integer)
+
+
+def _reasons_in_order(keep: Filter) -> sa.Select[Any]:
+    rows = reason_rows(keep).subquery("reasons")
+    return sa.select(rows).order_by(rows.c.position)
+
+
+# Built once: they run in every activation's transaction.
+_OFFER_OF_ONE = offer_rows(_of_one_contract)
+_REASONS_OF_ONE = _reasons_in_order(_of_one_contract)
 
 
 async def promised_payment_offer(
-    source: Any, *, settings: Settings, contract_id: int, today: date | None = None
+    session: AsyncSession, *, settings: Settings, contract_id: int, today: date | None = None
 ) -> Offer:
-    """`promised_payment_offers` of one contract; NOT_FOUND when there is no such contract."""
-    offers = await promised_payment_offers(source, [contract_id], settings=settings, today=today)
-    if contract_id not in offers:
+    """What the contract may take as a promised payment on `today` (default: today, UTC),
+    from `offer_rows` and `reason_rows`; NOT_FOUND when there is no such contract. Used in
+    `activate_promised_payment`'s transaction, with the contract locked."""
+    values = {
+        **offer_parameters(settings, today or utcnow().date()),
+        "contract_id": contract_id,
+    }
+    offer = (await session.execute(_OFFER_OF_ONE, values)).first()
+    if offer is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
-    return offers[contract_id]
-
-
-def _offer(facts: Any, monthly: Decimal, *, settings: Settings, today: date) -> Offer:
-    """The offer of one contract from its facts (a row of `_FACTS`) and the Σ of its monthly
-    fees today."""
-    balance = _money(facts.balance)
-    lookahead = settings.promised_lookahead_days
-    next_charges = (monthly * lookahead / days_in_month(today)).quantize(CENT, ROUND_HALF_UP)
-    average = (_money(facts.top_ups) / settings.promised_average_months).quantize(
-        CENT, ROUND_HALF_UP
-    )
-    limit = min(max(monthly, average), settings.promised_max_amount).to_integral_value(ROUND_FLOOR)
-
-    reasons: list[str] = []
-    if facts.status == "CLOSED":
-        reasons.append(CONTRACT_CLOSED)
-    if (today - facts.opened_on).days < settings.promised_min_contract_age_days:
-        reasons.append(CONTRACT_TOO_NEW)
-    if facts.open:
-        reasons.append(PROMISE_OPEN)
-    if facts.overdue:
-        reasons.append(PROMISE_OVERDUE)
-    if balance >= next_charges:
-        reasons.append(BALANCE_SUFFICIENT)
-    if limit < 1:
-        reasons.append(NOTHING_TO_PROMISE)
-    available = not reasons
+    reasons = (await session.execute(_REASONS_OF_ONE, values)).all()
     return Offer(
-        available=available,
-        max_amount=limit.quantize(CENT) if available else ZERO,
+        available=bool(offer.available),
+        max_amount=offer.max_amount,
         term_days=settings.promised_term_days,
         fee_tiers=fee_tiers(settings),
-        reasons=reasons,
-        messages=[
-            REASON_TEXT[code].format(
-                days=settings.promised_min_contract_age_days, lookahead=lookahead
-            )
-            for code in reasons
-        ],
-        balance=balance,
-        monthly_charges=monthly,
-        next_charges=next_charges,
-        average_top_ups=average,
+        reasons=[reason.code for reason in reasons],
+        messages=[reason.message for reason in reasons],
+        balance=offer.balance,
+        monthly_charges=offer.monthly_charges,
+        next_charges=offer.next_charges,
+        average_top_ups=offer.average_top_ups,
     )
 
 

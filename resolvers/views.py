@@ -74,6 +74,8 @@ def parameters(settings: Settings, now: datetime) -> dict[str, Any]:
         "now": now,
         "expiring_until": now + EXPIRING_WITHIN,
         "currency": settings.currency,
+        # The promised-payment offer's settings (resolvers/promised.py holds the rule).
+        **promised.offer_parameters(settings, now.date()),
     }
 
 
@@ -331,6 +333,9 @@ VIEWS: dict[str, View] = {
                 "status": column("status"),
                 "openedOn": column("opened_on", Kind.DATE),
                 "balance": Link("Balance"),
+                "promisedPaymentOffer": Link(
+                    "PromisedPaymentOffer", promised.offer_rows, key="contract_id"
+                ),
                 "promisedPayments": Link(
                     "PromisedPayment",
                     _promises_of_contracts,
@@ -424,6 +429,48 @@ VIEWS: dict[str, View] = {
                 "settledAt": column("settled_at", Kind.DATETIME),
             },
             rows=_promise_rows,
+        ),
+        View(
+            "PromisedPaymentOffer",
+            {
+                "available": Value(lambda row: row.c.available, type_=sa.Boolean),
+                "maxAmount": column("max_amount", _MONEY),
+                "termDays": const("promised_term_days", sa.Integer),
+                # The same tiers for every contract: read as a root's rows.
+                "feeTiers": Link(
+                    "PromiseFeeTier",
+                    promised.fee_tier_rows,
+                    key=None,
+                    many=True,
+                    order=("position",),
+                ),
+                "reasons": Link(
+                    "String",
+                    promised.reason_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("position",),
+                    scalar="code",
+                ),
+                "messages": Link(
+                    "String",
+                    promised.reason_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("position",),
+                    scalar="message",
+                ),
+            },
+            key="contract_id",
+        ),
+        View(
+            "PromiseFeeTier",
+            {
+                "upTo": column("up_to", _MONEY),
+                "fee": column("fee", _MONEY),
+            },
         ),
         View(
             "Region",

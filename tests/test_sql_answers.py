@@ -355,7 +355,7 @@ async def test_the_token_is_checked_inside_the_one_statement(
 
 
 # The pages answered by one statement so far (the rest: issue 14, in progress).
-ONE_STATEMENT_PAGES = ["apollo", "catalogue", "overview", "sessions", "tv"]
+ONE_STATEMENT_PAGES = ["apollo", "catalogue", "home", "overview", "sessions", "tv"]
 
 
 @pytest.mark.parametrize("page", ONE_STATEMENT_PAGES)
@@ -378,3 +378,44 @@ async def test_every_page_a_front_end_sends_is_one_statement_and_the_executors_a
     if app.state.engine.dialect.name == "postgresql":
         assert compiled, page
         assert len(statements) == 1, statements
+
+
+OFFERS = """
+{ me { contracts { number promisedPaymentOffer { __typename available maxAmount termDays
+  reasons messages feeTiers { __typename upTo fee } } } } }
+"""
+
+
+async def test_the_promised_payment_offer_from_one_statement_is_the_executors_answer(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """Every field of the offer (resolvers/promised.py's SQL, declared in resolvers/views.py)
+    both ways: the reasons and their texts in order, the fee tiers."""
+    # given contracts with an open promise and enough money, below zero, with enough money
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    # when
+    served, executed, statements, compiled = await _both_ways(
+        client, app, monkeypatch, OFFERS, None, headers
+    )
+    # then the same answer, from one statement on PostgreSQL
+    assert "errors" not in executed, executed
+    assert served == executed
+    if app.state.engine.dialect.name == "postgresql":
+        assert compiled and len(statements) == 1, statements
+    first, second, third = (c["promisedPaymentOffer"] for c in executed["data"]["me"]["contracts"])
+    assert first["reasons"] == ["PROMISE_OPEN", "BALANCE_SUFFICIENT"]
+    assert first["messages"] == [
+        "A promised payment is open already.",
+        "The balance covers the next 30 days of charges.",
+    ]
+    assert (first["available"], first["maxAmount"], first["termDays"]) == (False, "0.00", 3)
+    # below zero, on home-300 (750.00 a month in MOW) from today, no top-ups: up to its fee
+    assert (second["available"], second["reasons"], second["messages"]) == (True, [], [])
+    assert second["maxAmount"] == "750.00"
+    assert third["reasons"] == ["BALANCE_SUFFICIENT"]
+    assert first["feeTiers"] == [
+        {"__typename": "PromiseFeeTier", "upTo": "100.00", "fee": "0.00"},
+        {"__typename": "PromiseFeeTier", "upTo": "500.00", "fee": "10.00"},
+        {"__typename": "PromiseFeeTier", "upTo": None, "fee": "25.00"},
+    ]

@@ -136,8 +136,7 @@ class Contract(Viewed, Node):
 
     @strawberry.field(description="Whether a promised payment can be taken now.")
     async def promised_payment_offer(self, info: Info) -> PromisedPaymentOffer:
-        offers = info.context.loaders.promised_payment_offers(info.context.settings)
-        return PromisedPaymentOffer.from_offer(await offers.load(self.key))
+        return await linked_objects(self, info, "promisedPaymentOffer")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Every promised payment, newest first.")
     async def promised_payments(self, info: Info) -> list[PromisedPayment]:

@@ -14,7 +14,7 @@ from resolvers import payments
 from schema.context import Info
 from schema.scalars import Money
 from schema.types.node import Node
-from schema.types.viewed import Viewed, value, viewed
+from schema.types.viewed import Viewed, link, value, viewed
 
 
 @strawberry.enum(description="What a balance change was.")
@@ -193,31 +193,24 @@ class PromisedPayment(Viewed, Node):
     settled_at: datetime | None = value()
 
 
+@viewed
 @strawberry.type
-class PromiseFeeTier:
-    up_to: Money | None = strawberry.field(description="Inclusive; null: any larger amount.")
-    fee: Money
+class PromiseFeeTier(Viewed):
+    VIEW = "PromiseFeeTier"
+    up_to: Money | None = value(description="Inclusive; null: any larger amount.")
+    fee: Money = value()
 
 
+@viewed
 @strawberry.type(description="Whether a promised payment can be taken now, and how much.")
-class PromisedPaymentOffer:
-    available: bool
-    max_amount: Money
-    term_days: int
-    fee_tiers: list[PromiseFeeTier]
-    reasons: list[str] = strawberry.field(
+class PromisedPaymentOffer(Viewed):
+    VIEW = "PromisedPaymentOffer"
+    available: bool = value()
+    max_amount: Money = value()
+    term_days: int = value()
+    fee_tiers: list[PromiseFeeTier] = link()
+    reasons: list[str] = link(
         description="Why not, as stable codes: CONTRACT_TOO_NEW, PROMISE_OPEN, PROMISE_OVERDUE, "
         "BALANCE_SUFFICIENT, NOTHING_TO_PROMISE, CONTRACT_CLOSED."
     )
-    messages: list[str] = strawberry.field(description="The reasons in words, same order.")
-
-    @classmethod
-    def from_offer(cls, offer: Any) -> PromisedPaymentOffer:
-        return cls(
-            available=offer.available,
-            max_amount=offer.max_amount,
-            term_days=offer.term_days,
-            fee_tiers=[PromiseFeeTier(up_to=t.up_to, fee=t.fee) for t in offer.fee_tiers],
-            reasons=list(offer.reasons),
-            messages=list(offer.messages),
-        )
+    messages: list[str] = link(description="The reasons in words, same order.")
