@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ from core.views import Link, RowRef, order_columns, value_label
 from core.views import Page as PageLink
 from models.base import utcnow
 from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised, views
-from resolvers.pagination import Page, page_by_id
+from resolvers.pagination import Page, check_first
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -131,28 +131,52 @@ def _link_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
     return ReadQuery(sa.select(*selected).order_by(*order))
 
 
+def _before(columns: list[Any], values: list[Any]) -> Any:
+    """(c1, c2, ...) < (v1, v2, ...), written so that the range on an index of the columns
+    is plain: c1 <= v1 AND (c1 < v1 OR (c2 <= v2 AND ...))."""
+    (column, value), rest = (columns[0], values[0]), (columns[1:], values[1:])
+    if not rest[0]:
+        return column < value
+    return sa.and_(column <= value, sa.or_(column < value, _before(*rest)))
+
+
+def _cursor_label(index: int) -> str:
+    return f"cursor__{index}"
+
+
 @functools.cache
-def _page_query(view_name: str, field: str, after: bool) -> ReadQuery:
-    """The first `limit` rows of a connection of each parent in `ids`, newest first, before
-    the key `before` when `after`."""
+def _page_query(view_name: str, field: str, given: frozenset[str], after: bool) -> ReadQuery:
+    """The first `limit` rows of a connection of each parent in `ids`, in its order, after
+    the keyset values `after_<i>` when `after`; the arguments in `given` are parameters
+    `argument_<name>`. Rows carry their cursor's parts (`_cursor_label`)."""
     page = views.VIEWS[view_name].fields[field]
     assert isinstance(page, PageLink)
-    statement = page.rows(_in_ids)
-    rows = statement.subquery("p")
+    arguments: dict[str, Any] = {
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in page.arguments
+    }
+    rows = page.rows(_in_ids, **arguments).subquery("p")
+    order = [rows.c[name] for name in page.order]
+    ref = RowRef(rows)
     ranked = sa.select(
         *_selected(page.target, rows),
+        *(part.expression(ref).label(_cursor_label(i)) for i, part in enumerate(page.cursor.parts)),
         sa.func.row_number()
-        .over(partition_by=rows.c[page.key], order_by=rows.c[page.cursor].desc())
+        .over(partition_by=rows.c[page.key], order_by=[column.desc() for column in order])
         .label("position"),
     )
     if after:
-        ranked = ranked.where(rows.c[page.cursor] < sa.bindparam("before"))
+        values = [sa.bindparam(f"after_{i}", type_=column.type) for i, column in enumerate(order)]
+        ranked = ranked.where(_before(order, values))
     ranked_rows = ranked.subquery("ranked")
     return ReadQuery(
         sa.select(*[c for c in ranked_rows.c if c.key != "position"])
         .where(ranked_rows.c.position <= sa.bindparam("limit"))
-        .order_by(ranked_rows.c[page.key], ranked_rows.c[page.cursor].desc())
+        .order_by(ranked_rows.c[page.key], *(ranked_rows.c[name].desc() for name in page.order))
     )
+
+
+def _hashable(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
 
 
 class Loaders:
@@ -199,25 +223,60 @@ class Loaders:
         return self._loader(name, fetch, [] if link.many else None)
 
     def page(
-        self, view_name: str, field: str, *, first: int, before: int | None
+        self,
+        view_name: str,
+        field: str,
+        *,
+        first: int | None,
+        after: str | None,
+        max_page_size: int,
+        **arguments: Any,
     ) -> BatchLoader[Any, Page[Any]]:
-        """A page of a connection of each parent key: the first `first` rows, newest first,
-        older than the key `before` when given. One statement."""
+        """A page of a connection of each parent key: its first `first` rows (at most the
+        page's `max_first`, else `max_page_size`) after the cursor `after`, of the rows its
+        arguments filter. One statement. Raises DomainError for a value the page refuses
+        (`first`, the page's check of its arguments, then `after`)."""
         page = views.VIEWS[view_name].fields[field]
         assert isinstance(page, PageLink)
-        query = _page_query(view_name, field, before is not None)
-        extra = {} if before is None else {"before": before}
+        limit = check_first(first, page.max_first or max_page_size)
+        given = {
+            name: value for name, value in page.checked(arguments).items() if value is not None
+        }
+        keyset = None if after is None else page.cursor.read(after)
+        query = _page_query(view_name, field, frozenset(given), keyset is not None)
+        values = {f"argument_{name}": value for name, value in given.items()}
+        values.update({f"after_{i}": value for i, value in enumerate(keyset or ())})
+        labels = [_cursor_label(i) for i in range(len(page.cursor.parts))]
 
         async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, Page[Any]]:
             rows = await reader.fetch(
-                query, ids=list(keys), limit=first + 1, **extra, **self._parameters
+                query, ids=list(keys), limit=limit + 1, **values, **self._parameters
             )
             grouped: dict[Any, list[Any]] = defaultdict(list)
             for row in rows:
                 grouped[getattr(row, page.key)].append(row)
-            return {key: page_by_id(grouped[key], first, after=before) for key in keys}
+            pages = {}
+            for key in keys:
+                items = grouped[key][:limit]
+                pages[key] = Page(
+                    items=items,
+                    cursors=[
+                        page.cursor.text([getattr(row, label) for label in labels]) for row in items
+                    ],
+                    has_next_page=len(grouped[key]) > limit,
+                    has_previous_page=after is not None,
+                )
+            return pages
 
-        return self._loader(("page", view_name, field, first, before), fetch, None)
+        name = (
+            "page",
+            view_name,
+            field,
+            limit,
+            after,
+            tuple(sorted((key, _hashable(value)) for key, value in given.items())),
+        )
+        return self._loader(name, fetch, None)
 
     def _loader(
         self,
@@ -328,32 +387,6 @@ class Loaders:
             return await payments.first_payments(reader, contract_ids, limit=limit)
 
         return self._loader(f"first_payments:{limit}", fetch, [])
-
-    def ledger_pages(
-        self,
-        *,
-        first: int | None,
-        after: str | None,
-        kinds: Sequence[str] | None,
-        since: datetime | None,
-        until: datetime | None,
-    ) -> BatchLoader[int, Any]:
-        """A page of the ledger of each contract asked for, with the same arguments: one
-        statement (a loader per set of arguments, so that a page is never another's)."""
-        wanted = tuple(kinds) if kinds else None
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await expenses.ledger_pages(
-                reader,
-                contract_ids,
-                first=first,
-                after=after,
-                kinds=wanted,
-                since=since,
-                until=until,
-            )
-
-        return self._loader(("ledger_pages", first, after, wanted, since, until), fetch, None)
 
     def expense_summaries(self, *, since: date, until: date) -> BatchLoader[int, Any]:
         """The expense summary of the days [since, until] of each contract asked for: one
