@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_types
 
 from core.db import ReadQuery, RequestReader, one_of
 from core.settings import Settings
@@ -145,33 +146,77 @@ def _cursor_label(index: int) -> str:
 
 
 @functools.cache
-def _page_query(view_name: str, field: str, given: frozenset[str], after: bool) -> ReadQuery:
+def _page_query(
+    view_name: str, field: str, given: frozenset[str], after: bool, postgresql: bool
+) -> ReadQuery:
     """The first `limit` rows of a connection of each parent in `ids`, in its order, after
     the keyset values `after_<i>` when `after`; the arguments in `given` are parameters
-    `argument_<name>`. Rows carry their cursor's parts (`_cursor_label`)."""
+    `argument_<name>`. Rows carry their cursor's parts (`_cursor_label`).
+
+    PostgreSQL reads each parent's rows in a LATERAL subquery that stops after `limit` rows
+    (an index on the parent and the order is read, not every row); SQLite, which has no
+    LATERAL, numbers each parent's rows with a window function and keeps the first
+    `limit`. Both filter and order by the same clauses."""
     page = views.VIEWS[view_name].fields[field]
     assert isinstance(page, PageLink)
     arguments: dict[str, Any] = {
         name: sa.bindparam(f"argument_{name}") if name in given else None for name in page.arguments
     }
-    rows = page.rows(_in_ids, **arguments).subquery("p")
-    order = [rows.c[name] for name in page.order]
-    ref = RowRef(rows)
-    ranked = sa.select(
-        *_selected(page.target, rows),
-        *(part.expression(ref).label(_cursor_label(i)) for i, part in enumerate(page.cursor.parts)),
-        sa.func.row_number()
-        .over(partition_by=rows.c[page.key], order_by=[column.desc() for column in order])
-        .label("position"),
-    )
-    if after:
+    limit = sa.bindparam("limit", type_=sa.Integer)
+
+    def after_the_cursor(rows: Any) -> list[Any]:
+        if not after:
+            return []
+        order = [rows.c[name] for name in page.order]
         values = [sa.bindparam(f"after_{i}", type_=column.type) for i, column in enumerate(order)]
-        ranked = ranked.where(_before(order, values))
-    ranked_rows = ranked.subquery("ranked")
+        return [_before(order, values)]
+
+    def newest_first(rows: Any) -> list[Any]:
+        return [rows.c[name].desc() for name in page.order]
+
+    def selected(rows: Any) -> list[Any]:
+        ref = RowRef(rows)
+        return [
+            *_selected(page.target, rows),
+            *(
+                part.expression(ref).label(_cursor_label(i))
+                for i, part in enumerate(page.cursor.parts)
+            ),
+        ]
+
+    if postgresql:
+        key_type = page.rows(_in_ids, **arguments).subquery().c[page.key].type
+        ids = sa.bindparam("ids", type_=postgresql_types.ARRAY(key_type))
+        parents = sa.select(sa.func.unnest(ids).label("parent")).subquery("parents")
+        parent = RowRef(parents).c.parent
+        every = page.rows(lambda column: column == parent, **arguments).subquery("every")
+        lateral = (
+            sa.select(every)
+            .where(*after_the_cursor(every))
+            .order_by(*newest_first(every))
+            .limit(limit)
+            .lateral("p")
+        )
+        return ReadQuery(
+            sa.select(*selected(lateral))
+            .select_from(parents.join(lateral, sa.true()))
+            .order_by(lateral.c[page.key], *newest_first(lateral))
+        )
+    rows = page.rows(_in_ids, **arguments).subquery("p")
+    ranked = (
+        sa.select(
+            *selected(rows),
+            sa.func.row_number()
+            .over(partition_by=rows.c[page.key], order_by=newest_first(rows))
+            .label("position"),
+        )
+        .where(*after_the_cursor(rows))
+        .subquery("ranked")
+    )
     return ReadQuery(
-        sa.select(*[c for c in ranked_rows.c if c.key != "position"])
-        .where(ranked_rows.c.position <= sa.bindparam("limit"))
-        .order_by(ranked_rows.c[page.key], *(ranked_rows.c[name].desc() for name in page.order))
+        sa.select(*[c for c in ranked.c if c.key != "position"])
+        .where(ranked.c.position <= limit)
+        .order_by(ranked.c[page.key], *newest_first(ranked))
     )
 
 
@@ -243,7 +288,9 @@ class Loaders:
             name: value for name, value in page.checked(arguments).items() if value is not None
         }
         keyset = None if after is None else page.cursor.read(after)
-        query = _page_query(view_name, field, frozenset(given), keyset is not None)
+        query = _page_query(
+            view_name, field, frozenset(given), keyset is not None, self._reader.is_postgresql
+        )
         values = {f"argument_{name}": value for name, value in given.items()}
         values.update({f"after_{i}": value for i, value in enumerate(keyset or ())})
         labels = [_cursor_label(i) for i in range(len(page.cursor.parts))]
