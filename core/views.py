@@ -7,7 +7,8 @@ A view says, once, where a type's rows come from and what each of its fields is:
   with two places, a date, a UTC time, a global ID of a type, a cursor, ...);
 - `Link`: another view's rows for this row (one or many), found by a function that selects
   them for any filter on the column naming the parent: `rows(filter)`;
-- `Page`: a connection of another view's rows, newest first, cut at `first`.
+- `Page`: a connection of another view's rows, newest first by its ordering columns, cut
+  at `first`, with a cursor written by SQL as the executor writes it (`Cursor`).
 
 Both ways of answering are made from these declarations and from nothing else:
 `resolvers/loaders.py` turns a link into a per-request batch loader (one statement for all
@@ -21,7 +22,7 @@ the two forms of every kind to the same text.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,15 +148,80 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """How a page's cursor is written and read back.
+
+    Written: url-safe base64 of the texts of `parts` (values over the row) joined by "|", as
+    `core.ids.encode_cursor` writes them; each part as its kind's text (`cursor_text`: a time
+    as Python's isoformat()), so that PostgreSQL's text (`sql`) is the executor's (`text`).
+    Read: `read(after)` gives the values of the page's `order` columns the page goes on
+    after, or raises a DomainError (field "after") for a cursor that is not valid."""
+
+    parts: tuple[Value, ...]
+    read: Callable[[str], tuple[Any, ...]]
+
+    def sql(self, row: Any) -> ColumnElement[Any]:
+        """The cursor of `row`, as PostgreSQL writes it."""
+        texts = [
+            sa.cast(json_sql(part.kind, part.sql(row), part.id_of), sa.Text) for part in self.parts
+        ]
+        joined = texts[0]
+        for text in texts[1:]:
+            joined = joined + _text("'|'") + text
+        return base64url_sql(joined)
+
+    def text(self, values: Sequence[Any]) -> str:
+        """The cursor of a row whose parts' values (`part.expression(row)`) are `values`."""
+        return encode_cursor(
+            *(cursor_text(part.kind, value) for part, value in zip(self.parts, values, strict=True))
+        )
+
+
+def cursor_text(kind: Kind, value: Any) -> str:
+    """A cursor part's text: what `json_sql(kind, ...)` writes, cast to text."""
+    if kind in (Kind.DATE, Kind.DATETIME):
+        return str(value.isoformat())
+    if kind is Kind.PLAIN and isinstance(value, int | str) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"a cursor part of kind {kind} and type {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
-    """A connection of another view's rows for this row, ordered by `order` (descending
-    keys, newest first) and cut at `first`; the cursor is `cursor` of a row."""
+    """A connection of another view's rows for this row, ordered by the columns `order`,
+    each descending (newest first), cut at `first` (at most `max_first`; None: the
+    settings' page size) and going on after the row whose cursor `after` is (`cursor`).
+
+    `rows(filter, **arguments)` selects the rows for the parents `filter(key column)`
+    admits, as a `Link`'s do; `arguments` names the field's filters the rows take (a
+    statement parameter each, None when not given), and `check(given)` checks their values
+    and returns them as the rows take them (a DomainError for one the field refuses); both
+    ways run it, on the arguments as `plain_argument` writes them."""
 
     target: str
-    rows: Rows
+    rows: Callable[..., sa.Select[Any]]
+    cursor: Cursor
+    order: tuple[str, ...] = ("id",)
     key: str = "parent_key"
     parent: str = "id"
-    cursor: str = "id"
+    max_first: int | None = None
+    arguments: tuple[str, ...] = ()
+    check: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    def checked(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments' values as the rows take them (DomainError: refused)."""
+        values = {name: given.get(name) for name in self.arguments}
+        return values if self.check is None else dict(self.check(values))
+
+
+def plain_argument(value: Any) -> Any:
+    """An argument's value as a check and the rows take it: an enum by its value, a list
+    item by item (the executor and the compiler get enum members from GraphQL)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [plain_argument(item) for item in value]
+    return value
 
 
 Field = Value | Link | Page

@@ -5,14 +5,14 @@ Read-only verbs over a request's reader (anything with `async rows(statement)`, 
 `core.db.RequestReader`), so that they run inside a GraphQL request. The caller checks
 that the principal may see the contract (`resolvers.accounts.may_see_contract`).
 
-Periods: `ledger_page` takes instants, half-open `[since, until)`; the summary and the
+Periods: the ledger's filters take instants, half-open `[from, to)`; the summary and the
 statement take calendar days, both ends included, counted in UTC (the ledger keeps UTC).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -25,11 +25,12 @@ from sqlalchemy.sql.expression import FunctionElement
 
 from core.db import ReadQuery, one_of
 from core.errors import DomainError, ErrorCode
-from models import Contract, LedgerEntry
+from core.views import Filter
+from models import LedgerEntry
 from models.base import table_of
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
-from resolvers.pagination import Page, check_first, decode_cursor, encode_cursor
+from resolvers.pagination import decode_cursor
 
 MAX_PAGE_SIZE = 100
 MAX_PERIOD_DAYS = 366
@@ -42,7 +43,6 @@ CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 
 _ledger = table_of(LedgerEntry)
-_contracts = table_of(Contract)
 
 LEDGER_COLUMNS = (
     _ledger.c.id,
@@ -95,7 +95,22 @@ def _check_kinds(kinds: Sequence[str] | None) -> list[str] | None:
     return sorted(set(kinds))
 
 
-def _decode_ledger_cursor(cursor: str) -> tuple[datetime, int]:
+def check_ledger_filters(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The filters of `Contract.ledger` as its rows take them: `kinds` (None or an empty
+    list: every kind) and the instants `from` and `to`, half-open `[from, to)`. DomainError
+    for a value refused; both ways of answering run this (resolvers/views.py)."""
+    kinds = _check_kinds(given.get("kinds"))
+    since, until = given.get("from"), given.get("to")
+    _check_instant(since, "from")
+    _check_instant(until, "to")
+    if since is not None and until is not None and since >= until:
+        raise DomainError(ErrorCode.INVALID, "`from` must be before `to`.", field="from")
+    return {"kinds": kinds, "from": since, "to": until}
+
+
+def read_ledger_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a ledger page goes on after; DomainError for a cursor that is
+    not one."""
     created_at, entry_id = decode_cursor(cursor, parts=2)
     try:
         at = datetime.fromisoformat(created_at)
@@ -115,154 +130,24 @@ def _decode_ledger_cursor(cursor: str) -> tuple[datetime, int]:
     return at, int(entry_id)
 
 
-def ledger_cursor(row: Any) -> str:
-    return encode_cursor(row.created_at.isoformat(), row.id)
+def ledger_entries(keep: Filter, **given: Any) -> sa.Select[Any]:
+    """The ledger entries of the contracts `keep(contract_id)` admits (`LEDGER_COLUMNS`), of
+    the filters given as statement parameters (None: not given; `check_ledger_filters` has
+    checked them): `kinds` (a list parameter), `from`, `to`.
 
-
-async def ledger_pages(
-    reader: Reader,
-    contract_ids: Sequence[int],
-    *,
-    first: int | None,
-    after: str | None,
-    kinds: Sequence[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> dict[int, Page[Row[Any]]]:
-    """The ledger entries of each contract, newest first, `first` (≤ 100) after the cursor
-    `after`, of the given `kinds` (all when None or empty) created in `[since, until)`: one
-    statement for all the contracts (every contract asked for gets a page, maybe empty).
-
-    Keyset pagination on (created_at, id), the order of the index
+    `Contract.ledger` pages them newest first on (created_at, id), the order of the index
     (contract_id, created_at, id): stable under inserts, no duplicates or gaps when entries
-    share a time. Rows carry `LEDGER_COLUMNS`."""
-    limit = check_first(first, MAX_PAGE_SIZE)
-    wanted = _check_kinds(kinds)
-    _check_instant(since, "from")
-    _check_instant(until, "to")
-    if since is not None and until is not None and since >= until:
-        raise DomainError(ErrorCode.INVALID, "`from` must be before `to`.", field="from")
-    cursor = _decode_ledger_cursor(after) if after is not None else None
-
-    pages: dict[int, Page[Row[Any]]] = {}
-    ids = list(dict.fromkeys(contract_ids))
-    if not ids:
-        return pages
-    query = _newest_entries(
-        postgresql=_is_postgresql(reader),
-        kinds=wanted is not None,
-        since=since is not None,
-        until=until is not None,
-        after=cursor is not None,
-    )
-    params: dict[str, Any] = {"ids": ids, "limit": limit + 1}
-    if wanted is not None:
-        params["kinds"] = wanted
+    share a time (resolvers/views.py declares the page)."""
+    created_at = _ledger.c.created_at
+    conditions = [keep(_ledger.c.contract_id)]
+    kinds, since, until = given.get("kinds"), given.get("from"), given.get("to")
+    if kinds is not None:
+        conditions.append(one_of(_ledger.c.kind, kinds.key))
     if since is not None:
-        params["since"] = since
+        conditions.append(created_at >= since)
     if until is not None:
-        params["until"] = until
-    if cursor is not None:
-        params["at"], params["last_id"] = cursor
-    found: dict[int, list[Row[Any]]] = {contract_id: [] for contract_id in ids}
-    for row in await reader.fetch(query, **params):
-        found[row.contract_id].append(row)
-    for contract_id, rows in found.items():
-        rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
-        items = rows[:limit]
-        pages[contract_id] = Page(
-            items=items,
-            cursors=[ledger_cursor(row) for row in items],
-            has_next_page=len(rows) > limit,
-            has_previous_page=after is not None,
-        )
-    return pages
-
-
-async def ledger_page(
-    reader: Reader,
-    *,
-    contract_id: int,
-    first: int | None,
-    after: str | None,
-    kinds: Sequence[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> Page[Row[Any]]:
-    """`ledger_pages` of one contract."""
-    pages = await ledger_pages(
-        reader, [contract_id], first=first, after=after, kinds=kinds, since=since, until=until
-    )
-    return pages[contract_id]
-
-
-def _is_postgresql(reader: Any) -> bool:
-    return bool(getattr(reader, "is_postgresql", False))
-
-
-_NEWEST_ENTRIES: dict[tuple[bool, ...], ReadQuery] = {}
-
-
-def _newest_entries(
-    *, postgresql: bool, kinds: bool, since: bool, until: bool, after: bool
-) -> ReadQuery:
-    """The statement of `ledger_pages` for the filters given (built once for each of their
-    16 combinations): the newest `:limit` entries of each contract of `:ids` that pass them.
-
-    PostgreSQL reads each contract's entries through the index in a LATERAL subquery that
-    stops after `:limit` rows; SQLite, which has no LATERAL, numbers each contract's entries
-    with a window function and keeps the first `:limit`. Both filter and order by the same
-    clauses."""
-    key = (postgresql, kinds, since, until, after)
-    found = _NEWEST_ENTRIES.get(key)
-    if found is not None:
-        return found
-    created_at, entry_id = _ledger.c.created_at, _ledger.c.id
-    conditions = []
-    if kinds:
-        conditions.append(one_of(_ledger.c.kind, "kinds"))
-    if since:
-        conditions.append(created_at >= sa.bindparam("since", type_=created_at.type))
-    if until:
-        conditions.append(created_at < sa.bindparam("until", type_=created_at.type))
-    if after:
-        at = sa.bindparam("at", type_=created_at.type)
-        # (created_at, id) < (at, last_id), written so that the index range is plain.
-        conditions += [
-            created_at <= at,
-            sa.or_(created_at < at, entry_id < sa.bindparam("last_id", type_=entry_id.type)),
-        ]
-    newest_first = (created_at.desc(), entry_id.desc())
-    limit = sa.bindparam("limit", type_=sa.Integer)
-    if postgresql:
-        entries = (
-            sa.select(*LEDGER_COLUMNS)
-            .where(_ledger.c.contract_id == _contracts.c.id, *conditions)
-            .order_by(*newest_first)
-            .limit(limit)
-            .lateral("entries")
-        )
-        statement = (
-            sa.select(*(entries.c[column.key] for column in LEDGER_COLUMNS))
-            .select_from(_contracts.join(entries, sa.true()))
-            .where(one_of(_contracts.c.id, "ids"))
-        )
-    else:
-        ranked = (
-            sa.select(
-                *LEDGER_COLUMNS,
-                sa.func.row_number()
-                .over(partition_by=_ledger.c.contract_id, order_by=newest_first)
-                .label("position"),
-            )
-            .where(one_of(_ledger.c.contract_id, "ids"), *conditions)
-            .subquery("ranked")
-        )
-        statement = sa.select(*(ranked.c[column.key] for column in LEDGER_COLUMNS)).where(
-            ranked.c.position <= limit
-        )
-    found = _NEWEST_ENTRIES[key] = ReadQuery(statement)
-    return found
+        conditions.append(created_at < until)
+    return sa.select(*LEDGER_COLUMNS).where(*conditions)
 
 
 # -- Contract.expenseSummary ---------------------------------------------------------------

@@ -10,10 +10,11 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_types
 
 from core.db import ReadQuery, RequestReader, one_of
 from core.settings import Settings
@@ -21,7 +22,7 @@ from core.views import Link, RowRef, order_columns, value_label
 from core.views import Page as PageLink
 from models.base import utcnow
 from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised, views
-from resolvers.pagination import Page, page_by_id
+from resolvers.pagination import Page, check_first
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -131,28 +132,96 @@ def _link_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
     return ReadQuery(sa.select(*selected).order_by(*order))
 
 
+def _before(columns: list[Any], values: list[Any]) -> Any:
+    """(c1, c2, ...) < (v1, v2, ...), written so that the range on an index of the columns
+    is plain: c1 <= v1 AND (c1 < v1 OR (c2 <= v2 AND ...))."""
+    (column, value), rest = (columns[0], values[0]), (columns[1:], values[1:])
+    if not rest[0]:
+        return column < value
+    return sa.and_(column <= value, sa.or_(column < value, _before(*rest)))
+
+
+def _cursor_label(index: int) -> str:
+    return f"cursor__{index}"
+
+
 @functools.cache
-def _page_query(view_name: str, field: str, after: bool) -> ReadQuery:
-    """The first `limit` rows of a connection of each parent in `ids`, newest first, before
-    the key `before` when `after`."""
+def _page_query(
+    view_name: str, field: str, given: frozenset[str], after: bool, postgresql: bool
+) -> ReadQuery:
+    """The first `limit` rows of a connection of each parent in `ids`, in its order, after
+    the keyset values `after_<i>` when `after`; the arguments in `given` are parameters
+    `argument_<name>`. Rows carry their cursor's parts (`_cursor_label`).
+
+    PostgreSQL reads each parent's rows in a LATERAL subquery that stops after `limit` rows
+    (an index on the parent and the order is read, not every row); SQLite, which has no
+    LATERAL, numbers each parent's rows with a window function and keeps the first
+    `limit`. Both filter and order by the same clauses."""
     page = views.VIEWS[view_name].fields[field]
     assert isinstance(page, PageLink)
-    statement = page.rows(_in_ids)
-    rows = statement.subquery("p")
-    ranked = sa.select(
-        *_selected(page.target, rows),
-        sa.func.row_number()
-        .over(partition_by=rows.c[page.key], order_by=rows.c[page.cursor].desc())
-        .label("position"),
+    arguments: dict[str, Any] = {
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in page.arguments
+    }
+    limit = sa.bindparam("limit", type_=sa.Integer)
+
+    def after_the_cursor(rows: Any) -> list[Any]:
+        if not after:
+            return []
+        order = [rows.c[name] for name in page.order]
+        values = [sa.bindparam(f"after_{i}", type_=column.type) for i, column in enumerate(order)]
+        return [_before(order, values)]
+
+    def newest_first(rows: Any) -> list[Any]:
+        return [rows.c[name].desc() for name in page.order]
+
+    def selected(rows: Any) -> list[Any]:
+        ref = RowRef(rows)
+        return [
+            *_selected(page.target, rows),
+            *(
+                part.expression(ref).label(_cursor_label(i))
+                for i, part in enumerate(page.cursor.parts)
+            ),
+        ]
+
+    if postgresql:
+        key_type = page.rows(_in_ids, **arguments).subquery().c[page.key].type
+        ids = sa.bindparam("ids", type_=postgresql_types.ARRAY(key_type))
+        parents = sa.select(sa.func.unnest(ids).label("parent")).subquery("parents")
+        parent = RowRef(parents).c.parent
+        every = page.rows(lambda column: column == parent, **arguments).subquery("every")
+        lateral = (
+            sa.select(every)
+            .where(*after_the_cursor(every))
+            .order_by(*newest_first(every))
+            .limit(limit)
+            .lateral("p")
+        )
+        return ReadQuery(
+            sa.select(*selected(lateral))
+            .select_from(parents.join(lateral, sa.true()))
+            .order_by(lateral.c[page.key], *newest_first(lateral))
+        )
+    rows = page.rows(_in_ids, **arguments).subquery("p")
+    ranked = (
+        sa.select(
+            *selected(rows),
+            sa.func.row_number()
+            .over(partition_by=rows.c[page.key], order_by=newest_first(rows))
+            .label("position"),
+        )
+        .where(*after_the_cursor(rows))
+        .subquery("ranked")
     )
-    if after:
-        ranked = ranked.where(rows.c[page.cursor] < sa.bindparam("before"))
-    ranked_rows = ranked.subquery("ranked")
     return ReadQuery(
-        sa.select(*[c for c in ranked_rows.c if c.key != "position"])
-        .where(ranked_rows.c.position <= sa.bindparam("limit"))
-        .order_by(ranked_rows.c[page.key], ranked_rows.c[page.cursor].desc())
+        sa.select(*[c for c in ranked.c if c.key != "position"])
+        .where(ranked.c.position <= limit)
+        .order_by(ranked.c[page.key], *newest_first(ranked))
     )
+
+
+def _hashable(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
 
 
 class Loaders:
@@ -199,25 +268,62 @@ class Loaders:
         return self._loader(name, fetch, [] if link.many else None)
 
     def page(
-        self, view_name: str, field: str, *, first: int, before: int | None
+        self,
+        view_name: str,
+        field: str,
+        *,
+        first: int | None,
+        after: str | None,
+        max_page_size: int,
+        **arguments: Any,
     ) -> BatchLoader[Any, Page[Any]]:
-        """A page of a connection of each parent key: the first `first` rows, newest first,
-        older than the key `before` when given. One statement."""
+        """A page of a connection of each parent key: its first `first` rows (at most the
+        page's `max_first`, else `max_page_size`) after the cursor `after`, of the rows its
+        arguments filter. One statement. Raises DomainError for a value the page refuses
+        (`first`, the page's check of its arguments, then `after`)."""
         page = views.VIEWS[view_name].fields[field]
         assert isinstance(page, PageLink)
-        query = _page_query(view_name, field, before is not None)
-        extra = {} if before is None else {"before": before}
+        limit = check_first(first, page.max_first or max_page_size)
+        given = {
+            name: value for name, value in page.checked(arguments).items() if value is not None
+        }
+        keyset = None if after is None else page.cursor.read(after)
+        query = _page_query(
+            view_name, field, frozenset(given), keyset is not None, self._reader.is_postgresql
+        )
+        values = {f"argument_{name}": value for name, value in given.items()}
+        values.update({f"after_{i}": value for i, value in enumerate(keyset or ())})
+        labels = [_cursor_label(i) for i in range(len(page.cursor.parts))]
 
         async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, Page[Any]]:
             rows = await reader.fetch(
-                query, ids=list(keys), limit=first + 1, **extra, **self._parameters
+                query, ids=list(keys), limit=limit + 1, **values, **self._parameters
             )
             grouped: dict[Any, list[Any]] = defaultdict(list)
             for row in rows:
                 grouped[getattr(row, page.key)].append(row)
-            return {key: page_by_id(grouped[key], first, after=before) for key in keys}
+            pages = {}
+            for key in keys:
+                items = grouped[key][:limit]
+                pages[key] = Page(
+                    items=items,
+                    cursors=[
+                        page.cursor.text([getattr(row, label) for label in labels]) for row in items
+                    ],
+                    has_next_page=len(grouped[key]) > limit,
+                    has_previous_page=after is not None,
+                )
+            return pages
 
-        return self._loader(("page", view_name, field, first, before), fetch, None)
+        name = (
+            "page",
+            view_name,
+            field,
+            limit,
+            after,
+            tuple(sorted((key, _hashable(value)) for key, value in given.items())),
+        )
+        return self._loader(name, fetch, None)
 
     def _loader(
         self,
@@ -328,32 +434,6 @@ class Loaders:
             return await payments.first_payments(reader, contract_ids, limit=limit)
 
         return self._loader(f"first_payments:{limit}", fetch, [])
-
-    def ledger_pages(
-        self,
-        *,
-        first: int | None,
-        after: str | None,
-        kinds: Sequence[str] | None,
-        since: datetime | None,
-        until: datetime | None,
-    ) -> BatchLoader[int, Any]:
-        """A page of the ledger of each contract asked for, with the same arguments: one
-        statement (a loader per set of arguments, so that a page is never another's)."""
-        wanted = tuple(kinds) if kinds else None
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await expenses.ledger_pages(
-                reader,
-                contract_ids,
-                first=first,
-                after=after,
-                kinds=wanted,
-                since=since,
-                until=until,
-            )
-
-        return self._loader(("ledger_pages", first, after, wanted, since, until), fetch, None)
 
     def expense_summaries(self, *, since: date, until: date) -> BatchLoader[int, Any]:
         """The expense summary of the days [since, until] of each contract asked for: one

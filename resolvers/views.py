@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.settings import Settings
-from core.views import Filter, Kind, Link, Page, Value, View, column, const, global_id
+from core.views import Cursor, Filter, Kind, Link, Page, Value, View, column, const, global_id
 from models import (
     AuthSession,
     BonusAccount,
@@ -36,7 +36,7 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import access, accounts, catalog, charges, lineup, promised
+from resolvers import access, accounts, catalog, charges, expenses, lineup, promised
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -44,6 +44,7 @@ from resolvers.catalog import (
     REGION_COLUMNS,
     TARIFF_COLUMNS,
 )
+from resolvers.pagination import decode_id_cursor
 from resolvers.payments import PAYMENT_COLUMNS
 
 _contracts = table_of(Contract)
@@ -245,6 +246,25 @@ def _points(row: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- #
+# cursors
+# --------------------------------------------------------------------------- #
+
+
+def _read_id_cursor(cursor: str) -> tuple[int]:
+    found = decode_id_cursor(cursor)
+    assert found is not None
+    return (found,)
+
+
+# A list newest first by id: the cursor is the id.
+_ID_CURSOR = Cursor((column("id"),), _read_id_cursor)
+# The ledger, newest first on (created_at, id): the cursor is "created_at|id".
+_LEDGER_CURSOR = Cursor(
+    (column("created_at", Kind.DATETIME), column("id")), expenses.read_ledger_cursor
+)
+
+
+# --------------------------------------------------------------------------- #
 # the views
 # --------------------------------------------------------------------------- #
 
@@ -377,7 +397,17 @@ VIEWS: dict[str, View] = {
                     "Channel", lineup.line_up, key="contract_id", many=True, order=("number",)
                 ),
                 "monthlyCharges": Link("MonthlyCharges"),
-                "payments": Page("Payment", _payments_of_contracts, key="contract_id"),
+                "payments": Page("Payment", _payments_of_contracts, _ID_CURSOR, key="contract_id"),
+                "ledger": Page(
+                    "LedgerEntry",
+                    expenses.ledger_entries,
+                    _LEDGER_CURSOR,
+                    order=("created_at", "id"),
+                    key="contract_id",
+                    max_first=expenses.MAX_PAGE_SIZE,
+                    arguments=("kinds", "from", "to"),
+                    check=expenses.check_ledger_filters,
+                ),
             },
             rows=contract_rows,
         ),
@@ -560,6 +590,18 @@ VIEWS: dict[str, View] = {
         View(
             "ContractServiceOption",
             {"option": Link("ServiceOption"), "freeUntil": column("free_until", Kind.DATE)},
+        ),
+        View(
+            "LedgerEntry",
+            {
+                "id": global_id("LedgerEntry"),
+                "kind": column("kind"),
+                "amount": column("amount", _MONEY),
+                "balanceAfter": column("balance_after", _MONEY),
+                "description": column("description"),
+                "reference": column("reference"),
+                "createdAt": column("created_at", Kind.DATETIME),
+            },
         ),
         View(
             "Payment",

@@ -18,7 +18,7 @@ not a signed-in subscriber, SQLite.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -50,7 +50,7 @@ from auth.sessions import CALLER, Principal, caller_parameters, principal_of
 from core.db import ReadQuery, RequestReader
 from core.errors import DomainError
 from core.settings import Settings
-from core.views import Kind, Link, Page, RowRef, Value, json_sql, order_columns
+from core.views import Link, Page, RowRef, Value, json_sql, order_columns, plain_argument
 from models.base import UTCDateTime, utcnow
 from resolvers import views
 from resolvers.pagination import DEFAULT_PAGE_SIZE
@@ -93,6 +93,7 @@ class _First:
     variable: str | None
     value: int | None  # the literal, or the variable's default
     required: bool  # a variable of type Int!
+    maximum: int | None  # the page's own largest `first` (None: the settings')
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +127,14 @@ class CompiledQuery:
         found: dict[str, Any] = {argument.param: argument.value for argument in self.arguments}
         for first in self.firsts:
             value = first.value
+            maximum = first.maximum or max_page_size
             if first.variable is not None and first.variable in variables:
                 value = variables[first.variable]
             if value is None:
                 if first.required:
                     return None
-                value = min(DEFAULT_PAGE_SIZE, max_page_size)
-            if type(value) is not int or not 0 <= value <= max_page_size:
+                value = min(DEFAULT_PAGE_SIZE, maximum)
+            if type(value) is not int or not 0 <= value <= maximum:
                 return None
             found[first.param] = value
         return found
@@ -166,36 +168,41 @@ class _Builder:
     def _arguments(self, node: FieldNode) -> dict[str, Any]:
         return {argument.name.value: argument.value for argument in node.arguments or ()}
 
-    def first_argument(self, node: FieldNode) -> Any:
+    def first_argument(self, given: Any, maximum: int | None) -> Any:
+        """A page's `first` (at most `maximum`; None: the settings' page size)."""
         param = self.name("first")
-        arguments = self._arguments(node)
-        if set(arguments) - {"first"}:
-            raise NotCompiled("an argument other than first")
-        given = arguments.get("first")
         if given is None or isinstance(given, NullValueNode):
-            self.firsts.append(_First(param, None, None, required=False))
+            self.firsts.append(_First(param, None, None, required=False, maximum=maximum))
         elif isinstance(given, IntValueNode):
-            self.firsts.append(_First(param, None, int(given.value), required=False))
+            self.firsts.append(_First(param, None, int(given.value), False, maximum))
         elif isinstance(given, VariableNode):
             name = given.name.value
             default, required = self.variables[name]
-            self.firsts.append(_First(param, name, default, required=required))
+            self.firsts.append(_First(param, name, default, required=required, maximum=maximum))
         else:
             raise NotCompiled("first given as something else")
         return sa.bindparam(param, type_=sa.Integer)
 
-    def literal_arguments(self, node: FieldNode, link: Link) -> dict[str, Any]:
-        """The link's arguments, each given as a literal (a statement parameter each, with the
-        value the executor would have: graphql-core's coercion of the literal); None for one
-        not given. A variable, or a value the link's check refuses: the executor answers."""
+    def literal_arguments(
+        self,
+        node: FieldNode,
+        names: tuple[str, ...],
+        checked: Callable[[dict[str, Any]], Mapping[str, Any]],
+        taken: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """The arguments `names` of a field, each given as a literal (a statement parameter
+        each, with the value the executor would have: graphql-core's coercion of the
+        literal, as `plain_argument` writes it), as `checked` returns them; None for one not
+        given. Another argument (but those in `taken`), a variable, or a value `checked`
+        refuses (DomainError): the executor answers."""
         given = self._arguments(node)
-        if set(given) - set(link.arguments):
+        if set(given) - set(names) - taken:
             raise NotCompiled("an argument the declaration does not take")
         parent = self.schema.type_map[self._parents[-1]]
         assert isinstance(parent, GraphQLObjectType)
         declared = parent.fields[node.name.value].args
         values: dict[str, Any] = {}
-        for name in link.arguments:
+        for name in names:
             literal = given.get(name)
             if literal is None or isinstance(literal, NullValueNode):
                 values[name] = None
@@ -203,22 +210,22 @@ class _Builder:
             if isinstance(literal, VariableNode) or name not in declared:
                 raise NotCompiled("an argument given as a variable")
             value = value_from_ast(literal, declared[name].type)
-            if value is Undefined or type(value) not in _PARAMETER_TYPES:
+            if value is Undefined or _parameter_type(plain_argument(value)) is None:
                 raise NotCompiled("an argument of another kind")
-            values[name] = value
-        if link.check is not None:
-            try:
-                link.check(values)
-            except DomainError:
-                raise NotCompiled("an argument the field refuses") from None
+            values[name] = plain_argument(value)
+        try:
+            values = dict(checked(values))
+        except DomainError:
+            raise NotCompiled("an argument the field refuses") from None
         found: dict[str, Any] = {}
         for name, value in values.items():
-            if value is None:
+            type_ = None if value is None else _parameter_type(value)
+            if type_ is None:
                 found[name] = None
                 continue
             param = self.name("argument")
             self.arguments.append(_Argument(param, value))
-            found[name] = sa.bindparam(param, type_=_PARAMETER_TYPES[type(value)])
+            found[name] = sa.bindparam(param, type_=type_)
         return found
 
     def fields(self, selection_set: SelectionSetNode | None, type_name: str) -> Iterator[Any]:
@@ -292,7 +299,7 @@ class _Builder:
             if node.arguments:
                 raise NotCompiled("an argument")
             return self.object(node, link.target, row)
-        arguments = self.literal_arguments(node, link)
+        arguments = self.literal_arguments(node, link.arguments, _checked_by(link))
         if link.key is None:
             if name == "me":
                 raise NotCompiled("me is not a link")
@@ -315,28 +322,37 @@ class _Builder:
         return sa.select(built).select_from(rows).limit(1).scalar_subquery()
 
     def page(self, node: FieldNode, page: Page, row: RowRef) -> Any:
-        first = self.first_argument(node)
+        given = self._arguments(node)
+        if not isinstance(given.get("after", NullValueNode()), NullValueNode):
+            raise NotCompiled("a page after a cursor")
+        first = self.first_argument(given.get("first"), page.max_first)
+        arguments = self.literal_arguments(
+            node, page.arguments, page.checked, taken=frozenset({"first", "after"})
+        )
         parent = row.c[page.parent]
-        newest = page.rows(lambda column: column == parent).subquery(self.name("all"))
-        ordered = sa.select(newest).order_by(newest.c[page.cursor].desc())
+        every = page.rows(lambda column: column == parent, **arguments)
+        newest = every.subquery(self.name("all"))
+        ordered = sa.select(newest).order_by(*(newest.c[name].desc() for name in page.order))
         rows = ordered.limit(first).subquery(self.name("page"))
         has_next = ordered.offset(first).exists()
-        cursor = rows.c[page.cursor]
+        newest_first = [rows.c[name].desc() for name in page.order]
+        oldest_first = [rows.c[name] for name in page.order]
         ref = RowRef(rows)
+        cursor = page.cursor.sql(ref)
         connection_type = self.type_of(node)
 
         def connection_value(field: FieldNode, name: str) -> Any:
             if name == "edges":
                 edge_type = self._edge_type(field, connection_type)
                 edge = self._pairs(field, edge_type, edge_value)
-                return _list_of(edge, [cursor.desc()])
+                return _list_of(edge, newest_first)
             if name == "pageInfo":
                 return self._pairs(field, "PageInfo", page_info_value)
             raise NotCompiled(f"field {connection_type}.{name}")
 
         def edge_value(field: FieldNode, name: str) -> Any:
             if name == "cursor":
-                return json_sql(Kind.CURSOR, ref.c[page.cursor])
+                return cursor
             if name == "node":
                 return self.object(field, page.target, ref)
             raise NotCompiled(f"edge field {name}")
@@ -347,9 +363,9 @@ class _Builder:
             if name == "hasPreviousPage":
                 return sa.false()
             if name == "startCursor":
-                return json_sql(Kind.CURSOR, sa.func.max(cursor))
+                return _first_of(cursor, newest_first)
             if name == "endCursor":
-                return json_sql(Kind.CURSOR, sa.func.min(cursor))
+                return _first_of(cursor, oldest_first)
             raise NotCompiled(f"pageInfo field {name}")
 
         connection = self._pairs(node, connection_type, connection_value)
@@ -411,6 +427,27 @@ class _Builder:
 
 def _everything(_column: Any) -> Any:
     return sa.true()
+
+
+def _first_of(value: Any, order: list[Any]) -> Any:
+    """The first of the rows' values in `order` (null for no rows)."""
+    return sa.func.array_agg(aggregate_order_by(value, *order))[_text("1")]
+
+
+def _parameter_type(value: Any) -> Any:
+    """The SQL type of a literal argument's value, or None for a value not taken."""
+    if isinstance(value, list):
+        return sa.ARRAY(sa.Text()) if all(type(item) is str for item in value) else None
+    return _PARAMETER_TYPES.get(type(value))
+
+
+def _checked_by(link: Link) -> Callable[[dict[str, Any]], Mapping[str, Any]]:
+    def checked(values: dict[str, Any]) -> Mapping[str, Any]:
+        if link.check is not None:
+            link.check(values)
+        return values
+
+    return checked
 
 
 def compile_document(

@@ -87,6 +87,12 @@ NOT_COMPILED = [
     ("{ me { displayName @include(if: true) } }", None),
     ("{ me { a: displayName a: displayName } }", None),
     ('{ me { contracts { payments(first: 1, after: "MQ==") { edges { cursor } } } } }', None),
+    ("{ me { contracts { ledger(first: 101) { edges { cursor } } } } }", None),
+    ('{ me { contracts { ledger(from: "2026-01-02T03:00:00") { edges { cursor } } } } }', None),
+    (
+        "query($k: [LedgerKind!]) { me { contracts { ledger(kinds: $k) { edges { cursor } } } } }",
+        {"k": ["CHARGE"]},
+    ),
 ]
 
 
@@ -168,6 +174,18 @@ async def _rich_subscriber(session_factory: Any, settings: Any) -> Any:
             actor="test:compiled",
             description="below zero",
         )
+        # More ledger than a page, in pairs that share a time (the id breaks the tie), with
+        # and without microseconds; the balance stays as it was.
+        for i in range(24):
+            await ledger.post(
+                session,
+                contract_id=first,
+                kind=("CHARGE", "REFUND", "ADJUSTMENT")[i % 3],
+                amount=Decimal("-1.00") if i % 2 else Decimal("1.00"),
+                actor="test:compiled",
+                description=f"entry {i} «ё»",
+                at=whole_second + timedelta(hours=i // 2, microseconds=7 * (i // 4 % 2)),
+            )
         await session.commit()
     return made
 
@@ -354,8 +372,80 @@ async def test_the_token_is_checked_inside_the_one_statement(
     assert served["errors"][0]["extensions"]["code"] == "PASSWORD_CHANGE_REQUIRED"
 
 
+LEDGER = """
+{ me { contracts {
+  ledger(first: 5) { edges { cursor node { id kind amount balanceAfter description reference
+    createdAt } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } }
+  all: ledger(first: 100) { edges { cursor } pageInfo { hasNextPage endCursor } }
+  none: ledger(first: 0) { edges { cursor } pageInfo { hasNextPage startCursor endCursor } }
+  charges: ledger(kinds: [CHARGE, ADJUSTMENT, CHARGE]) { edges { node { kind } } }
+  every: ledger(first: 3, kinds: []) { edges { cursor } }
+  period: ledger(from: "2026-01-02T06:00:00+03:00", to: "2026-01-02T06:00:00.000007Z") {
+    edges { node { createdAt } } pageInfo { hasNextPage } }
+} } }
+"""
+
+
+async def test_the_ledger_from_one_statement_is_the_executors_answer(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given a subscriber whose first contract has more ledger than a page (and its opening
+    # balance, posted now, newest)
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    # when the ledger is asked for, with its filters, both ways
+    served, executed, statements, compiled = await _both_ways(
+        client, app, monkeypatch, LEDGER, None, headers
+    )
+    # then the same answer, from one statement on PostgreSQL
+    assert "errors" not in executed, executed
+    assert served == executed
+    if app.state.engine.dialect.name == "postgresql":
+        assert compiled and len(statements) == 1, statements
+    first = executed["data"]["me"]["contracts"][0]
+    edges = first["ledger"]["edges"]
+    assert [e["node"]["description"] for e in edges] == [
+        "opening balance", "entry 23 «ё»", "entry 22 «ё»", "entry 21 «ё»", "entry 20 «ё»"
+    ]  # fmt: skip
+    assert first["ledger"]["pageInfo"] == {
+        "hasNextPage": True,
+        "hasPreviousPage": False,
+        "startCursor": edges[0]["cursor"],
+        "endCursor": edges[-1]["cursor"],
+    }
+    assert len(first["all"]["edges"]) == 25 and first["all"]["pageInfo"]["hasNextPage"] is False
+    assert first["none"]["pageInfo"] == {
+        "hasNextPage": True,
+        "startCursor": None,
+        "endCursor": None,
+    }
+    assert {e["node"]["kind"] for e in first["charges"]["edges"]} == {"CHARGE", "ADJUSTMENT"}
+    assert len(first["every"]["edges"]) == 3
+    assert [e["node"]["createdAt"] for e in first["period"]["edges"]] == [
+        "2026-01-02T05:04:05.000007+00:00",
+        "2026-01-02T05:04:05.000007+00:00",
+        "2026-01-02T04:04:05+00:00",
+        "2026-01-02T04:04:05+00:00",
+        "2026-01-02T03:04:05+00:00",
+        "2026-01-02T03:04:05+00:00",
+    ]
+    # and the executor goes on from a cursor of the one statement
+    after = first["ledger"]["pageInfo"]["endCursor"]
+    following = (
+        "query($after: String) { me { contracts { ledger(first: 2, after: $after) {"
+        " edges { node { description } } pageInfo { hasPreviousPage } } } } }"
+    )
+    served, executed, _, compiled = await _both_ways(
+        client, app, monkeypatch, following, {"after": after}, headers
+    )
+    assert compiled is False and served == executed
+    page = executed["data"]["me"]["contracts"][0]["ledger"]
+    assert [e["node"]["description"] for e in page["edges"]] == ["entry 19 «ё»", "entry 18 «ё»"]
+    assert page["pageInfo"]["hasPreviousPage"] is True
+
+
 # The pages answered by one statement so far (the rest: issue 14, in progress).
-ONE_STATEMENT_PAGES = ["apollo", "catalogue", "home", "overview", "sessions", "tv"]
+ONE_STATEMENT_PAGES = ["apollo", "balance", "catalogue", "home", "overview", "sessions", "tv"]
 
 
 @pytest.mark.parametrize("page", ONE_STATEMENT_PAGES)

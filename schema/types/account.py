@@ -206,19 +206,10 @@ class Contract(Viewed, Node):
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
     ) -> Connection[LedgerEntry]:
-        try:
-            # The same page of every contract asked for comes from one statement.
-            pages = info.context.loaders.ledger_pages(
-                first=first,
-                after=after,
-                kinds=[kind.value for kind in kinds] if kinds else None,
-                since=from_,
-                until=to,
-            )
-            page = await pages.load(self.key)
-        except DomainError as error:
-            raise bad_input(error) from None
-        return Connection.from_page(page, LedgerEntry.from_row)
+        # The same page of every contract asked for comes from one statement.
+        return await paged(  # type: ignore[no-any-return]
+            self, info, "ledger", first=first, after=after, kinds=kinds, **{"from": from_, "to": to}
+        )
 
     @strawberry.field(description="Totals of the days [from, to] (UTC, at most 366 days).")
     async def expense_summary(

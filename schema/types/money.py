@@ -29,26 +29,17 @@ class LedgerKind(Enum):
     REFUND = "REFUND"
 
 
+@viewed
 @strawberry.type(description="One change of a contract's balance.")
-class LedgerEntry(Node):
-    kind: LedgerKind
-    amount: Money = strawberry.field(description="Signed: charges are negative.")
-    balance_after: Money
-    description: str
-    reference: str | None
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> LedgerEntry:
-        return cls(
-            id=to_global_id("LedgerEntry", row.id),
-            kind=LedgerKind(row.kind),
-            amount=row.amount,
-            balance_after=row.balance_after,
-            description=row.description,
-            reference=row.reference,
-            created_at=row.created_at,
-        )
+class LedgerEntry(Viewed, Node):
+    VIEW = "LedgerEntry"
+    id: strawberry.ID = value()
+    kind: LedgerKind = value()
+    amount: Money = value(description="Signed: charges are negative.")
+    balance_after: Money = value()
+    description: str = value()
+    reference: str | None = value()
+    created_at: datetime = value()
 
 
 @strawberry.type

@@ -15,11 +15,11 @@ from typing import Any, ClassVar, TypeVar
 import strawberry
 
 from core.errors import DomainError
-from core.views import Link, Page, python_value, value_label
+from core.views import Link, Page, plain_argument, python_value, value_label
 from resolvers.views import VIEWS
 from schema.context import Info
 from schema.errors import bad_input
-from schema.types.pagination import Connection, page_arguments
+from schema.types.pagination import Connection
 
 T = TypeVar("T", bound="Viewed")
 
@@ -123,17 +123,27 @@ def link(*, description: str | None = None) -> Any:
 
 
 async def paged(
-    root: Viewed, info: Info, name: str, *, first: int | None, after: str | None
+    root: Viewed, info: Info, name: str, *, first: int | None, after: str | None, **arguments: Any
 ) -> Any:
-    """A page of the view's `Page` called `name` for `root` (a Connection)."""
+    """A page of the view's `Page` called `name` for `root` (a Connection); a GraphQL error
+    for a `first`, an argument or a cursor the page refuses."""
     page_link = VIEWS[root.VIEW].fields[name]
     assert isinstance(page_link, Page)
-    limit, before = page_arguments(info, first, after)
+    try:
+        loader = info.context.loaders.page(
+            root.VIEW,
+            name,
+            first=first,
+            after=after,
+            max_page_size=info.context.settings.max_page_size,
+            **{argument: plain_argument(value) for argument, value in arguments.items()},
+        )
+    except DomainError as error:
+        raise bad_input(error) from None
     if page_link.parent == VIEWS[root.VIEW].key and root.key is not None:
         key = root.key
     else:
         key = getattr(await root.loaded_row(info), page_link.parent)
-    loader = info.context.loaders.page(root.VIEW, name, first=limit, before=before)
     page = await loader.load(key)
     return Connection.from_page(page, CLASSES[page_link.target].of_row)
 

@@ -18,17 +18,13 @@ from sqlmodel import col
 from auth.sessions import COOKIE_NAME
 from core.db import RequestReader, begin_write
 from core.errors import DomainError, ErrorCode
+from core.settings import Settings
 from kabinet.web.statements import HEADER, statement_routes
 from models import LedgerEntry
 from resolvers import ledger
-from resolvers.expenses import (
-    CategoryTotal,
-    MonthTotal,
-    expense_summary,
-    ledger_page,
-    statement_rows,
-)
-from resolvers.pagination import encode_cursor
+from resolvers.expenses import CategoryTotal, MonthTotal, expense_summary, statement_rows
+from resolvers.loaders import Loaders
+from resolvers.pagination import Page, encode_cursor
 from tests.factories import make_staff, make_subscriber, sign_in
 from tests.money.test_ledger import assert_ledger_balanced
 
@@ -68,6 +64,31 @@ async def reader(engine: AsyncEngine) -> AsyncIterator[RequestReader]:
     await request_reader.close()
 
 
+async def ledger_page(
+    reader: RequestReader,
+    *,
+    contract_id: int,
+    first: int | None,
+    after: str | None,
+    kinds: list[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Page[Any]:
+    """A page of `Contract.ledger` as the executor reads it (resolvers/views.py declares
+    it): DomainError for a value refused."""
+    loaders = Loaders(reader, Settings())
+    page = loaders.page(
+        "Contract",
+        "ledger",
+        first=first,
+        after=after,
+        max_page_size=100,
+        kinds=kinds,
+        **{"from": since, "to": until},
+    )
+    return await page.load(contract_id)  # type: ignore[no-any-return]
+
+
 async def all_pages(reader: RequestReader, contract_id: int, first: int, **kw: Any) -> list[Any]:
     pages, after = [], None
     while True:
@@ -84,7 +105,7 @@ def page_kw(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-# -- ledger_page ----------------------------------------------------------------------------
+# -- Contract.ledger ------------------------------------------------------------------------
 
 
 async def test_pages_cover_every_entry_once_when_entries_share_a_time(
