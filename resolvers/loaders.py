@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -121,8 +121,9 @@ def _link_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
     the arguments in `given` are parameters `argument_<name>`."""
     link = views.VIEWS[view_name].fields[field]
     assert isinstance(link, Link) and link.rows is not None
+    names = (*link.arguments, *(name for name, _ in link.from_parent))
     arguments: dict[str, Any] = {
-        name: sa.bindparam(f"argument_{name}") if name in given else None for name in link.arguments
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in names
     }
     keep = _everything if link.key is None else _in_ids
     rows = link.rows(keep, **arguments).subquery("r")
@@ -354,15 +355,6 @@ class Loaders:
             )
 
         return self._loader(("ledger_pages", first, after, wanted, since, until), fetch, None)
-
-    def expense_summaries(self, *, since: date, until: date) -> BatchLoader[int, Any]:
-        """The expense summary of the days [since, until] of each contract asked for: one
-        statement per kind of total (on PostgreSQL: sent together)."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await expenses.expense_summaries(reader, contract_ids, since=since, until=until)
-
-        return self._loader(("expense_summaries", since, until), fetch, None)
 
     def promised_payment_offers(self, settings: Settings) -> BatchLoader[int, Any]:
         """Today's promised-payment offer of each contract asked for (the request's settings

@@ -36,7 +36,7 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import accounts, catalog, charges, lineup, promised
+from resolvers import accounts, catalog, charges, expenses, lineup, promised
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -247,6 +247,8 @@ def _points(row: Any) -> Any:
 # --------------------------------------------------------------------------- #
 
 _MONEY = Kind.MONEY
+# The period an ExpenseSummary was asked for, passed on to its lists.
+_PERIOD = (("from", "since"), ("to", "until"))
 
 VIEWS: dict[str, View] = {
     view.name: view
@@ -365,8 +367,58 @@ VIEWS: dict[str, View] = {
                 ),
                 "monthlyCharges": Link("MonthlyCharges"),
                 "payments": Page("Payment", _payments_of_contracts, key="contract_id"),
+                "expenseSummary": Link(
+                    "ExpenseSummary",
+                    expenses.summary_rows,
+                    key="contract_id",
+                    arguments=("from", "to"),
+                    check=expenses.check_summary_period,
+                ),
             },
             rows=contract_rows,
+        ),
+        View(
+            "ExpenseSummary",
+            {
+                "from": column("since", Kind.DATE),
+                "to": column("until", Kind.DATE),
+                "totalCharged": Value(lambda row: row.c.total_charged, _MONEY, type_=MONEY),
+                "totalCredited": Value(lambda row: row.c.total_credited, _MONEY, type_=MONEY),
+                "byCategory": Link(
+                    "CategoryTotal",
+                    expenses.category_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("kind_rank", "kind"),
+                    from_parent=_PERIOD,
+                ),
+                "byMonth": Link(
+                    "MonthTotal",
+                    expenses.month_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("position",),
+                    from_parent=_PERIOD,
+                ),
+            },
+            key="contract_id",
+        ),
+        View(
+            "CategoryTotal",
+            {
+                "kind": column("kind"),
+                "total": Value(lambda row: row.c.total, _MONEY, type_=MONEY),
+            },
+        ),
+        View(
+            "MonthTotal",
+            {
+                "month": column("month"),
+                "charged": Value(lambda row: row.c.charged, _MONEY, type_=MONEY),
+                "credited": Value(lambda row: row.c.credited, _MONEY, type_=MONEY),
+            },
         ),
         View(
             "Balance",
