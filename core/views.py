@@ -141,6 +141,9 @@ class Link:
     # check of their values (a DomainError for one the field refuses), run by both ways.
     arguments: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], None] | None = None
+    # Arguments the parent's row gives rather than the document ((name, its column), ...):
+    # an object made for arguments passes them on to its lists (ExpenseSummary's period).
+    from_parent: tuple[tuple[str, str], ...] = ()
     # A list of scalars rather than objects: the rows' column `scalar`, written as `kind`
     # (`target` is then the GraphQL name of the scalar, for reading only).
     scalar: str | None = None

@@ -2,8 +2,9 @@
 category and by month, and the rows of a downloadable statement.
 
 Read-only verbs over a request's reader (anything with `async rows(statement)`, such as
-`core.db.RequestReader`), so that they run inside a GraphQL request. The caller checks
-that the principal may see the contract (`resolvers.accounts.may_see_contract`).
+`core.db.RequestReader`), so that they run inside a GraphQL request, and the rows of the
+summary's read declaration (resolvers/views.py). The caller checks that the principal may
+see the contract (`resolvers.accounts.may_see_contract`).
 
 Periods: the ledger's filters take instants, half-open `[from, to)`; the summary and the
 statement take calendar days, both ends included, counted in UTC (the ledger keeps UTC).
@@ -11,11 +12,8 @@ statement take calendar days, both ends included, counted in UTC (the ledger kee
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,11 +21,11 @@ from sqlalchemy import Row
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
-from core.db import ReadQuery, one_of
+from core.db import one_of
 from core.errors import DomainError, ErrorCode
 from core.views import Filter
-from models import LedgerEntry
-from models.base import table_of
+from models import Contract, LedgerEntry
+from models.base import MONEY, table_of
 from models.money import LEDGER_KINDS
 from resolvers.catalog import Reader
 from resolvers.pagination import decode_cursor
@@ -39,10 +37,9 @@ MAX_PERIOD_DAYS = 366
 # beyond the cap the oldest rows of the period are kept and the caller is told
 # (`statement_rows(..., limit=STATEMENT_MAX_ROWS + 1)` shows whether there were more).
 STATEMENT_MAX_ROWS = 10_000
-CENT = Decimal("0.01")
-ZERO = Decimal("0.00")
 
 _ledger = table_of(LedgerEntry)
+_contracts = table_of(Contract)
 
 LEDGER_COLUMNS = (
     _ledger.c.id,
@@ -151,29 +148,13 @@ def ledger_entries(keep: Filter, **given: Any) -> sa.Select[Any]:
 
 
 # -- Contract.expenseSummary ---------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CategoryTotal:
-    kind: str  # a ledger kind; schema/ names it for people
-    total: Decimal  # signed: charges negative, credits positive
-
-
-@dataclass(frozen=True, slots=True)
-class MonthTotal:
-    month: str  # "YYYY-MM", UTC
-    charged: Decimal  # the debits of the month as a positive number
-    credited: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    since: date
-    until: date
-    by_category: list[CategoryTotal]  # kinds with entries in the period, in LEDGER_KINDS order
-    by_month: list[MonthTotal]  # every month the period touches, zeros included, oldest first
-    total_charged: Decimal
-    total_credited: Decimal
+#
+# The rows of the summary's declaration (resolvers/views.py: ExpenseSummary, CategoryTotal,
+# MonthTotal), for any filter on the contract and the period `from`, `to` (days, both
+# included, UTC): statement parameters, or the columns of the summary's row for its lists.
+# Every value is here, in SQL: the months of the period (every one, zeros included, oldest
+# first), their totals, the totals of the period (the sums of the months') and the totals
+# by kind (signed, in LEDGER_KINDS order).
 
 
 class utc_month(FunctionElement[str]):
@@ -196,9 +177,46 @@ def _utc_month_postgresql(element: utc_month, compiler: Any, **kw: Any) -> str:
     return f"to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM')"
 
 
-def _money(value: Any) -> Decimal:
-    # SQLite sums NUMERIC as REAL: the text of the float, rounded to kopecks, is exact here.
-    return ZERO if value is None else Decimal(str(value)).quantize(CENT)
+class month_after(FunctionElement[str]):
+    """ "YYYY-MM" of the month `n` months after the month of a day: month_after(day, n)."""
+
+    type = sa.String()
+    name = "month_after"
+    inherit_cache = True
+
+
+@compiles(month_after, "sqlite")
+def _month_after_sqlite(element: month_after, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"strftime('%Y-%m', {day}, 'start of month', '+' || ({n}) || ' months')"
+
+
+@compiles(month_after, "postgresql")
+def _month_after_postgresql(element: month_after, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"to_char(CAST({day} AS DATE) + ({n}) * INTERVAL '1 month', 'YYYY-MM')"
+
+
+class utc_midnight(FunctionElement[datetime]):
+    """The instant a day starts in UTC, `n` days after a day: utc_midnight(day, n), to be
+    compared with a UTC timestamp column."""
+
+    type = sa.DateTime(timezone=True)
+    name = "utc_midnight"
+    inherit_cache = True
+
+
+@compiles(utc_midnight, "sqlite")
+def _utc_midnight_sqlite(element: utc_midnight, compiler: Any, **kw: Any) -> str:
+    # 'YYYY-MM-DD': before every time of the day in SQLite's text, after the day before's.
+    day, n = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"date({day}, '+' || ({n}) || ' days')"
+
+
+@compiles(utc_midnight, "postgresql")
+def _utc_midnight_postgresql(element: utc_midnight, compiler: Any, **kw: Any) -> str:
+    day, n = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(CAST(CAST({day} AS DATE) + ({n}) AS TIMESTAMP) AT TIME ZONE 'UTC')"
 
 
 def check_period(since: date, until: date) -> tuple[datetime, datetime]:
@@ -216,95 +234,105 @@ def check_period(since: date, until: date) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _months(since: date, until: date) -> list[str]:
-    months, year, month = [], since.year, since.month
-    while (year, month) <= (until.year, until.month):
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
+def check_summary_period(given: Mapping[str, Any]) -> None:
+    """The check of `Contract.expenseSummary(from, to)` (both required)."""
+    check_period(given["from"], given["to"])
 
 
-def _in_period() -> tuple[Any, ...]:
+def _period(period: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The days `from` and `to` given to a rows function, as SQL dates."""
+    return sa.type_coerce(period["from"], sa.Date), sa.type_coerce(period["to"], sa.Date)
+
+
+def _entries_of(keep: Filter, since: Any, until: Any) -> tuple[Any, ...]:
+    created_at = _ledger.c.created_at
     return (
-        one_of(_ledger.c.contract_id, "ids"),
-        _ledger.c.created_at >= sa.bindparam("start", type_=_ledger.c.created_at.type),
-        _ledger.c.created_at < sa.bindparam("end", type_=_ledger.c.created_at.type),
+        keep(_ledger.c.contract_id),
+        created_at >= utc_midnight(since, _text("0")),
+        created_at < utc_midnight(until, _text("1")),
     )
 
 
-def _totals_by_kind() -> sa.Select[Any]:
-    return (
-        sa.select(
-            _ledger.c.contract_id, _ledger.c.kind, sa.func.sum(_ledger.c.amount).label("total")
-        )
-        .where(*_in_period())
-        .group_by(_ledger.c.contract_id, _ledger.c.kind)
-    )
+def _text(sql: str) -> Any:
+    return sa.literal_column(sql)
 
 
-def _totals_by_month() -> sa.Select[Any]:
+# A month has at least 28 days: a period of d days touches at most d // 28 + 2 months.
+_MONTH_NUMBERS = sa.union_all(
+    *(sa.select(_text(str(n)).label("n")) for n in range(MAX_PERIOD_DAYS // 28 + 2))
+)
+
+
+def month_rows(keep: Filter, **period: Any) -> sa.Select[Any]:
+    """`ExpenseSummary.byMonth`: every month the period touches ("YYYY-MM", UTC; `position`
+    0 the first), zeros included, for each contract; `charged` the debits of the month as
+    a positive number, `credited` the credits."""
+    since, until = _period(period)
     amount, month = _ledger.c.amount, utc_month(_ledger.c.created_at)
-    return (
+    found = (
         sa.select(
             _ledger.c.contract_id,
             month.label("month"),
-            sa.func.sum(sa.case((amount < 0, -amount), else_=0)).label("charged"),
-            sa.func.sum(sa.case((amount > 0, amount), else_=0)).label("credited"),
+            sa.func.sum(sa.case((amount < _text("0"), -amount), else_=_text("0"))).label("charged"),
+            sa.func.sum(sa.case((amount > _text("0"), amount), else_=_text("0"))).label("credited"),
         )
-        .where(*_in_period())
+        .where(*_entries_of(keep, since, until))
         .group_by(_ledger.c.contract_id, month)
+        .subquery()
     )
-
-
-_TOTALS_BY_KIND = ReadQuery(_totals_by_kind())
-_TOTALS_BY_MONTH = ReadQuery(_totals_by_month())
-
-
-async def expense_summaries(
-    reader: Reader, contract_ids: Sequence[int], *, since: date, until: date
-) -> dict[int, Summary]:
-    """Totals of each contract's ledger over the days `[since, until]` (UTC, ≤ 366 days): by
-    kind (signed) and by month (charged and credited), in two aggregate statements for all
-    the contracts (on PostgreSQL sent as one). Every contract asked for gets a summary."""
-    start, end = check_period(since, until)
-    ids = list(dict.fromkeys(contract_ids))
-    if not ids:
-        return {}
-    by_kind, by_month = await asyncio.gather(
-        reader.fetch(_TOTALS_BY_KIND, ids=ids, start=start, end=end),
-        reader.fetch(_TOTALS_BY_MONTH, ids=ids, start=start, end=end),
-    )
-    categories: dict[int, list[CategoryTotal]] = {contract_id: [] for contract_id in ids}
-    for row in by_kind:
-        categories[row.contract_id].append(CategoryTotal(row.kind, _money(row.total)))
-    months_found: dict[int, dict[str, tuple[Decimal, Decimal]]] = {cid: {} for cid in ids}
-    for row in by_month:
-        months_found[row.contract_id][row.month] = (_money(row.charged), _money(row.credited))
-
-    order = {kind: index for index, kind in enumerate(LEDGER_KINDS)}
-    period = _months(since, until)
-    summaries = {}
-    for contract_id in ids:
-        found = months_found[contract_id]
-        months = [MonthTotal(m, *found.get(m, (ZERO, ZERO))) for m in period]
-        summaries[contract_id] = Summary(
-            since=since,
-            until=until,
-            by_category=sorted(
-                categories[contract_id],
-                key=lambda category: order.get(category.kind, len(order)),
-            ),
-            by_month=months,
-            total_charged=sum((m.charged for m in months), ZERO),
-            total_credited=sum((m.credited for m in months), ZERO),
+    numbers = _MONTH_NUMBERS.subquery()
+    label = month_after(since, numbers.c.n)
+    zero = _text("0.00")
+    return (
+        sa.select(
+            _contracts.c.id.label("contract_id"),
+            numbers.c.n.label("position"),
+            label.label("month"),
+            sa.type_coerce(sa.func.coalesce(found.c.charged, zero), MONEY).label("charged"),
+            sa.type_coerce(sa.func.coalesce(found.c.credited, zero), MONEY).label("credited"),
         )
-    return summaries
+        .select_from(
+            _contracts.join(numbers, label <= month_after(until, _text("0"))).outerjoin(
+                found, sa.and_(found.c.contract_id == _contracts.c.id, found.c.month == label)
+            )
+        )
+        .where(keep(_contracts.c.id))
+    )
 
 
-async def expense_summary(reader: Reader, *, contract_id: int, since: date, until: date) -> Summary:
-    """`expense_summaries` of one contract."""
-    summaries = await expense_summaries(reader, [contract_id], since=since, until=until)
-    return summaries[contract_id]
+def summary_rows(keep: Filter, **period: Any) -> sa.Select[Any]:
+    """`Contract.expenseSummary`: one row per contract, with the period (`since`, `until`)
+    and its totals, the sums of its months'."""
+    since, until = _period(period)
+    months = month_rows(keep, **period).subquery()
+    return sa.select(
+        months.c.contract_id,
+        since.label("since"),
+        until.label("until"),
+        sa.type_coerce(sa.func.sum(months.c.charged), MONEY).label("total_charged"),
+        sa.type_coerce(sa.func.sum(months.c.credited), MONEY).label("total_credited"),
+    ).group_by(months.c.contract_id)
+
+
+def category_rows(keep: Filter, **period: Any) -> sa.Select[Any]:
+    """`ExpenseSummary.byCategory`: the kinds with entries in the period and their signed
+    totals, `kind_rank` their place in LEDGER_KINDS."""
+    since, until = _period(period)
+    kind = _ledger.c.kind
+    rank = sa.case(
+        *((kind == _text(f"'{name}'"), _text(str(i))) for i, name in enumerate(LEDGER_KINDS)),
+        else_=_text(str(len(LEDGER_KINDS))),
+    )
+    return (
+        sa.select(
+            _ledger.c.contract_id,
+            kind,
+            sa.type_coerce(sa.func.sum(_ledger.c.amount), MONEY).label("total"),
+            rank.label("kind_rank"),
+        )
+        .where(*_entries_of(keep, since, until))
+        .group_by(_ledger.c.contract_id, kind)
+    )
 
 
 # -- the statement (CSV) -------------------------------------------------------------------

@@ -10,7 +10,6 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from datetime import date
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from core.settings import Settings
 from core.views import Link, RowRef, order_columns, value_label
 from core.views import Page as PageLink
 from models.base import utcnow
-from resolvers import accounts, bonus, catalog, charges, expenses, lineup, payments, promised, views
+from resolvers import accounts, bonus, catalog, charges, lineup, payments, promised, views
 from resolvers.pagination import Page, check_first
 
 K = TypeVar("K", bound=Hashable)
@@ -122,8 +121,9 @@ def _link_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
     the arguments in `given` are parameters `argument_<name>`."""
     link = views.VIEWS[view_name].fields[field]
     assert isinstance(link, Link) and link.rows is not None
+    names = (*link.arguments, *(name for name, _ in link.from_parent))
     arguments: dict[str, Any] = {
-        name: sa.bindparam(f"argument_{name}") if name in given else None for name in link.arguments
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in names
     }
     keep = _everything if link.key is None else _in_ids
     rows = link.rows(keep, **arguments).subquery("r")
@@ -434,15 +434,6 @@ class Loaders:
             return await payments.first_payments(reader, contract_ids, limit=limit)
 
         return self._loader(f"first_payments:{limit}", fetch, [])
-
-    def expense_summaries(self, *, since: date, until: date) -> BatchLoader[int, Any]:
-        """The expense summary of the days [since, until] of each contract asked for: one
-        statement per kind of total (on PostgreSQL: sent together)."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await expenses.expense_summaries(reader, contract_ids, since=since, until=until)
-
-        return self._loader(("expense_summaries", since, until), fetch, None)
 
 
 async def _catalog_items(

@@ -269,6 +269,8 @@ _LEDGER_CURSOR = Cursor(
 # --------------------------------------------------------------------------- #
 
 _MONEY = Kind.MONEY
+# The period an ExpenseSummary was asked for, passed on to its lists.
+_PERIOD = (("from", "since"), ("to", "until"))
 
 VIEWS: dict[str, View] = {
     view.name: view
@@ -408,8 +410,58 @@ VIEWS: dict[str, View] = {
                     arguments=("kinds", "from", "to"),
                     check=expenses.check_ledger_filters,
                 ),
+                "expenseSummary": Link(
+                    "ExpenseSummary",
+                    expenses.summary_rows,
+                    key="contract_id",
+                    arguments=("from", "to"),
+                    check=expenses.check_summary_period,
+                ),
             },
             rows=contract_rows,
+        ),
+        View(
+            "ExpenseSummary",
+            {
+                "from": column("since", Kind.DATE),
+                "to": column("until", Kind.DATE),
+                "totalCharged": Value(lambda row: row.c.total_charged, _MONEY, type_=MONEY),
+                "totalCredited": Value(lambda row: row.c.total_credited, _MONEY, type_=MONEY),
+                "byCategory": Link(
+                    "CategoryTotal",
+                    expenses.category_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("kind_rank", "kind"),
+                    from_parent=_PERIOD,
+                ),
+                "byMonth": Link(
+                    "MonthTotal",
+                    expenses.month_rows,
+                    key="contract_id",
+                    parent="contract_id",
+                    many=True,
+                    order=("position",),
+                    from_parent=_PERIOD,
+                ),
+            },
+            key="contract_id",
+        ),
+        View(
+            "CategoryTotal",
+            {
+                "kind": column("kind"),
+                "total": Value(lambda row: row.c.total, _MONEY, type_=MONEY),
+            },
+        ),
+        View(
+            "MonthTotal",
+            {
+                "month": column("month"),
+                "charged": Value(lambda row: row.c.charged, _MONEY, type_=MONEY),
+                "credited": Value(lambda row: row.c.credited, _MONEY, type_=MONEY),
+            },
         ),
         View(
             "Balance",

@@ -300,6 +300,9 @@ class _Builder:
                 raise NotCompiled("an argument")
             return self.object(node, link.target, row)
         arguments = self.literal_arguments(node, link.arguments, _checked_by(link))
+        if link.from_parent:
+            assert row is not None
+            arguments.update({arg: row.c[column] for arg, column in link.from_parent})
         if link.key is None:
             if name == "me":
                 raise NotCompiled("me is not a link")

@@ -444,11 +444,9 @@ async def test_the_ledger_from_one_statement_is_the_executors_answer(
     assert page["pageInfo"]["hasPreviousPage"] is True
 
 
-# The pages answered by one statement so far (the rest: issue 14, in progress).
-ONE_STATEMENT_PAGES = ["apollo", "balance", "catalogue", "home", "overview", "sessions", "tv"]
 
 
-@pytest.mark.parametrize("page", ONE_STATEMENT_PAGES)
+@pytest.mark.parametrize("page", sorted(PAGES))
 async def test_every_page_a_front_end_sends_is_one_statement_and_the_executors_answer(
     page: str, client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
 ) -> None:
@@ -509,3 +507,87 @@ async def test_the_promised_payment_offer_from_one_statement_is_the_executors_an
         {"__typename": "PromiseFeeTier", "upTo": "500.00", "fee": "10.00"},
         {"__typename": "PromiseFeeTier", "upTo": None, "fee": "25.00"},
     ]
+
+
+EXPENSES = """
+{ me { contracts { number
+  year: expenseSummary(from: "2025-12-01", to: "2026-11-30") {
+    from to totalCharged totalCredited byCategory { kind total } byMonth { month charged credited }
+  }
+  short: expenseSummary(from: "2026-02-10", to: "2026-03-05") {
+    to byMonth { credited month } byCategory { total kind } totalCredited
+  }
+} } }
+"""
+
+
+async def test_expense_summaries_from_one_statement_are_the_executors(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given entries on the edges of two periods (times with and without microseconds),
+    # of several kinds, on two of three contracts
+    made = await make_subscriber(session_factory, settings, contracts=3)
+    first, second, _ = made.contract_ids
+    entries = [
+        (first, "TOP_UP", "999.00", datetime(2025, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)),
+        (first, "TOP_UP", "1000.00", datetime(2025, 12, 1, tzinfo=UTC)),
+        (first, "CHARGE", "-16.13", datetime(2026, 2, 9, 23, 59, 59, tzinfo=UTC)),
+        (first, "CHARGE", "-16.13", datetime(2026, 2, 10, tzinfo=UTC)),
+        (first, "ADJUSTMENT", "0.30", datetime(2026, 3, 5, 23, 59, 59, 1, tzinfo=UTC)),
+        (first, "ADJUSTMENT", "-0.30", datetime(2026, 3, 6, tzinfo=UTC)),
+        (first, "PROMISED_PAYMENT", "300.00", datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)),
+        (first, "PROMISED_PAYMENT_FEE", "-10.00", datetime(2026, 12, 1, tzinfo=UTC)),
+        (second, "REFUND", "5.55", datetime(2026, 2, 28, 12, tzinfo=UTC)),
+    ]
+    async with session_factory() as session:
+        await begin_write(session)
+        for contract_id, kind, amount, at in entries:
+            await ledger.post(
+                session,
+                contract_id=contract_id,
+                kind=kind,
+                amount=Decimal(amount),
+                actor="test:expenses",
+                at=at,
+            )
+        await session.commit()
+    headers = await sign_in(client, made.login or "")
+    # when
+    served, executed, statements, compiled = await _both_ways(
+        client, app, monkeypatch, EXPENSES, None, headers
+    )
+    # then the same answer, on PostgreSQL from one statement
+    assert "errors" not in executed, executed
+    assert served == executed
+    if app.state.engine.dialect.name == "postgresql":
+        assert compiled and len(statements) == 1, statements
+    one, two, three = executed["data"]["me"]["contracts"]
+    year = one["year"]
+    assert (year["from"], year["to"]) == ("2025-12-01", "2026-11-30")
+    assert (year["totalCharged"], year["totalCredited"]) == ("32.56", "1300.30")
+    assert year["byCategory"] == [
+        {"kind": "TOP_UP", "total": "1000.00"},
+        {"kind": "CHARGE", "total": "-32.26"},
+        {"kind": "PROMISED_PAYMENT", "total": "300.00"},
+        {"kind": "ADJUSTMENT", "total": "0.00"},  # +0.30 and -0.30: listed, as zero
+    ]
+    assert [m["month"] for m in year["byMonth"]] == [
+        "2025-12",
+        *(f"2026-{n:02d}" for n in range(1, 12)),
+    ]
+    assert year["byMonth"][2] == {"month": "2026-02", "charged": "32.26", "credited": "0.00"}
+    assert one["short"] == {
+        "to": "2026-03-05",
+        "byMonth": [
+            {"credited": "0.00", "month": "2026-02"},
+            {"credited": "0.30", "month": "2026-03"},
+        ],
+        "byCategory": [
+            {"total": "-16.13", "kind": "CHARGE"},
+            {"total": "0.30", "kind": "ADJUSTMENT"},
+        ],
+        "totalCredited": "0.30",
+    }
+    assert two["short"]["byCategory"] == [{"total": "5.55", "kind": "REFUND"}]
+    assert three["year"]["byCategory"] == [] and three["year"]["totalCharged"] == "0.00"
+    assert len(three["year"]["byMonth"]) == 12

@@ -218,12 +218,8 @@ class Contract(Viewed, Node):
         from_: Annotated[date, strawberry.argument(name="from")],
         to: date,
     ) -> ExpenseSummary:
-        try:
-            summaries = info.context.loaders.expense_summaries(since=from_, until=to)
-            summary = await summaries.load(self.key)
-        except DomainError as error:
-            raise bad_input(error) from None
-        return ExpenseSummary.from_summary(summary)
+        period = {"from": from_, "to": to}
+        return await linked_objects(self, info, "expenseSummary", **period)  # type: ignore[no-any-return]
 
 
 @strawberry.enum

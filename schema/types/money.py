@@ -42,43 +42,33 @@ class LedgerEntry(Viewed, Node):
     created_at: datetime = value()
 
 
+@viewed
 @strawberry.type
-class CategoryTotal:
-    kind: LedgerKind
-    total: Money = strawberry.field(description="Signed: charges negative, credits positive.")
+class CategoryTotal(Viewed):
+    VIEW = "CategoryTotal"
+    kind: LedgerKind = value()
+    total: Money = value(description="Signed: charges negative, credits positive.")
 
 
+@viewed
 @strawberry.type
-class MonthTotal:
-    month: str = strawberry.field(description='"YYYY-MM" (UTC).')
-    charged: Money
-    credited: Money
+class MonthTotal(Viewed):
+    VIEW = "MonthTotal"
+    month: str = value(description='"YYYY-MM" (UTC).')
+    charged: Money = value()
+    credited: Money = value()
 
 
+@viewed
 @strawberry.type(description="Totals of a period, by category and by month.")
-class ExpenseSummary:
-    from_: date = strawberry.field(name="from")
-    to: date
-    total_charged: Money
-    total_credited: Money
-    by_category: list[CategoryTotal]
-    by_month: list[MonthTotal]
-
-    @classmethod
-    def from_summary(cls, summary: Any) -> ExpenseSummary:
-        return cls(
-            from_=summary.since,
-            to=summary.until,
-            total_charged=summary.total_charged,
-            total_credited=summary.total_credited,
-            by_category=[
-                CategoryTotal(kind=LedgerKind(c.kind), total=c.total) for c in summary.by_category
-            ],
-            by_month=[
-                MonthTotal(month=m.month, charged=m.charged, credited=m.credited)
-                for m in summary.by_month
-            ],
-        )
+class ExpenseSummary(Viewed):
+    VIEW = "ExpenseSummary"
+    from_: date = value(name="from")
+    to: date = value()
+    total_charged: Money = value()
+    total_credited: Money = value()
+    by_category: list[CategoryTotal] = link()
+    by_month: list[MonthTotal] = link()
 
 
 @strawberry.enum

@@ -71,15 +71,16 @@ async def _value_later(root: Viewed, info: Info, name: str) -> Any:
     return _value_of(root, name)
 
 
-def value(*, description: str | None = None) -> Any:
-    """A field whose value is the view's `Value` of the same (GraphQL) name."""
+def value(*, name: str | None = None, description: str | None = None) -> Any:
+    """A field whose value is the view's `Value` of the same (GraphQL) name (`name`: when
+    the Python name is not it, e.g. `from_`)."""
 
     def resolve(root: strawberry.Parent[Viewed], info: strawberry.Info) -> Any:
         if root.row is None:
             return _value_later(root, info, info.field_name)
         return _value_of(root, info.field_name)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(resolver=resolve, name=name, description=description)
 
 
 def _checked(link: Link, arguments: dict[str, Any]) -> None:
@@ -108,6 +109,9 @@ async def linked_objects(root: Viewed, info: Info, name: str, **arguments: Any) 
     if link.rows is None:  # the same row, as another type
         row = await root.loaded_row(info)
         return CLASSES[link.target](row=row, key=root.key)  # type: ignore[call-arg]
+    if link.from_parent:
+        row = await root.loaded_row(info)
+        arguments = {**arguments, **{arg: getattr(row, c) for arg, c in link.from_parent}}
     key = None if link.key is None else getattr(await root.loaded_row(info), link.parent)
     found = await info.context.loaders.linked(root.VIEW, name, **arguments).load(key)
     return _objects(link, found)
