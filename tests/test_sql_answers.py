@@ -444,8 +444,6 @@ async def test_the_ledger_from_one_statement_is_the_executors_answer(
     assert page["pageInfo"]["hasPreviousPage"] is True
 
 
-
-
 @pytest.mark.parametrize("page", sorted(PAGES))
 async def test_every_page_a_front_end_sends_is_one_statement_and_the_executors_answer(
     page: str, client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
