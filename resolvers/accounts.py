@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -11,15 +10,13 @@ import sqlalchemy as sa
 from auth.sessions import Principal
 from core.db import ReadQuery, one_of
 from core.errors import DomainError, ErrorCode
-from models import BonusAccount, Contract, Credential, Region, Subscriber
+from models import Contract, Credential, Subscriber
 from models.base import table_of
 from resolvers.catalog import Reader
 
 _subscribers = table_of(Subscriber)
 _credentials = table_of(Credential)
 _contracts = table_of(Contract)
-_regions = table_of(Region)
-_bonus = table_of(BonusAccount)
 
 SUBSCRIBER_COLUMNS = (
     _subscribers.c.id,
@@ -44,26 +41,8 @@ CONTRACT_COLUMNS = (
     _contracts.c.opened_on,
 )
 
-_SUBSCRIBERS_BY_ID = ReadQuery(
-    sa.select(*SUBSCRIBER_COLUMNS)
-    .select_from(_subscribers)
-    .outerjoin(_credentials, _credentials.c.subscriber_id == _subscribers.c.id)
-    .where(one_of(_subscribers.c.id, "ids"))
-)
-_CONTRACTS_OF_SUBSCRIBERS = ReadQuery(
-    sa.select(*CONTRACT_COLUMNS)
-    .where(one_of(_contracts.c.subscriber_id, "ids"))
-    .order_by(_contracts.c.subscriber_id, _contracts.c.id)
-)
 _CONTRACTS_BY_NUMBER = ReadQuery(
     sa.select(*CONTRACT_COLUMNS).where(one_of(_contracts.c.number, "numbers"))
-)
-_CONTRACTS_BY_ID = ReadQuery(sa.select(*CONTRACT_COLUMNS).where(one_of(_contracts.c.id, "ids")))
-_REGIONS_BY_CODE = ReadQuery(
-    sa.select(_regions.c.code, _regions.c.name).where(one_of(_regions.c.code, "codes"))
-)
-_POINTS = ReadQuery(
-    sa.select(_bonus.c.subscriber_id, _bonus.c.points).where(one_of(_bonus.c.subscriber_id, "ids"))
 )
 
 MAX_CONTRACT_NUMBER = 20
@@ -104,32 +83,8 @@ def may_see_subscriber(principal: Principal | None, subscriber_id: int) -> bool:
     return principal.is_staff or (principal.kind == "SUBSCRIBER" and principal.id == subscriber_id)
 
 
-async def subscribers_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
-    return {row.id: row for row in await reader.fetch(_SUBSCRIBERS_BY_ID, ids=list(ids))}
-
-
-async def contracts_of_subscribers(reader: Reader, ids: Sequence[int]) -> dict[int, list[Any]]:
-    found: dict[int, list[Any]] = defaultdict(list)
-    for row in await reader.fetch(_CONTRACTS_OF_SUBSCRIBERS, ids=list(ids)):
-        found[row.subscriber_id].append(row)
-    return found
-
-
 async def contracts_by_number(reader: Reader, numbers: Sequence[str]) -> dict[str, Any]:
     wanted = [n for n in numbers if n and len(n) <= MAX_CONTRACT_NUMBER]
     if not wanted:
         return {}
     return {row.number: row for row in await reader.fetch(_CONTRACTS_BY_NUMBER, numbers=wanted)}
-
-
-async def contracts_by_id(reader: Reader, ids: Sequence[int]) -> dict[int, Any]:
-    return {row.id: row for row in await reader.fetch(_CONTRACTS_BY_ID, ids=list(ids))}
-
-
-async def regions_by_code(reader: Reader, codes: Sequence[str]) -> dict[str, Any]:
-    return {row.code: row for row in await reader.fetch(_REGIONS_BY_CODE, codes=list(codes))}
-
-
-async def bonus_points(reader: Reader, subscriber_ids: Sequence[int]) -> dict[int, int]:
-    rows = await reader.fetch(_POINTS, ids=list(subscriber_ids))
-    return {row.subscriber_id: row.points for row in rows}

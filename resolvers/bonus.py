@@ -638,22 +638,31 @@ _ACCOUNTS = ReadQuery(
         one_of(_accounts.c.subscriber_id, "ids")
     )
 )
-_EXPIRING = ReadQuery(
-    sa.select(
-        _entries.c.subscriber_id,
-        sa.func.sum(_entries.c.remaining).label("points"),
-        sa.func.min(_entries.c.expires_at).label("expires_at"),
+
+
+def expiring_points_where(subscribers: Any) -> sa.Select[Any]:
+    """Live points expiring after parameter `now` and by `expiring_until`, with the earliest
+    expiry among them, of each subscriber `subscribers(subscriber_id)` admits; no row for a
+    subscriber with none (`BonusAccount.expiringSoon`, resolvers/views.py)."""
+    return (
+        sa.select(
+            _entries.c.subscriber_id,
+            sa.func.sum(_entries.c.remaining).label("points"),
+            sa.func.min(_entries.c.expires_at).label("expires_at"),
+        )
+        .where(
+            subscribers(_entries.c.subscriber_id),
+            # Constants as SQL literals: the fast path binds only named parameters.
+            _entries.c.kind == sa.literal_column("'ACCRUAL'"),
+            _entries.c.remaining > sa.literal_column("0"),
+            _entries.c.expires_at > sa.bindparam("now", type_=UTCDateTime),
+            _entries.c.expires_at <= sa.bindparam("expiring_until", type_=UTCDateTime),
+        )
+        .group_by(_entries.c.subscriber_id)
     )
-    .where(
-        one_of(_entries.c.subscriber_id, "ids"),
-        # Constants as SQL literals: the fast path binds only named parameters.
-        _entries.c.kind == sa.literal_column("'ACCRUAL'"),
-        _entries.c.remaining > sa.literal_column("0"),
-        _entries.c.expires_at > sa.bindparam("now", type_=UTCDateTime),
-        _entries.c.expires_at <= sa.bindparam("until", type_=UTCDateTime),
-    )
-    .group_by(_entries.c.subscriber_id)
-)
+
+
+_EXPIRING = ReadQuery(expiring_points_where(lambda column: one_of(column, "ids")))
 _HISTORY = sa.select(*ENTRY_COLUMNS).where(
     _entries.c.subscriber_id == sa.bindparam("subscriber_id", type_=sa.BigInteger)
 )
@@ -690,7 +699,10 @@ async def expiring_soon(
         return {}
     now = now or utcnow()
     rows = await reader.fetch(
-        _EXPIRING, ids=list(subscriber_ids), now=now, until=now + timedelta(days=within_days)
+        _EXPIRING,
+        ids=list(subscriber_ids),
+        now=now,
+        expiring_until=now + timedelta(days=within_days),
     )
     return {row.subscriber_id: ExpiringPoints(int(row.points), row.expires_at) for row in rows}
 

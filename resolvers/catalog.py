@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -86,39 +85,54 @@ REWARD_COLUMNS = (
     _rewards.c.duration_days,
 )
 
-_REGIONS = ReadQuery(sa.select(*REGION_COLUMNS).order_by(_regions.c.code))
-_TARIFFS_ON_SALE = (
-    sa.select(*TARIFF_COLUMNS)
-    .where(_tariffs.c.archived.is_(False))
-    .order_by(_tariffs.c.region_code, _tariffs.c.monthly_fee, _tariffs.c.id)
-)
-_TARIFFS = ReadQuery(_TARIFFS_ON_SALE)
-_TARIFFS_OF_REGION = ReadQuery(
-    _TARIFFS_ON_SALE.where(_tariffs.c.region_code == sa.bindparam("region"))
-)
-_CHANNELS = ReadQuery(
-    sa.select(*CHANNEL_COLUMNS).where(_channels.c.archived.is_(False)).order_by(_channels.c.number)
-)
-_PACKAGES = ReadQuery(
-    sa.select(*PACKAGE_COLUMNS)
-    .where(_packages.c.archived.is_(False))
-    .order_by(_packages.c.monthly_fee, _packages.c.id)
-)
-_OPTIONS = ReadQuery(
-    sa.select(*OPTION_COLUMNS)
-    .where(_options.c.archived.is_(False))
-    .order_by(_options.c.monthly_fee, _options.c.id)
-)
+# What the public catalogue lists, each as rows (for any filter: these have no parent) and
+# an order; `Query.regions`, `tariffs`, … read them through resolvers/views.py.
+REGION_ORDER = ("code",)
+TARIFF_ORDER = ("region_code", "monthly_fee", "id")
+PACKAGE_ORDER = ("monthly_fee", "id")
+CHANNEL_ORDER = ("number",)
+OPTION_ORDER = ("monthly_fee", "id")
+
+
+def regions_listed(_keep: Any = None) -> sa.Select[Any]:
+    return sa.select(*REGION_COLUMNS)
+
+
+def tariffs_on_sale(_keep: Any = None, region: Any = None) -> sa.Select[Any]:
+    """Tariffs not archived, of the region `region` when given (a value or SQL)."""
+    statement = sa.select(*TARIFF_COLUMNS).where(_tariffs.c.archived.is_(False))
+    if region is not None:
+        statement = statement.where(_tariffs.c.region_code == region)
+    return statement
+
+
+def packages_on_sale(_keep: Any = None) -> sa.Select[Any]:
+    return sa.select(*PACKAGE_COLUMNS).where(_packages.c.archived.is_(False))
+
+
+def channels_on_air(_keep: Any = None) -> sa.Select[Any]:
+    return sa.select(*CHANNEL_COLUMNS).where(_channels.c.archived.is_(False))
+
+
+def options_on_sale(_keep: Any = None) -> sa.Select[Any]:
+    return sa.select(*OPTION_COLUMNS).where(_options.c.archived.is_(False))
+
+
+def _listed(rows: sa.Select[Any], order: tuple[str, ...]) -> ReadQuery:
+    found = rows.subquery("listed")
+    return ReadQuery(sa.select(found).order_by(*(found.c[name] for name in order)))
+
+
+_REGIONS = _listed(regions_listed(), REGION_ORDER)
+_TARIFFS = _listed(tariffs_on_sale(), TARIFF_ORDER)
+_TARIFFS_OF_REGION = _listed(tariffs_on_sale(region=sa.bindparam("region")), TARIFF_ORDER)
+_CHANNELS = _listed(channels_on_air(), CHANNEL_ORDER)
+_PACKAGES = _listed(packages_on_sale(), PACKAGE_ORDER)
+_OPTIONS = _listed(options_on_sale(), OPTION_ORDER)
 _REWARDS = ReadQuery(
     sa.select(*REWARD_COLUMNS)
     .where(_rewards.c.archived.is_(False))
     .order_by(_rewards.c.points_price, _rewards.c.id)
-)
-_CHANNELS_OF_PACKAGES = ReadQuery(
-    sa.select(_package_channels.c.package_id, *CHANNEL_COLUMNS)
-    .join(_channels, _channels.c.id == _package_channels.c.channel_id)
-    .where(one_of(_package_channels.c.package_id, "ids"))
-    .order_by(_package_channels.c.package_id, _channels.c.number)
 )
 
 MAX_REGION_CODE = 16
@@ -156,16 +170,6 @@ async def list_service_options(reader: Reader) -> Sequence[Row[Any]]:
 
 async def list_bonus_rewards(reader: Reader) -> Sequence[Row[Any]]:
     return await reader.fetch(_REWARDS)
-
-
-async def channels_by_package(
-    reader: Reader, package_ids: Sequence[int]
-) -> dict[int, list[Row[Any]]]:
-    """Channels of several packages in one statement, keyed by package id."""
-    found: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in await reader.fetch(_CHANNELS_OF_PACKAGES, ids=list(package_ids)):
-        found[row.package_id].append(row)
-    return found
 
 
 _BY_ID = {

@@ -20,7 +20,7 @@ from core.settings import Settings
 from core.views import Link, RowRef, order_columns, value_label
 from core.views import Page as PageLink
 from models.base import utcnow
-from resolvers import accounts, bonus, catalog, charges, lineup, payments, promised, views
+from resolvers import accounts, catalog, payments, views
 from resolvers.pagination import Page, check_first
 
 K = TypeVar("K", bound=Hashable)
@@ -342,37 +342,13 @@ class Loaders:
         return loader
 
     @property
-    def channels_by_package(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("channels_by_package", catalog.channels_by_package, [])
-
-    @property
     def catalog_item(self) -> BatchLoader[tuple[str, int], Any]:
         """Catalogue rows by ("Type", pk): one statement per type asked for."""
         return self._loader("catalog_item", _catalog_items, None)
 
     @property
-    def subscriber(self) -> BatchLoader[int, Any]:
-        return self._loader("subscriber", accounts.subscribers_by_id, None)
-
-    @property
-    def contracts_of_subscriber(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("contracts_of_subscriber", accounts.contracts_of_subscribers, [])
-
-    @property
     def contract_by_number(self) -> BatchLoader[str, Any]:
         return self._loader("contract_by_number", accounts.contracts_by_number, None)
-
-    @property
-    def contract_by_id(self) -> BatchLoader[int, Any]:
-        return self._loader("contract_by_id", accounts.contracts_by_id, None)
-
-    @property
-    def region(self) -> BatchLoader[str, Any]:
-        return self._loader("region", accounts.regions_by_code, None)
-
-    @property
-    def bonus_points(self) -> BatchLoader[int, int]:
-        return self._loader("bonus_points", accounts.bonus_points, 0)
 
     @property
     def receipt_of_payment(self) -> BatchLoader[int, Any]:
@@ -381,59 +357,6 @@ class Loaders:
     @property
     def payment_by_id(self) -> BatchLoader[int, Any]:
         return self._loader("payment_by_id", payments.payments_by_id, None)
-
-    @property
-    def personal_channels(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("personal_channels", lineup.personal_channels_of_contracts, [])
-
-    @property
-    def multiroom_devices(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("multiroom_devices", lineup.multiroom_devices_of_contracts, [])
-
-    @property
-    def options(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("options", lineup.options_of_contracts, [])
-
-    @property
-    def channel_lineup(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("channel_lineup", lineup.channel_lineup_of_contracts, [])
-
-    @property
-    def monthly_charges(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("monthly_charges", lineup.monthly_charges_view, [])
-
-    @property
-    def tv_packages_of_contract(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("tv_packages_of_contract", lineup.tv_packages_of_contracts, [])
-
-    @property
-    def expiring_points(self) -> BatchLoader[int, Any]:
-        return self._loader("expiring_points", bonus.expiring_soon, None)
-
-    @property
-    def open_promise(self) -> BatchLoader[int, Any]:
-        return self._loader("open_promise", promised.open_promises, None)
-
-    @property
-    def promises(self) -> BatchLoader[int, list[Any]]:
-        return self._loader("promises", promised.promises_of_contract, [])
-
-    @property
-    def daily_charge(self) -> BatchLoader[int, Any]:
-        """Today's charge of each contract (for `daysLeft`): one statement."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, Any]:
-            return await charges.daily_totals(reader, contract_ids, on=utcnow().date())
-
-        return self._loader("daily_charge", fetch, None)
-
-    def first_payments(self, limit: int) -> BatchLoader[int, list[Any]]:
-        """The newest `limit` payments of each contract asked for: one statement."""
-
-        async def fetch(reader: Any, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
-            return await payments.first_payments(reader, contract_ids, limit=limit)
-
-        return self._loader(f"first_payments:{limit}", fetch, [])
 
 
 async def _catalog_items(

@@ -46,13 +46,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import outbox
 from core.db import (
     DriverStatement,
-    ReadQuery,
     as_column_value,
     begin_write,
     driver_connection,
     exists_in,
     insert_row,
-    one_of,
     parameters,
     prefixed,
     read_rows,
@@ -66,7 +64,6 @@ from models.base import UTCDateTime, table_of, utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger, receipts
 from resolvers.letters import receipt_letter
-from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid, repay_open_promise
 from resolvers.suspension import lift_if_paid
 
@@ -821,64 +818,3 @@ async def payments_by_id(reader_or_session: Any, ids: Sequence[int]) -> dict[int
         return {}
     statement = _PAYMENTS_BY_ID.params(ids=list(ids))
     return {row.id: row for row in await read_rows(reader_or_session, statement)}
-
-
-async def payments_of_contract(
-    reader: Any,
-    *,
-    contract_id: int,
-    first: int | None,
-    after: str | None,
-    max_page_size: int = 100,
-) -> Page[Any]:
-    """`Contract.payments(first, after)`: newest first, keyset-paginated by id."""
-    limit = check_first(first, max_page_size)
-    before_id = decode_id_cursor(after)
-    statement = newest_payments_of(contract_id)
-    if before_id is not None:
-        statement = statement.where(_payments.c.id < before_id)
-    statement = statement.limit(limit + 1)
-    return page_by_id(await read_rows(reader, statement), limit, after=before_id)
-
-
-def newest_payments_of(contract_id: Any) -> sa.Select[Any]:
-    """The payments of one contract (an id, or a column of an enclosing statement), newest
-    first: the order of `Contract.payments` and of its cursors."""
-    return (
-        sa.select(*PAYMENT_COLUMNS)
-        .where(_payments.c.contract_id == contract_id)
-        .order_by(_payments.c.id.desc())
-    )
-
-
-_RANKED_PAYMENTS = (
-    sa.select(
-        *PAYMENT_COLUMNS,
-        sa.func.row_number()
-        .over(partition_by=_payments.c.contract_id, order_by=_payments.c.id.desc())
-        .label("position"),
-    )
-    .where(one_of(_payments.c.contract_id, "ids"))
-    .subquery()
-)
-_FIRST_PAYMENTS = ReadQuery(
-    sa.select(*[_RANKED_PAYMENTS.c[column.key] for column in PAYMENT_COLUMNS])
-    .where(_RANKED_PAYMENTS.c.position <= sa.bindparam("limit"))
-    .order_by(_RANKED_PAYMENTS.c.contract_id, _RANKED_PAYMENTS.c.position)
-)
-
-
-async def first_payments(
-    reader: Any, contract_ids: Sequence[int], *, limit: int
-) -> dict[int, list[Any]]:
-    """The newest `limit` payments of each contract, in one statement for all of them (so
-    that a list of contracts with their payments costs one query, not one per contract)."""
-    found: dict[int, list[Any]] = {contract_id: [] for contract_id in contract_ids}
-    for row in await reader.fetch(_FIRST_PAYMENTS, ids=list(contract_ids), limit=limit):
-        found[row.contract_id].append(row)
-    return found
-
-
-def page_of_newest(rows: Sequence[Any], limit: int) -> Page[Any]:
-    """A first page from `first_payments(limit + 1)` rows."""
-    return page_by_id(rows, limit, after=None)

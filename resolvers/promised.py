@@ -580,15 +580,20 @@ async def _activate(
 # --------------------------------------------------------------------------- #
 
 
+def promises_where(contracts: Any) -> sa.Select[Any]:
+    """Every promise of the contracts `contracts(contract_id)` admits
+    (`Contract.promisedPayments`, newest first: resolvers/views.py)."""
+    return sa.select(*PROMISE_COLUMNS).where(contracts(_promises.c.contract_id))
+
+
 async def promises_of_contract(source: Any, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
-    """Every promise of each contract, newest first (`Contract.promisedPayments`)."""
+    """Every promise of each contract, newest first."""
     found: dict[int, list[Any]] = defaultdict(list)
     if not contract_ids:
         return found
-    statement = (
-        sa.select(*PROMISE_COLUMNS)
-        .where(_promises.c.contract_id.in_(list(contract_ids)))
-        .order_by(_promises.c.contract_id, _promises.c.issued_at.desc(), _promises.c.id.desc())
+    rows = promises_where(lambda column: column.in_(list(contract_ids))).subquery()
+    statement = sa.select(rows).order_by(
+        rows.c.contract_id, rows.c.issued_at.desc(), rows.c.id.desc()
     )
     for row in await read_rows(source, statement):
         found[row.contract_id].append(row)

@@ -24,7 +24,6 @@ from core.views import Cursor, Filter, Kind, Link, Page, Value, View, column, co
 from models import (
     AuthSession,
     BonusAccount,
-    BonusEntry,
     Channel,
     Contract,
     Payment,
@@ -36,7 +35,7 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import access, accounts, catalog, charges, expenses, lineup, promised
+from resolvers import access, accounts, bonus, catalog, charges, expenses, lineup, promised
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -56,14 +55,12 @@ _package_channels = table_of(TvPackageChannel)
 _options = table_of(ServiceOption)
 _payments = table_of(Payment)
 _bonus = table_of(BonusAccount)
-_bonus_entries = table_of(BonusEntry)
 _sessions = table_of(AuthSession)
 _promises = table_of(PromisedPayment)
 
 TODAY = sa.bindparam("today", type_=sa.Date)
 TOMORROW = sa.bindparam("tomorrow", type_=sa.Date)  # the next billing day
 NOW = sa.bindparam("now", type_=UTCDateTime)
-EXPIRING_UNTIL = sa.bindparam("expiring_until", type_=UTCDateTime)
 EXPIRING_WITHIN = timedelta(days=30)  # BonusAccount.expiringSoon
 
 
@@ -149,10 +146,6 @@ def _promise_rows(keep: Filter) -> sa.Select[Any]:
     return sa.select(*promised.PROMISE_COLUMNS).where(keep(_promises.c.id))
 
 
-def _promises_of_contracts(keep: Filter) -> sa.Select[Any]:
-    return sa.select(*promised.PROMISE_COLUMNS).where(keep(_promises.c.contract_id))
-
-
 def _charged_tomorrow(keep: Filter) -> sa.Select[Any]:
     """What the next month costs, item by item (`Contract.monthlyCharges`): the items the
     next billing day charges (resolvers/charges.py), so a tariff change and items connected
@@ -172,50 +165,6 @@ def _monthly_total(row: Any) -> Any:
     items = charges.charge_items(TOMORROW, lambda column: column == row.c.id)
     total = sa.select(sa.func.sum(items.c.monthly_fee)).scalar_subquery()
     return sa.func.coalesce(total, _text("0.00"))
-
-
-def _expiring_points(keep: Filter) -> sa.Select[Any]:
-    """Live points expiring within 30 days, with the earliest expiry among them; no row for a
-    subscriber with none."""
-    return (
-        sa.select(
-            _bonus_entries.c.subscriber_id,
-            sa.func.sum(_bonus_entries.c.remaining).label("points"),
-            sa.func.min(_bonus_entries.c.expires_at).label("expires_at"),
-        )
-        .where(
-            keep(_bonus_entries.c.subscriber_id),
-            _bonus_entries.c.kind == _text("'ACCRUAL'"),
-            _bonus_entries.c.remaining > _text("0"),
-            _bonus_entries.c.expires_at > NOW,
-            _bonus_entries.c.expires_at <= EXPIRING_UNTIL,
-        )
-        .group_by(_bonus_entries.c.subscriber_id)
-    )
-
-
-# Roots with no parent: every row (the filter is not applied to anything).
-def _regions_listed(_keep: Filter) -> sa.Select[Any]:
-    return sa.select(*REGION_COLUMNS)
-
-
-def _tariffs_on_sale(_keep: Filter, region: Any = None) -> sa.Select[Any]:
-    statement = sa.select(*TARIFF_COLUMNS).where(_tariffs.c.archived.is_(False))
-    if region is not None:
-        statement = statement.where(_tariffs.c.region_code == region)
-    return statement
-
-
-def _packages_on_sale(_keep: Filter) -> sa.Select[Any]:
-    return sa.select(*PACKAGE_COLUMNS).where(_packages.c.archived.is_(False))
-
-
-def _channels_on_air(_keep: Filter) -> sa.Select[Any]:
-    return sa.select(*CHANNEL_COLUMNS).where(_channels.c.archived.is_(False))
-
-
-def _options_on_sale(_keep: Filter) -> sa.Select[Any]:
-    return sa.select(*OPTION_COLUMNS).where(_options.c.archived.is_(False))
 
 
 # --------------------------------------------------------------------------- #
@@ -278,21 +227,35 @@ VIEWS: dict[str, View] = {
         View(
             "Query",
             {
-                "regions": Link("Region", _regions_listed, key=None, many=True, order=("code",)),
-                "tariffs": Link(
-                    "Tariff",
-                    _tariffs_on_sale,
+                "regions": Link(
+                    "Region",
+                    catalog.regions_listed,
                     key=None,
                     many=True,
-                    order=("region_code", "monthly_fee", "id"),
+                    order=catalog.REGION_ORDER,
+                ),
+                "tariffs": Link(
+                    "Tariff",
+                    catalog.tariffs_on_sale,
+                    key=None,
+                    many=True,
+                    order=catalog.TARIFF_ORDER,
                     arguments=("region",),
                     check=lambda given: catalog.check_region_code(given.get("region")),
                 ),
                 "tvPackages": Link(
-                    "TvPackage", _packages_on_sale, key=None, many=True, order=("monthly_fee", "id")
+                    "TvPackage",
+                    catalog.packages_on_sale,
+                    key=None,
+                    many=True,
+                    order=catalog.PACKAGE_ORDER,
                 ),
                 "channels": Link(
-                    "Channel", _channels_on_air, key=None, many=True, order=("number",)
+                    "Channel",
+                    catalog.channels_on_air,
+                    key=None,
+                    many=True,
+                    order=catalog.CHANNEL_ORDER,
                 ),
                 # The caller's: a root link with a key reads for the caller's session.
                 "mySessions": Link(
@@ -304,10 +267,10 @@ VIEWS: dict[str, View] = {
                 ),
                 "serviceOptions": Link(
                     "ServiceOption",
-                    _options_on_sale,
+                    catalog.options_on_sale,
                     key=None,
                     many=True,
-                    order=("monthly_fee", "id"),
+                    order=catalog.OPTION_ORDER,
                 ),
             },
         ),
@@ -335,7 +298,9 @@ VIEWS: dict[str, View] = {
             "BonusAccount",
             {
                 "points": Value(_points, type_=sa.Integer),
-                "expiringSoon": Link("ExpiringPoints", _expiring_points, key="subscriber_id"),
+                "expiringSoon": Link(
+                    "ExpiringPoints", bonus.expiring_points_where, key="subscriber_id"
+                ),
             },
             rows=subscriber_rows,
         ),
@@ -360,7 +325,7 @@ VIEWS: dict[str, View] = {
                 ),
                 "promisedPayments": Link(
                     "PromisedPayment",
-                    _promises_of_contracts,
+                    promised.promises_where,
                     key="contract_id",
                     many=True,
                     order=("-issued_at", "-id"),

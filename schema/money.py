@@ -138,7 +138,6 @@ class MoneyMutation:
             )
 
         async def answer(adjusted: Adjusted) -> AdjustBalancePayload:
-            row = await context.loaders.contract_by_id.load(adjusted.contract_id)
-            return AdjustBalancePayload(errors=[], contract=Contract.from_row(row))
+            return AdjustBalancePayload(errors=[], contract=Contract.of_key(adjusted.contract_id))
 
         return await run(info, AdjustBalancePayload, adjust, answer)

@@ -131,8 +131,7 @@ class SessionMutation:
             _set_session_cookie(context, signed.tokens.access_token, signed.tokens.expires_at)
             subscriber = None
             if not signed.principal.is_staff:
-                row = await context.loaders.subscriber.load(signed.principal.id)
-                subscriber = Subscriber.from_row(row)
+                subscriber = Subscriber.of_key(signed.principal.id)
             return LoginPayload(
                 errors=[],
                 access_token=signed.tokens.access_token,
@@ -449,9 +448,10 @@ class AccountMutation:
             )
 
         async def answer(created: CreatedContract) -> StaffCreateContractPayload:
-            row = await context.loaders.contract_by_id.load(created.contract_id)
             return StaffCreateContractPayload(
-                errors=[], contract=Contract.from_row(row), security_code=created.security_code
+                errors=[],
+                contract=Contract.of_key(created.contract_id),
+                security_code=created.security_code,
             )
 
         return await run(info, StaffCreateContractPayload, create, answer)

@@ -104,8 +104,7 @@ class ContractPayload:
 
     @classmethod
     async def of(cls, info: Info, contract_id: int) -> Self:
-        row = await info.context.loaders.contract_by_id.load(contract_id)
-        return cls(errors=[], contract=Contract.from_row(row))
+        return cls(errors=[], contract=Contract.of_key(contract_id))
 
 
 async def own_contract(info: Info, number: str) -> Any:

@@ -105,9 +105,9 @@ class Query:
         if type_name in _PRIVATE_NODES and info.context.session_ended:
             raise Unauthenticated(SESSION_ENDED)
         if type_name == "Contract":
-            row = await loaders.contract_by_id.load(pk)
+            row = await loaders.row_of("Contract").load(pk)
             ok = row is not None and accounts.may_see_contract(principal, row)
-            return Contract.from_row(row) if ok else None
+            return Contract.of_row(row) if ok else None
         if type_name == "Payment":
             row = await loaders.payment_by_id.load(pk)
             ok = row is not None and accounts.may_see_contract(principal, row)
@@ -115,13 +115,16 @@ class Query:
         if type_name == "Subscriber":
             if not accounts.may_see_subscriber(principal, pk):
                 return None
-            row = await loaders.subscriber.load(pk)
-            return None if row is None else Subscriber.from_row(row)
+            row = await loaders.row_of("Subscriber").load(pk)
+            return None if row is None else Subscriber.of_row(row)
         node_type = CATALOG_NODE_TYPES.get(type_name)
         if node_type is None:
             return None
-        row = await loaders.catalog_item.load((type_name, pk))
-        return None if row is None else node_type.from_row(row)
+        if node_type is BonusReward:  # not read through a declaration
+            row = await loaders.catalog_item.load((type_name, pk))
+            return None if row is None else BonusReward.from_row(row)
+        row = await loaders.row_of(type_name).load(pk)
+        return None if row is None else node_type.of_row(row)
 
     @strawberry.field(
         permission_classes=[IsSignedIn, IsStaff],

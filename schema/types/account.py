@@ -157,8 +157,7 @@ class Contract(Viewed, Node):
         if pending is None:
             return None
         tariff_id, effective_from = pending
-        tariff = await info.context.loaders.catalog_item.load(("Tariff", tariff_id))
-        return ScheduledTariff(tariff=Tariff.from_row(tariff), effective_from=effective_from)
+        return ScheduledTariff(tariff=Tariff.of_key(tariff_id), effective_from=effective_from)
 
     @strawberry.field(
         description="Personal TV: the channels chosen (must-carry ones are free "

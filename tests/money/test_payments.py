@@ -34,11 +34,11 @@ from kabinet.web.payments import payment_routes
 from models import Contract, LedgerEntry, Payment
 from resolvers import ledger
 from resolvers.bonus import add_months, points_for
+from resolvers.loaders import Loaders
 from resolvers.payments import (
     TopUp,
     apply_provider_event,
     create_top_up,
-    payments_of_contract,
     receipt_for_payment,
     request_fingerprint,
 )
@@ -560,24 +560,27 @@ async def test_payments_of_a_contract_newest_first(
     ]
     await top_up(session_factory, settings, contract_id=made.contract_ids[1])
     reader = RequestReader(engine)
+
+    async def payments_of_contract(*, contract_id: int, first: int, after: str | None) -> Any:
+        """A page of `Contract.payments` as the executor reads it (resolvers/views.py)."""
+        loaders = Loaders(reader, settings)
+        page = loaders.page("Contract", "payments", first=first, after=after, max_page_size=100)
+        return await page.load(contract_id)
+
     try:
         # when
-        first = await payments_of_contract(
-            reader, contract_id=made.contract_ids[0], first=2, after=None
-        )
+        first = await payments_of_contract(contract_id=made.contract_ids[0], first=2, after=None)
         second = await payments_of_contract(
-            reader, contract_id=made.contract_ids[0], first=2, after=first.cursors[-1]
+            contract_id=made.contract_ids[0], first=2, after=first.cursors[-1]
         )
         third = await payments_of_contract(
-            reader, contract_id=made.contract_ids[0], first=2, after=second.cursors[-1]
+            contract_id=made.contract_ids[0], first=2, after=second.cursors[-1]
         )
         with pytest.raises(DomainError):
-            await payments_of_contract(
-                reader, contract_id=made.contract_ids[0], first=101, after=None
-            )
+            await payments_of_contract(contract_id=made.contract_ids[0], first=101, after=None)
         with pytest.raises(DomainError):
             await payments_of_contract(
-                reader, contract_id=made.contract_ids[0], first=1, after="not a cursor"
+                contract_id=made.contract_ids[0], first=1, after="not a cursor"
             )
     finally:
         await reader.close()
