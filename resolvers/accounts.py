@@ -58,6 +58,17 @@ def subscribers_where(keep: Any) -> sa.Select[Any]:
     )
 
 
+def reads_own_account(principal: Principal | None) -> bool:
+    """Whether `principal` reads their own account (`me` and what hangs from it,
+    `mySessions`): a signed-in subscriber who has changed the temporary password. The
+    executor and the one-statement answers (schema/sql_answers.py) both ask this."""
+    return (
+        principal is not None
+        and principal.kind == "SUBSCRIBER"
+        and not principal.must_change_password
+    )
+
+
 def may_see_contract(principal: Principal | None, contract: Any) -> bool:
     """A subscriber sees their own contracts; staff see every contract."""
     if principal is None or principal.must_change_password:

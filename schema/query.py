@@ -64,8 +64,9 @@ class Query:
     )
     async def me(self, info: Info) -> Subscriber | None:
         principal = info.context.principal
-        if principal is None or principal.is_staff:
+        if not accounts.reads_own_account(principal):
             return None
+        assert principal is not None
         row = await info.context.loaders.row_of("Subscriber").load(principal.id)
         return None if row is None else Subscriber.of_row(row)
 

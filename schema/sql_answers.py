@@ -52,7 +52,7 @@ from core.errors import DomainError
 from core.settings import Settings
 from core.views import Link, Page, RowRef, Value, json_sql, order_columns, plain_argument
 from models.base import UTCDateTime, utcnow
-from resolvers import views
+from resolvers import accounts, views
 from resolvers.pagination import DEFAULT_PAGE_SIZE
 from schema.documents import DOCUMENT_CACHE_BYTES, DOCUMENT_CACHE_ENTRIES, SizedCache
 
@@ -118,6 +118,7 @@ _PARAMETER_TYPES: dict[type, Any] = {
 class CompiledQuery:
     with_caller: ReadQuery  # for a request with an access token: the caller's row and `data`
     without_caller: ReadQuery | None  # without one: `data` (None: the answer needs a caller)
+    needs_caller: bool  # the answer is the caller's own (`me`, `mySessions`)
     firsts: tuple[_First, ...]
     arguments: tuple[_Argument, ...]
 
@@ -417,15 +418,10 @@ class _Builder:
         self.public = (
             None if self.needs_caller else sa.select(sa.cast(answer, sa.Text).label("data"))
         )
-        # The caller's row, and the answer only for a subscriber who may read (no answer for
-        # staff, or before the temporary password is changed: the executor and the endpoint's
-        # own checks deal with those).
-        may_read = sa.and_(
-            self.caller.c.principal_kind == _text("'SUBSCRIBER'"),
-            self.caller.c.must_change_password.is_not(sa.true()),
-        )
-        data = sa.case((may_read, sa.cast(answer, sa.Text)), else_=sa.null())
-        return sa.select(*self.caller.c, data.label("data")).select_from(self.caller)
+        # The caller's row and the answer; whether the caller may have it is decided from
+        # the row by the executor's own rule (`SqlAnswers.answer`).
+        data = sa.cast(answer, sa.Text).label("data")
+        return sa.select(*self.caller.c, data).select_from(self.caller)
 
 
 def _everything(_column: Any) -> Any:
@@ -470,6 +466,7 @@ def compile_document(
     return CompiledQuery(
         with_caller=ReadQuery(statement),
         without_caller=None if builder.public is None else ReadQuery(builder.public),
+        needs_caller=builder.needs_caller,
         firsts=tuple(builder.firsts),
         arguments=tuple(builder.arguments),
     )
@@ -563,7 +560,12 @@ class SqlAnswers:
         if not rows:
             return Answered(None, None)
         row = rows[0]
-        return Answered(principal_of(row), None if row.data is None else str(row.data))
+        principal = principal_of(row)
+        if plan.needs_caller and not accounts.reads_own_account(principal):
+            # Staff, or before the temporary password is changed: the executor and the
+            # endpoint's own checks answer.
+            return Answered(principal, None)
+        return Answered(principal, str(row.data))
 
 
 @dataclass(frozen=True, slots=True)
