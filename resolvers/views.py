@@ -167,6 +167,11 @@ def _monthly_total(row: Any) -> Any:
     return sa.func.coalesce(total, _text("0.00"))
 
 
+def _listed(target: str, rows: Any, order: tuple[str, ...], **more: Any) -> Link:
+    """A root's list: every row `rows` selects (it has no parent), in `order`."""
+    return Link(target, rows, key=None, many=True, order=order, **more)
+
+
 # --------------------------------------------------------------------------- #
 # derived values
 # --------------------------------------------------------------------------- #
@@ -227,36 +232,16 @@ VIEWS: dict[str, View] = {
         View(
             "Query",
             {
-                "regions": Link(
-                    "Region",
-                    catalog.regions_listed,
-                    key=None,
-                    many=True,
-                    order=catalog.REGION_ORDER,
-                ),
-                "tariffs": Link(
+                "regions": _listed("Region", catalog.regions_listed, catalog.REGION_ORDER),
+                "tariffs": _listed(
                     "Tariff",
                     catalog.tariffs_on_sale,
-                    key=None,
-                    many=True,
-                    order=catalog.TARIFF_ORDER,
+                    catalog.TARIFF_ORDER,
                     arguments=("region",),
                     check=lambda given: catalog.check_region_code(given.get("region")),
                 ),
-                "tvPackages": Link(
-                    "TvPackage",
-                    catalog.packages_on_sale,
-                    key=None,
-                    many=True,
-                    order=catalog.PACKAGE_ORDER,
-                ),
-                "channels": Link(
-                    "Channel",
-                    catalog.channels_on_air,
-                    key=None,
-                    many=True,
-                    order=catalog.CHANNEL_ORDER,
-                ),
+                "tvPackages": _listed("TvPackage", catalog.packages_on_sale, catalog.PACKAGE_ORDER),
+                "channels": _listed("Channel", catalog.channels_on_air, catalog.CHANNEL_ORDER),
                 # The caller's: a root link with a key reads for the caller's session.
                 "mySessions": Link(
                     "SessionInfo",
@@ -265,12 +250,8 @@ VIEWS: dict[str, View] = {
                     many=True,
                     order=("-id",),
                 ),
-                "serviceOptions": Link(
-                    "ServiceOption",
-                    catalog.options_on_sale,
-                    key=None,
-                    many=True,
-                    order=catalog.OPTION_ORDER,
+                "serviceOptions": _listed(
+                    "ServiceOption", catalog.options_on_sale, catalog.OPTION_ORDER
                 ),
             },
         ),
