@@ -302,6 +302,9 @@ def _offer_values(keep: Filter) -> sa.Subquery:
             promise_with("OVERDUE").label("overdue"),
         )
         .where(keep(contract.c.id))
+        # OFFSET 0: a subquery PostgreSQL keeps as it is, so that each fact (the charges, the
+        # top-ups) is computed once, not once per use below.
+        .offset(0)
         .subquery("offer_facts")
     )
     f = facts.c
@@ -319,7 +322,7 @@ def _offer_values(keep: Filter) -> sa.Subquery:
         _half_up(f.monthly * _LOOKAHEAD, days).label("next_charges"),
         average.label("average_top_ups"),
         (capped // _integer(100) * _integer(100)).label("limit"),
-    ).subquery("offer_values")
+    ).offset(0).subquery("offer_values")
 
 
 # Why not, in the order the reasons are listed: each a condition on a row of _offer_values.
