@@ -118,21 +118,15 @@ def enqueue_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
     return insert_row(sa.insert(_outbox), values, when=when).returning(_outbox.c.id)
 
 
-def queue_letter(session: AsyncSession, **letter: Any) -> OutboxMessage:
-    """Add a letter (`letter_row`'s arguments) to the caller's transaction; it is delivered
-    once that commits."""
-    return queue_row(session, letter_row(**letter))
-
-
-def queue_row(session: AsyncSession, row: dict[str, Any]) -> OutboxMessage:
-    """Add a letter already made by `letter_row` to the caller's transaction."""
-    message = OutboxMessage(**row)
-    session.add(message)
-    return message
-
-
 # Built once: `await session.execute(ENQUEUE, letter_row(…))` in the caller's transaction.
 ENQUEUE = enqueue_insert(parameters(LETTER_COLUMNS))
+
+
+async def queue_letter(session: AsyncSession, **letter: Any) -> int:
+    """Queue a letter (`letter_row`'s arguments) in the caller's transaction, by the one
+    statement that writes the outbox (`ENQUEUE`); it is delivered once that commits. Its
+    id."""
+    return int((await session.execute(ENQUEUE, letter_row(**letter))).scalar_one())
 
 
 # -- senders ------------------------------------------------------------------------------

@@ -279,7 +279,7 @@ async def change_password(
         )
         if email:
             letter = password_changed_letter(settings, when=now)
-            queue_letter(
+            await queue_letter(
                 session,
                 kind="PASSWORD_CHANGED",
                 recipient=email,

@@ -306,7 +306,7 @@ async def reset_password(
     await revoke_sessions(session, subscriber_id=account.subscriber_id, now=now)
     if account.email:
         letter = password_changed_letter(settings, when=now)
-        queue_letter(
+        await queue_letter(
             session,
             kind="PASSWORD_CHANGED",
             recipient=account.email,

@@ -237,7 +237,7 @@ async def register(
     letter = registration_letter(
         settings, login=login, temporary_password=temporary_password, contract_number=row.number
     )
-    queue_letter(
+    await queue_letter(
         session,
         kind="REGISTRATION",
         recipient=row.email or email_given,

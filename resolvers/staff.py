@@ -467,7 +467,7 @@ async def _reset_access(
         temporary_password=temporary_password,
         contract_number=contract.number,
     )
-    queue_letter(
+    await queue_letter(
         session,
         kind="REGISTRATION",
         recipient=account.email,

@@ -120,8 +120,8 @@ def smtp_settings(settings: Settings, server: SmtpServer) -> Settings:
 async def queue_committed(session_factory: Any, count: int = 1, **fields: Any) -> list[int]:
     async with session_factory() as session:
         await begin_write(session)
-        rows = [
-            queue_letter(
+        ids = [
+            await queue_letter(
                 session,
                 kind=fields.get("kind", "RECEIPT"),
                 recipient=fields.get("recipient", f"payer{n}@example.org"),
@@ -133,7 +133,7 @@ async def queue_committed(session_factory: Any, count: int = 1, **fields: Any) -
             for n in range(count)
         ]
         await session.commit()
-        return [row.id for row in rows if row.id is not None]
+        return ids
 
 
 async def outbox_rows(session_factory: Any) -> list[OutboxMessage]:
@@ -161,7 +161,7 @@ async def test_committed_letter_is_delivered_once_and_marked_sent(
     )
     async with session_factory() as session:
         await begin_write(session)
-        queue_letter(
+        await queue_letter(
             session,
             kind="REGISTRATION",
             recipient="ivanov@example.org",
@@ -208,7 +208,7 @@ async def test_letter_of_rolled_back_change_is_never_sent(
     config = smtp_settings(settings, smtp)
     async with session_factory() as session:
         await begin_write(session)
-        queue_letter(
+        await queue_letter(
             session, kind="RECEIPT", recipient="a@example.org", subject="Чек", body_text="…"
         )
         await session.flush()
@@ -563,23 +563,24 @@ async def test_queue_letter_refuses_header_injection(
     async with session_factory() as session:
         await begin_write(session)
         with pytest.raises(ValueError, match="recipient"):
-            queue_letter(
+            await queue_letter(
                 session,
                 kind="RECEIPT",
                 recipient="a@example.org\r\nBcc: b@example.org",
                 subject="x",
                 body_text="x",
             )
-        row = queue_letter(
+        await queue_letter(
             session,
             kind="RECEIPT",
             recipient="a@example.org",
             subject="Чек\r\nBcc: b@example.org",
             body_text="x",
         )
-        assert row.subject == "Чек Bcc: b@example.org"
         await session.commit()
-    assert (await one_row(session_factory)).next_attempt_at <= utcnow()
+    row = await one_row(session_factory)
+    assert row.subject == "Чек Bcc: b@example.org"
+    assert row.next_attempt_at <= utcnow()
 
 
 def test_retry_delay_doubles_up_to_an_hour() -> None:

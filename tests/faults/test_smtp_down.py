@@ -226,7 +226,7 @@ async def test_letters_survive_an_smtp_outage_of_four_hours(
     async with session_factory() as session:
         await begin_write(session)
         for n in range(3):
-            outbox.queue_letter(
+            await outbox.queue_letter(
                 session,
                 kind="RECEIPT",
                 recipient=f"payer{n}@example.org",
