@@ -201,7 +201,6 @@ async def touch_caller(
     if principal.access_issued_at is None or principal.session_ends is None:
         async with reader.write() as session:
             await touch(session, settings=settings, session_id=principal.session_id, now=now)
-            await session.commit()
         return
     now = now or utcnow()
     params = {
@@ -219,7 +218,6 @@ async def touch_caller(
         return
     async with reader.write() as session:
         await session.execute(TOUCH, params)
-        await session.commit()
 
 
 TOUCH = (
