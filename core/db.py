@@ -132,30 +132,25 @@ async def _committed_unless_refused(session: AsyncSession) -> AsyncIterator[Asyn
     await session.commit()
 
 
-def _writer(source: AsyncEngine | async_sessionmaker[AsyncSession]) -> AsyncSession:
-    """A new session whose transaction begins as a writer (SQLite: BEGIN IMMEDIATE) at its
-    first statement: no connection is taken before the work needs one."""
-    if isinstance(source, AsyncEngine):
-        return create_session_factory(source.execution_options(**{WRITE_OPTION: True}))()
-    bind = source.kw["bind"]
-    assert isinstance(bind, AsyncEngine), "a session factory bound to an engine"
-    return source(bind=bind.execution_options(**{WRITE_OPTION: True}))
-
-
 @asynccontextmanager
 async def unit_of_work(
-    source: AsyncEngine | async_sessionmaker[AsyncSession],
+    source: AsyncEngine | Callable[[], AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
     """A unit of work outside a request (the CLI, the payment webhook, the billing day's
-    batches, the outbox worker, tests): a session of its own on `source` (an engine or a
+    batches, the outbox worker, tests): a session of its own from `source` (an engine or a
     session factory), under the rule of RequestReader.write:
 
         async with unit_of_work(session_factory) as session:
             await payments.apply_provider_event(session, ...)
 
     commits when the block ends normally; rolls back when it raises, unless the error is a
-    DomainError with `keep_writes` (committed, then raised). The verbs never commit."""
-    async with _writer(source) as session, _committed_unless_refused(session):
+    DomainError with `keep_writes` (committed, then raised). The verbs never commit.
+
+    No connection is taken before the work's first statement (the webhook's one-statement
+    confirmation runs on a connection of its own and never needs the session's); the work
+    begins the transaction as a writer itself (`begin_write`, every verb's first step)."""
+    factory = create_session_factory(source) if isinstance(source, AsyncEngine) else source
+    async with factory() as session, _committed_unless_refused(session):
         yield session
 
 
@@ -167,6 +162,7 @@ async def in_own_transaction(
     engine = create_engine(database)
     try:
         async with unit_of_work(engine) as session:
+            await begin_write(session)
             return await work(session)
     finally:
         await engine.dispose()
