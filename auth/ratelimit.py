@@ -3,8 +3,8 @@
 A caller counts an attempt with `take` BEFORE doing the guarded thing (SPEC §5: limits that
 count attempts count before they check), gives it back with `release` when it turned out not
 to be a failure, and clears the key's count with `reset` on success. These functions write
-inside the caller's transaction and never commit: a failed login keeps its count and the
-caller commits even though the login failed.
+inside the caller's transaction and never commit: a failed login keeps its count because
+its refusal says `keep_writes` (core.errors.DomainError), which its unit of work honours.
 
     limits = limits_for(settings)
     if retry_after := await take(session, limits.login_identifier, account_key):

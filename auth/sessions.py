@@ -201,7 +201,6 @@ async def touch_caller(
     if principal.access_issued_at is None or principal.session_ends is None:
         async with reader.write() as session:
             await touch(session, settings=settings, session_id=principal.session_id, now=now)
-            await session.commit()
         return
     now = now or utcnow()
     params = {
@@ -219,7 +218,6 @@ async def touch_caller(
         return
     async with reader.write() as session:
         await session.execute(TOUCH, params)
-        await session.commit()
 
 
 TOUCH = (
@@ -267,12 +265,19 @@ async def rotate_refresh_token(
     """Spend a refresh token for a new access token and a new refresh token.
 
     A refresh token is single-use: presenting a spent one means it was stolen (or the
-    legitimate client was), so the whole session is revoked. The token is spent with a
-    conditional UPDATE, so two concurrent refreshes with one token cannot both win.
+    legitimate client was), so the whole session is revoked, and the refusal says
+    `keep_writes` so that the caller's unit of work keeps the revocation. The token is spent
+    with a conditional UPDATE, so two concurrent refreshes with one token cannot both win.
     """
     now = now or utcnow()
     invalid = DomainError(
         ErrorCode.INVALID_CREDENTIALS, "The session has ended; sign in again.", field="refreshToken"
+    )
+    reused = DomainError(
+        ErrorCode.INVALID_CREDENTIALS,
+        invalid.message,
+        field="refreshToken",
+        keep_writes=True,
     )
     if not refresh_token or len(refresh_token) > 100:
         raise invalid
@@ -295,7 +300,7 @@ async def rotate_refresh_token(
         raise invalid
     if row.used_at is not None:
         await revoke_sessions(session, session_ids=[row.session_id], now=now)
-        raise invalid
+        raise reused
     if row.revoked_at is not None or row.expires_at <= now or row.session_expires_at <= now:
         raise invalid
     spent = await session.execute(
@@ -305,7 +310,7 @@ async def rotate_refresh_token(
     )
     if rowcount(spent) != 1:
         await revoke_sessions(session, session_ids=[row.session_id], now=now)
-        raise invalid
+        raise reused
     access, refresh = new_token(), new_token()
     idle = _access_expiry(settings, issued=now, now=now, session_ends=row.session_expires_at)
     await session.execute(

@@ -34,6 +34,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement
 from sqlalchemy.sql.sqltypes import NullType
 
+from core.errors import DomainError
 from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -124,18 +125,53 @@ async def begin_write(session: AsyncSession) -> None:
     await session.connection(execution_options={WRITE_OPTION: True})
 
 
+@asynccontextmanager
+async def _committed_unless_refused(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """The rule of every unit of work (RequestReader.write, unit_of_work): the verb's writes
+    are committed when it returns, and rolled back when it raises (by the session's close,
+    which ends the block) - but for a DomainError with `keep_writes`, whose writes are
+    committed before it goes on (a counted attempt, a revoked session family)."""
+    try:
+        yield session
+    except DomainError as error:
+        if error.keep_writes:
+            await session.commit()
+        raise
+    await session.commit()
+
+
+@asynccontextmanager
+async def unit_of_work(
+    source: AsyncEngine | Callable[[], AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A unit of work outside a request (the CLI, the payment webhook, the billing day's
+    batches, the outbox worker, tests): a session of its own from `source` (an engine or a
+    session factory), under the rule of RequestReader.write:
+
+        async with unit_of_work(session_factory) as session:
+            await payments.apply_provider_event(session, ...)
+
+    commits when the block ends normally; rolls back when it raises, unless the error is a
+    DomainError with `keep_writes` (committed, then raised). The verbs never commit.
+
+    No connection is taken before the work's first statement (the webhook's one-statement
+    confirmation runs on a connection of its own and never needs the session's); the work
+    begins the transaction as a writer itself (`begin_write`, every verb's first step)."""
+    factory = create_session_factory(source) if isinstance(source, AsyncEngine) else source
+    async with factory() as session, _committed_unless_refused(session):
+        yield session
+
+
 async def in_own_transaction(
     database: Settings | str, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
-    """`work` in one write transaction of an engine of its own, disposed after (the CLI's
-    commands and the seeding of a fresh database: no request, no pool to share)."""
+    """`work` in one unit of work on an engine of its own, disposed after (the CLI's commands
+    and the seeding of a fresh database: no request, no pool to share)."""
     engine = create_engine(database)
     try:
-        async with create_session_factory(engine)() as session:
+        async with unit_of_work(engine) as session:
             await begin_write(session)
-            result = await work(session)
-            await session.commit()
-            return result
+            return await work(session)
     finally:
         await engine.dispose()
 
@@ -310,11 +346,21 @@ class RequestReader:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """The request's unit of work: a session on the request's own connection, for one
-        verb. The verb begins (`begin_write`) and commits its transaction; whatever it left
-        uncommitted is rolled back when the block ends. The read transaction before it is
-        ended first, so the write sees what is committed, and the reads after it see what
-        it committed."""
+        """The request's unit of work, the single owner of its transaction: a session on the
+        request's own connection, begun as a writer, for one verb. The verb never commits
+        nor rolls back:
+
+        - the verb returns: its writes are committed;
+        - the verb raises (a DomainError, or anything unexpected): they are rolled back;
+        - the verb raises a DomainError with `keep_writes`: they are committed, then the
+          error goes on to become the payload. That is how a verb keeps a write that must
+          outlive its refusal: the attempt a wrong password or code counted
+          (`login`, `changePassword`, `register`, `resetPassword`), the session family a
+          reused refresh token revoked (`refreshSession`).
+
+        The read transaction before it is ended first, so the write sees what is
+        committed, and the reads after it see what it committed. Outside a request the same
+        rule is `unit_of_work`."""
         async with self._lock:
             conn = await self._connection()
             if conn.in_transaction():
@@ -325,14 +371,15 @@ class RequestReader:
                 # Begun as a writer before the verb's first read (its ownership check), so
                 # that SQLite never upgrades a read lock under a concurrent writer.
                 await begin_write(session)
-                yield session
+                async with _committed_unless_refused(session):
+                    yield session
             except asyncio.CancelledError:
                 self._broken = True  # maybe interrupted midway: its state is unknown
                 raise
             finally:
                 self._writing = None
                 try:
-                    await session.close()  # rolls back what the verb did not commit
+                    await session.close()  # rolls back what was not committed
                     if conn.in_transaction():
                         await conn.rollback()
                     # begin_write set BEGIN IMMEDIATE on this connection (SQLite); reads

@@ -35,7 +35,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from core.db import begin_write, create_engine, create_session_factory, insert_row, parameters
+from core.db import (
+    begin_write,
+    create_engine,
+    create_session_factory,
+    insert_row,
+    parameters,
+    unit_of_work,
+)
 from core.settings import Settings
 from models.base import table_of, utcnow
 from models.outbox import OutboxMessage
@@ -301,21 +308,19 @@ async def claim_due(
         # FOR UPDATE; its BEGIN IMMEDIATE lets one claimer in at a time.
         .with_for_update(skip_locked=True)
     )
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await begin_write(session)
         messages = list((await session.scalars(query)).all())
         for message in messages:
             message.attempts += 1
             message.locked_until = moment + CLAIM_LEASE
-        await session.commit()
     return messages
 
 
 async def _write(session_factory: SessionFactory, statement: sa.Executable) -> None:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await begin_write(session)
         await session.execute(statement)
-        await session.commit()
 
 
 def _ours(message: OutboxMessage) -> tuple[sa.ColumnElement[bool], ...]:

@@ -49,10 +49,12 @@ class SignedIn:
 
 
 def _rate_limited(retry_after: int) -> DomainError:
+    """The refusal of an attempt past the limit, which stays counted (`keep_writes`)."""
     return DomainError(
         ErrorCode.RATE_LIMITED,
         "Too many attempts. Try again later.",
         retry_after_seconds=retry_after,
+        keep_writes=True,
     )
 
 
@@ -69,10 +71,11 @@ async def login(
     username) in. Failures are counted per identifier and per client address, in the
     database, and refused from the 11th (51st) on, even with the right password."""
     limits = ratelimit.limits_for(settings)
-    # The attempt is counted (and committed) before the password is looked at, so that a
-    # burst of concurrent guesses cannot all pass the limit; a success gives it back. It is
-    # counted for the account the identifier names, whichever of its identifiers and
-    # spellings was used (SPEC §3).
+    # The attempt is counted before the password is looked at, so that a burst of concurrent
+    # guesses cannot all pass the limit (on PostgreSQL a second attempt with the same account
+    # or address waits for this one's answer; SQLite serialises writers); a refusal keeps it
+    # counted (`keep_writes`), a success gives it back. It is counted for the account the
+    # identifier names, whichever of its identifiers and spellings was used (SPEC §3).
     await begin_write(session)
     named = await who_is(session, parse_identifier(identifier), staff=True)
     for limit, key in (
@@ -81,10 +84,7 @@ async def login(
     ):
         retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.commit()
             raise _rate_limited(retry_after)
-    # The hash is checked outside any transaction: no lock is held for its ~50 ms.
-    await session.commit()
 
     passwords = passwords_for(settings)
     staff, account = named.staff, named.account
@@ -95,9 +95,8 @@ async def login(
         None if too_long else stored_hash, password[:MAX_PASSWORD_INPUT]
     )
     if not matched:
-        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_LOGIN)
+        raise DomainError(ErrorCode.INVALID_CREDENTIALS, INVALID_LOGIN, keep_writes=True)
 
-    await begin_write(session)
     await ratelimit.release(session, limits.login_address, client_address)
     await ratelimit.reset(session, limits.login_identifier, named.key)
     assert stored_hash is not None
@@ -138,27 +137,21 @@ async def login(
             tokens.session_id,
             must_change_password=account.must_change_password,
         )
-    await session.commit()
     return SignedIn(tokens, principal)
 
 
 async def refresh_session(
     session: AsyncSession, *, settings: Settings, refresh_token: str
 ) -> IssuedTokens:
+    """Spend a refresh token (a detected reuse revokes the family, and that is kept although
+    the refresh is refused: see rotate_refresh_token)."""
     await begin_write(session)
-    try:
-        tokens = await rotate_refresh_token(session, settings=settings, refresh_token=refresh_token)
-    except DomainError:
-        await session.commit()  # a detected reuse has revoked the family: keep that
-        raise
-    await session.commit()
-    return tokens
+    return await rotate_refresh_token(session, settings=settings, refresh_token=refresh_token)
 
 
 async def logout(session: AsyncSession, *, principal: Principal) -> None:
     await begin_write(session)
     await revoke_sessions(session, session_ids=[principal.session_id])
-    await session.commit()
 
 
 async def logout_everywhere(session: AsyncSession, *, principal: Principal) -> int:
@@ -167,7 +160,6 @@ async def logout_everywhere(session: AsyncSession, *, principal: Principal) -> i
         count = await revoke_sessions(session, staff_id=principal.id)
     else:
         count = await revoke_sessions(session, subscriber_id=principal.id)
-    await session.commit()
     return count
 
 
@@ -190,17 +182,6 @@ async def _context_words(
     return [settings.operator_name, login_name or "", *numbers]
 
 
-def check_new_password(settings: Settings, password: str, context_words: list[str]) -> None:
-    reason = check_password(
-        password,
-        min_length=settings.password_min_length,
-        max_length=settings.password_max_length,
-        context_words=context_words,
-    )
-    if reason is not None:
-        raise DomainError(ErrorCode.PASSWORD_REJECTED, reason, field="newPassword")
-
-
 async def change_password(
     session: AsyncSession,
     *,
@@ -219,11 +200,9 @@ async def change_password(
     account_key = staff_key(principal.id) if principal.is_staff else subscriber_key(principal.id)
     await begin_write(session)
     retry_after = await ratelimit.take(session, limit, account_key)
-    await session.commit()
     if retry_after is not None:
         raise _rate_limited(retry_after)
 
-    await begin_write(session)
     table, key = (
         (_staff, _staff.c.id)
         if principal.is_staff
@@ -238,24 +217,26 @@ async def change_password(
         stored, current_password
     ):
         raise DomainError(
-            ErrorCode.INVALID_CREDENTIALS, "The current password is wrong.", field="currentPassword"
+            ErrorCode.INVALID_CREDENTIALS,
+            "The current password is wrong.",
+            field="currentPassword",
+            keep_writes=True,  # the failure stays counted
         )
     # The right current password, like a sign-in, clears the account's failures; that is
-    # kept even when the new password is refused.
+    # kept (`keep_writes`) even when the new password is refused.
     await ratelimit.reset(session, limit, account_key)
-    try:
-        check_new_password(
-            settings, new_password, await _context_words(session, settings, principal)
+    reason = check_password(
+        new_password,
+        min_length=settings.password_min_length,
+        max_length=settings.password_max_length,
+        context_words=await _context_words(session, settings, principal),
+    )
+    if reason is None and await passwords.verify(stored, new_password):
+        reason = "The new password must differ from the current one."
+    if reason is not None:
+        raise DomainError(
+            ErrorCode.PASSWORD_REJECTED, reason, field="newPassword", keep_writes=True
         )
-        if await passwords.verify(stored, new_password):
-            raise DomainError(
-                ErrorCode.PASSWORD_REJECTED,
-                "The new password must differ from the current one.",
-                field="newPassword",
-            )
-    except DomainError:
-        await session.commit()
-        raise
     now = utcnow()
     new_hash = await passwords.hash(new_password)
     if principal.is_staff:
@@ -287,7 +268,6 @@ async def change_password(
                 body_text=letter.body_text,
                 body_html=letter.body_html,
             )
-    await session.commit()
 
 
 MAX_SESSIONS_LISTED = 100
@@ -339,4 +319,3 @@ async def revoke_session(session: AsyncSession, *, principal: Principal, session
     if found is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such session.", field="sessionId")
     await revoke_sessions(session, session_ids=[session_id])
-    await session.commit()

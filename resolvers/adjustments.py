@@ -75,22 +75,16 @@ async def adjust_balance(
     The caller has checked that `staff_id` is signed-in staff. The ledger entry is an
     ADJUSTMENT with the actor `staff:<id>` and the reason as its description (cut to the
     ledger's 300 characters; the audit entry keeps it whole). A credit that brings a
-    suspended contract back to ≥ 0 lifts the suspension. Commits."""
+    suspended contract back to ≥ 0 lifts the suspension."""
     await begin_write(session)
-    try:
-        adjusted = await _adjust(
-            session,
-            staff_id=staff_id,
-            contract_number=contract_number,
-            amount=amount,
-            reason=reason,
-            client_address=client_address,
-        )
-    except Exception:
-        await session.rollback()
-        raise
-    await session.commit()
-    return adjusted
+    return await _adjust(
+        session,
+        staff_id=staff_id,
+        contract_number=contract_number,
+        amount=amount,
+        reason=reason,
+        client_address=client_address,
+    )
 
 
 async def _adjust(

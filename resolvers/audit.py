@@ -95,7 +95,7 @@ async def record_audit(
     reason: str | None,
     client_address: str | None,
 ) -> None:
-    """Add an audit entry to the caller's transaction (the caller commits)."""
+    """Add an audit entry to the caller's transaction (its unit of work commits it)."""
     session.add(
         AuditEntry(
             actor_staff_id=actor_staff_id,

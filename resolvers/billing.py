@@ -62,7 +62,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.db import begin_write, create_session_factory, rowcount
+from core.db import begin_write, create_session_factory, rowcount, unit_of_work
 from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
@@ -165,20 +165,18 @@ async def _plan_for_parameters(session: AsyncSession) -> None:
 async def _in_write_transaction(
     factory: SessionFactory, work: Callable[[AsyncSession], Any]
 ) -> Any:
-    """Run `work(session)` in its own writing transaction, retried on a deadlock."""
+    """Run `work(session)` in a unit of work of its own (one batch, committed when it is
+    done), retried on a deadlock."""
     for attempt in range(RETRIES):
-        async with factory() as session:
-            await begin_write(session)
-            await _plan_for_parameters(session)
-            try:
-                result = await work(session)
-                await session.commit()
-                return result
-            except DBAPIError as error:
-                await session.rollback()
-                if not _retryable(error) or attempt == RETRIES - 1:
-                    raise
-                log.warning("billing: transaction retried after %s", type(error.orig).__name__)
+        try:
+            async with unit_of_work(factory) as session:
+                await begin_write(session)
+                await _plan_for_parameters(session)
+                return await work(session)
+        except DBAPIError as error:
+            if not _retryable(error) or attempt == RETRIES - 1:
+                raise
+            log.warning("billing: transaction retried after %s", type(error.orig).__name__)
         await asyncio.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")
 

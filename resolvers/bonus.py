@@ -261,7 +261,7 @@ async def redeem_bonus(
     at: datetime | None = None,
 ) -> Redemption:
     """Spend the subscriber's points on a reward for one of their contracts and apply it, in
-    one transaction. Commits.
+    one transaction.
 
     `at` is the redemption's clock (default now) and `today` its billing day (default
     `at`'s UTC date). The points spent are the oldest live ones (by `expires_at`, then id);
@@ -282,20 +282,15 @@ async def redeem_bonus(
     now = at or utcnow()
     today = today or now.date()
     await begin_write(session)
-    try:
-        result = await _redeem(
-            session,
-            subscriber_id=subscriber_id,
-            contract_id=contract_id,
-            reward_id=reward_id,
-            actor=actor,
-            today=today,
-            now=now,
-        )
-    except BaseException:
-        await session.rollback()
-        raise
-    await session.commit()
+    result = await _redeem(
+        session,
+        subscriber_id=subscriber_id,
+        contract_id=contract_id,
+        reward_id=reward_id,
+        actor=actor,
+        today=today,
+        now=now,
+    )
     log.info(
         "bonus redeemed",
         extra={

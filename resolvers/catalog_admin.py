@@ -9,8 +9,9 @@ reward's kind-dependent fields, what must-carry forbids a channel). Three verbs 
 five: `create`, `update` and `archive`; `create_tariff`, `update_tariff`, ... are those
 verbs bound to one entity of the table.
 
-Every verb is one transaction: `begin_write`, validate, write, an audit entry (action = the
-mutation's name, before and after = the fields that changed), commit; it returns the row.
+Every verb is one transaction (its caller's unit of work commits it): `begin_write`,
+validate, write, an audit entry (action = the mutation's name, before and after = the fields
+that changed), flush; it returns the row.
 The caller has checked that `staff_id` is signed-in staff.
 
 Nothing is ever deleted. Archiving takes an item off sale: the public catalogue lists
@@ -185,25 +186,21 @@ def _conflict_field(error: IntegrityError, columns: Mapping[str, str]) -> str:
 async def _writing(
     session: AsyncSession, *, unique: Mapping[str, str] = _CODE_UNIQUE
 ) -> AsyncIterator[None]:
-    """The verb's transaction: begun as a writer, committed when the block ends, rolled back
-    on any error. A unique violation (two staff members creating the same code at once on
-    PostgreSQL; the checks before the write catch the usual case) is a CONFLICT on the field
-    that `unique` maps the violated column to."""
+    """The verb's writes: begun as a writer, flushed when the block ends (the unit of work
+    commits them, or rolls them back on any error). A unique violation (two staff members
+    creating the same code at once on PostgreSQL; the checks before the write catch the
+    usual case) is a CONFLICT on the field that `unique` maps the violated column to."""
     await begin_write(session)
     try:
         yield
-        await session.commit()
+        await session.flush()
     except IntegrityError as error:
-        await session.rollback()
         if not _is_unique_violation(error):
             raise
         field = _conflict_field(error, unique)
         raise DomainError(
             ErrorCode.CONFLICT, f"Another item already has this {field}.", field=field
         ) from None
-    except BaseException:
-        await session.rollback()
-        raise
 
 
 async def _exists(session: AsyncSession, statement: sa.Select[Any]) -> bool:
@@ -374,7 +371,7 @@ class Entity:
 
     @property
     def conflicts(self) -> dict[str, str]:
-        """The input field of each unique column, for a unique violation at commit."""
+        """The input field of each unique column, for a unique violation at the flush."""
         return {unique.columns[-1]: unique.field for unique in self.unique}
 
     def accept(self, given: Mapping[str, Any], *, creating: bool) -> None:
@@ -800,7 +797,7 @@ async def create(
     client_address: str | None = None,
     **given: Any,
 ) -> Any:
-    """A new item of `entity` from the given fields, not archived. Commits."""
+    """A new item of `entity` from the given fields, not archived."""
     entity.accept(given, creating=True)
     async with _writing(session, unique=entity.conflicts):
         values = await _checked(session, entity, given, creating=True)
@@ -828,7 +825,7 @@ async def update(
     **given: Any,
 ) -> Any:
     """Change the given fields of an item (None leaves a field as it is; UNSET for a field
-    where None is a value). Commits."""
+    where None is a value)."""
     entity.accept(given, creating=False)
     async with _writing(session, unique=entity.conflicts):
         values = await _checked(session, entity, given, creating=False)
@@ -854,7 +851,7 @@ async def archive(
     archived: object = True,
     client_address: str | None = None,
 ) -> Any:
-    """Take an item off sale (`archived=True`) or back on sale. Commits."""
+    """Take an item off sale (`archived=True`) or back on sale."""
     async with _writing(session, unique=entity.conflicts):
         row = await _locked(session, entity.model, row_id, entity.id_input)
         entity.rules.may_archive(row, archived)

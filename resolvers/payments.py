@@ -40,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import outbox
@@ -241,7 +241,7 @@ async def create_top_up(
     Raises DomainError: INVALID (field amount, method or idempotencyKey); CONFLICT (field
     idempotencyKey) for a key already used by this principal for another request; NOT_FOUND
     (field contractNumber) for no such contract; NOT_ELIGIBLE for a CLOSED contract.
-    A SUSPENDED contract may top up. Commits.
+    A SUSPENDED contract may top up.
     """
     if not principal_scope or len(principal_scope) > MAX_SCOPE_LENGTH:
         raise ValueError("principal_scope must be 1 to 64 characters")
@@ -254,46 +254,44 @@ async def create_top_up(
     await begin_write(session)
     existing = await _by_idempotency_key(session, principal_scope, idempotency_key)
     if existing is not None:
-        await session.rollback()
         return _replay(existing, fingerprint, provider)
     contract_status = (
         await session.execute(sa.select(_contracts.c.status).where(_contracts.c.id == contract_id))
     ).scalar_one_or_none()
     if contract_status is None:
-        await session.rollback()
         raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
     if contract_status == "CLOSED":
-        await session.rollback()
         raise DomainError(
             ErrorCode.NOT_ELIGIBLE, "A closed contract cannot be topped up.", field="contractNumber"
         )
-    try:
-        row = (
-            await session.execute(
-                sa.insert(_payments)
-                .values(
-                    contract_id=contract_id,
-                    amount=amount,
-                    method=method,
-                    status="PENDING",
-                    idempotency_scope=principal_scope,
-                    idempotency_key=idempotency_key,
-                    request_fingerprint=fingerprint,
-                    provider=provider.name,
-                    created_at=utcnow(),
-                )
-                .returning(*PAYMENT_COLUMNS)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    row = (
+        await session.execute(
+            insert(_payments)
+            .values(
+                contract_id=contract_id,
+                amount=amount,
+                method=method,
+                status="PENDING",
+                idempotency_scope=principal_scope,
+                idempotency_key=idempotency_key,
+                request_fingerprint=fingerprint,
+                provider=provider.name,
+                created_at=utcnow(),
             )
-        ).one()
-        await session.commit()
-    except IntegrityError:
+            .on_conflict_do_nothing(
+                index_elements=[_payments.c.idempotency_scope, _payments.c.idempotency_key]
+            )
+            .returning(*PAYMENT_COLUMNS)
+        )
+    ).first()
+    if row is None:
         # PostgreSQL: an identical request with this key committed first (our insert waited
-        # for it on the unique index). SQLite cannot get here: BEGIN IMMEDIATE serialises.
-        await session.rollback()
+        # for it on the unique index, then inserted nothing; this statement sees it).
+        # SQLite cannot get here: BEGIN IMMEDIATE serialises.
         winner = await _by_idempotency_key(session, principal_scope, idempotency_key)
-        await session.rollback()
         if winner is None:
-            raise
+            raise RuntimeError("the payment holding this idempotency key is gone")
         return _replay(winner, fingerprint, provider)
     log.info("top-up created", extra={"payment_id": row.id, "contract_id": contract_id})
     return _top_up(row, provider, replayed=False)
@@ -327,7 +325,7 @@ async def apply_provider_event(
     status: str,
     provider_reference: str | None,
 ) -> EventOutcome:
-    """Apply the provider's word on a payment, exactly once. Commits.
+    """Apply the provider's word on a payment, exactly once.
 
     PENDING → SUCCEEDED credits (see the module docstring); PENDING → FAILED only records
     it. An event for a payment that is final already changes nothing (a replay, or a
@@ -356,17 +354,23 @@ async def apply_provider_event(
             _LOCKED_EVENT_PAYMENT, {"payment_id": payment_id, "reference": provider_reference}
         )
     ).first()
-    try:
-        known = _known_outcome(payment, status, provider_reference)
-    except DomainError:
-        await session.rollback()
-        raise
+    known = _known_outcome(payment, status, provider_reference)
     if known is not None:
-        await session.rollback()
         return known
     assert payment is not None  # _known_outcome said NOT_FOUND otherwise
 
     now = utcnow()
+    moved = await session.execute(
+        _SETTLE,
+        {
+            "p_payment": payment_id,
+            "p_status": status,
+            "p_at": now,
+            "p_reference": provider_reference,
+        },
+    )
+    if rowcount(moved) != 1:  # cannot happen under the row lock; nothing written, no credit
+        return EventOutcome(False, await _status_of(session, payment_id))
     # The unique (payment, status) row: a second transaction that got this far for the same
     # event would fail here and roll back whole, credit included.
     await session.execute(
@@ -378,18 +382,6 @@ async def apply_provider_event(
             "received_at": now,
         },
     )
-    moved = await session.execute(
-        _SETTLE,
-        {
-            "p_payment": payment_id,
-            "p_status": status,
-            "p_at": now,
-            "p_reference": provider_reference,
-        },
-    )
-    if rowcount(moved) != 1:
-        await session.rollback()  # cannot happen under the row lock; never credit twice
-        return EventOutcome(False, await _status_of(session, payment_id))
 
     number = None
     if status == "SUCCEEDED":
@@ -400,7 +392,6 @@ async def apply_provider_event(
             provider_reference=provider_reference or payment.provider_reference,
             now=now,
         )
-    await session.commit()
     log.info("payment %s", status.lower(), extra={"payment_id": payment_id})
     return EventOutcome(True, status, number)
 
@@ -468,7 +459,6 @@ async def _confirm_at_once(
 
 async def _status_of(session: AsyncSession, payment_id: int) -> str:
     status = await session.scalar(sa.select(_payments.c.status).where(_payments.c.id == payment_id))
-    await session.rollback()
     return str(status)
 
 

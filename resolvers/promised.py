@@ -491,7 +491,7 @@ async def activate_promised_payment(
     """Take a promised payment of `amount`: the offer is checked again inside the write
     transaction with the contract row locked, the promise is recorded (OPEN, due in
     `term_days`), the amount is credited and the fee debited as two ledger entries, and a
-    suspension is lifted when the balance is then ≥ 0. Commits.
+    suspension is lifted when the balance is then ≥ 0.
 
     One open promise per contract whatever the concurrency: the contract's row lock
     (PostgreSQL) or BEGIN IMMEDIATE (SQLite) queues concurrent activations, the second sees
@@ -499,17 +499,11 @@ async def activate_promised_payment(
     amount = _check_amount(amount)
     await begin_write(session)
     try:
-        result = await _activate(
+        return await _activate(
             session, settings=settings, contract_id=contract_id, amount=amount, actor=actor
         )
     except IntegrityError:
-        await session.rollback()
         raise _not_eligible([REASON_TEXT[PROMISE_OPEN]]) from None
-    except BaseException:
-        await session.rollback()
-        raise
-    await session.commit()
-    return result
 
 
 async def _activate(

@@ -127,8 +127,7 @@ async def request_password_recovery(
     ):
         retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.rollback()  # a refused request is no request: nothing is kept
-            raise _rate_limited(retry_after)
+            raise _rate_limited(retry_after)  # a refused request is no request: nothing is kept
 
     now = utcnow()
     account = named.account
@@ -138,7 +137,6 @@ async def request_password_recovery(
     await session.execute(_EXPIRE_CODES, {"b_subscriber_id": subscriber_id, "b_now": now})
     await session.execute(_INSERT_CODE, _values(code_row, send))
     await _queue_code_letter(session, letter, send)
-    await session.commit()
 
 
 async def _queue_code_letter(session: AsyncSession, letter: dict[str, Any], send: bool) -> None:
@@ -232,11 +230,8 @@ async def reset_password(
     for limit, key in counted:
         retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.rollback()  # a refused check is no check: nothing is kept
-            raise _rate_limited(retry_after)
-    # The check stays counted whatever happens next (a crash, a lost race).
-    await session.commit()
-    await begin_write(session)
+            raise _rate_limited(retry_after)  # a refused check is no check: nothing is kept
+    # From here on every refusal keeps the check counted (`keep_writes`).
 
     account = named.account
     now = utcnow()
@@ -268,8 +263,7 @@ async def reset_password(
                 .where(_codes.c.id == live.id)
                 .values(attempts=_codes.c.attempts + 1)
             )
-        await session.commit()
-        raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code")
+        raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code", keep_writes=True)
     assert account is not None and live is not None
 
     reason = check_password(
@@ -283,17 +277,17 @@ async def reset_password(
         # another password.
         for limit, key in counted:
             await ratelimit.release(session, limit, key)
-        await session.commit()
-        raise DomainError(ErrorCode.PASSWORD_REJECTED, reason, field="newPassword")
+        raise DomainError(
+            ErrorCode.PASSWORD_REJECTED, reason, field="newPassword", keep_writes=True
+        )
 
     spent = await session.execute(
         sa.update(_codes)
         .where(_codes.c.id == live.id, _codes.c.used_at.is_(None))
         .values(used_at=now)
     )
-    if rowcount(spent) != 1:
-        await session.rollback()
-        raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code")
+    if rowcount(spent) != 1:  # spent by a concurrent reset: this check stays counted
+        raise DomainError(ErrorCode.INVALID, CODE_INVALID_MESSAGE, field="code", keep_writes=True)
     await session.execute(
         sa.update(_credentials)
         .where(_credentials.c.subscriber_id == account.subscriber_id)
@@ -316,5 +310,4 @@ async def reset_password(
         )
     await ratelimit.reset(session, limits.code_check, named.key)
     await ratelimit.release(session, limits.code_check_address, client_address)
-    await session.commit()
     return account.subscriber_id

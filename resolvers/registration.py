@@ -86,13 +86,9 @@ def _check_formats(legal_status: str, email: str, phone: str | None) -> tuple[st
 
 
 def _mismatch() -> DomainError:
-    return DomainError(ErrorCode.INVALID, DETAILS_MISMATCH_MESSAGE)
-
-
-async def _fail(session: AsyncSession, error: DomainError) -> DomainError:
-    """End the transaction (the attempt was counted before it began); return `error`."""
-    await session.rollback()
-    return error
+    """Details that do not match: the attempt stays counted (`keep_writes`), nothing else was
+    written."""
+    return DomainError(ErrorCode.INVALID, DETAILS_MISMATCH_MESSAGE, keep_writes=True)
 
 
 async def _new_login(session: AsyncSession) -> str:
@@ -140,18 +136,19 @@ async def register(
         (limits.registration_address, client_address or "unknown"),
     ]
 
-    # The attempt is counted (and committed) before anything is compared, so that a burst of
-    # concurrent guesses cannot all pass the limit; a success gives it back.
+    # The attempt is counted before anything is compared, so that a burst of concurrent
+    # guesses cannot all pass the limit; a refusal keeps it counted (`keep_writes`), a
+    # success gives it back.
     await begin_write(session)
     for limit, key in counted:
         retry_after = await ratelimit.take(session, limit, key)
         if retry_after is not None:
-            await session.commit()
             raise DomainError(
-                ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
+                ErrorCode.RATE_LIMITED,
+                RATE_LIMITED_MESSAGE,
+                retry_after_seconds=retry_after,
+                keep_writes=True,
             )
-    await session.commit()
-    await begin_write(session)
 
     # PostgreSQL: the contract and subscriber rows stay locked until commit, so that two
     # registrations of one contract (or of two contracts of one subscriber) queue up. SQLite
@@ -177,7 +174,7 @@ async def register(
     given_document = document_hash(settings, document_number)
     given_code = security_code_hash(settings, security_code)
     if row is None:
-        raise await _fail(session, _mismatch())
+        raise _mismatch()
 
     status_ok = constant_time_equal(row.legal_status, legal_status)
     document_ok = constant_time_equal(row.document_hash, given_document)
@@ -187,9 +184,8 @@ async def register(
         )
     ) is not None
     if registered and status_ok and document_ok:
-        raise await _fail(
-            session,
-            DomainError(ErrorCode.ALREADY_REGISTERED, ALREADY_REGISTERED_MESSAGE),
+        raise DomainError(
+            ErrorCode.ALREADY_REGISTERED, ALREADY_REGISTERED_MESSAGE, keep_writes=True
         )
     code_ok = row.security_code_hash is not None and constant_time_equal(
         row.security_code_hash, given_code
@@ -197,7 +193,7 @@ async def register(
     email_ok = row.email is None or row.email.lower() == email_given
     phone_ok = phone_given is None or row.phone is None or row.phone == phone_given
     if registered or not (status_ok and document_ok and code_ok and email_ok and phone_ok):
-        raise await _fail(session, _mismatch())
+        raise _mismatch()
 
     now = utcnow()
     # The code is spent by whoever changes it first; a loser of that race is told the
@@ -208,7 +204,7 @@ async def register(
         .values(security_code_hash=None, security_code_used_at=now)
     )
     if rowcount(burnt) != 1:
-        raise await _fail(session, _mismatch())
+        raise _mismatch()
 
     profile: dict[str, str] = {}
     if row.email is None:
@@ -247,5 +243,4 @@ async def register(
     )
     await ratelimit.reset(session, limits.registration_contract, number)
     await ratelimit.release(session, limits.registration_address, client_address or "unknown")
-    await session.commit()
     return RegistrationResult(login=login, subscriber_id=row.subscriber_id)

@@ -1,8 +1,8 @@
 """Services (SPEC §3 "Services"): the tariff, TV packages, Personal TV, Multiroom, options.
 
 Every verb takes the contract's id (the caller has checked who may act on it) and `today`
-(the UTC day, given by tests to move time), writes in one transaction that it commits, and
-raises `DomainError` for an expected failure.
+(the UTC day, given by tests to move time), writes in its caller's one transaction (the
+unit of work commits it), and raises `DomainError` for an expected failure.
 
 **When an item is charged.** The billing day charges day D in advance, at the start of D, for
 every item on that day (`resolvers/charges.py`: `started_on <= D < coalesce(ended_on, ∞)`).
@@ -125,18 +125,15 @@ def _money(value: Any) -> Decimal:
 async def _in_transaction(
     session: AsyncSession, work: Callable[[], Awaitable[T]], *, conflict: str
 ) -> T:
-    """Run `work` as one writing transaction and commit it; roll back on any failure. A
-    unique index refusing a second active row (a concurrent twin request) is CONFLICT."""
+    """Run `work` in the writing transaction, flushed at its end: a unique index refusing a
+    second active row (a concurrent twin request) is CONFLICT (and the unit of work rolls
+    everything back)."""
     await begin_write(session)
     try:
         result = await work()
-        await session.commit()
+        await session.flush()
     except IntegrityError:
-        await session.rollback()
         raise DomainError(ErrorCode.CONFLICT, conflict) from None
-    except BaseException:
-        await session.rollback()
-        raise
     return result
 
 

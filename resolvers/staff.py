@@ -257,30 +257,24 @@ async def staff_create_contract(
     status exists). The security code is returned once, to be printed on the paper contract,
     and kept only as a hash."""
     await begin_write(session)
-    try:
-        data = _validate_contract_input(
-            legal_status=legal_status,
-            display_name=display_name,
-            document_number=document_number,
-            email=email,
-            phone=phone,
-            region=region,
-            address=address,
-        )
-        await _check_region_and_tariff(session, region=data.region, tariff_id=tariff_id)
-        created = await _create_contract(
-            session,
-            settings=settings,
-            staff_id=staff_id,
-            data=data,
-            tariff_id=tariff_id,
-            client_address=client_address,
-        )
-    except Exception:
-        await session.rollback()
-        raise
-    await session.commit()
-    return created
+    data = _validate_contract_input(
+        legal_status=legal_status,
+        display_name=display_name,
+        document_number=document_number,
+        email=email,
+        phone=phone,
+        region=region,
+        address=address,
+    )
+    await _check_region_and_tariff(session, region=data.region, tariff_id=tariff_id)
+    return await _create_contract(
+        session,
+        settings=settings,
+        staff_id=staff_id,
+        data=data,
+        tariff_id=tariff_id,
+        client_address=client_address,
+    )
 
 
 async def _create_contract(
@@ -378,20 +372,15 @@ async def staff_reset_access(
     """The office fallback of recovery: after checking the passport, staff issue a new
     temporary password, mailed to the subscriber; every session of theirs ends."""
     await begin_write(session)
-    try:
-        await _reset_access(
-            session,
-            settings=settings,
-            staff_id=staff_id,
-            contract_number=contract_number,
-            document_verified=document_verified,
-            reason=reason,
-            client_address=client_address,
-        )
-    except Exception:
-        await session.rollback()
-        raise
-    await session.commit()
+    await _reset_access(
+        session,
+        settings=settings,
+        staff_id=staff_id,
+        contract_number=contract_number,
+        document_verified=document_verified,
+        reason=reason,
+        client_address=client_address,
+    )
 
 
 async def _reset_access(

@@ -86,8 +86,7 @@ async def submit_support_request(
     # Counted before it is checked, so that a burst gets no more than the limit (SPEC §5).
     await begin_write(session)
     retry_after = await ratelimit.take(session, limit, client_address)
-    if retry_after is not None:
-        await session.rollback()  # a refused request is no request: nothing is kept
+    if retry_after is not None:  # a refused request is no request: nothing is kept
         raise DomainError(
             ErrorCode.RATE_LIMITED, RATE_LIMITED_MESSAGE, retry_after_seconds=retry_after
         )
@@ -104,7 +103,6 @@ async def submit_support_request(
             .returning(_requests.c.id)
         )
     ).scalar_one()
-    await session.commit()
     return int(request_id)
 
 
@@ -153,10 +151,8 @@ async def close_support_request(
         )
     ).scalar_one_or_none()
     if request is None:
-        await session.rollback()
         raise DomainError(ErrorCode.NOT_FOUND, "No such support request.", field="id")
     if request.status == "CLOSED":
-        await session.rollback()
         raise DomainError(ErrorCode.CONFLICT, "This support request is closed already.", field="id")
 
     before = {"status": request.status}
@@ -175,5 +171,4 @@ async def close_support_request(
         reason=None,
         client_address=client_address,
     )
-    await session.commit()
     return request

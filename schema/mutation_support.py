@@ -6,7 +6,9 @@
 2. `run(info, Payload, verb, answer)` opens the request's one unit of work
    (`RequestReader.write()`, the single owner of the connection and the transaction), calls
    one verb of resolvers/ in it, and maps the verb's result (`answer`) or its `DomainError`
-   (`Payload(errors=[...])`) to the payload.
+   (`Payload(errors=[...])`) to the payload. The unit of work commits when the verb returns
+   and rolls back when it raises (a `DomainError` with `keep_writes` is committed first);
+   the verb itself never commits.
 
 Payloads are classes written out (no `type()` at run time); those with nothing to say but
 `ok` subclass OkPayload, those that answer with the contract ContractPayload."""
@@ -61,9 +63,10 @@ async def run(
     answer: Callable[[T], P | Awaitable[P]],
 ) -> P:
     """Call `verb` in the request's unit of work (a session on the request's one connection,
-    see RequestReader.write); its result becomes the payload through `answer` (after the
-    unit of work has ended, so that `answer` reads what it committed), and an expected
-    failure becomes `payload(errors=[...])`."""
+    committed when the verb returns, rolled back when it raises: see RequestReader.write);
+    its result becomes the payload through `answer` (after the unit of work has ended, so
+    that `answer` reads what it committed), and an expected failure becomes
+    `payload(errors=[...])`."""
     try:
         async with info.context.reader.write() as session:
             result = await verb(session)

@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from core.db import RequestReader
+from core.db import RequestReader, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.ids import from_global_id, to_global_id
 from core.payment_providers import SIGNATURE_HEADER, sign, verify_signature
@@ -169,7 +169,7 @@ async def process_webhook(
 
     for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
         try:
-            async with session_factory() as session:
+            async with unit_of_work(session_factory) as session:
                 outcome = await apply_provider_event(
                     session,
                     settings=settings,

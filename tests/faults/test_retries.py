@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from core.db import begin_write, create_engine
+from core.db import begin_write, create_engine, unit_of_work
 from core.settings import Settings
 from kabinet.web.payments import WEBHOOK_ATTEMPTS
 from models import (
@@ -342,7 +342,7 @@ async def test_a_promise_settlement_is_retried_after_a_conflict_and_debited_once
 ) -> None:
     # given: a promise of 300 that fell due
     contract_id = (await make_subscriber(session_factory, settings)).contract_ids[0]
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await activate_promised_payment(
             session,
             settings=settings,

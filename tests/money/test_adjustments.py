@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from models import AuditEntry, Contract, LedgerEntry
 from resolvers import ledger
@@ -49,7 +49,7 @@ async def audit_rows(session_factory: Any) -> list[AuditEntry]:
 
 
 async def adjust(session_factory: Any, **kw: Any) -> Adjusted:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await adjust_balance(session, **kw)
 
 

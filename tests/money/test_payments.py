@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from core.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.ids import to_global_id
 from core.payment_providers import (
@@ -67,7 +67,7 @@ async def top_up(
     key: str | None = None,
     scope: str = "subscriber:1",
 ) -> TopUp:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await create_top_up(
             session,
             settings=settings,
@@ -305,7 +305,7 @@ async def test_the_same_key_returns_the_payment_even_after_it_succeeded(
     made = await make_subscriber(session_factory, settings)
     key = new_key()
     first = await top_up(session_factory, settings, contract_id=made.contract_ids[0], key=key)
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await apply_provider_event(
             session,
             settings=settings,
@@ -437,7 +437,7 @@ async def test_an_event_is_applied_once(session_factory: Any, settings: Settings
     payment = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
     outcomes = []
     for _ in range(3):
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             outcomes.append(
                 await apply_provider_event(
                     session,
@@ -471,7 +471,7 @@ async def test_a_bad_event_is_refused(
     made = await make_subscriber(session_factory, settings)
     payment = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
     with pytest.raises(DomainError) as raised:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             await apply_provider_event(
                 session,
                 settings=settings,
@@ -486,7 +486,7 @@ async def test_a_bad_event_is_refused(
 async def test_a_failure_needs_no_reference(session_factory: Any, settings: Settings) -> None:
     made = await make_subscriber(session_factory, settings)
     payment = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         outcome = await apply_provider_event(
             session,
             settings=settings,
@@ -506,7 +506,7 @@ async def test_a_provider_reference_belongs_to_one_payment(
     made = await make_subscriber(session_factory, settings)
     first = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
     second = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await apply_provider_event(
             session,
             settings=settings,
@@ -515,7 +515,7 @@ async def test_a_provider_reference_belongs_to_one_payment(
             provider_reference="same",
         )
     with pytest.raises(DomainError) as raised:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             await apply_provider_event(
                 session,
                 settings=settings,
@@ -531,7 +531,7 @@ async def test_a_provider_reference_belongs_to_one_payment(
 
 async def test_an_unknown_payment_is_not_found(session_factory: Any, settings: Settings) -> None:
     with pytest.raises(DomainError) as raised:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             await apply_provider_event(
                 session,
                 settings=settings,
@@ -597,7 +597,7 @@ async def test_receipts_are_read_in_one_batch(
     made = await make_subscriber(session_factory, settings)
     paid = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
     pending = await top_up(session_factory, settings, contract_id=made.contract_ids[0])
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await apply_provider_event(
             session,
             settings=settings,

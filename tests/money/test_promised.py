@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from models import Contract, LedgerEntry, Payment, PromisedPayment
 from models.base import utcnow
@@ -66,7 +66,7 @@ async def _offer(session_factory: Any, settings: Any, cid: int) -> Any:
 
 
 async def activate(session_factory: Any, settings: Any, cid: int, amount: str) -> Any:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await activate_promised_payment(
             session, settings=settings, contract_id=cid, amount=Decimal(amount), actor="test"
         )

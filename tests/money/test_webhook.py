@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from core.db import STATEMENT_LISTENERS, begin_write
+from core.db import STATEMENT_LISTENERS, begin_write, unit_of_work
 from core.ids import to_global_id
 from core.payment_providers import payment_global_id, sign
 from core.settings import Settings
@@ -781,7 +781,7 @@ async def test_a_payment_of_a_contract_closed_meanwhile_is_still_credited(
 
 
 async def _confirm(session_factory: Any, settings: Settings, payment_id: int) -> EventOutcome:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await apply_provider_event(
             session,
             settings=settings,

@@ -15,7 +15,7 @@ from auth import ratelimit
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, keyed_hash
 from auth.sessions import issue_session
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -88,7 +88,7 @@ async def request_code(
 ) -> object:
     """What the verb returns (typed None; looked at anyway, to compare two outcomes)."""
     verb: Callable[..., Awaitable[object]] = request_password_recovery
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await verb(session, settings=settings, identifier=identifier, client_address=address)
 
 
@@ -118,7 +118,7 @@ async def reset(
     identifier: str = LOGIN,
     new_password: str = NEW_PASSWORD,
 ) -> int:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await reset_password(
             session,
             settings=settings,
@@ -490,7 +490,7 @@ async def test_code_checks_are_limited_per_client_address(
     limit = settings.recovery_code_failures_per_address_per_hour
 
     async def guess(identifier: str, code: str = "123456", address: str = ADDRESS) -> Any:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             try:
                 return await reset_password(
                     session,

@@ -14,7 +14,7 @@ from sqlmodel import col
 from auth import ratelimit
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -96,7 +96,7 @@ async def make_contract(
 async def call_register(
     session_factory: Any, settings: Settings, **overrides: Any
 ) -> RegistrationResult:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await register(session, settings=settings, **{**RIGHT, **overrides})
 
 

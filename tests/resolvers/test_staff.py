@@ -15,7 +15,7 @@ from sqlmodel import col
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, security_code_hash
 from auth.sessions import issue_session
-from core.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -73,7 +73,7 @@ async def create(
     session_factory: Any, settings: Settings, staff_id: int, **overrides: Any
 ) -> CreatedContract:
     values = await contract_input(session_factory, **overrides)
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await staff_create_contract(
             session, settings=settings, staff_id=staff_id, client_address="10.0.0.5", **values
         )
@@ -205,7 +205,7 @@ async def test_contract_number_taken_concurrently_is_drawn_again(
     monkeypatch.setattr(staff_verbs, "new_contract_number", lambda region: next(draws))
     values = await contract_input(session_factory, document_number="4510 999999")
 
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         real_scalar = session.scalar
         prechecks = 0
 
@@ -371,7 +371,7 @@ async def reset(session_factory: Any, settings: Settings, staff_id: int, **overr
         "reason": "Passport checked at the Tverskaya office",
     }
     values.update(overrides)
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await staff_reset_access(
             session, settings=settings, staff_id=staff_id, client_address="10.0.0.7", **values
         )

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import AuditEntry, RateLimitCounter, StaffUser, SupportRequest
@@ -34,7 +34,7 @@ async def submit(
     message: str = MESSAGE,
     address: str = ADDRESS,
 ) -> int:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await submit_support_request(
             session, settings=settings, contact=contact, message=message, client_address=address
         )
@@ -43,7 +43,7 @@ async def submit(
 async def close(
     session_factory: Any, staff_id: int, request_id: int, resolution: str = "Доступ восстановлен."
 ) -> SupportRequest:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await close_support_request(
             session,
             staff_id=staff_id,

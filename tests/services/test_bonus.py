@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.settings import Settings
 from models import (
@@ -105,7 +105,7 @@ async def redeem(
     contract: int = 0,
 ) -> Any:
     rid = await reward_id(session_factory, code)
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await redeem_bonus(
             session,
             settings=settings,
@@ -295,7 +295,7 @@ async def test_a_top_up_of_500_roubles_earns_100_points_for_12_months(
         session_factory, settings, contract_id=made.contract_ids[0], amount="500.00"
     )
     # when
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         await apply_provider_event(
             session,
             settings=settings,
@@ -602,7 +602,7 @@ async def test_an_archived_or_unknown_reward_is_not_found(
         for rid in (archived.id, 987_654_321):
             assert rid is not None
             # when
-            async with session_factory() as session:
+            async with unit_of_work(session_factory) as session:
                 with pytest.raises(DomainError) as refused:
                     await redeem_bonus(
                         session,
@@ -640,7 +640,7 @@ async def test_a_closed_or_foreign_contract_is_refused(
         (made.contract_ids[0], ErrorCode.NOT_ELIGIBLE),
         (stranger.contract_ids[0], ErrorCode.NOT_FOUND),
     ):
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             with pytest.raises(DomainError) as refused:
                 await redeem_bonus(
                     session,
@@ -676,7 +676,7 @@ async def test_concurrent_redemptions_never_spend_the_same_points_twice(
     rid = await reward_id(session_factory, "credit-100")
 
     async def one_redemption() -> str:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             try:
                 await redeem_bonus(
                     session,
@@ -691,7 +691,7 @@ async def test_concurrent_redemptions_never_spend_the_same_points_twice(
         return "OK"
 
     async def one_top_up(payment_id: int) -> str:
-        async with session_factory() as session:
+        async with unit_of_work(session_factory) as session:
             await apply_provider_event(
                 session,
                 settings=settings,

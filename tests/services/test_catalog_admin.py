@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
 
-from core.db import RequestReader, begin_write
+from core.db import RequestReader, begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from models import (
     AuditEntry,
@@ -94,7 +94,7 @@ async def staff_id(session_factory: Any, settings: Any) -> int:
 
 
 async def call(session_factory: Any, verb: Callable[..., Awaitable[Any]], **kw: Any) -> Any:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await verb(session, **kw)
 
 

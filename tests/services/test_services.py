@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from core.db import begin_write
+from core.db import begin_write, unit_of_work
 from core.errors import DomainError, ErrorCode
 from models import (
     Channel,
@@ -108,7 +108,7 @@ async def must_carry_ids(session_factory: Any) -> list[int]:
 
 
 async def call(session_factory: Any, verb: Callable[..., Awaitable[Any]], **kw: Any) -> Any:
-    async with session_factory() as session:
+    async with unit_of_work(session_factory) as session:
         return await verb(session, **kw)
 
 
