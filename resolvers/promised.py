@@ -311,18 +311,22 @@ def _offer_values(keep: Filter) -> sa.Subquery:
     days = sa.cast(days_in_month_sql(_TODAY), sa.BigInteger)
     average = _half_up(f.top_ups, _MONTHS)
     capped = _smaller(_larger(f.monthly, average), _kopecks(_MAX_AMOUNT))
-    return sa.select(
-        f.contract_id,
-        f.status,
-        f.opened_on,
-        f.balance,
-        f.monthly,
-        f.open,
-        f.overdue,
-        _half_up(f.monthly * _LOOKAHEAD, days).label("next_charges"),
-        average.label("average_top_ups"),
-        (capped // _integer(100) * _integer(100)).label("limit"),
-    ).offset(0).subquery("offer_values")
+    return (
+        sa.select(
+            f.contract_id,
+            f.status,
+            f.opened_on,
+            f.balance,
+            f.monthly,
+            f.open,
+            f.overdue,
+            _half_up(f.monthly * _LOOKAHEAD, days).label("next_charges"),
+            average.label("average_top_ups"),
+            (capped // _integer(100) * _integer(100)).label("limit"),
+        )
+        .offset(0)
+        .subquery("offer_values")
+    )
 
 
 # Why not, in the order the reasons are listed: each a condition on a row of _offer_values.
