@@ -376,10 +376,10 @@ class Captured(logging.Handler):
 
 
 class CommitCut:
-    """Kills the backend of the first transaction that is about to commit a letter, or to
-    send the payment confirmation's one statement (which writes the receipt's letter) or the
-    recovery code's letter statement, from
-    the test's thread while the live server's thread waits (PostgreSQL)."""
+    """Kills the backend of the first transaction that is about to send the statement that
+    queues a letter (a registration's, a recovery code's) or the payment confirmation's one
+    statement (which writes the receipt's letter), from the test's thread while the live
+    server's thread waits (PostgreSQL)."""
 
     def __init__(self) -> None:
         self.reached = threading.Event()
@@ -389,13 +389,12 @@ class CommitCut:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from sqlalchemy.ext.asyncio import AsyncSession
 
-        original = AsyncSession.commit
         cut = self
+        original_letter = resolvers.registration.queue_letter
 
-        async def commit(session: AsyncSession) -> None:
-            if any(isinstance(row, OutboxMessage) for row in session.new):
-                await cut.pause(session)
-            await original(session)
+        async def queue_letter(session: AsyncSession, **letter: Any) -> int:
+            await cut.pause(session)
+            return await original_letter(session, **letter)
 
         original_at_once = resolvers.payments._credit_at_once
 
@@ -409,7 +408,7 @@ class CommitCut:
             await cut.pause(session)
             await original_code_letter(session, *args)
 
-        monkeypatch.setattr(AsyncSession, "commit", commit)
+        monkeypatch.setattr(resolvers.registration, "queue_letter", queue_letter)
         monkeypatch.setattr(resolvers.payments, "_credit_at_once", credit_at_once)
         monkeypatch.setattr(resolvers.recovery, "_queue_code_letter", queue_code_letter)
 
@@ -464,10 +463,10 @@ async def test_a_dropped_connection_leaves_no_personal_data_in_the_logs(
     flow: str,
 ) -> None:
     """SPEC §5: unexpected errors are masked, with no personal data in messages or logs.
-    The connection is lost just before COMMIT, so the flush of the pending rows fails on
-    its first INSERT (the letter's for a registration); for a recovery, just before the
-    statement that writes the code's letter; for a receipt on PostgreSQL, just before the one
-    statement that writes the letter with the rest of the confirmation. The error that is
+    The connection is lost just before the statement that writes the letter (a
+    registration's with the temporary password, a recovery's with the code); for a receipt
+    on PostgreSQL, just before the one statement that writes the letter with the rest of
+    the confirmation. The error that is
     logged (by uvicorn for the webhook, by the GraphQL endpoint for mutations) must not
     carry the statement's parameters: the address, the contract number, the letter's text
     with the temporary password or the recovery code."""
