@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,147 +23,238 @@ from resolvers import catalog_admin
 from resolvers.catalog_admin import Entity
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import STAFF, mutation, pk_of, run, signed_in
+from schema.mutation_support import ERRORS, INPUT, STAFF, mutation, pk_of, run, signed_in
 from schema.scalars import Money
 from schema.types.catalog import BonusReward, Channel, RewardKind, ServiceOption, Tariff, TvPackage
 
+# The descriptions the inputs share (SPEC §2; the limits are resolvers/catalog_admin.py's).
+CODE = "A stable code: 2 to 40 lower-case letters, digits or '-', unique; it cannot change later."
+NAME = "The name shown to subscribers, 1 to 100 characters."
+NEW_NAME = "The new name, 1 to 100 characters; null: unchanged."
+FEE = "The fee per month, 0.00 to 100,000.00 RUB, charged by the day."
+NEW_FEE = (
+    "The new fee per month, 0.00 to 100,000.00 RUB: every contract with it pays it from the "
+    "next billing day; null: unchanged."
+)
+DESCRIPTION = "What to know about it, at most 500 characters; may be empty."
+NEW_DESCRIPTION = "The new description, at most 500 characters; null: unchanged."
+UNCHANGED = "; null: unchanged."
 
-@strawberry.type
+
+def _payload(item: str) -> str:
+    return f"The {item} as it is after the change; null on failure."
+
+
+@strawberry.type(description="What a staff tariff mutation answers.")
 class TariffPayload:
-    errors: list[UserError]
-    tariff: Tariff | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    tariff: Tariff | None = strawberry.field(default=None, description=_payload("tariff"))
 
 
-@strawberry.type
+@strawberry.type(description="What a staff TV package mutation answers.")
 class TvPackagePayload:
-    errors: list[UserError]
-    tv_package: TvPackage | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    tv_package: TvPackage | None = strawberry.field(
+        default=None, description=_payload("TV package")
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What a staff channel mutation answers.")
 class ChannelPayload:
-    errors: list[UserError]
-    channel: Channel | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    channel: Channel | None = strawberry.field(default=None, description=_payload("channel"))
 
 
-@strawberry.type
+@strawberry.type(description="What a staff service option mutation answers.")
 class ServiceOptionPayload:
-    errors: list[UserError]
-    service_option: ServiceOption | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    service_option: ServiceOption | None = strawberry.field(
+        default=None, description=_payload("service option")
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What a staff bonus reward mutation answers.")
 class BonusRewardPayload:
-    errors: list[UserError]
-    bonus_reward: BonusReward | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    bonus_reward: BonusReward | None = strawberry.field(
+        default=None, description=_payload("bonus reward")
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: a new tariff of one region.")
 class CreateTariffInput:
-    region: str
-    code: str
-    name: str
-    monthly_fee: Money
-    speed_mbps: int
-    traffic_gb: int | None = None
-    description: str = ""
+    region: str = strawberry.field(
+        description="The region's code (`Region.code`); it cannot change later."
+    )
+    code: str = strawberry.field(
+        description="A stable code: 2 to 40 lower-case letters, digits or '-', unique "
+        "within the region; it cannot change later."
+    )
+    name: str = strawberry.field(description=NAME)
+    monthly_fee: Money = strawberry.field(description=FEE)
+    speed_mbps: int = strawberry.field(description="The speed in Mbit/s, 1 to 100,000.")
+    traffic_gb: int | None = strawberry.field(
+        default=None, description="The traffic allowance in GB, 1 to 100,000; null: unlimited."
+    )
+    description: str = strawberry.field(default="", description=DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(description="Staff: what to change in a tariff (null fields stay as they are).")
 class UpdateTariffInput:
-    tariff_id: strawberry.ID
-    name: str | None = None
-    monthly_fee: Money | None = None
-    speed_mbps: int | None = None
+    tariff_id: strawberry.ID = strawberry.field(description="The `Tariff.id`.")
+    name: str | None = strawberry.field(default=None, description=NEW_NAME)
+    monthly_fee: Money | None = strawberry.field(default=None, description=NEW_FEE)
+    speed_mbps: int | None = strawberry.field(
+        default=None, description="The new speed in Mbit/s, 1 to 100,000" + UNCHANGED
+    )
     traffic_gb: int | None = strawberry.field(
         default=None, description="Set with `unlimited` false; see `unlimited`."
     )
     unlimited: bool | None = strawberry.field(
         default=None, description="true: no traffic allowance (trafficGb is ignored)."
     )
-    description: str | None = None
+    description: str | None = strawberry.field(default=None, description=NEW_DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(
+    description="Staff: an item to take off sale or put back on sale. Archived items leave "
+    "the public lists; contracts that have one keep it."
+)
 class ArchiveInput:
-    id: strawberry.ID
-    archived: bool = True
+    id: strawberry.ID = strawberry.field(
+        description="The item's ID, of the mutation's type (a `Tariff.id` for "
+        "`archiveTariff`, ...)."
+    )
+    archived: bool = strawberry.field(
+        default=True, description="true: take it off sale; false: put it back on sale."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: a new TV package.")
 class CreateTvPackageInput:
-    code: str
-    name: str
-    monthly_fee: Money
-    channel_ids: list[strawberry.ID]
-    description: str = ""
+    code: str = strawberry.field(description=CODE)
+    name: str = strawberry.field(description=NAME)
+    monthly_fee: Money = strawberry.field(description=FEE)
+    channel_ids: list[strawberry.ID] = strawberry.field(
+        description="Its line-up, `Channel.id`s: at least one, none must-carry or archived."
+    )
+    description: str = strawberry.field(default="", description=DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(
+    description="Staff: what to change in a TV package (null fields stay as they are)."
+)
 class UpdateTvPackageInput:
-    package_id: strawberry.ID
-    name: str | None = None
-    monthly_fee: Money | None = None
-    channel_ids: list[strawberry.ID] | None = None
-    description: str | None = None
+    package_id: strawberry.ID = strawberry.field(description="The `TvPackage.id`.")
+    name: str | None = strawberry.field(default=None, description=NEW_NAME)
+    monthly_fee: Money | None = strawberry.field(default=None, description=NEW_FEE)
+    channel_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None,
+        description="The whole new line-up, at once for every contract with the package: at "
+        "least one channel, none must-carry, no archived one it did not have" + UNCHANGED,
+    )
+    description: str | None = strawberry.field(default=None, description=NEW_DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(description="Staff: a new channel.")
 class CreateChannelInput:
-    number: int
-    name: str
-    genre: str
-    hd: bool = False
-    must_carry: bool = False
+    number: int = strawberry.field(description="Its number, 1 to 9,999, unique.")
+    name: str = strawberry.field(description="Its name, 1 to 100 characters, unique.")
+    genre: str = strawberry.field(description="Its genre, 1 to 40 characters.")
+    hd: bool = strawberry.field(default=False, description="true for an HD channel.")
+    must_carry: bool = strawberry.field(
+        default=False,
+        description="true: a public channel, free and in every TV contract's line-up (never "
+        "in a package, never archived).",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: what to change in a channel (null fields stay as they are).")
 class UpdateChannelInput:
-    channel_id: strawberry.ID
-    number: int | None = None
-    name: str | None = None
-    genre: str | None = None
-    hd: bool | None = None
-    must_carry: bool | None = None
+    channel_id: strawberry.ID = strawberry.field(description="The `Channel.id`.")
+    number: int | None = strawberry.field(
+        default=None, description="The new number, 1 to 9,999, unique" + UNCHANGED
+    )
+    name: str | None = strawberry.field(
+        default=None, description="The new name, 1 to 100 characters, unique" + UNCHANGED
+    )
+    genre: str | None = strawberry.field(
+        default=None, description="The new genre, 1 to 40 characters" + UNCHANGED
+    )
+    hd: bool | None = strawberry.field(default=None, description="HD or not" + UNCHANGED)
+    must_carry: bool | None = strawberry.field(
+        default=None,
+        description="true makes it must-carry: NOT_ELIGIBLE while it is archived or in a "
+        "package" + UNCHANGED,
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: a new service option.")
 class CreateServiceOptionInput:
-    code: str
-    name: str
-    monthly_fee: Money
-    description: str = ""
+    code: str = strawberry.field(description=CODE)
+    name: str = strawberry.field(description=NAME)
+    monthly_fee: Money = strawberry.field(description=FEE)
+    description: str = strawberry.field(default="", description=DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(
+    description="Staff: what to change in a service option (null fields stay as they are)."
+)
 class UpdateServiceOptionInput:
-    option_id: strawberry.ID
-    name: str | None = None
-    monthly_fee: Money | None = None
-    description: str | None = None
+    option_id: strawberry.ID = strawberry.field(description="The `ServiceOption.id`.")
+    name: str | None = strawberry.field(default=None, description=NEW_NAME)
+    monthly_fee: Money | None = strawberry.field(default=None, description=NEW_FEE)
+    description: str | None = strawberry.field(default=None, description=NEW_DESCRIPTION)
 
 
-@strawberry.input
+@strawberry.input(
+    description="Staff: a new bonus reward. Each kind takes its own fields: BALANCE_CREDIT "
+    "`creditAmount`; TV_PACKAGE `tvPackageId` and `durationDays`; SPEED_BOOST `optionId` "
+    "and `durationDays`. A field of another kind is refused."
+)
 class CreateBonusRewardInput:
-    code: str
-    name: str
-    kind: RewardKind
-    points_price: int
-    credit_amount: Money | None = None
-    tv_package_id: strawberry.ID | None = None
-    option_id: strawberry.ID | None = None
-    duration_days: int | None = None
+    code: str = strawberry.field(description=CODE)
+    name: str = strawberry.field(description=NAME)
+    kind: RewardKind = strawberry.field(description="What it gives; it cannot change later.")
+    points_price: int = strawberry.field(description="Its price in points, 1 to 1,000,000.")
+    credit_amount: Money | None = strawberry.field(
+        default=None, description="BALANCE_CREDIT: the credit, 0.01 to 100,000.00 RUB."
+    )
+    tv_package_id: strawberry.ID | None = strawberry.field(
+        default=None, description="TV_PACKAGE: the `TvPackage.id`, not archived."
+    )
+    option_id: strawberry.ID | None = strawberry.field(
+        default=None, description="SPEED_BOOST: the `ServiceOption.id`, not archived."
+    )
+    duration_days: int | None = strawberry.field(
+        default=None, description="TV_PACKAGE and SPEED_BOOST: days free, 1 to 365."
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description="Staff: what to change in a bonus reward (null fields stay as they are; a "
+    "field its kind does not have is refused)."
+)
 class UpdateBonusRewardInput:
-    reward_id: strawberry.ID
-    name: str | None = None
-    points_price: int | None = None
-    credit_amount: Money | None = None
-    tv_package_id: strawberry.ID | None = None
-    option_id: strawberry.ID | None = None
-    duration_days: int | None = None
+    reward_id: strawberry.ID = strawberry.field(description="The `BonusReward.id`.")
+    name: str | None = strawberry.field(default=None, description=NEW_NAME)
+    points_price: int | None = strawberry.field(
+        default=None, description="The new price in points, 1 to 1,000,000" + UNCHANGED
+    )
+    credit_amount: Money | None = strawberry.field(
+        default=None,
+        description="BALANCE_CREDIT: the new credit, 0.01 to 100,000.00 RUB" + UNCHANGED,
+    )
+    tv_package_id: strawberry.ID | None = strawberry.field(
+        default=None, description="TV_PACKAGE: the new `TvPackage.id`" + UNCHANGED
+    )
+    option_id: strawberry.ID | None = strawberry.field(
+        default=None, description="SPEED_BOOST: the new `ServiceOption.id`" + UNCHANGED
+    )
+    duration_days: int | None = strawberry.field(
+        default=None,
+        description="TV_PACKAGE and SPEED_BOOST: the new days free, 1 to 365" + UNCHANGED,
+    )
 
 
 # -- the wiring ------------------------------------------------------------------------------
@@ -240,7 +331,11 @@ class Wiring:
             )
 
         resolve.__name__ = name
-        resolve.__annotations__ = {"info": Info, "input": input_type, "return": self.payload}
+        resolve.__annotations__ = {
+            "info": Info,
+            "input": Annotated[input_type, INPUT],
+            "return": self.payload,
+        }
         return mutation(access=STAFF, description=description)(resolve)
 
     def create(self) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,52 +13,83 @@ from resolvers.payments import TopUp
 from resolvers.promised import PromiseResult
 from schema.context import Info
 from schema.errors import UserError
-from schema.mutation_support import STAFF, SUBSCRIBER, mutation, own_contract, run, signed_in
+from schema.mutation_support import (
+    CONTRACT_NUMBER,
+    ERRORS,
+    INPUT,
+    STAFF,
+    SUBSCRIBER,
+    mutation,
+    own_contract,
+    run,
+    signed_in,
+)
 from schema.scalars import Money
 from schema.types.account import Balance, Contract
 from schema.types.money import Payment, PaymentMethod, PromisedPayment
 
 
-@strawberry.input
+@strawberry.input(description="The top-up to start.")
 class CreateTopUpInput:
-    contract_number: str
-    amount: Money
-    method: PaymentMethod
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    amount: Money = strawberry.field(
+        description="The amount to credit: 10.00 to 50,000.00 RUB, at most 2 decimals."
+    )
+    method: PaymentMethod = strawberry.field(description="How it will be paid.")
     idempotency_key: str = strawberry.field(
-        description="Your unique key for this top-up: a retry with it returns the same payment."
+        description="Your unique key for this top-up, 8 to 100 printable ASCII characters "
+        "(no space at either end): a retry with it and the same details returns the same "
+        "payment; with other details it is a CONFLICT."
     )
 
 
-@strawberry.type
+@strawberry.type(description="What `createTopUp` answers.")
 class CreateTopUpPayload:
-    errors: list[UserError]
-    payment: Payment | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    payment: Payment | None = strawberry.field(
+        default=None,
+        description="The payment: PENDING when new (a retry with the same key gets it as it "
+        "is now); send the payer to its `confirmationUrl`. Null on failure.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The promised payment to take.")
 class ActivatePromisedPaymentInput:
-    contract_number: str
-    amount: Money
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    amount: Money = strawberry.field(
+        description="How much: above 0.00 and at most `PromisedPaymentOffer.maxAmount`."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What `activatePromisedPayment` answers.")
 class ActivatePromisedPaymentPayload:
-    errors: list[UserError]
-    promised_payment: PromisedPayment | None = None
-    balance: Balance | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    promised_payment: PromisedPayment | None = strawberry.field(
+        default=None, description="The promised payment taken, OPEN; null on failure."
+    )
+    balance: Balance | None = strawberry.field(
+        default=None,
+        description="The contract's balance after it (credited, fee debited); null on failure.",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: the correction to make.")
 class AdjustBalanceInput:
-    contract_number: str
-    amount: Money = strawberry.field(description="Signed: negative to debit.")
-    reason: str = strawberry.field(description="Why: kept in the ledger and the audit log.")
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    amount: Money = strawberry.field(
+        description="Signed: negative to debit; not zero, at most 100,000.00 either way."
+    )
+    reason: str = strawberry.field(
+        description="Why (5 to 500 characters): kept in the ledger and the audit log."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What `adjustBalance` answers.")
 class AdjustBalancePayload:
-    errors: list[UserError]
-    contract: Contract | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    contract: Contract | None = strawberry.field(
+        default=None, description="The contract as it is after the change; null on failure."
+    )
 
 
 @strawberry.type
@@ -66,7 +99,9 @@ class MoneyMutation:
         description="Start a top-up: a PENDING payment and where to pay (`confirmationUrl`). "
         "The balance is credited when the payment provider confirms it.",
     )
-    async def create_top_up(self, info: Info, input: CreateTopUpInput) -> CreateTopUpPayload:
+    async def create_top_up(
+        self, info: Info, input: Annotated[CreateTopUpInput, INPUT]
+    ) -> CreateTopUpPayload:
         context = info.context
         principal = signed_in(info)
 
@@ -94,7 +129,7 @@ class MoneyMutation:
         description="Take a promised payment: credited at once, repaid by the next top-up.",
     )
     async def activate_promised_payment(
-        self, info: Info, input: ActivatePromisedPaymentInput
+        self, info: Info, input: Annotated[ActivatePromisedPaymentInput, INPUT]
     ) -> ActivatePromisedPaymentPayload:
         context = info.context
         principal = signed_in(info)
@@ -124,7 +159,9 @@ class MoneyMutation:
         access=STAFF,
         description="Staff: correct a balance with a reason (a ledger entry; audited).",
     )
-    async def adjust_balance(self, info: Info, input: AdjustBalanceInput) -> AdjustBalancePayload:
+    async def adjust_balance(
+        self, info: Info, input: Annotated[AdjustBalanceInput, INPUT]
+    ) -> AdjustBalancePayload:
         context = info.context
 
         async def adjust(session: AsyncSession) -> Adjusted:

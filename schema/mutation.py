@@ -6,6 +6,7 @@ and maps its result or its DomainError to the payload."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,9 @@ from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
 from schema.mutation_support import (
+    CONTRACT_NUMBER,
+    ERRORS,
+    INPUT,
     PUBLIC,
     SIGNED_IN,
     STAFF,
@@ -59,71 +63,112 @@ def _clear_session_cookie(context: Context) -> None:
 
 # -- sign-in and sessions
 
+NEW_CREDENTIAL = (
+    "The new password: 15 to 128 characters, any Unicode, no composition rules; "
+    "PASSWORD_REJECTED says which rule it breaks."
+)
+BEARER = (
+    "The access token: send it as `Authorization: Bearer <token>` (this answer also sets it "
+    "as an HttpOnly session cookie). Null on failure."
+)
+EXPIRES_AT = (
+    "When the access token expires unless used: 30 minutes idle, each use pushes it on, at "
+    "most 12 hours after it was issued. Null on failure."
+)
 
-@strawberry.input
+
+@strawberry.input(description="Sign-in details.")
 class LoginInput:
-    identifier: str = strawberry.field(description="Login, contract number, phone or email.")
-    password: str
+    identifier: str = strawberry.field(
+        description="Login, contract number, phone or email; staff: their username."
+    )
+    password: str = strawberry.field(
+        description="The password. After 10 failures for an account (or 50 from one address) "
+        "in 15 minutes, sign-in is RATE_LIMITED, even with the right password."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What `login` answers: the tokens of a new session.")
 class LoginPayload:
-    errors: list[UserError]
-    access_token: str | None = None
-    refresh_token: str | None = None
-    expires_at: datetime | None = None
-    must_change_password: bool = False
-    subscriber: Subscriber | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    access_token: str | None = strawberry.field(default=None, description=BEARER)
+    refresh_token: str | None = strawberry.field(
+        default=None,
+        description="For `refreshSession`, to get new tokens: single use, valid until the "
+        "session ends (30 days after sign-in). Null on failure.",
+    )
+    expires_at: datetime | None = strawberry.field(default=None, description=EXPIRES_AT)
+    must_change_password: bool = strawberry.field(
+        default=False,
+        description="true when the password is temporary (after registration or an office "
+        "reset): every operation but `changePassword` and `logout` is refused with a "
+        "GraphQL error PASSWORD_CHANGE_REQUIRED until it is changed.",
+    )
+    subscriber: Subscriber | None = strawberry.field(
+        default=None, description="The subscriber signed in; null for staff and on failure."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The refresh token to exchange.")
 class RefreshSessionInput:
-    refresh_token: str
+    refresh_token: str = strawberry.field(
+        description="The refresh token from `login` or the last `refreshSession`. Single use: "
+        "sending a used one again ends the whole session (INVALID_CREDENTIALS)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What `refreshSession` answers: new tokens of the same session.")
 class RefreshSessionPayload:
-    errors: list[UserError]
-    access_token: str | None = None
-    refresh_token: str | None = None
-    expires_at: datetime | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    access_token: str | None = strawberry.field(default=None, description=BEARER)
+    refresh_token: str | None = strawberry.field(
+        default=None,
+        description="The next refresh token, replacing the one sent. Null on failure.",
+    )
+    expires_at: datetime | None = strawberry.field(default=None, description=EXPIRES_AT)
 
 
-@strawberry.type
+@strawberry.type(description="What `logout` answers; the session cookie is cleared.")
 class LogoutPayload(OkPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `logoutEverywhere` answers; the session cookie is cleared.")
 class LogoutEverywherePayload(OkPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `changePassword` answers.")
 class ChangePasswordPayload(OkPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `revokeSession` answers.")
 class RevokeSessionPayload(OkPayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The password now and the new one.")
 class ChangePasswordInput:
-    current_password: str
-    new_password: str
+    current_password: str = strawberry.field(
+        description="The password now (the temporary one too); a wrong one is "
+        "INVALID_CREDENTIALS and counts as a failed sign-in."
+    )
+    new_password: str = strawberry.field(description=NEW_CREDENTIAL)
 
 
-@strawberry.input
+@strawberry.input(description="The session to end.")
 class RevokeSessionInput:
-    session_id: strawberry.ID
+    session_id: strawberry.ID = strawberry.field(
+        description="The `SessionInfo.id` of one of your sessions (`mySessions`); NOT_FOUND "
+        "for any other."
+    )
 
 
 @strawberry.type
 class SessionMutation:
     @mutation(access=PUBLIC, description="Sign in (subscribers and staff). One per request.")
-    async def login(self, info: Info, input: LoginInput) -> LoginPayload:
+    async def login(self, info: Info, input: Annotated[LoginInput, INPUT]) -> LoginPayload:
         context = info.context
 
         async def answer(signed: SignedIn) -> LoginPayload:
@@ -157,7 +202,7 @@ class SessionMutation:
 
     @mutation(access=PUBLIC, description="A new access token for a refresh token (single use).")
     async def refresh_session(
-        self, info: Info, input: RefreshSessionInput
+        self, info: Info, input: Annotated[RefreshSessionInput, INPUT]
     ) -> RefreshSessionPayload:
         def answer(tokens: IssuedTokens) -> RefreshSessionPayload:
             _set_session_cookie(info.context, tokens.access_token, tokens.expires_at)
@@ -207,7 +252,7 @@ class SessionMutation:
         "A wrong current password counts as a failed sign-in. One per request.",
     )
     async def change_password(
-        self, info: Info, input: ChangePasswordInput
+        self, info: Info, input: Annotated[ChangePasswordInput, INPUT]
     ) -> ChangePasswordPayload:
         principal = signed_in(info)
         return await run(
@@ -224,7 +269,9 @@ class SessionMutation:
         )
 
     @mutation(access=SIGNED_IN, description="End one of your sessions.")
-    async def revoke_session(self, info: Info, input: RevokeSessionInput) -> RevokeSessionPayload:
+    async def revoke_session(
+        self, info: Info, input: Annotated[RevokeSessionInput, INPUT]
+    ) -> RevokeSessionPayload:
         principal = signed_in(info)
 
         async def revoke(session: AsyncSession) -> None:
@@ -236,54 +283,76 @@ class SessionMutation:
 
 # -- registration and recovery (public)
 
+PHONE = (
+    'A phone number in international format (e.g. "+7 916 123-45-67"), kept as E.164; null: none.'
+)
 
-@strawberry.input
+
+@strawberry.input(
+    description="The paper contract's details and the owner's; all must match the contract. "
+    "A mismatch is one INVALID without a field; 5 failures for a contract in an hour lock "
+    "it for an hour (RATE_LIMITED)."
+)
 class RegisterInput:
-    contract_number: str
+    contract_number: str = strawberry.field(
+        description="The number on the paper contract (spaces and dashes are ignored)."
+    )
     security_code: str = strawberry.field(description="The one-time code on the paper contract.")
-    legal_status: LegalStatus
+    legal_status: LegalStatus = strawberry.field(description="A person or a company.")
     document_number: str = strawberry.field(description="Passport series and number, or INN.")
-    email: str
-    phone: str | None = None
+    email: str = strawberry.field(
+        description="Where the login and temporary password are sent (at most 254 characters)."
+    )
+    phone: str | None = strawberry.field(default=None, description=PHONE)
 
 
-@strawberry.type
+@strawberry.type(description="What `register` answers.")
 class RegisterPayload:
-    errors: list[UserError]
+    errors: list[UserError] = strawberry.field(description=ERRORS)
     login: str | None = strawberry.field(
         default=None, description="The login; the temporary password comes by mail."
     )
 
 
-@strawberry.input
+@strawberry.input(description="Whose password to recover.")
 class RequestPasswordRecoveryInput:
     identifier: str = strawberry.field(description="Login, contract number, phone or email.")
 
 
-@strawberry.type
+@strawberry.type(
+    description="What `requestPasswordRecovery` answers: `ok` is true whether or not the "
+    "identifier exists; `errors` holds only RATE_LIMITED, or INVALID for an empty identifier."
+)
 class RequestPasswordRecoveryPayload(OkPayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The recovery code and the new password.")
 class ResetPasswordInput:
-    identifier: str
-    code: str
-    new_password: str
+    identifier: str = strawberry.field(
+        description="The identifier the code was requested for: login, contract number, "
+        "phone or email."
+    )
+    code: str = strawberry.field(
+        description="The 6-digit code sent: valid 10 minutes, 5 attempts, single use."
+    )
+    new_password: str = strawberry.field(description=NEW_CREDENTIAL)
 
 
-@strawberry.type
+@strawberry.type(description="What `resetPassword` answers.")
 class ResetPasswordPayload(OkPayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="A written request to support.")
 class SubmitSupportRequestInput:
-    contact: str = strawberry.field(description="How to reach you: email or phone.")
-    message: str
+    contact: str = strawberry.field(
+        description="How to reach you: email or phone (3 to 254 characters)."
+    )
+    message: str = strawberry.field(description="What you need (10 to 4,000 characters).")
 
 
-@strawberry.type
+@strawberry.type(description="What `submitSupportRequest` answers.")
 class SubmitSupportRequestPayload(OkPayload):
     pass
 
@@ -291,48 +360,59 @@ class SubmitSupportRequestPayload(OkPayload):
 # -- staff
 
 
-@strawberry.input
+@strawberry.input(description="Staff: the new subscriber and contract.")
 class StaffCreateContractInput:
-    legal_status: LegalStatus
-    display_name: str
-    document_number: str
-    email: str
-    phone: str | None = None
-    region: str
-    address: str
-    tariff_id: strawberry.ID
+    legal_status: LegalStatus = strawberry.field(description="A person or a company.")
+    display_name: str = strawberry.field(
+        description="The person's full name or the company's name (2 to 200 characters)."
+    )
+    document_number: str = strawberry.field(
+        description="A person's passport, 10 digits (series 4, number 6), or a company's "
+        "INN, 10 or 12 digits. Only a keyed hash and the last 4 characters are kept."
+    )
+    email: str = strawberry.field(description="The subscriber's email: letters go there.")
+    phone: str | None = strawberry.field(default=None, description=PHONE)
+    region: str = strawberry.field(description="The region's code (`Region.code`).")
+    address: str = strawberry.field(
+        description="Where the service is provided (5 to 300 characters)."
+    )
+    tariff_id: strawberry.ID = strawberry.field(
+        description="The tariff's ID: one of that region, on sale."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="What `staffCreateContract` answers.")
 class StaffCreateContractPayload:
-    errors: list[UserError]
-    contract: Contract | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    contract: Contract | None = strawberry.field(
+        default=None, description="The new contract; null on failure."
+    )
     security_code: str | None = strawberry.field(
         default=None, description="Shown once: print it on the paper contract."
     )
 
 
-@strawberry.input
+@strawberry.input(description="Staff: whose access to reset, and why.")
 class StaffResetAccessInput:
-    contract_number: str
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
     document_verified: bool = strawberry.field(
         description="The passport was checked in the office."
     )
-    reason: str
+    reason: str = strawberry.field(description="Why, 5 to 500 characters; kept in the audit log.")
 
 
-@strawberry.type
+@strawberry.type(description="What `staffResetAccess` answers.")
 class StaffResetAccessPayload(OkPayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="Staff: the request to close and what was done.")
 class CloseSupportRequestInput:
-    id: strawberry.ID
-    resolution: str
+    id: strawberry.ID = strawberry.field(description="The `SupportRequest.id`.")
+    resolution: str = strawberry.field(description="What was done (1 to 2,000 characters).")
 
 
-@strawberry.type
+@strawberry.type(description="What `closeSupportRequest` answers.")
 class CloseSupportRequestPayload(OkPayload):
     pass
 
@@ -344,7 +424,7 @@ class AccountMutation:
         description="Register a contract with its security code and the owner's document; "
         "the login and a temporary password come by mail. One per request.",
     )
-    async def register(self, info: Info, input: RegisterInput) -> RegisterPayload:
+    async def register(self, info: Info, input: Annotated[RegisterInput, INPUT]) -> RegisterPayload:
         context = info.context
         return await run(
             info,
@@ -369,7 +449,7 @@ class AccountMutation:
         "same whether or not the identifier exists.",
     )
     async def request_password_recovery(
-        self, info: Info, input: RequestPasswordRecoveryInput
+        self, info: Info, input: Annotated[RequestPasswordRecoveryInput, INPUT]
     ) -> RequestPasswordRecoveryPayload:
         context = info.context
         return await run(
@@ -388,7 +468,9 @@ class AccountMutation:
         access=PUBLIC,
         description="Set a new password with a recovery code; every session ends. One per request.",
     )
-    async def reset_password(self, info: Info, input: ResetPasswordInput) -> ResetPasswordPayload:
+    async def reset_password(
+        self, info: Info, input: Annotated[ResetPasswordInput, INPUT]
+    ) -> ResetPasswordPayload:
         context = info.context
         return await run(
             info,
@@ -406,7 +488,7 @@ class AccountMutation:
 
     @mutation(access=PUBLIC, description="A written request to support, without signing in.")
     async def submit_support_request(
-        self, info: Info, input: SubmitSupportRequestInput
+        self, info: Info, input: Annotated[SubmitSupportRequestInput, INPUT]
     ) -> SubmitSupportRequestPayload:
         context = info.context
         return await run(
@@ -427,7 +509,7 @@ class AccountMutation:
         description="Staff: open a contract (and its subscriber); returns the security code once.",
     )
     async def staff_create_contract(
-        self, info: Info, input: StaffCreateContractInput
+        self, info: Info, input: Annotated[StaffCreateContractInput, INPUT]
     ) -> StaffCreateContractPayload:
         context = info.context
 
@@ -462,7 +544,7 @@ class AccountMutation:
         "password and end every session of the subscriber. Audited.",
     )
     async def staff_reset_access(
-        self, info: Info, input: StaffResetAccessInput
+        self, info: Info, input: Annotated[StaffResetAccessInput, INPUT]
     ) -> StaffResetAccessPayload:
         context = info.context
         return await run(
@@ -484,7 +566,7 @@ class AccountMutation:
         access=STAFF, description="Staff: close a written support request with its resolution."
     )
     async def close_support_request(
-        self, info: Info, input: CloseSupportRequestInput
+        self, info: Info, input: Annotated[CloseSupportRequestInput, INPUT]
     ) -> CloseSupportRequestPayload:
         async def close(session: AsyncSession) -> None:
             await support.close_support_request(
@@ -497,6 +579,10 @@ class AccountMutation:
         return await run(info, CloseSupportRequestPayload, close, CloseSupportRequestPayload.done)
 
 
-@strawberry.type
+@strawberry.type(
+    description="What a front end changes. Every mutation is `name(input: NameInput!): "
+    "NamePayload!` and reports expected failures in the payload's `errors`; sign-in and "
+    "staff-only access are checked first, as GraphQL errors (UNAUTHENTICATED, FORBIDDEN)."
+)
 class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
     """Every mutation of the API (each domain adds its own base class here)."""

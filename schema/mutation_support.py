@@ -44,6 +44,18 @@ SIGNED_IN: Access = (IsSignedIn,)
 SUBSCRIBER: Access = (IsSignedIn, IsSubscriber)
 STAFF: Access = (IsSignedIn, IsStaff)
 
+# Descriptions every mutation shares: its `input` argument (`input: Annotated[NameInput,
+# INPUT]`), its payload's `errors`, and the contract number most inputs carry.
+INPUT = strawberry.argument(
+    description="The mutation's arguments, in one object. What it refuses comes back in the "
+    "payload's `errors`; only a value of the wrong type (e.g. Money as a JSON number) is a "
+    "GraphQL error."
+)
+ERRORS = "Expected failures; empty when the mutation succeeded."
+CONTRACT_NUMBER = (
+    "The contract (personal account) number; NOT_FOUND when there is none you may act on."
+)
+
 
 class Payload(Protocol):
     """What `run` builds on a refusal: every payload has `errors` and defaults elsewhere."""
@@ -90,8 +102,10 @@ class OkPayload:
     """A payload with nothing to say but `ok`: each mutation subclasses it under its own name
     (the base itself is in no field, so it is not in the schema)."""
 
-    errors: list[UserError]
-    ok: bool = False
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    ok: bool = strawberry.field(
+        default=False, description="true when it was done; false when `errors` says why not."
+    )
 
     @classmethod
     def done(cls, _result: object = None) -> Self:
@@ -102,8 +116,10 @@ class OkPayload:
 class ContractPayload:
     """What a service mutation answers: the contract as it is after the change."""
 
-    errors: list[UserError]
-    contract: Contract | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    contract: Contract | None = strawberry.field(
+        default=None, description="The contract as it is after the change; null on failure."
+    )
 
     @classmethod
     async def of(cls, info: Info, contract_id: int) -> Self:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from auth.permissions import SESSION_ENDED, IsSignedIn, IsStaff, LiveSessionIfAny
@@ -22,7 +24,7 @@ from schema.types.catalog import (
 )
 from schema.types.money import Payment
 from schema.types.node import Node
-from schema.types.pagination import Connection, page_arguments
+from schema.types.pagination import AFTER, FIRST, Connection, page_arguments
 from schema.types.staff import AuditEntry, SupportRequest, SupportRequestStatus
 from schema.types.viewed import root_objects
 
@@ -30,29 +32,45 @@ from schema.types.viewed import root_objects
 _PRIVATE_NODES = frozenset({"Contract", "Payment", "Subscriber"})
 
 
-@strawberry.type
+@strawberry.type(
+    description="What a front end reads. The catalogue is public; an account is seen by its "
+    "subscriber and by staff only; fields marked Staff are for staff only (a subscriber gets "
+    "a GraphQL error FORBIDDEN, a signed-out caller UNAUTHENTICATED)."
+)
 class Query:
-    @strawberry.field(description="Regions where the operator sells its tariffs.")
+    @strawberry.field(description="Regions where the operator sells its tariffs, by code.")
     async def regions(self, info: Info) -> list[Region]:
         return await root_objects(info, "regions")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Tariffs on sale, of one region (a region code) if given.")
-    async def tariffs(self, info: Info, region: str | None = None) -> list[Tariff]:
+    @strawberry.field(description="Tariffs on sale (not archived), by region, then cheapest first.")
+    async def tariffs(
+        self,
+        info: Info,
+        region: Annotated[
+            str | None,
+            strawberry.argument(
+                description='Only this region\'s, by `Region.code` (e.g. "MOW"); an unknown '
+                "code gives an empty list. Null: every region."
+            ),
+        ] = None,
+    ) -> list[Tariff]:
         return await root_objects(info, "tariffs", region=region)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="TV packages on sale, with their channels.")
+    @strawberry.field(description="TV packages on sale (not archived), cheapest first.")
     async def tv_packages(self, info: Info) -> list[TvPackage]:
         return await root_objects(info, "tvPackages")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Every channel the operator carries.")
+    @strawberry.field(description="Every channel the operator carries (not archived), by number.")
     async def channels(self, info: Info) -> list[Channel]:
         return await root_objects(info, "channels")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Service options on sale.")
+    @strawberry.field(description="Service options on sale (not archived), cheapest first.")
     async def service_options(self, info: Info) -> list[ServiceOption]:
         return await root_objects(info, "serviceOptions")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Rewards that bonus points buy.")
+    @strawberry.field(
+        description="Rewards that bonus points buy (not archived), cheapest in points first."
+    )
     async def bonus_rewards(self, info: Info) -> list[BonusReward]:
         rows = await catalog.list_bonus_rewards(info.context.reader)
         return [BonusReward.from_row(row) for row in rows]
@@ -75,7 +93,13 @@ class Query:
         description="A contract by number; null when you may not see it. "
         "UNAUTHENTICATED when the request's token or cookie names no live session.",
     )
-    async def contract(self, info: Info, number: str) -> Contract | None:
+    async def contract(
+        self,
+        info: Info,
+        number: Annotated[
+            str, strawberry.argument(description="The contract (personal account) number.")
+        ],
+    ) -> Contract | None:
         row = await info.context.loaders.contract_by_number.load(number.strip())
         if row is None or not accounts.may_see_contract(info.context.principal, row):
             return None
@@ -90,11 +114,18 @@ class Query:
         return await root_objects(info, "mySessions", key=principal.session_id)  # type: ignore[no-any-return]
 
     @strawberry.field(
-        description="Any object by its global ID; null when unknown or not yours. "
-        "UNAUTHENTICATED for a contract, payment or subscriber when the request's token or "
-        "cookie names no live session."
+        description="An object by its global ID: a contract, payment or subscriber you may "
+        "see, or a catalogue item (tariff, channel, TV package, service option, bonus "
+        "reward); null for any other ID. UNAUTHENTICATED for a contract, payment or "
+        "subscriber when the request's token or cookie names no live session."
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID, strawberry.argument(description="A global ID, as an object's `id`.")
+        ],
+    ) -> Node | None:
         decoded = from_global_id(id)
         if decoded is None:
             return None
@@ -135,9 +166,15 @@ class Query:
     async def subscribers(
         self,
         info: Info,
-        search: str | None = None,
-        first: int | None = None,
-        after: str | None = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="What to look for, at most 100 characters, matched literally; "
+                "null or empty: every subscriber."
+            ),
+        ] = None,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
     ) -> Connection[Subscriber]:
         limit, after_id = page_arguments(info, first, after)
         try:
@@ -155,9 +192,12 @@ class Query:
     async def support_requests(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        status: SupportRequestStatus | None = SupportRequestStatus.OPEN,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
+        status: Annotated[
+            SupportRequestStatus | None,
+            strawberry.argument(description="Only requests in this status; null: all of them."),
+        ] = SupportRequestStatus.OPEN,
     ) -> Connection[SupportRequest]:
         limit, after_id = page_arguments(info, first, after)
         try:
@@ -178,9 +218,15 @@ class Query:
     async def audit_log(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        action: str | None = None,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
+        action: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only entries of this action, a mutation's name (e.g. "
+                '"adjustBalance"); null: every action.'
+            ),
+        ] = None,
     ) -> Connection[AuditEntry]:
         limit, after_id = page_arguments(info, first, after)
         page = await audit.list_audit_log(

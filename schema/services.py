@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,9 @@ from resolvers.bonus import Redemption
 from schema.context import Info
 from schema.errors import UserError
 from schema.mutation_support import (
+    CONTRACT_NUMBER,
+    ERRORS,
+    INPUT,
     SUBSCRIBER,
     ContractPayload,
     mutation,
@@ -27,110 +30,112 @@ from schema.types.account import BonusAccount, Contract
 ContractPayloadT = TypeVar("ContractPayloadT", bound=ContractPayload)
 
 
-@strawberry.type
+@strawberry.type(description="What `changeTariff` answers: the contract after the change.")
 class ChangeTariffPayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `cancelTariffChange` answers: the contract after the change.")
 class CancelTariffChangePayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `connectTvPackage` answers: the contract after the change.")
 class ConnectTvPackagePayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `disconnectTvPackage` answers: the contract after the change.")
 class DisconnectTvPackagePayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `setPersonalTvChannels` answers: the contract after the change.")
 class SetPersonalTvChannelsPayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `addMultiroomDevice` answers: the contract after the change.")
 class AddMultiroomDevicePayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `removeMultiroomDevice` answers: the contract after the change.")
 class RemoveMultiroomDevicePayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `activateOption` answers: the contract after the change.")
 class ActivateOptionPayload(ContractPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="What `deactivateOption` answers: the contract after the change.")
 class DeactivateOptionPayload(ContractPayload):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the tariff to change to.")
 class ChangeTariffInput:
-    contract_number: str
-    tariff_id: strawberry.ID
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    tariff_id: strawberry.ID = strawberry.field(
+        description="The `Tariff.id` of a tariff of the contract's region, on sale."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The contract whose scheduled tariff change to undo.")
 class CancelTariffChangeInput:
-    contract_number: str
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
 
 
 @strawberry.input
 class TvPackageInput:
-    contract_number: str
-    package_id: strawberry.ID
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    package_id: strawberry.ID = strawberry.field(description="The `TvPackage.id`.")
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the TV package to connect.")
 class ConnectTvPackageInput(TvPackageInput):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the TV package to disconnect.")
 class DisconnectTvPackageInput(TvPackageInput):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The contract and its whole Personal TV choice.")
 class SetPersonalTvChannelsInput:
-    contract_number: str
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
     channel_ids: list[strawberry.ID] = strawberry.field(
         description="The whole choice (replaces the previous one); an empty list turns "
         "Personal TV off. Must-carry channels are free and need not be listed."
     )
 
 
-@strawberry.input
+@strawberry.input(description="The contract to add a TV receiver to.")
 class AddMultiroomDeviceInput:
-    contract_number: str
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the TV receiver to return.")
 class RemoveMultiroomDeviceInput:
-    contract_number: str
-    device_id: strawberry.ID
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    device_id: strawberry.ID = strawberry.field(description="The `MultiroomDevice.id`.")
 
 
 @strawberry.input
 class OptionInput:
-    contract_number: str
-    option_id: strawberry.ID
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    option_id: strawberry.ID = strawberry.field(description="The `ServiceOption.id`.")
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the service option to switch on.")
 class ActivateOptionInput(OptionInput):
     pass
 
 
-@strawberry.input
+@strawberry.input(description="The contract and the service option to switch off.")
 class DeactivateOptionInput(OptionInput):
     pass
 
@@ -151,17 +156,21 @@ async def _contract_change(
     return await run(info, payload, work, lambda contract_id: payload.of(info, contract_id))
 
 
-@strawberry.input
+@strawberry.input(description="The reward to buy with bonus points, and for which contract.")
 class RedeemBonusInput:
-    contract_number: str
-    reward_id: strawberry.ID
+    contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
+    reward_id: strawberry.ID = strawberry.field(description="The `BonusReward.id`.")
 
 
-@strawberry.type
+@strawberry.type(description="What `redeemBonus` answers.")
 class RedeemBonusPayload:
-    errors: list[UserError]
-    bonus_account: BonusAccount | None = None
-    contract: Contract | None = None
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    bonus_account: BonusAccount | None = strawberry.field(
+        default=None, description="The subscriber's bonus points after it; null on failure."
+    )
+    contract: Contract | None = strawberry.field(
+        default=None, description="The contract after the reward; null on failure."
+    )
 
 
 @strawberry.type
@@ -171,7 +180,9 @@ class ServicesMutation:
         description="Change the tariff from the next billing day (once a day; the region's "
         "tariffs on sale; not to a dearer one while a promised payment is open).",
     )
-    async def change_tariff(self, info: Info, input: ChangeTariffInput) -> ChangeTariffPayload:
+    async def change_tariff(
+        self, info: Info, input: Annotated[ChangeTariffInput, INPUT]
+    ) -> ChangeTariffPayload:
         settings = info.context.settings
 
         async def verb(session: AsyncSession, contract_id: int) -> None:
@@ -187,7 +198,7 @@ class ServicesMutation:
         description="Undo a scheduled tariff change.",
     )
     async def cancel_tariff_change(
-        self, info: Info, input: CancelTariffChangeInput
+        self, info: Info, input: Annotated[CancelTariffChangeInput, INPUT]
     ) -> CancelTariffChangePayload:
         settings = info.context.settings
 
@@ -203,7 +214,7 @@ class ServicesMutation:
     async def connect_tv_package(
         self,
         info: Info,
-        input: ConnectTvPackageInput,
+        input: Annotated[ConnectTvPackageInput, INPUT],
     ) -> ConnectTvPackagePayload:
         settings = info.context.settings
 
@@ -222,7 +233,7 @@ class ServicesMutation:
     async def disconnect_tv_package(
         self,
         info: Info,
-        input: DisconnectTvPackageInput,
+        input: Annotated[DisconnectTvPackageInput, INPUT],
     ) -> DisconnectTvPackagePayload:
         settings = info.context.settings
 
@@ -239,7 +250,7 @@ class ServicesMutation:
         description="Choose the Personal TV channels (5 to 60 paid ones, or none).",
     )
     async def set_personal_tv_channels(
-        self, info: Info, input: SetPersonalTvChannelsInput
+        self, info: Info, input: Annotated[SetPersonalTvChannelsInput, INPUT]
     ) -> SetPersonalTvChannelsPayload:
         settings = info.context.settings
 
@@ -260,7 +271,7 @@ class ServicesMutation:
         description="Add an extra TV receiver (up to 4; packages are charged once).",
     )
     async def add_multiroom_device(
-        self, info: Info, input: AddMultiroomDeviceInput
+        self, info: Info, input: Annotated[AddMultiroomDeviceInput, INPUT]
     ) -> AddMultiroomDevicePayload:
         settings = info.context.settings
 
@@ -274,7 +285,7 @@ class ServicesMutation:
         description="Return an extra TV receiver.",
     )
     async def remove_multiroom_device(
-        self, info: Info, input: RemoveMultiroomDeviceInput
+        self, info: Info, input: Annotated[RemoveMultiroomDeviceInput, INPUT]
     ) -> RemoveMultiroomDevicePayload:
         settings = info.context.settings
 
@@ -295,7 +306,7 @@ class ServicesMutation:
     async def activate_option(
         self,
         info: Info,
-        input: ActivateOptionInput,
+        input: Annotated[ActivateOptionInput, INPUT],
     ) -> ActivateOptionPayload:
         settings = info.context.settings
 
@@ -314,7 +325,7 @@ class ServicesMutation:
     async def deactivate_option(
         self,
         info: Info,
-        input: DeactivateOptionInput,
+        input: Annotated[DeactivateOptionInput, INPUT],
     ) -> DeactivateOptionPayload:
         settings = info.context.settings
 
@@ -330,7 +341,9 @@ class ServicesMutation:
         access=SUBSCRIBER,
         description="Spend bonus points (oldest first) on a reward for a contract.",
     )
-    async def redeem_bonus(self, info: Info, input: RedeemBonusInput) -> RedeemBonusPayload:
+    async def redeem_bonus(
+        self, info: Info, input: Annotated[RedeemBonusInput, INPUT]
+    ) -> RedeemBonusPayload:
         context = info.context
         principal = signed_in(info)
 

@@ -17,6 +17,7 @@ from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
 from schema.types.catalog import Channel, Region, ServiceOption, Tariff, TvPackage
+from schema.types.enums import values_described
 from schema.types.money import (
     ExpenseSummary,
     LedgerEntry,
@@ -25,18 +26,35 @@ from schema.types.money import (
     PromisedPayment,
     PromisedPaymentOffer,
 )
-from schema.types.node import Node
-from schema.types.pagination import Connection
+from schema.types.node import ID_DESCRIPTION, Node
+from schema.types.pagination import AFTER, FIRST, Connection
 from schema.types.viewed import Viewed, link, linked_objects, paged, value, viewed
 
 
-@strawberry.enum
+@values_described(
+    {
+        "INDIVIDUAL": "A person, identified by a passport (series and number).",
+        "LEGAL_ENTITY": "A company, identified by its INN.",
+    }
+)
+@strawberry.enum(description="Whether a subscriber is a person or a company.")
 class LegalStatus(Enum):
     INDIVIDUAL = "INDIVIDUAL"
     LEGAL_ENTITY = "LEGAL_ENTITY"
 
 
-@strawberry.enum
+@values_described(
+    {
+        "ACTIVE": "In service: charged on every billing day.",
+        "SUSPENDED": (
+            "Blocked for non-payment (the balance went below zero) and not charged. "
+            "It can still sign in, see everything, top up and take a promised payment, but not "
+            "connect paid items; a credit that brings the balance to 0.00 or above lifts it."
+        ),
+        "CLOSED": "Closed: no top-ups, no promised payment, no services, no rewards.",
+    }
+)
+@strawberry.enum(description="Whether a contract is in service.")
 class ContractStatus(Enum):
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"
@@ -47,14 +65,15 @@ class ContractStatus(Enum):
 @strawberry.type(description="The money on a contract.")
 class Balance(Viewed):
     VIEW = "Balance"
-    amount: Money = value()
-    currency: str = value()
+    amount: Money = value(description="The balance now; negative when in debt.")
+    currency: str = value(description='The currency of every amount, ISO 4217: "RUB".')
     available_amount: Money = value(
-        description="What can be spent before the contract is suspended."
+        description="What can be spent before the contract is suspended: the balance when "
+        "above zero, else 0.00."
     )
     days_left: int | None = value(
-        description="Days until the balance runs out at today's charges; null "
-        "when nothing is charged."
+        description="Whole days the balance lasts at today's daily charge (0 when it is "
+        "used up); null when nothing is charged."
     )
     open_promised_payment: PromisedPayment | None = link(
         description="The promised payment to be repaid, if one is open."
@@ -63,37 +82,52 @@ class Balance(Viewed):
 
 @strawberry.type(description="A tariff change that takes effect on a coming billing day.")
 class ScheduledTariff:
-    tariff: Tariff
-    effective_from: date
+    tariff: Tariff = strawberry.field(description="The tariff to come.")
+    effective_from: date = strawberry.field(
+        description="The first day (UTC) on the new tariff: the next billing day after "
+        "the change was asked for."
+    )
 
 
 @viewed
 @strawberry.type(description="A Personal TV channel chosen by the subscriber.")
 class PersonalTvChannel(Viewed):
     VIEW = "PersonalTvChannel"
-    channel: Channel = link()
-    monthly_fee: Money = value()
+    channel: Channel = link(description="The channel.")
+    monthly_fee: Money = value(description="What this channel costs per month.")
 
 
 @viewed
 @strawberry.type(description="An extra TV receiver (Multiroom).")
 class MultiroomDevice(Viewed, Node):
     VIEW = "MultiroomDevice"
-    id: strawberry.ID = value()
-    serial: str = value()
-    monthly_fee: Money = value()
-    connected_at: datetime = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    serial: str = value(description='The receiver\'s serial number, e.g. "MR-1A2B3C4D".')
+    monthly_fee: Money = value(description="Its rental fee per month.")
+    connected_at: datetime = value(description="When it was added.")
 
 
 @viewed
 @strawberry.type(description="A service option switched on, free until a day if a reward.")
 class ContractServiceOption(Viewed):
     VIEW = "ContractServiceOption"
-    option: ServiceOption = link()
-    free_until: date | None = value()
+    option: ServiceOption = link(description="The option.")
+    free_until: date | None = value(
+        description="Free as a bonus reward: the first day (UTC) it is charged; null when "
+        "it is paid as usual."
+    )
 
 
-@strawberry.enum
+@values_described(
+    {
+        "TARIFF": "The Internet tariff.",
+        "TV_PACKAGE": "A TV package (charged once, whatever the number of TVs).",
+        "PERSONAL_TV": "Personal TV: its paid channels, as one item.",
+        "MULTIROOM_DEVICE": "The rental of an extra TV receiver (Multiroom).",
+        "OPTION": "A service option.",
+    }
+)
+@strawberry.enum(description="What a monthly charge is for.")
 class ChargeKind(Enum):
     TARIFF = "TARIFF"
     TV_PACKAGE = "TV_PACKAGE"
@@ -106,31 +140,44 @@ class ChargeKind(Enum):
 @strawberry.type(description="One item of what the next month costs.")
 class MonthlyCharge(Viewed):
     VIEW = "MonthlyCharge"
-    kind: ChargeKind = value()
-    name: str = value()
-    quantity: int = value()
-    monthly_fee: Money = value()
+    kind: ChargeKind = value(description="What it is for.")
+    name: str = value(
+        description="Its name as the subscriber sees it: the tariff's, package's or "
+        'option\'s name, "Персональное ТВ", "Мультирум: приставка <serial>".'
+    )
+    quantity: int = value(
+        description="How many: Personal TV's paid channels; 1 for any other item."
+    )
+    monthly_fee: Money = value(
+        description="Its fee per month (Personal TV: all its channels together)."
+    )
 
 
 @viewed
 @strawberry.type(description="What the next month costs, item by item.")
 class MonthlyCharges(Viewed):
     VIEW = "MonthlyCharges"
-    items: list[MonthlyCharge] = link()
-    total: Money = value()
+    items: list[MonthlyCharge] = link(
+        description="What the next billing day charges, item by item: tariff, TV packages, "
+        "Personal TV, Multiroom receivers, options. Items free then are left out."
+    )
+    total: Money = value(description="The sum of the items' monthly fees.")
 
 
 @viewed
 @strawberry.type(description="A personal account: one contract of a subscriber.")
 class Contract(Viewed, Node):
     VIEW = "Contract"
-    id: strawberry.ID = value()
-    number: str = value()
-    address: str = value()
-    status: ContractStatus = value()
-    opened_on: date = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    number: str = value(
+        description="The contract number, which is also the personal account number "
+        '(e.g. "770012345678"): the `contractNumber` of mutations.'
+    )
+    address: str = value(description="The address where the service is provided.")
+    status: ContractStatus = value(description="Whether the contract is in service.")
+    opened_on: date = value(description="The day the contract was opened.")
 
-    @strawberry.field
+    @strawberry.field(description="The money on the contract now.")
     async def balance(self, info: Info) -> Balance:
         return await linked_objects(self, info, "balance")  # type: ignore[no-any-return]
 
@@ -142,7 +189,9 @@ class Contract(Viewed, Node):
     async def promised_payments(self, info: Info) -> list[PromisedPayment]:
         return await linked_objects(self, info, "promisedPayments")  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The region the contract is served in: its tariffs are the region's."
+    )
     async def region(self, info: Info) -> Region:
         return await linked_objects(self, info, "region")  # type: ignore[no-any-return]
 
@@ -166,11 +215,11 @@ class Contract(Viewed, Node):
     async def personal_tv_channels(self, info: Info) -> list[PersonalTvChannel]:
         return await linked_objects(self, info, "personalTvChannels")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Extra TV receivers.")
+    @strawberry.field(description="Extra TV receivers (Multiroom), in the order added.")
     async def multiroom_devices(self, info: Info) -> list[MultiroomDevice]:
         return await linked_objects(self, info, "multiroomDevices")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Service options switched on.")
+    @strawberry.field(description="Service options switched on, cheapest first.")
     async def options(self, info: Info) -> list[ContractServiceOption]:
         return await linked_objects(self, info, "options")  # type: ignore[no-any-return]
 
@@ -185,43 +234,87 @@ class Contract(Viewed, Node):
     async def monthly_charges(self, info: Info) -> MonthlyCharges:
         return await linked_objects(self, info, "monthlyCharges")  # type: ignore[no-any-return]
 
-    @strawberry.field(description="The TV packages connected now.")
+    @strawberry.field(description="The TV packages connected now, cheapest first.")
     async def tv_packages(self, info: Info) -> list[TvPackage]:
         return await linked_objects(self, info, "tvPackages")  # type: ignore[no-any-return]
 
     @strawberry.field(description="Top-ups, newest first.")
     async def payments(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
     ) -> Connection[Payment]:
         return await paged(self, info, "payments", first=first, after=after)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Balance changes, newest first; filter by kind and period.")
+    @strawberry.field(
+        description="Balance changes, newest first (by time, then by id); filter by kind and "
+        "by a period of instants [from, to). A filter it refuses: a GraphQL error "
+        "BAD_USER_INPUT."
+    )
     async def ledger(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        kinds: list[LedgerKind] | None = None,
-        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-        to: datetime | None = None,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
+        kinds: Annotated[
+            list[LedgerKind] | None,
+            strawberry.argument(description="Only entries of these kinds; null or empty: all."),
+        ] = None,
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(
+                name="from",
+                description="Only entries at or after this instant (included); give its "
+                "offset. Null: from the first entry.",
+            ),
+        ] = None,
+        to: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Only entries before this instant (excluded), which must be "
+                "after `from`; give its offset. Null: no end."
+            ),
+        ] = None,
     ) -> Connection[LedgerEntry]:
         # The same page of every contract asked for comes from one statement.
         return await paged(  # type: ignore[no-any-return]
             self, info, "ledger", first=first, after=after, kinds=kinds, **{"from": from_, "to": to}
         )
 
-    @strawberry.field(description="Totals of the days [from, to] (UTC, at most 366 days).")
+    @strawberry.field(
+        description="Totals of the days [from, to], both included (UTC days, at most 366). "
+        "A period it refuses: a GraphQL error BAD_USER_INPUT."
+    )
     async def expense_summary(
         self,
         info: Info,
-        from_: Annotated[date, strawberry.argument(name="from")],
-        to: date,
+        from_: Annotated[
+            date,
+            strawberry.argument(
+                name="from", description="The first day of the period (UTC), included."
+            ),
+        ],
+        to: Annotated[
+            date,
+            strawberry.argument(
+                description="The last day of the period (UTC), included; not before `from`."
+            ),
+        ],
     ) -> ExpenseSummary:
         period = {"from": from_, "to": to}
         return await linked_objects(self, info, "expenseSummary", **period)  # type: ignore[no-any-return]
 
 
-@strawberry.enum
+@values_described(
+    {
+        "ACCRUAL": "Earned by a successful top-up: 1 point per full 5 RUB, kept 12 months.",
+        "REDEMPTION": "Spent on a reward (oldest points first).",
+        "EXPIRY": "Expired: 12 months have passed since they were earned.",
+        "ADJUSTMENT": "A correction of points; no operation of the API makes one today.",
+    }
+)
+@strawberry.enum(description="What a change of bonus points was.")
 class BonusEntryKind(Enum):
     ACCRUAL = "ACCRUAL"
     REDEMPTION = "REDEMPTION"
@@ -231,11 +324,15 @@ class BonusEntryKind(Enum):
 
 @strawberry.type(description="A change of bonus points.")
 class BonusEntry(Node):
-    kind: BonusEntryKind
+    kind: BonusEntryKind = strawberry.field(description="What the change was.")
     points: int = strawberry.field(description="Signed: spent and expired points negative.")
-    expires_at: datetime | None = strawberry.field(description="Accruals: when they expire.")
-    description: str
-    created_at: datetime
+    expires_at: datetime | None = strawberry.field(
+        description="ACCRUAL: when these points expire; null for the other kinds."
+    )
+    description: str = strawberry.field(
+        description="What happened, in words for the subscriber (in Russian)."
+    )
+    created_at: datetime = strawberry.field(description="When the change was made.")
 
     @classmethod
     def from_row(cls, row: Any) -> BonusEntry:
@@ -250,10 +347,10 @@ class BonusEntry(Node):
 
 
 @viewed
-@strawberry.type
+@strawberry.type(description="Bonus points that expire within 30 days.")
 class ExpiringPoints(Viewed):
     VIEW = "ExpiringPoints"
-    points: int = value()
+    points: int = value(description="How many points expire within 30 days.")
     expires_at: datetime = value(description="The earliest of them expires then.")
 
 
@@ -263,7 +360,7 @@ class ExpiringPoints(Viewed):
 )
 class BonusAccount(Viewed):
     VIEW = "BonusAccount"
-    points: int = value()
+    points: int = value(description="Points that can be spent now.")
 
     @strawberry.field(description="Points that expire within 30 days; null when none do.")
     async def expiring_soon(self, info: Info) -> ExpiringPoints | None:
@@ -271,7 +368,10 @@ class BonusAccount(Viewed):
 
     @strawberry.field(description="The points ledger, newest first.")
     async def history(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: Annotated[int | None, FIRST] = None,
+        after: Annotated[str | None, AFTER] = None,
     ) -> Connection[BonusEntry]:
         try:
             page = await bonus.bonus_history_page(
@@ -290,18 +390,26 @@ class BonusAccount(Viewed):
 @strawberry.type(description="An individual or a legal entity with one or more contracts.")
 class Subscriber(Viewed, Node):
     VIEW = "Subscriber"
-    id: strawberry.ID = value()
-    login: str | None = value()
-    legal_status: LegalStatus = value()
-    display_name: str = value()
-    email: str | None = value()
-    phone: str | None = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    login: str | None = value(
+        description="The login to sign in with; null until a contract is registered."
+    )
+    legal_status: LegalStatus = value(description="A person or a company.")
+    display_name: str = value(description="The person's full name, or the company's name.")
+    email: str | None = value(
+        description="The email on file: letters (login and password, receipts, recovery "
+        "codes) go there; null when there is none."
+    )
+    phone: str | None = value(
+        description='The phone on file, E.164 ("+79161234567"): recovery codes go there by '
+        "SMS when there is no email; null when there is none."
+    )
 
-    @strawberry.field
+    @strawberry.field(description="The subscriber's contracts, oldest first.")
     async def contracts(self, info: Info) -> list[Contract]:
         return await linked_objects(self, info, "contracts")  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(description="The subscriber's bonus points, one account for all contracts.")
     async def bonus_account(self, info: Info) -> BonusAccount:
         return await linked_objects(self, info, "bonusAccount")  # type: ignore[no-any-return]
 
@@ -310,9 +418,13 @@ class Subscriber(Viewed, Node):
 @strawberry.type(description="A signed-in session of the caller.")
 class SessionInfo(Viewed):
     VIEW = "SessionInfo"
-    id: strawberry.ID = value()
-    created_at: datetime = value()
-    last_used_at: datetime = value()
-    client_address: str | None = value()
-    user_agent: str | None = value()
-    current: bool = value()
+    id: strawberry.ID = value(description="The session's ID, for `revokeSession`.")
+    created_at: datetime = value(description="When the session signed in.")
+    last_used_at: datetime = value(description="When it was last used.")
+    client_address: str | None = value(
+        description="The client's IP address at sign-in; null when unknown."
+    )
+    user_agent: str | None = value(
+        description="The User-Agent sent at sign-in (its first 300 characters); null when none."
+    )
+    current: bool = value(description="true for the session this request is made with.")

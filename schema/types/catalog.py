@@ -10,74 +10,93 @@ import strawberry
 from core.ids import to_global_id
 from schema.context import Info
 from schema.scalars import Money
-from schema.types.node import Node
+from schema.types.enums import values_described
+from schema.types.node import ID_DESCRIPTION, Node
 from schema.types.viewed import Viewed, link, value, viewed
 
 
 @viewed
-@strawberry.type
+@strawberry.type(description="A region where the operator sells its tariffs.")
 class Region(Viewed):
     VIEW = "Region"
-    code: str = value()
-    name: str = value()
+    code: str = value(
+        description='The region\'s code (e.g. "MOW"), as `tariffs(region:)` takes it.'
+    )
+    name: str = value(description="The region's name.")
 
 
 @viewed
 @strawberry.type(description="An Internet plan of one region.")
 class Tariff(Viewed, Node):
     VIEW = "Tariff"
-    id: strawberry.ID = value()
-    code: str = value()
-    name: str = value()
-    region_code: str = value()
-    monthly_fee: Money = value()
-    speed_mbps: int = value()
-    traffic_gb: int | None = value(description="Traffic allowance; null: unlimited.")
-    unlimited: bool = value()
-    description: str = value()
-    archived: bool = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    code: str = value(description='A stable code, unique within the region (e.g. "home-100").')
+    name: str = value(description="The name shown to subscribers.")
+    region_code: str = value(description="The code of the tariff's region (`Region.code`).")
+    monthly_fee: Money = value(description="The fee per month, charged by the day.")
+    speed_mbps: int = value(description="The speed, in Mbit/s.")
+    traffic_gb: int | None = value(description="Traffic allowance in GB; null: unlimited.")
+    unlimited: bool = value(description="true when there is no traffic allowance.")
+    description: str = value(description="What to know about it; may be empty.")
+    archived: bool = value(description="Off sale: no longer offered, but contracts on it keep it.")
 
 
 @viewed
-@strawberry.type
+@strawberry.type(description="A TV channel.")
 class Channel(Viewed, Node):
     VIEW = "Channel"
-    id: strawberry.ID = value()
-    number: int = value()
-    name: str = value()
-    genre: str = value()
-    hd: bool = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    number: int = value(description="Its number in the line-up (unique).")
+    name: str = value(description="Its name (unique).")
+    genre: str = value(description='Its genre, a name in Russian (e.g. "Новости", "Спорт").')
+    hd: bool = value(description="true for an HD channel.")
     must_carry: bool = value(
         description="A public channel: free and always in every TV contract's line-up."
     )
 
 
 @viewed
-@strawberry.type
+@strawberry.type(
+    description="A TV package: a set of channels for one monthly fee per contract, whatever "
+    "the number of TVs."
+)
 class TvPackage(Viewed, Node):
     VIEW = "TvPackage"
-    id: strawberry.ID = value()
-    code: str = value()
-    name: str = value()
-    monthly_fee: Money = value()
-    description: str = value()
-    archived: bool = value()
-    channels: list[Channel] = link()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    code: str = value(description='A stable, unique code (e.g. "base").')
+    name: str = value(description="The name shown to subscribers.")
+    monthly_fee: Money = value(description="The fee per month, charged by the day.")
+    description: str = value(description="What to know about it; may be empty.")
+    archived: bool = value(
+        description="Off sale: no longer offered, but contracts that have it keep it."
+    )
+    channels: list[Channel] = link(
+        description="Its channels, by number (must-carry ones are in no package)."
+    )
 
 
 @viewed
 @strawberry.type(description="A paid service option: static IP, antivirus, speed boost…")
 class ServiceOption(Viewed, Node):
     VIEW = "ServiceOption"
-    id: strawberry.ID = value()
-    code: str = value()
-    name: str = value()
-    monthly_fee: Money = value()
-    description: str = value()
-    archived: bool = value()
+    id: strawberry.ID = value(description=ID_DESCRIPTION)
+    code: str = value(description='A stable, unique code (e.g. "static-ip").')
+    name: str = value(description="The name shown to subscribers.")
+    monthly_fee: Money = value(description="The fee per month, charged by the day.")
+    description: str = value(description="What to know about it; may be empty.")
+    archived: bool = value(
+        description="Off sale: no longer offered, but contracts that have it keep it."
+    )
 
 
-@strawberry.enum
+@values_described(
+    {
+        "BALANCE_CREDIT": "Money credited to the balance (`creditAmount`).",
+        "TV_PACKAGE": "A TV package, free for `durationDays` (`tvPackage`).",
+        "SPEED_BOOST": "A speed-boost service option, free for `durationDays` (`serviceOption`).",
+    }
+)
+@strawberry.enum(description="What a bonus reward gives.")
 class RewardKind(Enum):
     BALANCE_CREDIT = "BALANCE_CREDIT"
     TV_PACKAGE = "TV_PACKAGE"
@@ -86,12 +105,16 @@ class RewardKind(Enum):
 
 @strawberry.type(description="A reward that bonus points buy.")
 class BonusReward(Node):
-    code: str
-    name: str
-    kind: RewardKind
-    points_price: int
-    credit_amount: Money | None = strawberry.field(description="BALANCE_CREDIT: the credit.")
-    duration_days: int | None = strawberry.field(description="How long a package or boost lasts.")
+    code: str = strawberry.field(description="A stable, unique code.")
+    name: str = strawberry.field(description="The name shown to subscribers.")
+    kind: RewardKind = strawberry.field(description="What the reward gives.")
+    points_price: int = strawberry.field(description="What it costs, in bonus points.")
+    credit_amount: Money | None = strawberry.field(
+        description="BALANCE_CREDIT: the credit; null for the other kinds."
+    )
+    duration_days: int | None = strawberry.field(
+        description="TV_PACKAGE and SPEED_BOOST: how many days it is free; null for BALANCE_CREDIT."
+    )
     tv_package_pk: strawberry.Private[int | None]
     option_pk: strawberry.Private[int | None]
 

@@ -14,25 +14,57 @@ from schema.errors import bad_input
 
 T = TypeVar("T")
 
+# The arguments every connection field takes (lists are forward-only, SPEC §4).
+FIRST = strawberry.argument(
+    description="How many items to return: 0 to 100, 20 when not given. Above 100: a GraphQL "
+    "error BAD_USER_INPUT."
+)
+AFTER = strawberry.argument(
+    description="Return the items after this cursor (an `endCursor` or an edge's `cursor` "
+    "of this list); none: from the start. A cursor that is not one: a GraphQL error "
+    "BAD_USER_INPUT."
+)
 
-@strawberry.type
+
+@strawberry.type(
+    description="Where a page lies in its list (Relay). Lists go forward only: ask for the "
+    "next page with `after: endCursor` while `hasNextPage` is true."
+)
 class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="true when more items follow this page.")
+    has_previous_page: bool = strawberry.field(
+        description="true when the page was asked for with `after`: items come before it."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the page's first item; null when the page is empty."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the page's last item, to pass as `after` for the next "
+        "page; null when the page is empty."
+    )
 
 
-@strawberry.type
+# Edge[T] and Connection[T] become one GraphQL type per item type (PaymentEdge,
+# PaymentConnection, ...): their descriptions are written to read well for every one.
+@strawberry.type(description="One item of a page, with its cursor.")
 class Edge(Generic[T]):
-    cursor: str
-    node: T
+    cursor: str = strawberry.field(
+        description="Opaque: pass it as `after` to continue the list after this item."
+    )
+    node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type
+@strawberry.type(
+    description="One page of a list (a Relay connection), in the order the field that "
+    "returns it states: `edges` with the items and `pageInfo` to ask for the next page."
+)
 class Connection(Generic[T]):
-    edges: list[Edge[T]]
-    page_info: PageInfo
+    edges: list[Edge[T]] = strawberry.field(
+        description="The page's items in order, each with its cursor; empty past the end."
+    )
+    page_info: PageInfo = strawberry.field(
+        description="Whether more items follow, and the cursor to continue from."
+    )
 
     @classmethod
     def from_page(cls, page: Page[Any], to_node: Callable[[Any], T]) -> Connection[T]:

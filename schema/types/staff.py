@@ -9,20 +9,36 @@ from typing import Any
 import strawberry
 
 from core.ids import to_global_id
+from schema.types.enums import values_described
 from schema.types.node import Node
 
 
 @strawberry.type(description="A staff write: who, what, when, before and after, why.")
 class AuditEntry(Node):
-    actor: str
-    action: str
-    target_type: str
-    target_id: str
-    before: str | None = strawberry.field(description="JSON of the values before.")
-    after: str | None = strawberry.field(description="JSON of the values after.")
-    reason: str | None
-    client_address: str | None
-    created_at: datetime
+    actor: str = strawberry.field(description='Who: "staff:<staff user key>".')
+    action: str = strawberry.field(
+        description='What: the mutation\'s name (e.g. "adjustBalance", "createTariff").'
+    )
+    target_type: str = strawberry.field(
+        description='The kind of object changed (e.g. "Contract", "Tariff", "SupportRequest").'
+    )
+    target_id: str = strawberry.field(
+        description="The database key of the object changed (not a global ID)."
+    )
+    before: str | None = strawberry.field(
+        description="JSON of the values before (secrets such as codes and passwords left "
+        "out); null when there were none."
+    )
+    after: str | None = strawberry.field(
+        description="JSON of the values after (secrets left out); null when there are none."
+    )
+    reason: str | None = strawberry.field(
+        description="Why, as the staff member wrote it; null when the mutation takes no reason."
+    )
+    client_address: str | None = strawberry.field(
+        description="The staff member's IP address; null when unknown."
+    )
+    created_at: datetime = strawberry.field(description="When.")
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEntry:
@@ -40,7 +56,13 @@ class AuditEntry(Node):
         )
 
 
-@strawberry.enum
+@values_described(
+    {
+        "OPEN": "Waiting for staff.",
+        "CLOSED": "Closed by staff, with a resolution.",
+    }
+)
+@strawberry.enum(description="Whether a support request is still to be handled.")
 class SupportRequestStatus(Enum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
@@ -48,12 +70,16 @@ class SupportRequestStatus(Enum):
 
 @strawberry.type(description="A written request from someone who cannot sign in.")
 class SupportRequest(Node):
-    contact: str
-    message: str
-    status: SupportRequestStatus
-    created_at: datetime
-    closed_at: datetime | None
-    resolution: str | None
+    contact: str = strawberry.field(description="How to reach the sender: email or phone.")
+    message: str = strawberry.field(description="What the sender wrote.")
+    status: SupportRequestStatus = strawberry.field(description="Open or closed.")
+    created_at: datetime = strawberry.field(description="When it was sent.")
+    closed_at: datetime | None = strawberry.field(
+        description="When staff closed it; null while OPEN."
+    )
+    resolution: str | None = strawberry.field(
+        description="What staff did, written when closing it; null while OPEN."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> SupportRequest:
