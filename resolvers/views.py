@@ -167,6 +167,12 @@ def _monthly_total(row: Any) -> Any:
     return sa.func.coalesce(total, _text("0.00"))
 
 
+def _of_contract(target: str, rows: Any, order: tuple[str, ...]) -> Link:
+    """A contract's list: the rows `rows` selects for it (by their `contract_id`), in
+    `order`."""
+    return Link(target, rows, key="contract_id", many=True, order=order)
+
+
 def _listed(target: str, rows: Any, order: tuple[str, ...], **more: Any) -> Link:
     """A root's list: every row `rows` selects (it has no parent), in `order`."""
     return Link(target, rows, key=None, many=True, order=order, **more)
@@ -304,46 +310,22 @@ VIEWS: dict[str, View] = {
                 "promisedPaymentOffer": Link(
                     "PromisedPaymentOffer", promised.offer_rows, key="contract_id"
                 ),
-                "promisedPayments": Link(
-                    "PromisedPayment",
-                    promised.promises_where,
-                    key="contract_id",
-                    many=True,
-                    order=("-issued_at", "-id"),
+                "promisedPayments": _of_contract(
+                    "PromisedPayment", promised.promises_where, ("-issued_at", "-id")
                 ),
                 "region": Link("Region", _region_rows, key="code", parent="region_code"),
                 "tariff": Link("Tariff", _tariff_rows, key="id", parent="tariff_now"),
-                "tvPackages": Link(
-                    "TvPackage",
-                    lineup.packages_now,
-                    key="contract_id",
-                    many=True,
-                    order=("monthly_fee", "id"),
+                "tvPackages": _of_contract("TvPackage", lineup.packages_now, ("monthly_fee", "id")),
+                "personalTvChannels": _of_contract(
+                    "PersonalTvChannel", lineup.personal_channels_now, ("number",)
                 ),
-                "personalTvChannels": Link(
-                    "PersonalTvChannel",
-                    lineup.personal_channels_now,
-                    key="contract_id",
-                    many=True,
-                    order=("number",),
+                "multiroomDevices": _of_contract(
+                    "MultiroomDevice", lineup.multiroom_devices_now, ("id",)
                 ),
-                "multiroomDevices": Link(
-                    "MultiroomDevice",
-                    lineup.multiroom_devices_now,
-                    key="contract_id",
-                    many=True,
-                    order=("id",),
+                "options": _of_contract(
+                    "ContractServiceOption", lineup.options_now, ("monthly_fee", "id")
                 ),
-                "options": Link(
-                    "ContractServiceOption",
-                    lineup.options_now,
-                    key="contract_id",
-                    many=True,
-                    order=("monthly_fee", "id"),
-                ),
-                "channels": Link(
-                    "Channel", lineup.line_up, key="contract_id", many=True, order=("number",)
-                ),
+                "channels": _of_contract("Channel", lineup.line_up, ("number",)),
                 "monthlyCharges": Link("MonthlyCharges"),
                 "payments": Page("Payment", _payments_of_contracts, _ID_CURSOR, key="contract_id"),
                 "ledger": Page(
@@ -425,12 +407,8 @@ VIEWS: dict[str, View] = {
         View(
             "MonthlyCharges",
             {
-                "items": Link(
-                    "MonthlyCharge",
-                    _charged_tomorrow,
-                    key="contract_id",
-                    many=True,
-                    order=("kind_rank", "position"),
+                "items": _of_contract(
+                    "MonthlyCharge", _charged_tomorrow, ("kind_rank", "position")
                 ),
                 "total": Value(_monthly_total, _MONEY, type_=MONEY),
             },
