@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 include explorer/explorer.mk
 
-.PHONY: install serve test test-slow lint schema bench clean
+.PHONY: install serve test test-slow lint schema bench clean starter-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ serve: install
 	$(BIN)/kabinet seed-demo
 	$(BIN)/kabinet serve
 
-test: install
+test: install starter-check
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy kabinet models resolvers schema auth core
@@ -42,5 +42,20 @@ schema: install
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The TypeScript starter (clients/typescript): graphql-codegen over schema.graphql, then
+# tsc over the generated types and the code that uses them, so a schema change that breaks
+# a front end fails `make test`. `npm ci` only when the lock changed or nothing is installed.
+STARTER_DIR := clients/typescript
+STARTER_STAMP := $(STARTER_DIR)/node_modules/.installed
+
+$(STARTER_STAMP): $(STARTER_DIR)/package-lock.json $(STARTER_DIR)/package.json
+	cd $(STARTER_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+starter-check: $(STARTER_STAMP)
+	cd $(STARTER_DIR) && npx --no-install graphql-codegen --config codegen.ts
+	cd $(STARTER_DIR) && npx --no-install tsc --noEmit
+
 clean: explorer-clean
 	rm -rf $(VENV) kabinet.db kabinet.db-wal kabinet.db-shm
+	rm -rf $(STARTER_DIR)/node_modules $(STARTER_DIR)/src/generated

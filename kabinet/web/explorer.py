@@ -14,6 +14,12 @@ explorer works on a host without internet access:
   ``make explorer``, pinned in ``explorer/package-lock.json``) and the boot
   script ``kabinet/web/static/explorer.js``.
 
+GraphiQL opens on ``kabinet/web/static/explorer-example.graphql`` instead of its
+generic English welcome: a commented example in Russian, the operators' language
+(how to sign in, find a subscriber, read a contract, support requests, the audit
+log). The page carries it in a ``<template>`` (inert: no inline script, so the CSP
+stays strict) and ``explorer.js`` hands it to GraphiQL as ``defaultQuery``.
+
 Each asset is read from disk once, on first request, and kept in memory (with
 a gzip-compressed copy for clients that accept it).
 """
@@ -41,6 +47,7 @@ from models.base import table_of
 __all__ = [
     "ASSETS",
     "CONTENT_SECURITY_POLICY",
+    "EXAMPLE_QUERY",
     "NODE_MODULES",
     "PAGE_HTML",
     "SIGN_IN_HTML",
@@ -50,6 +57,9 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO_ROOT / "explorer" / "node_modules"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# What GraphiQL shows when it opens (and in every new tab), for support operators.
+EXAMPLE_QUERY = (STATIC_DIR / "explorer-example.graphql").read_text(encoding="utf-8")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -160,6 +170,7 @@ PAGE_HTML = (
 <body>
   __AUTH_FORM__
   <div id="graphiql"><div class="kabinet-loading">Loading the explorer…</div></div>
+  <template id="kabinet-example">__EXAMPLE__</template>
 __SCRIPTS__
 </body>
 </html>
@@ -171,6 +182,8 @@ __SCRIPTS__
         "__SCRIPTS__",
         "\n".join(f'  <script src="/explorer/assets/{name}"></script>' for name in _SCRIPTS),
     )
+    # last, so that nothing in the example is taken for a placeholder of this chain
+    .replace("__EXAMPLE__", html.escape(EXAMPLE_QUERY, quote=False))
 )
 
 # Production, for anyone but signed-in staff: no GraphiQL, no React, only the form.

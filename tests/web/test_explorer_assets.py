@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator
-from html import escape
+from html import escape, unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -26,7 +26,7 @@ from kabinet.app import create_app
 from kabinet.web import explorer as explorer_module
 from kabinet.web.explorer import CONTENT_SECURITY_POLICY, explorer_routes
 from tests.conftest import gql_raw, production_settings
-from tests.factories import DEFAULT_PASSWORD, make_staff, make_subscriber
+from tests.factories import DEFAULT_PASSWORD, make_staff, make_subscriber, sign_in
 
 BASE_URL = "http://kabinet.test"
 
@@ -389,3 +389,96 @@ def test_names_are_escaped_and_never_read_as_placeholders() -> None:
         graphiql = explorer_module._graphiql_page(name)
         assert f'data-identity="{escaped}"' in graphiql
         assert '<script src="/x.js">' not in graphiql
+
+
+# --------------------------------------------------------------------------- the example
+# GraphiQL opens on a commented example in Russian for support operators (issue 15, item 6).
+
+_TEMPLATE = re.compile(r'<template id="kabinet-example">(.*?)</template>', re.S)
+_EXAMPLE_OPERATIONS = ("FindSubscriber", "ReadContract", "SupportRequests", "AuditLog")
+
+
+def _served_example(page: str) -> str:
+    found = _TEMPLATE.findall(page)
+    assert len(found) == 1, "no (or more than one) example template in /explorer"
+    return unescape(found[0])
+
+
+@needs_assets
+async def test_graphiql_opens_on_the_russian_example(explorer_client: httpx.AsyncClient) -> None:
+    page = (await explorer_client.get("/explorer")).text
+
+    example = _served_example(page)
+    assert example == explorer_module.EXAMPLE_QUERY  # the whole file, unchanged by escaping
+    # how to sign in (with the form this page has), then what an operator does most
+    assert "Войдите" in example and "Identifier, Password" in example
+    assert 'id="kabinet-identifier"' in page and 'id="kabinet-signin"' in page
+    for text in (
+        "Найти абонента",
+        'subscribers(search: "Иванов", first: 10)',
+        "Договор по номеру",
+        'contract(number: "770000000101")',
+        "ledger(first: 10)",
+        "supportRequests(first: 20)",
+        "auditLog(first: 20)",
+    ):
+        assert text in example, text
+    assert all(f"query {name} " in example for name in _EXAMPLE_OPERATIONS)
+    # the comments are in Russian (field and type names aside)
+    comments = "\n".join(line for line in example.splitlines() if line.lstrip().startswith("#"))
+    assert comments.count("\n") > 20
+    cyrillic, latin = len(re.findall("[А-Яа-яЁё]", comments)), len(re.findall("[A-Za-z]", comments))
+    assert cyrillic > 2 * latin, comments
+    # shown by GraphiQL as its defaultQuery; inert markup, not an inline script
+    boot = (await explorer_client.get("/explorer/assets/explorer.js")).text
+    assert "getElementById('kabinet-example')" in boot and "defaultQuery: exampleQuery" in boot
+    _assert_self_contained(page)
+
+
+def _example_for(operation: str) -> dict[str, Any]:
+    return {"query": explorer_module.EXAMPLE_QUERY, "operationName": operation}
+
+
+def _error_paths(body: dict[str, Any]) -> list[Any]:
+    return [part for error in body["errors"] for part in error["path"]]
+
+
+async def test_the_example_runs_for_staff_as_its_comments_say(
+    client: httpx.AsyncClient, session_factory: Any, settings: Settings
+) -> None:
+    """Every operation of the example, sent as GraphiQL sends it (the whole editor and an
+    operationName), passes validation and the limits and answers a signed-in operator;
+    signed out it is UNAUTHENTICATED and for a subscriber FORBIDDEN, as the comment says."""
+    subscriber = await make_subscriber(session_factory, settings, login="ivanov")
+    _, username, password = await make_staff(session_factory, settings)
+    staff = await sign_in(client, username, password)
+    own = await sign_in(client, "ivanov", subscriber.password)
+
+    for operation in _EXAMPLE_OPERATIONS:
+        response = await client.post("/graphql", json=_example_for(operation), headers=staff)
+        body = response.json()
+        assert response.status_code == 200 and "errors" not in body, (operation, body)
+    for operation, field in (
+        ("FindSubscriber", "subscribers"),
+        ("SupportRequests", "supportRequests"),
+        ("AuditLog", "auditLog"),
+    ):
+        for headers, code in (({}, "UNAUTHENTICATED"), (own, "FORBIDDEN")):
+            body = (
+                await client.post("/graphql", json=_example_for(operation), headers=headers)
+            ).json()
+            assert [e["extensions"]["code"] for e in body["errors"]] == [code], body
+            assert _error_paths(body) == [field]
+
+    # the example's contract, swapped for one that exists, reads as the comment says
+    number = subscriber.contract_numbers[0]
+    query = explorer_module.EXAMPLE_QUERY.replace('"770000000101"', f'"{number}"')
+    body = (
+        await client.post(
+            "/graphql", json={"query": query, "operationName": "ReadContract"}, headers=staff
+        )
+    ).json()
+    assert "errors" not in body, body
+    contract = body["data"]["contract"]
+    assert contract["number"] == number and contract["balance"]["amount"] == "0.00"
+    assert isinstance(contract["ledger"]["edges"], list)

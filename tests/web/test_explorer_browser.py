@@ -180,6 +180,19 @@ def _run_query(page: Any, query: str) -> dict[str, Any]:
         }""",
         query,
     )
+    # GraphiQL reads the operations of the editor a moment after a change; until then it
+    # still sees those of the example it opened on (several), and its execute button is
+    # a menu to choose one from, not a button that runs the query.
+    page.wait_for_function(
+        """(q) => {
+            const cm = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+            const button = document.querySelector('.graphiql-execute-button');
+            return cm.getValue() === q && (cm.operations || []).length === 1
+                && button !== null && !button.hasAttribute('aria-haspopup');
+        }""",
+        arg=query,
+        timeout=30_000,
+    )
     page.click(".graphiql-execute-button")
     handle = page.wait_for_function(
         """() => {
@@ -191,6 +204,13 @@ def _run_query(page: Any, query: str) -> dict[str, Any]:
         timeout=30_000,
     )
     return handle.json_value()
+
+
+def _editor_text(page: Any) -> str:
+    text: str = page.evaluate(
+        "() => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()"
+    )
+    return text
 
 
 def _sign_in(page: Any, identifier: str, password: str) -> None:
@@ -226,6 +246,55 @@ def test_explorer_runs_a_query_in_chromium(live_url: str, browser: Any) -> None:
     pane = page.inner_text(".graphiql-response")
     assert regions[0]["code"] in pane
     _screenshot(page, "explorer-development.png")
+    watch.check()
+
+
+def test_explorer_opens_on_the_russian_example(
+    live_url: str, staff_account: tuple[str, str], browser: Any
+) -> None:
+    """GraphiQL opens on the operators' example, and it works as its comments say: sign in
+    with the form, put the cursor inside a query, Ctrl+Enter runs that one."""
+    page, watch = _open_explorer(browser, live_url)
+    assert _editor_text(page) == explorer_module.EXAMPLE_QUERY
+    assert "Welcome to GraphiQL" not in page.inner_text("#graphiql")
+    _screenshot(page, "explorer-example.png")
+
+    username, password = staff_account
+    _sign_in(page, username, password)
+    page.wait_for_selector("#kabinet-signout", state="visible")
+    page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+    assert _editor_text(page) == explorer_module.EXAMPLE_QUERY  # signing in keeps it
+
+    for operation, field in (("FindSubscriber", "subscribers"), ("AuditLog", "auditLog")):
+        line = next(
+            number
+            for number, text in enumerate(explorer_module.EXAMPLE_QUERY.splitlines())
+            if text.startswith(f"query {operation} ")
+        )
+        page.evaluate(
+            """([line]) => {
+                const cm = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+                const pane = document.querySelector('.graphiql-response .CodeMirror');
+                if (pane) pane.CodeMirror.setValue('');
+                cm.focus();
+                cm.setCursor({line: line + 2, ch: 4});
+            }""",
+            [line],
+        )
+        page.keyboard.press("Control+Enter")
+        handle = page.wait_for_function(
+            """() => {
+                const el = document.querySelector('.graphiql-response .CodeMirror');
+                const text = el && el.CodeMirror.getValue();
+                if (!text) return null;
+                try { return JSON.parse(text); } catch (e) { return null; }
+            }""",
+            timeout=30_000,
+        )
+        result = handle.json_value()
+        assert "errors" not in result, json.dumps(result)
+        assert isinstance(result["data"][field]["edges"], list), result
+        assert list(result["data"]) == [field]  # that operation only
     watch.check()
 
 

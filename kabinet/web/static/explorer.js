@@ -19,6 +19,11 @@
  * served over plain http, where a Secure cookie is not stored); it survives a
  * reload of this tab and is gone when the tab closes.
  *
+ * GraphiQL opens on the commented example (in Russian, for support operators) that
+ * the server puts into <template id="kabinet-example">, as its defaultQuery: what
+ * a first visit and every new tab show instead of GraphiQL's English welcome.
+ * (GraphiQL keeps the user's own tabs in localStorage and shows those instead.)
+ *
  * The server puts the name of whoever the session cookie belongs to into
  * <form data-identity>; "Sign out" sends the `logout` mutation (which revokes
  * the session and clears the cookie) and reloads.
@@ -134,6 +139,10 @@
 
   var root = onSignInPage ? null : ReactDOM.createRoot(graphiqlEl);
 
+  // The example to open on (a <template>: inert markup, so no inline script is needed).
+  var exampleEl = document.getElementById('kabinet-example');
+  var exampleQuery = exampleEl && exampleEl.content ? exampleEl.content.textContent : undefined;
+
   // A new fetcher instance makes GraphiQL introspect the schema again, which
   // matters when signing in exposes more of it.
   function render() {
@@ -147,6 +156,7 @@
           fetch: authFetch,
           enableIncrementalDelivery: false,
         }),
+        defaultQuery: exampleQuery,
         defaultEditorToolsVisibility: true,
         shouldPersistHeaders: false,
       })
