@@ -31,6 +31,11 @@ class CreateTopUpInput:
 class CreateTopUpPayload:
     errors: list[UserError]
     payment: Payment | None = None
+    contract: Contract | None = strawberry.field(
+        default=None,
+        description="The contract topped up, as it is now (its balance grows when the payment "
+        "provider confirms the payment); null with errors.",
+    )
 
 
 @strawberry.input
@@ -44,6 +49,11 @@ class ActivatePromisedPaymentPayload:
     errors: list[UserError]
     promised_payment: PromisedPayment | None = None
     balance: Balance | None = None
+    contract: Contract | None = strawberry.field(
+        default=None,
+        description="The contract as it is after the promise: its balance with the amount "
+        "credited and the promise open, its offer; null with errors.",
+    )
 
 
 @strawberry.input
@@ -86,7 +96,11 @@ class MoneyMutation:
             info,
             CreateTopUpPayload,
             create,
-            lambda top_up: CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up)),
+            lambda top_up: CreateTopUpPayload(
+                errors=[],
+                payment=Payment.from_row(top_up),
+                contract=Contract.of_key(top_up.contract_id),
+            ),
         )
 
     @mutation(
@@ -116,6 +130,7 @@ class MoneyMutation:
                 errors=[],
                 promised_payment=PromisedPayment.from_row(activated.promise),
                 balance=Balance.of_key(contract_id),
+                contract=Contract.of_key(contract_id),
             )
 
         return await run(info, ActivatePromisedPaymentPayload, activate, answer)

@@ -19,9 +19,9 @@ from schema.scalars import Money
 from schema.types.catalog import Channel, Region, ServiceOption, Tariff, TvPackage
 from schema.types.money import (
     ExpenseSummary,
-    LedgerEntry,
+    LedgerEntryConnection,
     LedgerKind,
-    Payment,
+    PaymentConnection,
     PromisedPayment,
     PromisedPaymentOffer,
 )
@@ -47,6 +47,10 @@ class ContractStatus(Enum):
 @strawberry.type(description="The money on a contract.")
 class Balance(Viewed):
     VIEW = "Balance"
+    id: strawberry.ID = value(
+        description="The contract's balance, for a client's cache: stable, one per contract "
+        "(not fetchable by `node`)."
+    )
     amount: Money = value()
     currency: str = value()
     available_amount: Money = value(
@@ -192,30 +196,59 @@ class Contract(Viewed, Node):
     @strawberry.field(description="Top-ups, newest first.")
     async def payments(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[Payment]:
-        return await paged(self, info, "payments", first=first, after=after)  # type: ignore[no-any-return]
+    ) -> PaymentConnection:
+        return await paged(  # type: ignore[no-any-return]
+            self, info, "payments", first=first, after=after, connection=PaymentConnection
+        )
 
-    @strawberry.field(description="Balance changes, newest first; filter by kind and period.")
+    @strawberry.field(
+        description="Balance changes, newest first; filter by kind and period. The period is "
+        "of instants, half-open: entries made at or after `from` and before `to` (either may "
+        "be left out). `expenseSummary` takes whole days instead."
+    )
     async def ledger(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
         kinds: list[LedgerKind] | None = None,
-        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-        to: datetime | None = None,
-    ) -> Connection[LedgerEntry]:
+        from_: Annotated[
+            datetime | None,
+            strawberry.argument(
+                name="from",
+                description="Entries made at or after this instant (included).",
+            ),
+        ] = None,
+        to: Annotated[
+            datetime | None,
+            strawberry.argument(description="Entries made before this instant (excluded)."),
+        ] = None,
+    ) -> LedgerEntryConnection:
         # The same page of every contract asked for comes from one statement.
         return await paged(  # type: ignore[no-any-return]
-            self, info, "ledger", first=first, after=after, kinds=kinds, **{"from": from_, "to": to}
+            self,
+            info,
+            "ledger",
+            first=first,
+            after=after,
+            connection=LedgerEntryConnection,
+            kinds=kinds,
+            **{"from": from_, "to": to},
         )
 
-    @strawberry.field(description="Totals of the days [from, to] (UTC, at most 366 days).")
+    @strawberry.field(
+        description="Totals of the days from `from` to `to`, both included, each day from "
+        "00:00 UTC to the next (at most 366 days). `ledger` takes instants instead: the same "
+        'period is `ledger(from: "<from>T00:00:00Z", to: "<the day after to>T00:00:00Z")`.'
+    )
     async def expense_summary(
         self,
         info: Info,
-        from_: Annotated[date, strawberry.argument(name="from")],
-        to: date,
+        from_: Annotated[
+            date,
+            strawberry.argument(name="from", description="The first day (included, UTC)."),
+        ],
+        to: Annotated[date, strawberry.argument(description="The last day (included, UTC).")],
     ) -> ExpenseSummary:
         period = {"from": from_, "to": to}
         return await linked_objects(self, info, "expenseSummary", **period)  # type: ignore[no-any-return]
@@ -263,6 +296,10 @@ class ExpiringPoints(Viewed):
 )
 class BonusAccount(Viewed):
     VIEW = "BonusAccount"
+    id: strawberry.ID = value(
+        description="The subscriber's bonus account, for a client's cache: stable, one per "
+        "subscriber (not fetchable by `node`)."
+    )
     points: int = value()
 
     @strawberry.field(description="Points that expire within 30 days; null when none do.")

@@ -30,6 +30,7 @@ class Tariff(Viewed, Node):
     code: str = value()
     name: str = value()
     region_code: str = value()
+    region: Region = link(description="The region the tariff is sold in (`regionCode`'s).")
     monthly_fee: Money = value()
     speed_mbps: int = value()
     traffic_gb: int | None = value(description="Traffic allowance; null: unlimited.")
