@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers import adjustments, payments, promised
 from resolvers.adjustments import Adjusted
-from resolvers.payments import TopUp
+from resolvers.payments import IDEMPOTENCY_KEY_RULE, TopUp
 from resolvers.promised import PromiseResult
 from schema.context import Info
 from schema.errors import UserError
@@ -23,7 +23,9 @@ class CreateTopUpInput:
     amount: Money
     method: PaymentMethod
     idempotency_key: str = strawberry.field(
-        description="Your unique key for this top-up: a retry with it returns the same payment."
+        description=f"Your unique key for this top-up: {IDEMPOTENCY_KEY_RULE} (a UUID will "
+        "do). A retry with the same key returns the same payment; the same key with another "
+        "amount or method is a CONFLICT."
     )
 
 

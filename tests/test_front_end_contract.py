@@ -14,11 +14,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from core.ids import from_global_id
+from core.ids import from_global_id, to_global_id
+from models import Tariff
 from resolvers import promised
 from schema.types.money import PromisedPaymentRefusal
 from tests.conftest import gql
-from tests.factories import make_subscriber, sign_in
+from tests.factories import make_staff, make_subscriber, sign_in
+from tests.services.test_services import catalog_id
 
 OVERVIEW = """
 query AccountOverview { me { __typename id displayName
@@ -178,3 +180,137 @@ async def test_reason_codes_are_the_reasons_as_an_enum(
     ]["promisedPaymentOffer"]
     assert offer["reasonCodes"] == offer["reasons"] == ["CONTRACT_TOO_NEW"]
     assert len(offer["messages"]) == 1
+
+
+# -- every problem of an input at once (SPEC §4) -----------------------------------------------
+
+STAFF_CREATE_CONTRACT = """
+mutation($input: StaffCreateContractInput!) {
+  staffCreateContract(input: $input) { contract { id } errors { field code message } }
+}
+"""
+ADJUST = """
+mutation($input: AdjustBalanceInput!) {
+  adjustBalance(input: $input) { contract { id } errors { field code message } }
+}
+"""
+RESET_ACCESS = """
+mutation($input: StaffResetAccessInput!) {
+  staffResetAccess(input: $input) { ok errors { field code message } }
+}
+"""
+SUPPORT = """
+mutation($input: SubmitSupportRequestInput!) {
+  submitSupportRequest(input: $input) { ok errors { field code message } }
+}
+"""
+REGISTER = """
+mutation($input: RegisterInput!) {
+  register(input: $input) { login errors { field code message } }
+}
+"""
+CREATE_TARIFF = """
+mutation($input: CreateTariffInput!) {
+  createTariff(input: $input) { tariff { id } errors { field code message } }
+}
+"""
+KEY_DESCRIPTION = '{ __type(name: "CreateTopUpInput") { inputFields { name description } } }'
+
+
+def _fields(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(error["field"], error["code"]) for error in errors]
+
+
+async def test_a_top_up_reports_every_problem_of_its_input(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    me = await sign_in(client, made.login)
+    # when: an amount below the minimum and a 7-character key
+    top_up = {
+        "contractNumber": made.contract_numbers[0],
+        "amount": "5",
+        "method": "SBP",
+        "idempotencyKey": "7-chars",
+    }
+    payload = (await gql(client, TOP_UP, {"input": top_up}, headers=me))["createTopUp"]
+    # then: both, each on its field, and nothing made
+    assert _fields(payload["errors"]) == [("amount", "INVALID"), ("idempotencyKey", "INVALID")]
+    assert "8 to 100 printable ASCII characters" in payload["errors"][1]["message"]
+    assert payload["payment"] is None and payload["contract"] is None
+    # and one problem alone is reported alone
+    fixed = {**top_up, "amount": "100.00"}
+    payload = (await gql(client, TOP_UP, {"input": fixed}, headers=me))["createTopUp"]
+    assert _fields(payload["errors"]) == [("idempotencyKey", "INVALID")]
+    # and the key's rule is in its description
+    described = (await gql(client, KEY_DESCRIPTION))["__type"]["inputFields"]
+    (key,) = (field for field in described if field["name"] == "idempotencyKey")
+    assert "8 to 100 printable ASCII characters" in key["description"]
+
+
+async def test_staff_and_public_mutations_report_every_problem_of_their_input(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    made = await make_subscriber(session_factory, settings)
+    _, username, password = await make_staff(session_factory, settings)
+    staff = await sign_in(client, username, password)
+    tariff = to_global_id("Tariff", await catalog_id(session_factory, Tariff, "home-100"))
+    cases = [
+        (
+            STAFF_CREATE_CONTRACT,
+            "staffCreateContract",
+            staff,
+            {
+                "legalStatus": "INDIVIDUAL",
+                "displayName": "X",
+                "documentNumber": "12",
+                "email": "not-an-email",
+                "phone": "123",
+                "region": "MOW",
+                "address": "",
+                "tariffId": tariff,
+            },
+            ["displayName", "documentNumber", "email", "phone", "address"],
+        ),
+        (
+            ADJUST,
+            "adjustBalance",
+            staff,
+            {"contractNumber": made.contract_numbers[0], "amount": "0", "reason": ""},
+            ["amount", "reason"],
+        ),
+        (
+            RESET_ACCESS,
+            "staffResetAccess",
+            staff,
+            {"contractNumber": made.contract_numbers[0], "documentVerified": False, "reason": ""},
+            ["documentVerified", "reason"],
+        ),
+        (
+            CREATE_TARIFF,
+            "createTariff",
+            staff,
+            {"region": "", "code": "Not A Code", "name": "", "monthlyFee": "1.00", "speedMbps": 0},
+            ["region", "code", "name", "speedMbps"],
+        ),
+        (SUPPORT, "submitSupportRequest", None, {"contact": "x", "message": "short"}, None),
+        (
+            REGISTER,
+            "register",
+            None,
+            {
+                "contractNumber": made.contract_numbers[0],
+                "securityCode": "000000",
+                "legalStatus": "INDIVIDUAL",
+                "documentNumber": made.document,
+                "email": "not-an-email",
+                "phone": "123",
+            },
+            ["email", "phone"],
+        ),
+    ]
+    for document, name, headers, values, fields in cases:
+        payload = (await gql(client, document, {"input": values}, headers=headers))[name]
+        expected = ["contact", "message"] if fields is None else fields
+        assert _fields(payload["errors"]) == [(field, "INVALID") for field in expected], name
+        assert all(error["message"] for error in payload["errors"]), name
