@@ -114,6 +114,8 @@ async def test_a_promise_reaches_the_cached_balance_and_offer(
     assert bonus is not None and from_global_id(bonus["id"]) == ("BonusAccount", str(made.id))
     assert set(balance) >= {"amount", "availableAmount", "openPromisedPayment"}
     assert balance["amount"] == "0.00" and balance["openPromisedPayment"] is None
+    node = "query($id: ID!) { node(id: $id) { id } }"
+    assert (await gql(client, node, {"id": balance["id"]}, headers=me))["node"] is None
     assert offer["available"] is True and offer["reasonCodes"] == []
 
     # when: the subscriber takes a promise, and the cache takes the payload
