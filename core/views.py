@@ -199,7 +199,11 @@ class Page:
     admits, as a `Link`'s do; `arguments` names the field's filters the rows take (a
     statement parameter each, None when not given), and `check(given)` checks their values
     and returns them as the rows take them (a DomainError for one the field refuses); both
-    ways run it, on the arguments as `plain_argument` writes them."""
+    ways run it, on the arguments as `plain_argument` writes them.
+
+    `counted`: the connection has `totalCount`, the number of the rows its arguments select
+    for the parent, on every page together (one count over `rows`: the index the page reads
+    has the parent's column first, so it is one indexed count)."""
 
     target: str
     rows: Callable[..., sa.Select[Any]]
@@ -210,6 +214,7 @@ class Page:
     max_first: int | None = None
     arguments: tuple[str, ...] = ()
     check: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    counted: bool = False
 
     def checked(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The arguments' values as the rows take them (DomainError: refused)."""

@@ -115,7 +115,8 @@ def cmd_create_staff(args: argparse.Namespace) -> int:
             )
         )
     except DomainError as error:
-        print(f"kabinet: {error.message}", file=sys.stderr)
+        for problem in error.problems:
+            print(f"kabinet: {problem.message}", file=sys.stderr)
         return 2
     print(f"staff user {args.username!r} ({args.role}) created")
     return 0

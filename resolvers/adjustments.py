@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import begin_write
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from models import Contract
 from models.base import table_of
 from resolvers import ledger
@@ -96,8 +96,12 @@ async def _adjust(
     reason: str,
     client_address: str | None,
 ) -> Adjusted:
-    amount = _check_amount(amount)
-    why = _check_reason(reason)
+    problems = InputProblems()  # both fields' problems at once
+    with problems:
+        amount = _check_amount(amount)
+    with problems:
+        why = _check_reason(reason)
+    problems.raise_found()
     number = (contract_number or "").strip()
     contract_id = None
     if number and len(number) <= MAX_CONTRACT_NUMBER:

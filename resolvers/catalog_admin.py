@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from core.db import begin_write
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from models import (
     BonusReward,
     Channel,
@@ -751,23 +751,29 @@ ENTITIES: Final = (TARIFF, TV_PACKAGE, CHANNEL, SERVICE_OPTION, BONUS_REWARD)
 async def _checked(
     session: AsyncSession, entity: Entity, given: Mapping[str, Any], *, creating: bool
 ) -> dict[str, Any]:
-    """The given fields, checked and normalised, by column; on create with the defaults."""
+    """The given fields, checked and normalised, by column; on create with the defaults.
+    INVALID for every field at fault at once."""
     values: dict[str, Any] = {}
+    problems = InputProblems()
+    checked: set[str] = set()  # the fields given (a value refused is a problem noted)
     for item in entity.fields:
         if not (creating or item.editable):
             continue
         value = given.get(item.arg, UNSET)
         if value is UNSET or (value is None and not item.nullable):
             continue
-        values[item.key] = await item.checked(session, value)
+        checked.add(item.key)
+        with problems:
+            values[item.key] = await item.checked(session, value)
     if creating:
         for item in entity.fields:
-            if item.key in values:
+            if item.key in checked:
                 continue
             if item.required:
-                raise _invalid(item.input, "This field is required.")
+                problems.add(_invalid(item.input, "This field is required."))
             if item.default is not NO_DEFAULT:
                 values[item.key] = item.default
+    problems.raise_found()
     return values
 
 

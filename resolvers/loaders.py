@@ -220,6 +220,20 @@ def _page_query(
     )
 
 
+@functools.cache
+def _count_query(view_name: str, field: str, given: frozenset[str]) -> ReadQuery:
+    """How many rows a connection has for each parent in `ids` (every page together), of
+    the arguments in `given` (parameters `argument_<name>`); a parent with none has no row."""
+    page = views.VIEWS[view_name].fields[field]
+    assert isinstance(page, PageLink) and page.counted
+    arguments: dict[str, Any] = {
+        name: sa.bindparam(f"argument_{name}") if name in given else None for name in page.arguments
+    }
+    rows = page.rows(_in_ids, **arguments).subquery("r")
+    key = rows.c[page.key]
+    return ReadQuery(sa.select(key, sa.func.count().label("total")).group_by(key))
+
+
 def _hashable(value: Any) -> Hashable:
     return tuple(value) if isinstance(value, list) else value
 
@@ -324,6 +338,30 @@ class Loaders:
             tuple(sorted((key, _hashable(value)) for key, value in given.items())),
         )
         return self._loader(name, fetch, None)
+
+    def count(self, view_name: str, field: str, **arguments: Any) -> BatchLoader[Any, int]:
+        """How many rows a connection of each parent key has, of its arguments (`totalCount`,
+        every page together). One statement for every parent asked for. Raises DomainError
+        for an argument the page refuses."""
+        page = views.VIEWS[view_name].fields[field]
+        assert isinstance(page, PageLink)
+        given = {
+            name: value for name, value in page.checked(arguments).items() if value is not None
+        }
+        query = _count_query(view_name, field, frozenset(given))
+        values = {f"argument_{name}": value for name, value in given.items()}
+
+        async def fetch(reader: Any, keys: Sequence[Any]) -> dict[Any, int]:
+            rows = await reader.fetch(query, ids=list(keys), **values, **self._parameters)
+            return {getattr(row, page.key): int(row.total) for row in rows}
+
+        name = (
+            "count",
+            view_name,
+            field,
+            tuple(sorted((key, _hashable(value)) for key, value in given.items())),
+        )
+        return self._loader(name, fetch, 0)
 
     def _loader(
         self,

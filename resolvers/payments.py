@@ -56,7 +56,7 @@ from core.db import (
     read_rows,
     rowcount,
 )
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import PaymentProvider, payment_global_id, provider_for
 from core.settings import Settings
 from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Subscriber
@@ -80,6 +80,11 @@ CENT = Decimal("0.01")
 TOP_UP_DESCRIPTION = "Пополнение баланса"  # the TOP_UP ledger entry
 EVENT_STATUSES = ("SUCCEEDED", "FAILED")
 IDEMPOTENCY_KEY_MIN, IDEMPOTENCY_KEY_MAX = 8, 100
+# The rule in words: the refusal says it, and so does the input field's description.
+IDEMPOTENCY_KEY_RULE = (
+    f"{IDEMPOTENCY_KEY_MIN} to {IDEMPOTENCY_KEY_MAX} printable ASCII characters, not starting "
+    "or ending with a space"
+)
 # Printable ASCII (space included, but not at either end): UUIDs, ULIDs, "topup-2024-…".
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _PROVIDER_REFERENCE = re.compile(r"[\x21-\x7e]{1,100}")
@@ -171,11 +176,7 @@ def check_idempotency_key(key: str) -> None:
         or not IDEMPOTENCY_KEY_MIN <= len(key) <= IDEMPOTENCY_KEY_MAX
         or not _IDEMPOTENCY_KEY.fullmatch(key)
     ):
-        raise _invalid(
-            "idempotencyKey",
-            f"The idempotency key must be {IDEMPOTENCY_KEY_MIN} to {IDEMPOTENCY_KEY_MAX} "
-            "printable ASCII characters, not starting or ending with a space.",
-        )
+        raise _invalid("idempotencyKey", f"The idempotency key must be {IDEMPOTENCY_KEY_RULE}.")
 
 
 def request_fingerprint(*, contract_id: int, amount: Decimal, method: str) -> str:
@@ -238,16 +239,22 @@ async def create_top_up(
     """A PENDING payment and where to pay it. The caller has checked that the principal may
     see the contract; `principal_scope` (e.g. `Principal.actor`) scopes the key.
 
-    Raises DomainError: INVALID (field amount, method or idempotencyKey); CONFLICT (field
+    Raises DomainError: INVALID (fields amount, method and idempotencyKey, every one at
+    fault); CONFLICT (field
     idempotencyKey) for a key already used by this principal for another request; NOT_FOUND
     (field contractNumber) for no such contract; NOT_ELIGIBLE for a CLOSED contract.
     A SUSPENDED contract may top up.
     """
     if not principal_scope or len(principal_scope) > MAX_SCOPE_LENGTH:
         raise ValueError("principal_scope must be 1 to 64 characters")
-    amount = checked_amount(settings, amount)
-    check_method(method)
-    check_idempotency_key(idempotency_key)
+    problems = InputProblems()  # each field's problem, all at once
+    with problems:
+        amount = checked_amount(settings, amount)
+    with problems:
+        check_method(method)
+    with problems:
+        check_idempotency_key(idempotency_key)
+    problems.raise_found()
     fingerprint = request_fingerprint(contract_id=contract_id, amount=amount, method=method)
     provider = provider_for(settings)
 

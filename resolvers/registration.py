@@ -26,7 +26,7 @@ from auth.secrets import (
     security_code_hash,
 )
 from core.db import begin_write, rowcount
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import Contract, Credential, Subscriber
@@ -66,22 +66,27 @@ class RegistrationResult:
 
 
 def _check_formats(legal_status: str, email: str, phone: str | None) -> tuple[str, str | None]:
-    """Malformed input is told apart by field: that says nothing about any contract."""
+    """Malformed input is told apart by field, every field at fault at once: that says
+    nothing about any contract."""
+    problems = InputProblems()
     if legal_status not in LEGAL_STATUSES:
-        raise DomainError(
-            ErrorCode.INVALID,
-            f"The legal status must be one of {', '.join(LEGAL_STATUSES)}.",
-            field="legalStatus",
+        problems.add(
+            DomainError(
+                ErrorCode.INVALID,
+                f"The legal status must be one of {', '.join(LEGAL_STATUSES)}.",
+                field="legalStatus",
+            )
         )
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email) or not email.isprintable():
-        raise DomainError(ErrorCode.INVALID, "Enter a valid email address.", field="email")
-    if phone is None:
-        return email, None
-    normalized_phone = normalize_phone(phone)
-    if normalized_phone is None:
-        raise DomainError(
-            ErrorCode.INVALID, "Enter the phone number in international format.", field="phone"
+        problems.add(DomainError(ErrorCode.INVALID, "Enter a valid email address.", field="email"))
+    normalized_phone = None if phone is None else normalize_phone(phone)
+    if phone is not None and normalized_phone is None:
+        problems.add(
+            DomainError(
+                ErrorCode.INVALID, "Enter the phone number in international format.", field="phone"
+            )
         )
+    problems.raise_found()
     return email, normalized_phone
 
 

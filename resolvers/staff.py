@@ -26,7 +26,7 @@ from auth.secrets import (
 )
 from auth.sessions import revoke_sessions
 from core.db import begin_write
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import Contract, Credential, Region, StaffUser, Subscriber, Tariff
@@ -44,22 +44,31 @@ _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 async def create_staff_user(
     session: AsyncSession, *, settings: Settings, username: str, role: str, password: str
 ) -> StaffUser:
+    problems = InputProblems()  # every field's problem at once
     if not _USERNAME.match(username):
-        raise DomainError(
-            ErrorCode.INVALID,
-            "username: 2-64 lower-case letters, digits, '.', '_' or '-', starting with a letter",
-            field="username",
+        problems.add(
+            DomainError(
+                ErrorCode.INVALID,
+                "username: 2-64 lower-case letters, digits, '.', '_' or '-', "
+                "starting with a letter",
+                field="username",
+            )
         )
     if role not in STAFF_ROLES:
-        raise DomainError(ErrorCode.INVALID, f"role must be one of {STAFF_ROLES}", field="role")
+        problems.add(
+            DomainError(ErrorCode.INVALID, f"role must be one of {STAFF_ROLES}", field="role")
+        )
     length = len(unicodedata.normalize("NFKC", password))
     if not settings.password_min_length <= length <= settings.password_max_length:
-        raise DomainError(
-            ErrorCode.PASSWORD_REJECTED,
-            f"password must be {settings.password_min_length} to "
-            f"{settings.password_max_length} characters long",
-            field="password",
+        problems.add(
+            DomainError(
+                ErrorCode.PASSWORD_REJECTED,
+                f"password must be {settings.password_min_length} to "
+                f"{settings.password_max_length} characters long",
+                field="password",
+            )
         )
+    problems.raise_found()
     taken = await session.scalar(
         sa.select(col(StaffUser.id)).where(col(StaffUser.username) == username)
     )
@@ -141,41 +150,47 @@ def _validate_contract_input(
     region: str,
     address: str,
 ) -> _ContractInput:
+    """The input normalised, or INVALID for every field at fault at once."""
+    problems = InputProblems()
     if legal_status not in LEGAL_STATUSES:
-        raise _invalid("legalStatus", "Legal status must be INDIVIDUAL or LEGAL_ENTITY.")
+        problems.add(_invalid("legalStatus", "Legal status must be INDIVIDUAL or LEGAL_ENTITY."))
 
     name = _text(display_name)
     low, high = DISPLAY_NAME_LENGTH
     if not low <= len(name) <= high or _has_control(name):
-        raise _invalid("displayName", f"The name must be {low} to {high} characters long.")
+        problems.add(_invalid("displayName", f"The name must be {low} to {high} characters long."))
 
+    # The document's form depends on the legal status: checked when that is known.
     document = normalize_document((document_number or "")[:MAX_DOCUMENT_INPUT])
     if legal_status == "INDIVIDUAL" and not _PASSPORT.match(document):
-        raise _invalid(
-            "documentNumber", "A passport is 10 digits: the series (4) and the number (6)."
+        problems.add(
+            _invalid(
+                "documentNumber", "A passport is 10 digits: the series (4) and the number (6)."
+            )
         )
     if legal_status == "LEGAL_ENTITY" and not _INN.match(document):
-        raise _invalid("documentNumber", "An INN is 10 or 12 digits.")
+        problems.add(_invalid("documentNumber", "An INN is 10 or 12 digits."))
 
     mail = _text(email).lower()
     if len(mail) > MAX_EMAIL or not _EMAIL.match(mail) or _has_control(mail):
-        raise _invalid("email", "Enter an email address such as name@example.org.")
+        problems.add(_invalid("email", "Enter an email address such as name@example.org."))
 
     normalized_phone = None
     if phone is not None and phone.strip():
         normalized_phone = normalize_phone(phone[:MAX_PHONE_INPUT])
         if normalized_phone is None:
-            raise _invalid("phone", "Enter a phone number such as +7 916 123-45-67.")
+            problems.add(_invalid("phone", "Enter a phone number such as +7 916 123-45-67."))
 
     region_code = _text(region).upper()
     if not region_code or len(region_code) > MAX_REGION_CODE:
-        raise _invalid("region", "Unknown region code.")
+        problems.add(_invalid("region", "Unknown region code."))
 
     place = _text(address)
     low, high = ADDRESS_LENGTH
     if not low <= len(place) <= high or _has_control(place):
-        raise _invalid("address", f"The address must be {low} to {high} characters long.")
+        problems.add(_invalid("address", f"The address must be {low} to {high} characters long."))
 
+    problems.raise_found()
     return _ContractInput(
         legal_status=legal_status,
         display_name=name,
@@ -393,12 +408,14 @@ async def _reset_access(
     reason: str,
     client_address: str | None,
 ) -> None:
+    problems = InputProblems()  # both fields' problems at once
     if document_verified is not True:
-        raise _invalid("documentVerified", "Verify the passport in the office first.")
+        problems.add(_invalid("documentVerified", "Verify the passport in the office first."))
     why = _text(reason)
     low, high = REASON_LENGTH
     if not low <= len(why) <= high:
-        raise _invalid("reason", f"Give a reason of {low} to {high} characters.")
+        problems.add(_invalid("reason", f"Give a reason of {low} to {high} characters."))
+    problems.raise_found()
 
     number = _text(contract_number)
     contract = (

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth import ratelimit
 from core.db import begin_write, read_rows
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, InputProblems
 from core.settings import Settings
 from models import SupportRequest
 from models.base import string_length, table_of, utcnow
@@ -75,12 +75,17 @@ async def submit_support_request(
     """Store a written request; returns its id.
 
     Raises DomainError INVALID (field `contact`: 3 to 254 characters, one line; field
-    `message`: 10 to 4000 characters, both after stripping) and RATE_LIMITED (with
+    `message`: 10 to 4000 characters, both after stripping; both at once when both are at
+    fault) and RATE_LIMITED (with
     `retry_after_seconds`) past 5 requests per client address in an hour.
     """
-    contact = _text(contact, "contact", "contact", CONTACT_LENGTH, one_line=True)
-    message = message.replace("\r\n", "\n")
-    message = _text(message, "message", "message", MESSAGE_LENGTH, one_line=False)
+    problems = InputProblems()  # both fields' problems at once
+    with problems:
+        contact = _text(contact, "contact", "contact", CONTACT_LENGTH, one_line=True)
+    with problems:
+        message = message.replace("\r\n", "\n")
+        message = _text(message, "message", "message", MESSAGE_LENGTH, one_line=False)
+    problems.raise_found()
     limit = ratelimit.limits_for(settings).support_request_address
 
     # Counted before it is checked, so that a burst gets no more than the limit (SPEC §5).

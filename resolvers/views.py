@@ -173,6 +173,19 @@ def _of_contract(target: str, rows: Any, order: tuple[str, ...]) -> Link:
     return Link(target, rows, key="contract_id", many=True, order=order)
 
 
+def _reasons(target: str, column: str) -> Link:
+    """A list of the offer's reasons against (resolvers/promised.py), one column of each."""
+    return Link(
+        target,
+        promised.reason_rows,
+        key="contract_id",
+        parent="contract_id",
+        many=True,
+        order=("position",),
+        scalar=column,
+    )
+
+
 def _listed(target: str, rows: Any, order: tuple[str, ...], **more: Any) -> Link:
     """A root's list: every row `rows` selects (it has no parent), in `order`."""
     return Link(target, rows, key=None, many=True, order=order, **more)
@@ -284,6 +297,8 @@ VIEWS: dict[str, View] = {
         View(
             "BonusAccount",
             {
+                # The subscriber's: "BonusAccount:<subscriber id>".
+                "id": global_id("BonusAccount"),
                 "points": Value(_points, type_=sa.Integer),
                 "expiringSoon": Link(
                     "ExpiringPoints", bonus.expiring_points_where, key="subscriber_id"
@@ -327,7 +342,9 @@ VIEWS: dict[str, View] = {
                 ),
                 "channels": _of_contract("Channel", lineup.line_up, ("number",)),
                 "monthlyCharges": Link("MonthlyCharges"),
-                "payments": Page("Payment", _payments_of_contracts, _ID_CURSOR, key="contract_id"),
+                "payments": Page(
+                    "Payment", _payments_of_contracts, _ID_CURSOR, key="contract_id", counted=True
+                ),
                 "ledger": Page(
                     "LedgerEntry",
                     expenses.ledger_entries,
@@ -337,6 +354,7 @@ VIEWS: dict[str, View] = {
                     max_first=expenses.MAX_PAGE_SIZE,
                     arguments=("kinds", "from", "to"),
                     check=expenses.check_ledger_filters,
+                    counted=True,
                 ),
                 "expenseSummary": Link(
                     "ExpenseSummary",
@@ -394,6 +412,8 @@ VIEWS: dict[str, View] = {
         View(
             "Balance",
             {
+                # The contract's: "Balance:<contract id>" (a cache keeps one per contract).
+                "id": global_id("Balance"),
                 "amount": column("balance", _MONEY),
                 "currency": const("currency", sa.Text),
                 "availableAmount": Value(_available, _MONEY, type_=MONEY),
@@ -439,6 +459,8 @@ VIEWS: dict[str, View] = {
         View(
             "PromisedPaymentOffer",
             {
+                # The contract's: "PromisedPaymentOffer:<contract id>".
+                "id": global_id("PromisedPaymentOffer", "contract_id"),
                 "available": Value(lambda row: row.c.available, type_=sa.Boolean),
                 "maxAmount": column("max_amount", _MONEY),
                 "termDays": const("promised_term_days", sa.Integer),
@@ -450,24 +472,10 @@ VIEWS: dict[str, View] = {
                     many=True,
                     order=("position",),
                 ),
-                "reasons": Link(
-                    "String",
-                    promised.reason_rows,
-                    key="contract_id",
-                    parent="contract_id",
-                    many=True,
-                    order=("position",),
-                    scalar="code",
-                ),
-                "messages": Link(
-                    "String",
-                    promised.reason_rows,
-                    key="contract_id",
-                    parent="contract_id",
-                    many=True,
-                    order=("position",),
-                    scalar="message",
-                ),
+                # Why not: the codes (as an enum, and as strings before it), the texts.
+                "reasonCodes": _reasons("PromisedPaymentRefusal", "code"),
+                "reasons": _reasons("String", "code"),
+                "messages": _reasons("String", "message"),
             },
             key="contract_id",
         ),
@@ -491,6 +499,7 @@ VIEWS: dict[str, View] = {
                 "code": column("code"),
                 "name": column("name"),
                 "regionCode": column("region_code"),
+                "region": Link("Region", _region_rows, key="code", parent="region_code"),
                 "monthlyFee": column("monthly_fee", _MONEY),
                 "speedMbps": column("speed_mbps"),
                 "trafficGb": column("traffic_gb"),

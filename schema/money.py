@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from resolvers import adjustments, payments, promised
 from resolvers.adjustments import Adjusted
-from resolvers.payments import TopUp
+from resolvers.payments import IDEMPOTENCY_KEY_RULE, TopUp
 from resolvers.promised import PromiseResult
 from schema.context import Info
 from schema.errors import UserError
@@ -37,9 +37,9 @@ class CreateTopUpInput:
     )
     method: PaymentMethod = strawberry.field(description="How it will be paid.")
     idempotency_key: str = strawberry.field(
-        description="Your unique key for this top-up, 8 to 100 printable ASCII characters "
-        "(no space at either end): a retry with it and the same details returns the same "
-        "payment; with other details it is a CONFLICT."
+        description=f"Your unique key for this top-up: {IDEMPOTENCY_KEY_RULE} (a UUID will "
+        "do). A retry with the same key returns the same payment; the same key with another "
+        "amount or method is a CONFLICT."
     )
 
 
@@ -50,6 +50,11 @@ class CreateTopUpPayload:
         default=None,
         description="The payment: PENDING when new (a retry with the same key gets it as it "
         "is now); send the payer to its `confirmationUrl`. Null on failure.",
+    )
+    contract: Contract | None = strawberry.field(
+        default=None,
+        description="The contract topped up, as it is now (its balance grows when the payment "
+        "provider confirms the payment); null with errors.",
     )
 
 
@@ -70,6 +75,11 @@ class ActivatePromisedPaymentPayload:
     balance: Balance | None = strawberry.field(
         default=None,
         description="The contract's balance after it (credited, fee debited); null on failure.",
+    )
+    contract: Contract | None = strawberry.field(
+        default=None,
+        description="The contract as it is after the promise: its balance with the amount "
+        "credited and the promise open, its offer; null with errors.",
     )
 
 
@@ -121,7 +131,11 @@ class MoneyMutation:
             info,
             CreateTopUpPayload,
             create,
-            lambda top_up: CreateTopUpPayload(errors=[], payment=Payment.from_row(top_up)),
+            lambda top_up: CreateTopUpPayload(
+                errors=[],
+                payment=Payment.from_row(top_up),
+                contract=Contract.of_key(top_up.contract_id),
+            ),
         )
 
     @mutation(
@@ -151,6 +165,7 @@ class MoneyMutation:
                 errors=[],
                 promised_payment=PromisedPayment.from_row(activated.promise),
                 balance=Balance.of_key(contract_id),
+                contract=Contract.of_key(contract_id),
             )
 
         return await run(info, ActivatePromisedPaymentPayload, activate, answer)

@@ -8,7 +8,8 @@
    one verb of resolvers/ in it, and maps the verb's result (`answer`) or its `DomainError`
    (`Payload(errors=[...])`) to the payload. The unit of work commits when the verb returns
    and rolls back when it raises (a `DomainError` with `keep_writes` is committed first);
-   the verb itself never commits.
+   the verb itself never commits. A DomainError reporting several problems of the input
+   (core.errors.InputProblems) becomes one UserError each.
 
 Payloads are classes written out (no `type()` at run time); those with nothing to say but
 `ok` subclass OkPayload, those that answer with the contract ContractPayload."""
@@ -82,8 +83,8 @@ async def run(
     try:
         async with info.context.reader.write() as session:
             result = await verb(session)
-    except DomainError as error:
-        return payload(errors=[UserError.from_domain(error)])
+    except DomainError as error:  # every problem it reports, each a UserError
+        return payload(errors=[UserError.from_domain(problem) for problem in error.problems])
     answered = answer(result)
     if inspect.isawaitable(answered):
         return await answered

@@ -352,6 +352,10 @@ class _Builder:
                 return _list_of(edge, newest_first)
             if name == "pageInfo":
                 return self._pairs(field, "PageInfo", page_info_value)
+            if name == "totalCount" and page.counted:
+                # Every row of the arguments, on all pages: one count of the parent's rows.
+                counted = every.subquery(self.name("counted"))
+                return sa.select(sa.func.count()).select_from(counted).scalar_subquery()
             raise NotCompiled(f"field {connection_type}.{name}")
 
         def edge_value(field: FieldNode, name: str) -> Any:

@@ -322,6 +322,57 @@ def test_documents_compile_once_and_refuse_what_they_do_not_know() -> None:
             compile_document(graphql_schema, parse(query), None)
 
 
+# The fields issue 15 added for front ends: every one is declared, so both ways answer it.
+FRONT_END_FIELDS = """
+{ me { bonusAccount { __typename id points } contracts { __typename id number
+  balance { __typename id amount openPromisedPayment { id } }
+  promisedPaymentOffer { __typename id available reasons reasonCodes messages }
+  tariff { id regionCode region { code name } }
+  payments(first: 3) { totalCount edges { cursor } }
+  none: payments(first: 0) { totalCount pageInfo { hasNextPage } }
+  ledger(first: 5) { totalCount pageInfo { hasNextPage } }
+  kinds: ledger(first: 2, kinds: [CHARGE, REFUND]) { totalCount edges { node { kind } } }
+} } }
+"""
+
+
+async def test_the_front_end_fields_from_one_statement_are_the_executors(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    # given a subscriber with payments, ledger entries and an open promise
+    made = await _rich_subscriber(session_factory, settings)
+    headers = await sign_in(client, made.login)
+    postgresql = app.state.engine.dialect.name == "postgresql"
+    public = '{ tariffs(region: "MOW") { id regionCode region { code name } } }'
+    answers = []
+    for query, who in ((FRONT_END_FIELDS, headers), (public, None)):
+        # when
+        served, executed, statements, compiled = await _both_ways(
+            client, app, monkeypatch, query, None, who
+        )
+        # then
+        assert "errors" not in executed, executed
+        assert served == executed
+        assert compiled is postgresql
+        if postgresql:
+            assert len(statements) == 1, statements
+        else:  # the executor: one count per connection and arguments, for every contract
+            counts = [s for s in statements if "count(*) AS total" in s]
+            assert len(counts) == (3 if who else 0), counts
+        answers.append(executed["data"])
+    mine, catalogue = answers
+    first, second, _ = mine["me"]["contracts"]
+    assert first["payments"]["totalCount"] == first["none"]["totalCount"] == 12
+    assert first["ledger"]["totalCount"] == 25 and first["kinds"]["totalCount"] == 16
+    assert second["payments"]["totalCount"] == 0 and second["ledger"]["totalCount"] == 2
+    assert first["balance"]["id"] != second["balance"]["id"]
+    offer = first["promisedPaymentOffer"]
+    assert "PROMISE_OPEN" in offer["reasonCodes"] and offer["reasons"] == offer["reasonCodes"]
+    assert first["tariff"]["region"]["code"] == "MOW"
+    tariffs = catalogue["tariffs"]
+    assert tariffs and all(t["region"]["code"] == t["regionCode"] == "MOW" for t in tariffs)
+
+
 async def test_the_token_is_checked_inside_the_one_statement(
     client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
 ) -> None:

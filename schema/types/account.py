@@ -20,9 +20,9 @@ from schema.types.catalog import Channel, Region, ServiceOption, Tariff, TvPacka
 from schema.types.enums import values_described
 from schema.types.money import (
     ExpenseSummary,
-    LedgerEntry,
+    LedgerEntryConnection,
     LedgerKind,
-    Payment,
+    PaymentConnection,
     PromisedPayment,
     PromisedPaymentOffer,
 )
@@ -65,6 +65,10 @@ class ContractStatus(Enum):
 @strawberry.type(description="The money on a contract.")
 class Balance(Viewed):
     VIEW = "Balance"
+    id: strawberry.ID = value(
+        description="The contract's balance, for a client's cache: stable, one per contract "
+        "(not fetchable by `node`)."
+    )
     amount: Money = value(description="The balance now; negative when in debt.")
     currency: str = value(description='The currency of every amount, ISO 4217: "RUB".')
     available_amount: Money = value(
@@ -244,13 +248,16 @@ class Contract(Viewed, Node):
         info: Info,
         first: Annotated[int | None, FIRST] = None,
         after: Annotated[str | None, AFTER] = None,
-    ) -> Connection[Payment]:
-        return await paged(self, info, "payments", first=first, after=after)  # type: ignore[no-any-return]
+    ) -> PaymentConnection:
+        return await paged(  # type: ignore[no-any-return]
+            self, info, "payments", first=first, after=after, connection=PaymentConnection
+        )
 
     @strawberry.field(
         description="Balance changes, newest first (by time, then by id); filter by kind and "
-        "by a period of instants [from, to). A filter it refuses: a GraphQL error "
-        "BAD_USER_INPUT."
+        "by a period of instants, half-open: entries made at or after `from` and before `to` "
+        "(either may be left out). `expenseSummary` takes whole days instead. A filter it "
+        "refuses: a GraphQL error BAD_USER_INPUT."
     )
     async def ledger(
         self,
@@ -276,14 +283,23 @@ class Contract(Viewed, Node):
                 "after `from`; give its offset. Null: no end."
             ),
         ] = None,
-    ) -> Connection[LedgerEntry]:
+    ) -> LedgerEntryConnection:
         # The same page of every contract asked for comes from one statement.
         return await paged(  # type: ignore[no-any-return]
-            self, info, "ledger", first=first, after=after, kinds=kinds, **{"from": from_, "to": to}
+            self,
+            info,
+            "ledger",
+            first=first,
+            after=after,
+            connection=LedgerEntryConnection,
+            kinds=kinds,
+            **{"from": from_, "to": to},
         )
 
     @strawberry.field(
-        description="Totals of the days [from, to], both included (UTC days, at most 366). "
+        description="Totals of the days from `from` to `to`, both included, each day from "
+        "00:00 UTC to the next (at most 366 days). `ledger` takes instants instead: the same "
+        'period is `ledger(from: "<from>T00:00:00Z", to: "<the day after to>T00:00:00Z")`. '
         "A period it refuses: a GraphQL error BAD_USER_INPUT."
     )
     async def expense_summary(
@@ -360,6 +376,10 @@ class ExpiringPoints(Viewed):
 )
 class BonusAccount(Viewed):
     VIEW = "BonusAccount"
+    id: strawberry.ID = value(
+        description="The subscriber's bonus account, for a client's cache: stable, one per "
+        "subscriber (not fetchable by `node`)."
+    )
     points: int = value(description="Points that can be spent now.")
 
     @strawberry.field(description="Points that expire within 30 days; null when none do.")

@@ -33,6 +33,7 @@ class Tariff(Viewed, Node):
     code: str = value(description='A stable code, unique within the region (e.g. "home-100").')
     name: str = value(description="The name shown to subscribers.")
     region_code: str = value(description="The code of the tariff's region (`Region.code`).")
+    region: Region = link(description="The region the tariff is sold in (`regionCode`'s).")
     monthly_fee: Money = value(description="The fee per month, charged by the day.")
     speed_mbps: int = value(description="The speed, in Mbit/s.")
     traffic_gb: int | None = value(description="Traffic allowance in GB; null: unlimited.")

@@ -10,11 +10,12 @@ from typing import Any
 import strawberry
 
 from core.ids import to_global_id
-from resolvers import payments
+from resolvers import payments, promised
 from schema.context import Info
 from schema.scalars import Money
 from schema.types.enums import values_described
 from schema.types.node import ID_DESCRIPTION, Node
+from schema.types.pagination import CountedConnection
 from schema.types.viewed import Viewed, link, value, viewed
 
 
@@ -62,6 +63,11 @@ class LedgerEntry(Viewed, Node):
         '"billing:2025-03-31"); the keys are not global IDs. Null when there is none.'
     )
     created_at: datetime = value(description="When the change was made.")
+
+
+@strawberry.type(description="A contract's balance changes, newest first, a page at a time.")
+class LedgerEntryConnection(CountedConnection[LedgerEntry]):
+    pass
 
 
 @viewed
@@ -214,6 +220,11 @@ class Payment(Viewed, Node):
         return Receipt.from_row(found, url=url)
 
 
+@strawberry.type(description="A contract's top-ups, newest first, a page at a time.")
+class PaymentConnection(CountedConnection[Payment]):
+    pass
+
+
 @values_described(
     {
         "OPEN": "Taken and not yet repaid: the next top-up repays it first.",
@@ -259,10 +270,44 @@ class PromiseFeeTier(Viewed):
     fee: Money = value(description="The fee of an amount in this tier (0.00: free).")
 
 
+@strawberry.enum(
+    description="Why a promised payment cannot be taken now; "
+    "`PromisedPaymentOffer.messages` says the same in words."
+)
+class PromisedPaymentRefusal(Enum):
+    CONTRACT_CLOSED = strawberry.enum_value(
+        promised.CONTRACT_CLOSED, description="The contract is closed."
+    )
+    CONTRACT_TOO_NEW = strawberry.enum_value(
+        promised.CONTRACT_TOO_NEW,
+        description="The contract is not old enough yet (`messages` says how old it must be).",
+    )
+    PROMISE_OPEN = strawberry.enum_value(
+        promised.PROMISE_OPEN, description="A promised payment is open already."
+    )
+    PROMISE_OVERDUE = strawberry.enum_value(
+        promised.PROMISE_OVERDUE,
+        description="A promised payment is overdue: a top-up must repay it first.",
+    )
+    BALANCE_SUFFICIENT = strawberry.enum_value(
+        promised.BALANCE_SUFFICIENT,
+        description="The balance covers the coming charges (`messages` says for how many "
+        "days): no promise is needed.",
+    )
+    NOTHING_TO_PROMISE = strawberry.enum_value(
+        promised.NOTHING_TO_PROMISE,
+        description="There are no charges or recent top-ups to base an amount on.",
+    )
+
+
 @viewed
 @strawberry.type(description="Whether a promised payment can be taken now, and how much.")
 class PromisedPaymentOffer(Viewed):
     VIEW = "PromisedPaymentOffer"
+    id: strawberry.ID = value(
+        description="The contract's offer, for a client's cache: stable, one per contract "
+        "(not fetchable by `node`)."
+    )
     available: bool = value(
         description="true when a promised payment can be taken now; else see `reasons`."
     )
@@ -274,6 +319,12 @@ class PromisedPaymentOffer(Viewed):
     fee_tiers: list[PromiseFeeTier] = link(description="The fee by amount, smallest amounts first.")
     reasons: list[str] = link(
         description="Why not, as stable codes: CONTRACT_TOO_NEW, PROMISE_OPEN, PROMISE_OVERDUE, "
-        "BALANCE_SUFFICIENT, NOTHING_TO_PROMISE, CONTRACT_CLOSED."
+        "BALANCE_SUFFICIENT, NOTHING_TO_PROMISE, CONTRACT_CLOSED.",
+        deprecation_reason="Use `reasonCodes`: the same codes, in the same order, as an enum "
+        "that code generators type.",
+    )
+    reason_codes: list[PromisedPaymentRefusal] = link(
+        description="Why not (empty when `available`), in a fixed order; `messages` says them "
+        "in words, in the same order."
     )
     messages: list[str] = link(description="The reasons in words, same order.")

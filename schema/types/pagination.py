@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Self, TypeVar
 
 import strawberry
 
@@ -65,9 +65,12 @@ class Connection(Generic[T]):
     page_info: PageInfo = strawberry.field(
         description="Whether more items follow, and the cursor to continue from."
     )
+    # Not a GraphQL field: how many nodes every page holds together, read when `totalCount`
+    # asks (on the connections that have it: `CountedConnection`).
+    count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
 
     @classmethod
-    def from_page(cls, page: Page[Any], to_node: Callable[[Any], T]) -> Connection[T]:
+    def from_page(cls, page: Page[Any], to_node: Callable[[Any], T]) -> Self:
         edges = [
             Edge(cursor=cursor, node=to_node(item))
             for item, cursor in zip(page.items, page.cursors, strict=True)
@@ -81,6 +84,21 @@ class Connection(Generic[T]):
                 end_cursor=page.cursors[-1] if page.cursors else None,
             ),
         )
+
+
+@strawberry.type
+class CountedConnection(Connection[T]):
+    """A connection with `totalCount`: subclassed once per node type with the connection's
+    own name (`class PaymentConnection(CountedConnection[Payment])`), so that adding the
+    field renames nothing."""
+
+    @strawberry.field(
+        description="How many nodes there are on every page together, of the same arguments "
+        '(`first` and `after` aside): for a front end\'s "N items".'
+    )
+    async def total_count(self) -> int:
+        assert self.count is not None, "a counted connection made without its count"
+        return await self.count()
 
 
 def page_arguments(info: Info, first: int | None, after: str | None) -> tuple[int, int | None]:

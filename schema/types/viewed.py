@@ -19,7 +19,7 @@ from core.views import Link, Page, plain_argument, python_value, value_label
 from resolvers.views import VIEWS
 from schema.context import Info
 from schema.errors import bad_input
-from schema.types.pagination import Connection
+from schema.types.pagination import Connection, CountedConnection
 
 T = TypeVar("T", bound="Viewed")
 
@@ -117,30 +117,43 @@ async def linked_objects(root: Viewed, info: Info, name: str, **arguments: Any) 
     return _objects(link, found)
 
 
-def link(*, description: str | None = None) -> Any:
+def link(*, description: str | None = None, deprecation_reason: str | None = None) -> Any:
     """A field whose objects are the view's `Link` of the same (GraphQL) name."""
 
     def resolve(root: strawberry.Parent[Viewed], info: strawberry.Info) -> Awaitable[Any]:
         return linked_objects(root, info, info.field_name)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(
+        resolver=resolve, description=description, deprecation_reason=deprecation_reason
+    )
 
 
 async def paged(
-    root: Viewed, info: Info, name: str, *, first: int | None, after: str | None, **arguments: Any
+    root: Viewed,
+    info: Info,
+    name: str,
+    *,
+    first: int | None,
+    after: str | None,
+    connection: type[Connection[Any]] = Connection,
+    **arguments: Any,
 ) -> Any:
-    """A page of the view's `Page` called `name` for `root` (a Connection); a GraphQL error
-    for a `first`, an argument or a cursor the page refuses."""
+    """A page of the view's `Page` called `name` for `root` (a `connection`: for a counted
+    page, a CountedConnection whose `totalCount` is read when asked); a GraphQL error for a
+    `first`, an argument or a cursor the page refuses."""
     page_link = VIEWS[root.VIEW].fields[name]
     assert isinstance(page_link, Page)
+    assert page_link.counted or not issubclass(connection, CountedConnection)
+    given = {argument: plain_argument(value) for argument, value in arguments.items()}
+    loaders = info.context.loaders
     try:
-        loader = info.context.loaders.page(
+        loader = loaders.page(
             root.VIEW,
             name,
             first=first,
             after=after,
             max_page_size=info.context.settings.max_page_size,
-            **{argument: plain_argument(value) for argument, value in arguments.items()},
+            **given,
         )
     except DomainError as error:
         raise bad_input(error) from None
@@ -149,7 +162,10 @@ async def paged(
     else:
         key = getattr(await root.loaded_row(info), page_link.parent)
     page = await loader.load(key)
-    return Connection.from_page(page, CLASSES[page_link.target].of_row)
+    found = connection.from_page(page, CLASSES[page_link.target].of_row)
+    if page_link.counted:
+        found.count = lambda: loaders.count(root.VIEW, name, **given).load(key)
+    return found
 
 
 async def root_objects(info: Info, name: str, *, key: Any = None, **arguments: Any) -> Any:
