@@ -163,7 +163,11 @@ async def test_the_api_answers_every_starter_operation(
         )
     )["activatePromisedPayment"]
     assert promise["errors"] == [], promise
-    assert promise["balance"]["openPromisedPayment"]["id"] == promise["promisedPayment"]["id"]
+    # the payload's contract carries the balance by its id, with the promise open
+    balance = promise["contract"]["balance"]
+    assert balance["id"] == card["balance"]["id"]
+    assert balance["openPromisedPayment"]["id"] == promise["promisedPayment"]["id"]
+    assert promise["contract"]["promisedPaymentOffer"]["reasonCodes"] == ["PROMISE_OPEN"]
 
     # ledger pagination as the cache does it: first/after until hasNextPage is false
     seen: list[str] = []

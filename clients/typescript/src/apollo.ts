@@ -21,9 +21,10 @@ import { relayStylePagination } from "@apollo/client/utilities";
  *   `first`/`after`. `relayStylePagination(keyArgs)` merges the pages of one list; the
  *   key arguments are the filters, so a ledger filtered by kind or period is a list of its
  *   own while `first` and `after` only page through it.
- * - Balance, PromisedPaymentOffer and BonusAccount have no `id` in today's schema, so
- *   they live inside their parent; `merge: true` merges a smaller selection into what is
- *   cached instead of replacing it. (They get an `id` later; the policy stays harmless.)
+ * - Balance, PromisedPaymentOffer and BonusAccount have an `id` (one per contract or
+ *   subscriber): they are normalised too, so a smaller selection merges into what is
+ *   cached and a money mutation's payload (`contract { balance { id ... } }`) updates the
+ *   overview in place.
  */
 export const typePolicies: TypePolicies = {
   Query: {
@@ -41,13 +42,10 @@ export const typePolicies: TypePolicies = {
     },
   },
   BonusAccount: {
-    merge: true,
     fields: {
       history: relayStylePagination(),
     },
   },
-  Balance: { merge: true },
-  PromisedPaymentOffer: { merge: true },
 };
 
 export function createCache(): InMemoryCache {

@@ -190,9 +190,8 @@ export async function takePromisedPayment(contractNumber: string, amount: string
   const { data } = await client.mutate({
     mutation: ActivatePromisedPaymentDocument,
     variables: { input: { contractNumber, amount } },
-    // The payload's balance is not tied to its contract in today's schema: refetch the
-    // overview so the cached contract shows the new balance and the open promise.
-    refetchQueries: [AccountOverviewDocument],
+    // The payload carries the changed contract (with its balance's id): the cached
+    // overview shows the new balance and the open promise without a refetch.
   });
   const payload = data?.activatePromisedPayment;
   check(payload?.errors ?? []);
