@@ -169,18 +169,23 @@ def receipt_letter(
     receipt_number: str,
     contract_number: str,
     amount: Decimal,
+    vat_rate: Decimal,
+    vat_amount: Decimal,
     issued_at: datetime,
     receipt_url: str,
 ) -> Letter:
-    """`receipt_url` is a path (`/receipts/…`) or a URL already under KABINET_PUBLIC_URL."""
+    """`receipt_url` is a path (`/receipts/…`) or a URL already under KABINET_PUBLIC_URL;
+    `vat_rate` (percent) and `vat_amount` are the receipt's own (as stored)."""
     operator, link = settings.operator_name, _own_link(settings, receipt_url)
     total = _money(amount, settings.currency)
+    vat = f"В том числе НДС {vat_rate.normalize():f}%: {_money(vat_amount, settings.currency)}"
     subject = f"{operator}: чек № {receipt_number} об оплате по договору № {contract_number}"
     text = (
         "Здравствуйте!\n\n"
         f"Платёж по договору № {contract_number} получен.\n\n"
         f"Чек № {receipt_number} от {_moment(issued_at)}\n"
-        f"Сумма: {total}\n\n"
+        f"Сумма: {total}\n"
+        f"{vat}\n\n"
         f"Чек для печати (после входа в личный кабинет): {link}\n\n"
         f"Спасибо, что вы с нами!\n{operator}\n"
     )
@@ -189,7 +194,8 @@ def receipt_letter(
         [
             "Здравствуйте!",
             f"Платёж по договору № {_e(contract_number)} получен.",
-            f"Чек № {_e(receipt_number)} от {_e(_moment(issued_at))}<br>Сумма: <b>{_e(total)}</b>",
+            f"Чек № {_e(receipt_number)} от {_e(_moment(issued_at))}<br>Сумма: <b>{_e(total)}</b>"
+            f"<br>{_e(vat)}",
             f"Чек для печати (после входа в личный кабинет): {_a(link)}",
             f"Спасибо, что вы с нами!<br>{_e(operator)}",
         ],

@@ -543,6 +543,8 @@ def _receipt_letter_row(
         receipt_number=receipt["number"],
         contract_number=payment.number,
         amount=receipt["total"],
+        vat_rate=receipt["vat_rate"],
+        vat_amount=receipt["vat_amount"],
         issued_at=receipt["issued_at"],
         receipt_url=f"/receipts/{payment_global_id(payment.id)}",
     )

@@ -1,11 +1,14 @@
-"""Fiscal receipts (SPEC §2 Payment, §3): the seller on every receipt (the operator's name,
-INN, address and the VAT rate its receipts state), a receipt's row and the statement that
-writes it."""
+"""Fiscal receipts (SPEC §2 Payment, §3, §7): the seller on every receipt (the operator's name,
+INN and address), the VAT rate in force on a receipt's date (`VAT_RATES`, the one dated table:
+every receipt Kabinet issues, shows, mails and prints takes its rate from it, and so does the
+provider's VAT code), a receipt's row and the statement that writes it.
+
+A stored receipt keeps the rate it was issued with: its row is never rewritten."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -21,15 +24,41 @@ class Operator:
     name: str
     inn: str
     address: str
-    vat_rate: Decimal  # percent
 
 
 OPERATOR: Operator = Operator(
     name="ООО «Кабинет Телеком»",
     inn="7712345671",
     address="125009, г. Москва, ул. Тверская, д. 7, стр. 1",
-    vat_rate=Decimal("20"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class VatRate:
+    """A VAT rate and the day it came into force. On an advance payment (a top-up) the
+    receipt carries the calculated rate percent / (100 + percent)."""
+
+    since: date  # in force from this day, in the seller's time zone (`SELLER_TIME_ZONE`)
+    percent: Decimal
+    yookassa_vat_code: int  # YooKassa's `vat_code` for the calculated rate (SPEC §7)
+
+
+# The dated table, newest first: Russia's VAT is 22% from 2026-01-01 (22/122 on an advance,
+# YooKassa code 12), 20% before (20/120, code 6).
+VAT_RATES: tuple[VatRate, ...] = (
+    VatRate(since=date(2026, 1, 1), percent=Decimal("22"), yookassa_vat_code=12),
+    VatRate(since=date.min, percent=Decimal("20"), yookassa_vat_code=6),
+)
+# The seller is in Moscow (UTC+3 all year): a rate changes at midnight there.
+SELLER_TIME_ZONE = timezone(timedelta(hours=3), "MSK")
+
+
+def vat_rate_on(at: datetime) -> VatRate:
+    """The VAT rate in force at the moment `at` (timezone-aware): the newest row of
+    `VAT_RATES` that began on or before that day in the seller's time zone."""
+    day = at.astimezone(SELLER_TIME_ZONE).date()
+    return next(rate for rate in VAT_RATES if rate.since <= day)
+
 
 _receipts = table_of(Receipt)
 
@@ -73,7 +102,9 @@ def receipt_row(
     provider_reference: str | None,
     at: datetime,
 ) -> dict[str, Any]:
-    """The receipt of a top-up of `total` (`RECEIPT_COLUMNS`), issued at `at`."""
+    """The receipt of a top-up of `total` (`RECEIPT_COLUMNS`), issued at `at`, with the VAT
+    rate in force then."""
+    vat = vat_rate_on(at).percent
     return {
         "payment_id": payment_id,
         "number": receipt_number(payment_id, at),
@@ -83,8 +114,8 @@ def receipt_row(
         "contract_number": contract_number,
         "payer_email": payer_email,
         "item": RECEIPT_ITEM,
-        "vat_rate": OPERATOR.vat_rate,
-        "vat_amount": vat_included(total, OPERATOR.vat_rate),
+        "vat_rate": vat,
+        "vat_amount": vat_included(total, vat),
         "total": total,
         "method": method,
         "provider_reference": provider_reference,

@@ -530,12 +530,15 @@ def test_receipt_letter_links_only_under_the_public_url() -> None:
         receipt_number="R-000042",
         contract_number="100200",
         amount=Decimal("1234.5"),
+        vat_rate=Decimal("20.00"),
+        vat_amount=Decimal("205.75"),
         issued_at=datetime(2025, 3, 1, 9, 30, tzinfo=UTC),
         receipt_url="/receipts/UGF5bWVudDo0Mg==",
     )
     assert "R-000042" in subject and "100200" in subject
     assert f"{PUBLIC_URL}/receipts/UGF5bWVudDo0Mg==" in text
     assert "1\u00a0234,50\u00a0руб." in text and "01.03.2025 09:30 UTC" in text
+    assert "В том числе НДС 20%: 205,75\u00a0руб." in text
     assert page is not None and f'href="{PUBLIC_URL}/receipts/UGF5bWVudDo0Mg=="' in page
     for foreign in ("https://evil.example/receipts/1", "//evil.example/x", f"{PUBLIC_URL}.evil"):
         with pytest.raises(ValueError, match=r"KABINET_PUBLIC_URL|single"):
@@ -544,6 +547,8 @@ def test_receipt_letter_links_only_under_the_public_url() -> None:
                 receipt_number="R-1",
                 contract_number="1",
                 amount=Decimal("10"),
+                vat_rate=Decimal("22"),
+                vat_amount=Decimal("1.80"),
                 issued_at=utcnow(),
                 receipt_url=foreign,
             )

@@ -117,8 +117,9 @@ async def test_top_up_confirm_and_see_it_everywhere(
     node = edge["node"]
     assert node["status"] == "SUCCEEDED" and node["confirmationUrl"] is None
     receipt = node["receipt"]
-    assert receipt["total"] == "500.00" and receipt["vatAmount"] == "83.33"
-    assert receipt["vatRate"] == "20" and receipt["payerEmail"] == made.email
+    # VAT 22% since 2026-01-01 (was "20" and 83.33): 500 × 22 / 122 = 90.1639…
+    assert receipt["total"] == "500.00" and receipt["vatAmount"] == "90.16"
+    assert receipt["vatRate"] == "22" and receipt["payerEmail"] == made.email
     assert receipt["url"].endswith(f"/receipts/{payment['id']}")
     assert [e["node"]["kind"] for e in contract["ledger"]["edges"]] == ["TOP_UP"]
     page = await client.get(f"/receipts/{payment['id']}", headers=me)

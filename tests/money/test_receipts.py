@@ -1,9 +1,11 @@
 """Receipts (SPEC §3 "Receipt"): issued with a successful top-up, printable at
-`/receipts/<Payment.id>` for the signed-in owner only, VAT 20% included, rounded half-up."""
+`/receipts/<Payment.id>` for the signed-in owner only, VAT included at the rate in force on
+the receipt's date (22% since 2026-01-01, 20% before), rounded half-up."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,8 +16,17 @@ import sqlalchemy as sa
 from auth.sessions import COOKIE_NAME
 from core.payment_providers import payment_global_id
 from core.settings import Settings
-from models import Receipt
-from resolvers.receipts import OPERATOR, RECEIPT_ITEM, receipt_number, vat_included
+from models import OutboxMessage, Receipt
+from resolvers import payments
+from resolvers.receipts import (
+    OPERATOR,
+    RECEIPT_ITEM,
+    VAT_RATES,
+    receipt_number,
+    vat_included,
+    vat_rate_on,
+)
+from tests.conftest import gql
 from tests.factories import make_staff, make_subscriber, sign_in
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_payments import (
@@ -88,8 +99,8 @@ async def test_the_receipt_has_what_the_spec_lists(
     assert receipt.payer_email == made.email
     assert receipt.item == RECEIPT_ITEM == "Предоплата услуг связи"
     assert (receipt.vat_rate, receipt.vat_amount, receipt.total) == (
-        Decimal("20.00"),
-        Decimal("2.03"),
+        Decimal("22.00"),  # in force since 2026-01-01 (was 20.00 and 2.03)
+        Decimal("2.19"),  # 12.15 × 22 / 122 = 2.1909…
         Decimal("12.15"),
     )
     assert (receipt.method, receipt.provider_reference) == ("SBP", "prov-777")
@@ -153,8 +164,8 @@ async def test_the_owner_gets_the_printable_receipt(
         made.contract_numbers[0],
         made.email or "",
         "Предоплата услуг связи",
-        "НДС 20%",
-        "205,75",  # 1234.50 × 20 / 120
+        "НДС 22%",  # in force since 2026-01-01 (was 20% and 205,75)
+        "222,61",  # 1234.50 × 22 / 122
         "1\u00a0234,50",
         "Банковская карта",
         "prov-777",
@@ -253,3 +264,122 @@ async def test_everything_on_the_page_is_escaped(
     page = (await http.get(f"/receipts/{payment_global_id(payment_id)}", headers=headers)).text
     assert "<b>x</b>" not in page
     assert "&lt;b&gt;x&lt;/b&gt;&amp;&quot;&#x27;" in page
+
+
+# -- the dated VAT rate (issue 16 item 3) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("moment", "percent", "code"),
+    [
+        (datetime(2026, 12, 6, 12, 0, tzinfo=UTC), "22", 12),
+        (datetime(2026, 1, 1, 0, 0, tzinfo=UTC), "22", 12),
+        # midnight in Moscow (UTC+3), where the seller is: the new rate from then on
+        (datetime(2025, 12, 31, 21, 0, tzinfo=UTC), "22", 12),
+        (datetime(2025, 12, 31, 20, 59, 59, tzinfo=UTC), "20", 6),
+        (datetime(2025, 12, 31, 12, 0, tzinfo=UTC), "20", 6),
+        (datetime(2019, 1, 1, 12, 0, tzinfo=UTC), "20", 6),
+    ],
+)
+def test_the_vat_rate_and_its_yookassa_code_follow_the_date(
+    moment: datetime, percent: str, code: int
+) -> None:
+    rate = vat_rate_on(moment)
+    assert (rate.percent, rate.yookassa_vat_code) == (Decimal(percent), code)
+    assert rate in VAT_RATES
+
+
+@pytest.mark.parametrize(
+    ("total", "vat"),
+    [("12.15", "2.19"), ("100.00", "18.03"), ("500.00", "90.16"), ("50000.00", "9016.39")],
+)
+def test_vat_22_percent_is_22_122_rounded_half_up(total: str, vat: str) -> None:
+    assert vat_included(Decimal(total), Decimal("22")) == Decimal(vat)
+
+
+RECEIPT_QUERY = """
+query($id: ID!) { node(id: $id) { ... on Payment { receipt { number vatRate vatAmount total } } } }
+"""
+
+
+@pytest.mark.parametrize(
+    ("confirmed_at", "rate", "vat"),
+    [
+        (datetime(2026, 12, 6, 10, 0, tzinfo=UTC), "22", "222.61"),  # 1234.50 × 22 / 122
+        (datetime(2025, 12, 31, 10, 0, tzinfo=UTC), "20", "205.75"),  # 1234.50 × 20 / 120
+    ],
+)
+async def test_a_receipt_states_the_rate_of_its_date_everywhere(
+    http: httpx.AsyncClient,
+    session_factory: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    confirmed_at: datetime,
+    rate: str,
+    vat: str,
+) -> None:
+    """Issued, shown (Receipt.vatRate / vatAmount), mailed and printed with the same rate and
+    amount: the one in force on the day the payment was confirmed."""
+    # given: a top-up confirmed at `confirmed_at`
+    made = await make_subscriber(session_factory, settings)
+    monkeypatch.setattr(payments, "utcnow", lambda: confirmed_at)
+    payment_id = await _paid(
+        http, session_factory, settings, made.contract_ids[0], amount="1234.50"
+    )
+    monkeypatch.undo()
+    headers = await sign_in(http, made.login or "")
+    # then: the stored receipt
+    receipt = await _receipt(session_factory, payment_id)
+    assert receipt.issued_at == confirmed_at
+    assert (receipt.vat_rate, receipt.vat_amount) == (Decimal(rate), Decimal(vat))
+    assert receipt.vat_amount == vat_included(Decimal("1234.50"), Decimal(rate))
+    # GraphQL
+    shown = (
+        await gql(http, RECEIPT_QUERY, {"id": payment_global_id(payment_id)}, headers=headers)
+    )["node"]["receipt"]
+    assert shown == {
+        "number": receipt.number,
+        "vatRate": rate,
+        "vatAmount": vat,
+        "total": "1234.50",
+    }
+    # the letter
+    async with session_factory() as session:
+        (letter,) = (
+            await session.scalars(
+                sa.select(OutboxMessage).where(OutboxMessage.recipient == made.email)
+            )
+        ).all()
+    vat_line = f"В том числе НДС {rate}%: {vat.replace('.', ',')}\u00a0руб."
+    assert vat_line in letter.body_text
+    assert letter.body_html is not None and vat_line in letter.body_html
+    # the printable page
+    page = (await http.get(f"/receipts/{payment_global_id(payment_id)}", headers=headers)).text
+    assert f"В том числе НДС {rate}%" in page and vat.replace(".", ",") in page
+    assert f"НДС {'20' if rate == '22' else '22'}%" not in page
+
+
+async def test_a_stored_receipt_keeps_its_rate(
+    http: httpx.AsyncClient,
+    session_factory: Any,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A receipt issued under 20% still says 20% once 22% is in force: rows are never
+    rewritten, and reading one takes nothing from today's table."""
+    made = await make_subscriber(session_factory, settings)
+    monkeypatch.setattr(payments, "utcnow", lambda: datetime(2025, 6, 1, 9, 0, tzinfo=UTC))
+    old = await _paid(http, session_factory, settings, made.contract_ids[0], reference="p-old")
+    monkeypatch.undo()
+    new = await _paid(http, session_factory, settings, made.contract_ids[0], reference="p-new")
+    headers = await sign_in(http, made.login or "")
+    rates = {}
+    for payment_id in (old, new):
+        answer = await gql(
+            http, RECEIPT_QUERY, {"id": payment_global_id(payment_id)}, headers=headers
+        )
+        rates[payment_id] = (
+            answer["node"]["receipt"]["vatRate"],
+            answer["node"]["receipt"]["vatAmount"],
+        )
+    assert rates == {old: ("20", "83.33"), new: ("22", "90.16")}

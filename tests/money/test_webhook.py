@@ -116,7 +116,8 @@ async def test_a_confirmation_credits_once_with_points_receipt_and_letter(
     assert accrual.expires_at == add_months(accrual.created_at, 12)
     # the receipt
     assert receipt.payment_id == payment.id and receipt.total == Decimal("503.00")
-    assert receipt.vat_amount == Decimal("83.83")  # 503 × 20 / 120 = 83.8333…
+    # VAT 22% since 2026-01-01 (was 20%: 83.83): 503 × 22 / 122 = 90.7049…
+    assert (receipt.vat_rate, receipt.vat_amount) == (Decimal("22.00"), Decimal("90.70"))
     assert receipt.contract_number == made.contract_numbers[0]
     assert receipt.payer_email == made.email and receipt.provider_reference == "prov-abc-1"
     # the letter, in the outbox, linking to the printable receipt
