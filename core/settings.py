@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     top_up_min: Decimal = Decimal("10.00")
     top_up_max: Decimal = Decimal("50000.00")
     idempotency_key_hours: int = 24
+    # A top-up still PENDING this long after it was created is CANCELED (SPEC §7 "Abandoned
+    # top-ups"): `kabinet payments expire`, and a step of `serve`'s background work.
+    top_up_expiry_hours: int = Field(24, ge=1)
     bonus_rub_per_point: Decimal = Decimal("5")
     bonus_points_months: int = 12
     promised_min_contract_age_days: int = 60

@@ -29,6 +29,7 @@ from kabinet.web.metrics import Metrics
 from kabinet.web.payments import payment_routes
 from kabinet.web.statements import statement_routes
 from resolvers.billing import run_billing_scheduler
+from resolvers.payments import run_top_up_expiry
 from schema import build_schema
 
 log = logging.getLogger("kabinet.http")
@@ -109,11 +110,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The outbox worker runs inside `serve` (one per worker process: claims are safe
         # between them). Test clients that skip the lifespan run no worker.
         # So does the billing day when KABINET_BILLING_IN_SERVE is on (a rerun of a day that
-        # another process billed charges nothing).
+        # another process billed charges nothing), and, always, the expiry of abandoned
+        # top-ups (each is canceled once, whichever process gets there).
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(run_worker(app.state.session_factory, settings, stop)),
             asyncio.create_task(run_billing_scheduler(app.state.session_factory, settings, stop)),
+            asyncio.create_task(run_top_up_expiry(app.state.session_factory, settings, stop)),
         ]
         try:
             yield

@@ -204,6 +204,21 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payments_expire(_args: argparse.Namespace) -> int:
+    from models.base import utcnow
+    from resolvers.payments import expire_abandoned_top_ups
+
+    settings = _settings()
+    report = _run(
+        lambda: _with_session(
+            settings,
+            lambda session: expire_abandoned_top_ups(session, settings=settings, now=utcnow()),
+        )
+    )
+    print(report.line())
+    return 0
+
+
 def cmd_ledger_verify(_args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -279,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     billing_run.add_argument("--date", help="the day to bill, YYYY-MM-DD (default: today, UTC)")
     billing_run.set_defaults(func=cmd_billing_run)
+
+    payments = commands.add_parser("payments", help="top-ups")
+    payments_commands = payments.add_subparsers(
+        dest="payments_command", required=True, metavar="ACTION"
+    )
+    payments_commands.add_parser(
+        "expire", help="cancel top-ups still PENDING after KABINET_TOP_UP_EXPIRY_HOURS"
+    ).set_defaults(func=cmd_payments_expire)
 
     ledger = commands.add_parser("ledger", help="the money ledger")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")

@@ -30,12 +30,14 @@ never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at l
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -43,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.sessions import Principal
 from core import outbox
 from core.db import (
     DriverStatement,
@@ -55,6 +58,7 @@ from core.db import (
     prefixed,
     read_rows,
     rowcount,
+    unit_of_work,
 )
 from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import PaymentProvider, payment_global_id, provider_for
@@ -63,6 +67,7 @@ from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Su
 from models.base import UTCDateTime, table_of, utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger, receipts
+from resolvers.accounts import may_see_contract
 from resolvers.letters import receipt_letter
 from resolvers.promised import clear_overdue_if_paid, repay_open_promise
 from resolvers.suspension import lift_if_paid
@@ -335,7 +340,9 @@ async def apply_provider_event(
     """Apply the provider's word on a payment, exactly once.
 
     PENDING → SUCCEEDED credits (see the module docstring); PENDING → FAILED only records
-    it. An event for a payment that is final already changes nothing (a replay, or a
+    it. CANCELED → SUCCEEDED credits too (a payment canceled here, abandoned or by the
+    subscriber, that the provider took after all: SPEC §7), once, like any success. An
+    event for a payment that is final already changes nothing (a replay, or a
     contradiction such as SUCCEEDED after FAILED, which is logged): `applied` is False.
 
     Raises DomainError: INVALID (field status or providerReference); NOT_FOUND (field
@@ -403,16 +410,30 @@ async def apply_provider_event(
     return EventOutcome(True, status, number)
 
 
+# A payment Kabinet canceled locally (abandoned, or by the subscriber) is credited all the
+# same when the provider reports it succeeded (SPEC §7): the money has been taken.
+SUCCEEDS_FROM = ("PENDING", "CANCELED")
+
+
+def _may_succeed(status: Any) -> Any:
+    """SQL: the payment's `status` is one of `SUCCEEDS_FROM` (equalities, not IN: the
+    one-statement confirmation takes no expanding parameter)."""
+    return sa.or_(*(status == value for value in SUCCEEDS_FROM))
+
+
 def _known_outcome(
     payment: Any, status: str, provider_reference: str | None
 ) -> EventOutcome | None:
     """What an event comes to before anything is written, from _EVENT_PAYMENT's row: the
-    outcome of an event for a final payment (nothing to apply), or None for a PENDING one.
+    outcome of an event for a final payment (nothing to apply), or None for a PENDING one
+    (or a CANCELED one the event says SUCCEEDED: a success always credits).
     Raises DomainError NOT_FOUND (no such payment) or CONFLICT (the reference is another
     payment's)."""
     if payment is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such payment.", field="paymentId")
-    if payment.status != "PENDING":
+    if payment.status != "PENDING" and not (
+        status == "SUCCEEDED" and payment.status in SUCCEEDS_FROM
+    ):
         if payment.status != status:
             log.warning(
                 "payment event contradicts the final status; ignored",
@@ -626,14 +647,20 @@ def _event_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
 def _settle(
     payment_id: Any, *, status: Any, at: Any, reference: Any, when: Any = None
 ) -> sa.Update:
-    """A PENDING payment made final; the provider's reference kept when none is given."""
+    """A PENDING payment made final (or a CANCELED one SUCCEEDED: `SUCCEEDS_FROM`); the
+    provider's reference kept when none is given."""
+    new_status = as_column_value(status, _payments.c.status)
     statement = sa.update(_payments).where(
-        _payments.c.id == payment_id, _payments.c.status == "PENDING"
+        _payments.c.id == payment_id,
+        sa.or_(
+            _payments.c.status == "PENDING",
+            sa.and_(_may_succeed(_payments.c.status), new_status == "SUCCEEDED"),
+        ),
     )
     if when is not None:
         statement = statement.where(when)
     return statement.values(
-        status=as_column_value(status, _payments.c.status),
+        status=new_status,
         confirmed_at=as_column_value(at, _payments.c.confirmed_at),
         provider_reference=sa.func.coalesce(
             as_column_value(reference, _payments.c.provider_reference),
@@ -684,7 +711,7 @@ def _confirmation_at_once() -> sa.Select[Any]:
         .select_from(_payments.join(_contracts, _contracts.c.id == _payments.c.contract_id))
         .where(
             _payments.c.id == payment_id,
-            _payments.c.status == "PENDING",
+            _may_succeed(_payments.c.status),
             _contracts.c.id == contract_id,
             _CONTRACT_VERSION == sa.bindparam("contract_version", type_=sa.Text),
             _PLAIN_CONTRACT,
@@ -768,6 +795,99 @@ _EVENT_PAYMENT_AT_ONCE = DriverStatement(
         _CONTRACT_VERSION.label("contract_version"), _PLAIN_CONTRACT.label("plain")
     )
 )
+
+
+# -- abandoned and canceled top-ups (SPEC §7) ---------------------------------------------
+
+
+def _cancel(*where: Any) -> sa.Update:
+    """PENDING payments (those `where` keeps) made CANCELED: nothing was credited, nothing is.
+    One conditional UPDATE, so a payment is canceled once whoever runs it, and never once
+    the provider's answer has settled it (the confirmation moves it from PENDING under its
+    row lock; a success still credits a CANCELED payment: `SUCCEEDS_FROM`). `confirmed_at`
+    stays null: no provider reported anything."""
+    return (
+        sa.update(_payments)
+        .where(_payments.c.status == "PENDING", *where)
+        .values(status="CANCELED")
+    )
+
+
+_EXPIRE = _cancel(_payments.c.created_at < sa.bindparam("cutoff", type_=UTCDateTime))
+_STILL_PENDING = sa.select(sa.func.count()).where(_payments.c.status == "PENDING")
+_CANCEL_ONE = _cancel(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger)).returning(
+    _payments.c.id, _payments.c.contract_id
+)
+_PAYMENT_AND_OWNER = (
+    sa.select(
+        _payments.c.id, _payments.c.contract_id, _payments.c.status, _contracts.c.subscriber_id
+    )
+    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+    .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryReport:
+    canceled: int  # PENDING top-ups older than the expiry, now CANCELED
+    pending: int  # PENDING top-ups left (younger than the expiry)
+
+    def line(self) -> str:
+        return f"top-ups: {self.canceled} abandoned canceled, {self.pending} still pending"
+
+
+async def expire_abandoned_top_ups(
+    session: AsyncSession, *, settings: Settings, now: datetime
+) -> ExpiryReport:
+    """Cancel every top-up still PENDING `top_up_expiry_hours` after it was created: one
+    UPDATE, safe on any number of hosts at once (each payment is canceled by one of them;
+    the others' UPDATE finds it no longer PENDING)."""
+    await begin_write(session)
+    cutoff = now - timedelta(hours=settings.top_up_expiry_hours)
+    canceled = rowcount(await session.execute(_EXPIRE, {"cutoff": cutoff}))
+    pending = int(await session.scalar(_STILL_PENDING) or 0)
+    if canceled:
+        log.info("abandoned top-ups canceled", extra={"canceled": canceled})
+    return ExpiryReport(canceled=canceled, pending=pending)
+
+
+EXPIRY_INTERVAL_SECONDS = 300.0
+
+
+async def run_top_up_expiry(session_factory: Any, settings: Settings, stop: asyncio.Event) -> None:
+    """`serve`'s background step: `expire_abandoned_top_ups` every `EXPIRY_INTERVAL_SECONDS`
+    until `stop` is set (in every process: the UPDATE cancels each payment once). Failures
+    are logged and tried again next round."""
+    while not stop.is_set():
+        try:
+            async with unit_of_work(session_factory) as session:
+                await expire_abandoned_top_ups(session, settings=settings, now=utcnow())
+        except Exception as error:
+            log.error("top-up expiry failed: %s", type(error).__name__)
+            log.debug("top-up expiry: failure details", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), EXPIRY_INTERVAL_SECONDS)
+
+
+async def cancel_top_up(session: AsyncSession, *, principal: Principal, payment_id: int) -> int:
+    """The subscriber cancels their own PENDING top-up; the id of its contract.
+
+    Raises DomainError: NOT_FOUND (field paymentId) for no such payment or another's;
+    CONFLICT (field paymentId) for a payment no longer PENDING."""
+    await begin_write(session)
+    payment = (await session.execute(_PAYMENT_AND_OWNER, {"payment_id": payment_id})).first()
+    if payment is None or not may_see_contract(principal, payment):
+        raise DomainError(ErrorCode.NOT_FOUND, "No such payment.", field="paymentId")
+    canceled = (await session.execute(_CANCEL_ONE, {"payment_id": payment_id})).first()
+    if canceled is None:  # final already (or settled since the read)
+        status = await _status_of(session, payment_id)
+        raise DomainError(
+            ErrorCode.CONFLICT,
+            f"Only a pending top-up can be canceled; this one is {status}.",
+            field="paymentId",
+        )
+    log.info("top-up canceled by the subscriber", extra={"payment_id": payment_id})
+    return int(canceled.contract_id)
 
 
 # -- reading ------------------------------------------------------------------------------

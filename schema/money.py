@@ -1,4 +1,5 @@
-"""Money mutations: top-ups, promised payments, staff balance adjustments."""
+"""Money mutations: top-ups (and canceling one), promised payments, staff balance
+adjustments."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from schema.mutation_support import (
     SUBSCRIBER,
     mutation,
     own_contract,
+    pk_of,
     run,
     signed_in,
 )
@@ -55,6 +57,27 @@ class CreateTopUpPayload:
         default=None,
         description="The contract topped up, as it is now (its balance grows when the payment "
         "provider confirms the payment); null with errors.",
+    )
+
+
+@strawberry.input(description="The top-up to cancel.")
+class CancelTopUpInput:
+    payment_id: strawberry.ID = strawberry.field(
+        description="The payment (`Payment.id`): one of your own top-ups, still PENDING; "
+        "NOT_FOUND for any other."
+    )
+
+
+@strawberry.type(description="What `cancelTopUp` answers.")
+class CancelTopUpPayload:
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    payment: Payment | None = strawberry.field(
+        default=None, description="The payment, now CANCELED; null with errors."
+    )
+    contract: Contract | None = strawberry.field(
+        default=None,
+        description="The contract of the payment, as it is now (nothing was credited); null "
+        "with errors.",
     )
 
 
@@ -135,6 +158,33 @@ class MoneyMutation:
                 errors=[],
                 payment=Payment.from_row(top_up),
                 contract=Contract.of_key(top_up.contract_id),
+            ),
+        )
+
+    @mutation(
+        access=SUBSCRIBER,
+        description="Cancel one of your top-ups that is still PENDING (an abandoned one is "
+        "canceled anyway after `KABINET_TOP_UP_EXPIRY_HOURS`). CONFLICT when it is no longer "
+        "PENDING. Should the payment provider still report it paid, it is credited.",
+    )
+    async def cancel_top_up(
+        self, info: Info, input: Annotated[CancelTopUpInput, INPUT]
+    ) -> CancelTopUpPayload:
+        principal = signed_in(info)
+
+        async def cancel(session: AsyncSession) -> tuple[int, int]:
+            payment_id = pk_of(input.payment_id, "Payment", "paymentId")
+            contract_id = await payments.cancel_top_up(
+                session, principal=principal, payment_id=payment_id
+            )
+            return payment_id, contract_id
+
+        return await run(
+            info,
+            CancelTopUpPayload,
+            cancel,
+            lambda ids: CancelTopUpPayload(
+                errors=[], payment=Payment.of_key(ids[0]), contract=Contract.of_key(ids[1])
             ),
         )
 

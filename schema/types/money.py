@@ -129,8 +129,9 @@ class PaymentMethod(Enum):
         "SUCCEEDED": "Paid: the balance is credited (once) and the receipt issued.",
         "FAILED": "Not paid, as the payment provider reported; nothing credited.",
         "CANCELED": (
-            "Canceled, nothing credited; the built-in providers report SUCCEEDED or "
-            "FAILED only, so no top-up ends here today."
+            "Canceled, nothing credited: by the subscriber (`cancelTopUp`) or left PENDING "
+            "past `KABINET_TOP_UP_EXPIRY_HOURS`. Should the payment provider still report it "
+            "paid, it becomes SUCCEEDED and is credited (once)."
         ),
     }
 )
