@@ -180,7 +180,7 @@ async def test_only_a_pending_top_up_and_only_ones_own(
     owner_headers = await sign_in(http, owner.login or "")
     stranger_headers = await sign_in(http, stranger.login or "")
 
-    async def cancel(payment_id: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    async def cancel(payment_id: str, headers: dict[str, str]) -> list[tuple[str, str]]:
         answer = await gql(http, CANCEL, {"input": {"paymentId": payment_id}}, headers=headers)
         return [(e["field"], e["code"]) for e in answer["cancelTopUp"]["errors"]]
 
@@ -237,7 +237,9 @@ async def test_a_success_credits_a_canceled_top_up_exactly_once(
         reference = f"payment:{payment.id}"
         assert await count(session_factory, LedgerEntry, LedgerEntry.reference == reference) == 1
     async with session_factory() as session:
-        status = await session.scalar(sa.select(Contract.status).where(Contract.id == contract_id))
+        status = await session.scalar(
+            sa.select(Contract.status).where(Contract.id == contract_id)  # type: ignore[call-overload]
+        )
     assert status == "ACTIVE"
     await assert_ledger_balanced(session_factory)
 

@@ -347,7 +347,7 @@ async def test_a_receipt_states_the_rate_of_its_date_everywhere(
     async with session_factory() as session:
         (letter,) = (
             await session.scalars(
-                sa.select(OutboxMessage).where(OutboxMessage.recipient == made.email)
+                sa.select(OutboxMessage).where(OutboxMessage.recipient == made.email)  # type: ignore[arg-type]
             )
         ).all()
     vat_line = f"В том числе НДС {rate}%: {vat.replace('.', ',')}\u00a0руб."
