@@ -546,6 +546,15 @@ class DriverStatement:
             return record
         return self.row_type._make(record)
 
+    async def fetch(self, driver: Any, **params: Any) -> list[Any]:
+        """Every row (a SELECT's, with its columns as attributes)."""
+        for listener in STATEMENT_LISTENERS:
+            listener(self.sql)
+        records = await driver.fetch(self.sql, *_ordered(self.names, self.fixed, params))
+        if self.row_type is None:
+            return list(records)
+        return [self.row_type._make(record) for record in records]
+
 
 class RunAlone(Exception):
     """Said to the callers that joined a batch that failed, or whose leader was cancelled
@@ -579,12 +588,15 @@ class BatchedStatement:
     failed, each on its caller's own connection, so that only the failing row's caller
     sees its error."""
 
-    __slots__ = ("_open", "_running", "columns", "max_rows", "statement")
+    __slots__ = ("_open", "_running", "columns", "max_rows", "rows", "statement")
 
-    def __init__(self, statement: Any, columns: Iterable[str], *, max_rows: int = 64) -> None:
+    def __init__(
+        self, statement: Any, columns: Iterable[str], *, max_rows: int = 64, rows: bool = False
+    ) -> None:
         self.statement = DriverStatement(statement)
         self.columns = tuple(columns)
         self.max_rows = max_rows
+        self.rows = rows  # the answer: every row of the statement, not its one row
         # by engine (a batch's rows are one database's): the batch still gathering rows,
         # and the one running (set when it has ended)
         self._open: weakref.WeakKeyDictionary[Any, _Batch] = weakref.WeakKeyDictionary()
@@ -618,7 +630,12 @@ class BatchedStatement:
         return await self._lead(where, driver, row, tuple(keys))
 
     async def _alone(self, driver: Any, row: dict[str, Any]) -> Any:
-        return await self.statement.fetchrow(driver, **as_arrays([row], self.columns))
+        return await self._execute(driver, [row])
+
+    async def _execute(self, driver: Any, rows: list[dict[str, Any]]) -> Any:
+        if self.rows:
+            return await self.statement.fetch(driver, **as_arrays(rows, self.columns))
+        return await self.statement.fetchrow(driver, **as_arrays(rows, self.columns))
 
     async def _lead(
         self, where: Any, driver: Any, row: dict[str, Any], keys: tuple[Hashable, ...]
@@ -635,7 +652,7 @@ class BatchedStatement:
                 del self._open[where]  # closed: the next caller leads the next batch
         ended = self._running[where] = asyncio.Event()
         try:
-            answer = await self.statement.fetchrow(driver, **as_arrays(batch.rows, self.columns))
+            answer = await self._execute(driver, batch.rows)
         except BaseException as error:
             _tell(batch.waiters, RunAlone())
             if not batch.waiters or not isinstance(error, Exception):

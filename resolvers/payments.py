@@ -30,6 +30,7 @@ never deleted: a key is kept far longer than `idempotency_key_hours` (SPEC: at l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -46,7 +47,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import outbox
 from core.db import (
     BatchedStatement,
-    DriverStatement,
     RunAlone,
     as_column_value,
     begin_write,
@@ -444,45 +444,91 @@ async def _confirm_at_once(
     confirmation's rows are made of, and whether its contract is plain (no promise to
     repay or clear, no suspension to lift). An event that changes nothing (a replay, an
     unknown payment, a taken reference) is answered from it. For a plain contract the
-    second, `_credit_at_once`, writes everything at once, with the confirmations of the
-    process's other requests that arrive meanwhile: a confirmation that joins a batch
-    waiting for its turn gives its connection back and waits for the batch's answer. None
-    when the step-by-step way must decide: the contract is not plain, or it changed
-    between the two statements."""
+    second, `_credit_at_once`, writes everything at once. None when the step-by-step way
+    must decide: the contract is not plain, or it changed between the two statements.
+
+    Each statement serves the events of the process's requests that arrive together
+    (`core.db.BatchedStatement`): an event that joins a read or a write waiting for its
+    turn holds no connection while it waits; one that leads (or runs alone) does so on a
+    connection of its own."""
     now = utcnow()
-    async with driver_connection(engine) as driver:
-        payment = await _EVENT_PAYMENT_AT_ONCE.fetchrow(
-            driver, payment_id=payment_id, reference=provider_reference
-        )
-        known = _known_outcome(payment, "SUCCEEDED", provider_reference)
-        if known is not None:
-            return known
-        if not payment.plain:
-            return None
-        confirmation = _confirmation(settings, payment, provider_reference, now)
-        answer = _CONFIRMATIONS_AT_ONCE.join(engine, confirmation, keys=_batch_keys(payment))
-        if answer is None:  # this one leads a batch, or runs alone
-            number = await _credit_at_once(
-                driver,
-                engine=engine,
-                settings=settings,
-                payment=payment,
-                event_reference=provider_reference,
-                now=now,
-            )
-    if answer is not None:
-        try:
-            number = _receipt_number(await answer, payment, confirmation)
-        except RunAlone:  # the batch failed: this one alone, on a connection of its own
+    asked = {"payment_id": payment_id, "reference": provider_reference}
+    keys = (("payment", payment_id),)
+    read = _EVENT_PAYMENTS_AT_ONCE.join(engine, asked, keys=keys)
+    payments_read = None
+    if read is not None:
+        with contextlib.suppress(RunAlone):  # the batch failed: read alone
+            payments_read = await read
+    if payments_read is None:
+        async with driver_connection(engine) as driver:
+            payments_read = await _EVENT_PAYMENTS_AT_ONCE.run(engine, driver, asked, keys=keys)
+            step = _read_step(engine, settings, payments_read, payment_id, provider_reference, now)
+            if isinstance(step, _Credit) and step.joined is None:
+                return _succeeded(payment_id, await step.credit(driver))
+    else:
+        step = _read_step(engine, settings, payments_read, payment_id, provider_reference, now)
+        if isinstance(step, _Credit) and step.joined is None:
             async with driver_connection(engine) as driver:
-                number = await _credit_at_once(
-                    driver,
-                    engine=engine,
-                    settings=settings,
-                    payment=payment,
-                    event_reference=provider_reference,
-                    now=now,
-                )
+                return _succeeded(payment_id, await step.credit(driver))
+    if not isinstance(step, _Credit):
+        return step
+    assert step.joined is not None
+    try:
+        number = _receipt_number(await step.joined, step.payment, step.confirmation)
+    except RunAlone:  # the batch failed: this one alone, on a connection of its own
+        async with driver_connection(engine) as driver:
+            number = await step.credit(driver)
+    return _succeeded(payment_id, number)
+
+
+@dataclass(slots=True)
+class _Credit:
+    """A plain contract's confirmation after its read: its row of the one statement, and
+    the answer of the write it joined (None: this one runs it, `credit`)."""
+
+    engine: Any
+    settings: Settings
+    payment: Any
+    event_reference: str | None
+    now: datetime
+    confirmation: dict[str, Any]
+    joined: Any
+
+    async def credit(self, driver: Any) -> str | None:
+        return await _credit_at_once(
+            driver,
+            engine=self.engine,
+            settings=self.settings,
+            payment=self.payment,
+            event_reference=self.event_reference,
+            now=self.now,
+        )
+
+
+def _read_step(
+    engine: Any,
+    settings: Settings,
+    payments_read: list[Any],
+    payment_id: int,
+    provider_reference: str | None,
+    now: datetime,
+) -> EventOutcome | _Credit | None:
+    """What the read says: the outcome of an event that changes nothing, None for the
+    step-by-step way (the contract is not plain), or the credit to write (joining the
+    write waiting for its turn, if it may)."""
+    payment = next((row for row in payments_read if row.id == payment_id), None)
+    known = _known_outcome(payment, "SUCCEEDED", provider_reference)
+    if known is not None:
+        return known
+    assert payment is not None  # _known_outcome said NOT_FOUND otherwise
+    if not payment.plain:
+        return None
+    confirmation = _confirmation(settings, payment, provider_reference, now)
+    joined = _CONFIRMATIONS_AT_ONCE.join(engine, confirmation, keys=_batch_keys(payment))
+    return _Credit(engine, settings, payment, provider_reference, now, confirmation, joined)
+
+
+def _succeeded(payment_id: int, number: str | None) -> EventOutcome | None:
     if number is None:
         return None
     log.info("payment succeeded", extra={"payment_id": payment_id})
@@ -835,37 +881,52 @@ def _confirmations_at_once() -> sa.Select[Any]:
 _CONFIRMATIONS_AT_ONCE = BatchedStatement(_confirmations_at_once(), CONFIRMATION_COLUMNS)
 
 _other = _payments.alias("other_payment")
-# The payment of an event, who pays, and whether the event's reference is another payment's.
-_EVENT_PAYMENT = (
-    sa.select(
-        *PAYMENT_COLUMNS,
-        _contracts.c.number,
-        _contracts.c.subscriber_id,
-        _subscribers.c.email,
-        sa.select(_other.c.id)
-        .where(
-            _other.c.provider == _payments.c.provider,
-            _other.c.provider_reference == sa.bindparam("reference", type_=sa.String),
-            _other.c.id != _payments.c.id,
+
+
+def _event_payment(payment_id: Any, reference: Any) -> sa.Select[Any]:
+    """The payment of an event, who pays, and whether the event's reference is another
+    payment's. `payment_id` and `reference`: parameters, or columns of the events asked
+    (one row for each)."""
+    return (
+        sa.select(
+            *PAYMENT_COLUMNS,
+            _contracts.c.number,
+            _contracts.c.subscriber_id,
+            _subscribers.c.email,
+            sa.select(_other.c.id)
+            .where(
+                _other.c.provider == _payments.c.provider,
+                _other.c.provider_reference == reference,
+                _other.c.id != _payments.c.id,
+            )
+            .limit(1)
+            .scalar_subquery()
+            .label("reference_taken_by"),
         )
-        .limit(1)
-        .scalar_subquery()
-        .label("reference_taken_by"),
+        .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+        .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
+        .where(_payments.c.id == payment_id)
     )
-    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
-    .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
-    .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
-)
+
+
 # The step-by-step way's: locked, the contract too (payment first, then contract, as the
 # credit always took them): what the confirmation reads of it next (its promises, its
 # status) cannot change meanwhile.
-_LOCKED_EVENT_PAYMENT = _EVENT_PAYMENT.with_for_update(of=[_payments, _contracts])
-# The one-statement way's (PostgreSQL, no lock): also the version of the contract's row
-# (`xmin`: the transaction that wrote it) and whether the contract is plain.
-_EVENT_PAYMENT_AT_ONCE = DriverStatement(
-    _EVENT_PAYMENT.add_columns(
+_LOCKED_EVENT_PAYMENT = _event_payment(
+    sa.bindparam("payment_id", type_=sa.BigInteger), sa.bindparam("reference", type_=sa.String)
+).with_for_update(of=[_payments, _contracts])
+# The one-statement way's (PostgreSQL, no lock), for the events of the process's requests
+# that arrive together (`core.db.BatchedStatement`: one read, one round trip): also the
+# version of the contract's row (`xmin`: the transaction that wrote it) and whether the
+# contract is plain.
+_ASKED_COLUMNS = {"payment_id": sa.BigInteger(), "reference": sa.String()}
+_asked = rows_parameter(_ASKED_COLUMNS, "asked")
+_EVENT_PAYMENTS_AT_ONCE = BatchedStatement(
+    _event_payment(_asked.c.payment_id, _asked.c.reference).add_columns(
         _CONTRACT_VERSION.label("contract_version"), _PLAIN_CONTRACT.label("plain")
-    )
+    ),
+    _ASKED_COLUMNS,
+    rows=True,
 )
 
 
