@@ -704,10 +704,12 @@ def _batch_keys(payment: Any) -> tuple[tuple[str, int], ...]:
 
 
 def _receipt_number(answer: Any, payment: Any, confirmation: dict[str, Any]) -> str | None:
-    """The receipt number of a payment the statement answered, if it settled it."""
-    if payment.id not in answer.plain:
+    """The receipt number of a payment the statement answered (a row for each payment kept
+    in `plain`), if it settled it."""
+    kept = next((row for row in answer if row.payment_id == payment.id), None)
+    if kept is None:
         return None
-    if payment.id not in answer.settled:  # cannot happen under the row lock; never credit twice
+    if not kept.settled:  # cannot happen under the row lock; never credit twice
         raise AssertionError("a locked PENDING payment was not settled")
     return str(confirmation["receipt_number"])
 
@@ -801,7 +803,8 @@ def _confirmations_at_once() -> sa.Select[Any]:
     confirmations whose payment is PENDING and whose contract is plain and the version
     read; the event and the settlement are written for those, the rest for those settled.
     Values are columns of `confirmations` (one array parameter per column), made in Python
-    by the step-by-step way's functions. Answers the payments kept and those settled."""
+    by the step-by-step way's functions. Answers a row for each payment kept: whether it
+    was settled."""
     versions = rows_parameter(
         {name: CONFIRMATION_COLUMNS[name] for name in ("payment_id", "contract_version")},
         "versions",
@@ -873,12 +876,11 @@ def _confirmations_at_once() -> sa.Select[Any]:
         when=sa.and_(if_settled, row.letter_recipient.is_not(None)),
     ).cte("letter")
     return sa.select(
-        sa.func.array(sa.select(plain.c.payment_id).scalar_subquery()).label("plain"),
-        sa.func.array(sa.select(settled.c.id).scalar_subquery()).label("settled"),
+        plain.c.payment_id, plain.c.payment_id.in_(sa.select(settled.c.id)).label("settled")
     ).add_cte(plain, kept, event, settled, credited, entry, account, accrual, receipt, letter)
 
 
-_CONFIRMATIONS_AT_ONCE = BatchedStatement(_confirmations_at_once(), CONFIRMATION_COLUMNS)
+_CONFIRMATIONS_AT_ONCE = BatchedStatement(_confirmations_at_once(), CONFIRMATION_COLUMNS, rows=True)
 
 _other = _payments.alias("other_payment")
 
