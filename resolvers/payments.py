@@ -12,10 +12,12 @@ Exactly once, whatever the retries and races:
   suspension, issues the receipt and queues its letter, all in that one transaction.
   On PostgreSQL a SUCCEEDED event for a contract with no promise to repay or clear and no
   suspension to lift (the common case) is two statements without a transaction around
-  them (`_confirm_at_once`): a read, then `_CONFIRM_AT_ONCE`, which locks the payment and
-  the contract, checks that the payment is still PENDING and the contract's row the
-  version the read saw, and writes everything, or nothing (the step-by-step way, in its
-  transaction, then decides). Two round trips instead of fifteen.
+  them (`_confirm_at_once`): a read, `_EVENT_PAYMENTS_AT_ONCE`, then
+  `_CONFIRMATIONS_AT_ONCE`, which locks the payment and the contract, checks that the
+  payment is still PENDING and the contract's row the version the read saw, and writes
+  everything, or nothing (the step-by-step way, in its transaction, then decides). Two
+  round trips instead of fifteen, each shared by the confirmations of the process that
+  arrive together (`core.db.BatchedStatement`): one statement and one commit for many.
 
 Writes one way: each table's rows are written by the statements of the module that owns it
 (`ledger.balance_change`/`entry_insert`, `bonus.account_credit`/`accrual_insert`,
@@ -643,7 +645,7 @@ async def _credit_at_once(
     """One statement on `driver`, `_CONFIRMATIONS_AT_ONCE` (autocommit), for this
     confirmation and those of the process's other requests that joined it meanwhile
     (`core.db.BatchedStatement`): it locks the payment and its contract and, if the payment
-    is still PENDING and the contract still what `_EVENT_PAYMENT_AT_ONCE` read (the same
+    is still PENDING and the contract still what `_EVENT_PAYMENTS_AT_ONCE` read (the same
     row version, so no promise or suspension came since: making either writes that row),
     writes the same rows as the step-by-step way (event, settlement, credit and its ledger
     entry, points, receipt, letter), with the same values, made by the same functions and
