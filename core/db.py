@@ -726,6 +726,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     # The pool's connection itself, without a SQLAlchemy Connection around it (which cost
     # more than the statements' own Python); the pool still resets and counts it.
     pooled = await engine.raw_connection()
+    handed_back = False  # (invalidating hands the connection back to the pool too)
     try:
         driver: Any = pooled.driver_connection
         try:
@@ -738,6 +739,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
         ) as error:
             lost = connection_lost(driver, error)
             if lost or not isinstance(error, asyncpg.PostgresError):
+                handed_back = True
                 await greenlet_spawn(pooled.invalidate)
             if lost:
                 await engine.dispose()
@@ -754,10 +756,12 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
                 connection_invalidated=lost,
             ) from error
         except asyncio.CancelledError:
+            handed_back = True
             await greenlet_spawn(pooled.invalidate)  # maybe interrupted midway: state unknown
             raise
     finally:
-        await greenlet_spawn(pooled.close)  # back to the pool (closing it if the pool is full)
+        if not handed_back:
+            await greenlet_spawn(pooled.close)  # back to the pool (closed if the pool is full)
 
 
 class ReadQuery:
