@@ -858,13 +858,16 @@ def rows_parameter(columns: dict[str, Any], name: str) -> Any:
         .render_derived(name=f"{name}_given")
     )
     return select(
-        *(
-            (given.c[column] if isinstance(kind, String) else cast(given.c[column], kind)).label(
-                column
-            )
-            for column, kind in columns.items()
-        )
+        *(_typed(given.c[column], kind).label(column) for column, kind in columns.items())
     ).subquery(name)
+
+
+def _typed(text: Any, kind: Any) -> Any:
+    # Text stays text: an explicit cast to VARCHAR(n) would cut a longer value, where the
+    # INSERT into the column refuses it.
+    if issubclass(kind._type_affinity, String):
+        return text
+    return cast(text, kind)
 
 
 def as_arrays(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> dict[str, list[Any]]:

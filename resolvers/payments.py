@@ -772,12 +772,6 @@ _entries = table_of(BonusEntry)
 _outbox = table_of(OutboxMessage)
 
 
-def _unbounded(column: Any) -> Any:
-    """The column's type for a parameter: text of any length (an explicit cast to
-    VARCHAR(n) would cut a longer value, where the INSERT refuses it)."""
-    return sa.String() if isinstance(column.type, sa.String) else column.type
-
-
 # One confirmation's values in the one statement: its payment and contract as the read saw
 # them, and the rows the step-by-step way's functions make (the ledger entry's, the bonus
 # accrual's, the receipt's, the letter's), as the columns of a row of `confirmations`.
@@ -791,9 +785,9 @@ CONFIRMATION_COLUMNS: dict[str, Any] = {
     "entry_description": sa.String(),
     "entry_reference": sa.String(),
     "actor": sa.String(),
-    **{f"accrual_{name}": _unbounded(_entries.c[name]) for name in bonus.ACCRUAL_COLUMNS},
-    **{f"receipt_{name}": _unbounded(_receipts.c[name]) for name in receipts.RECEIPT_COLUMNS},
-    **{f"letter_{name}": _unbounded(_outbox.c[name]) for name in outbox.LETTER_COLUMNS},
+    **{f"accrual_{name}": _entries.c[name].type for name in bonus.ACCRUAL_COLUMNS},
+    **{f"receipt_{name}": _receipts.c[name].type for name in receipts.RECEIPT_COLUMNS},
+    **{f"letter_{name}": _outbox.c[name].type for name in outbox.LETTER_COLUMNS},
 }
 
 

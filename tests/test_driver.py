@@ -211,3 +211,27 @@ async def test_the_next_batch_waits_for_the_running_one_for_a_while_only(
         await running
     assert [row.n for row in answer] == [2]
     assert waited < 1
+
+
+async def test_rows_given_as_text_keep_their_values(pg_engine: AsyncEngine) -> None:
+    """Values travel as text and are cast to their columns' types; text is not cast (a
+    VARCHAR(n) cast would cut a longer value, which the column then never refuses)."""
+    from datetime import UTC, datetime
+
+    columns = {
+        "code": sa.String(3),
+        "amount": sa.Numeric(12, 2),
+        "at": sa.DateTime(timezone=True),
+        "n": sa.BigInteger(),
+    }
+    given = rows_parameter(columns, "given")
+    statement = BatchedStatement(sa.select(given), columns, rows=True)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with driver_connection(pg_engine) as driver:
+        (row,) = await statement.run(
+            pg_engine,
+            driver,
+            {"code": "toolong", "amount": Decimal("12.34"), "at": at, "n": 2**40},
+            keys=[1],
+        )
+    assert (row.code, row.amount, row.at, row.n) == ("toolong", Decimal("12.34"), at, 2**40)
