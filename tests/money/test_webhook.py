@@ -240,8 +240,8 @@ async def test_concurrent_confirmations_are_read_and_written_in_batches_each_onc
     for model in (LedgerEntry, PaymentEvent, Receipt, BonusEntry, OutboxMessage):
         assert await count(session_factory, model) == 12, model
     async with session_factory() as session:
-        points = (await session.scalars(sa.select(BonusAccount.points))).all()
-    assert sorted(points) == [24] * 12
+        accounts = (await session.scalars(sa.select(BonusAccount))).all()
+    assert sorted(account.points for account in accounts) == [24] * 12
     await assert_ledger_balanced(session_factory)
 
 
