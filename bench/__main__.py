@@ -1116,9 +1116,12 @@ async def _count_overview_statements(url: str) -> dict[str, Any]:
 
 async def _make_pending_payments(conn: Any, count: int) -> list[int]:
     """`count` PENDING top-ups over the contracts in turn (distinct contracts while count ≤
-    the contracts), set-based."""
+    the contracts), set-based. Ids follow the turn, so that payments sent one after another
+    (and so at the same time) are of distinct contracts; with more payments than contracts
+    those of one contract are the number of contracts apart."""
     contracts = int(await conn.fetchval("SELECT count(*) FROM contracts"))
-    # (the modulus is a parameter, so that the join is a hash join, not a nested loop)
+    # (the modulus is a parameter, so that the join is a hash join, not a nested loop; the
+    # ORDER BY g numbers the rows in turn: the join alone returns them grouped by contract)
     rows = await conn.fetch(
         """WITH cs AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS r FROM contracts)
            INSERT INTO payments (contract_id, amount, method, status, idempotency_scope,
@@ -1126,6 +1129,7 @@ async def _make_pending_payments(conn: Any, count: int) -> list[int]:
            SELECT cs.id, 100, 'BANK_CARD', 'PENDING', 'bench-webhook:' || cs.id,
                   'wh-' || $2 || '-' || g, 'bench', 'sandbox', now()
            FROM generate_series(0, $1 - 1) AS g JOIN cs ON cs.r = g % $3
+           ORDER BY g
            RETURNING id""",
         count,
         str(time.time_ns()),

@@ -44,7 +44,7 @@ from core.db import (
     unit_of_work,
 )
 from core.settings import Settings
-from models.base import table_of, utcnow
+from models.base import UTCDateTime, table_of, utcnow
 from models.outbox import OutboxMessage
 
 logger = logging.getLogger("core.outbox")
@@ -260,7 +260,7 @@ class DeliveryReport:
     remaining: int = 0  # unsent rows that will still be tried (due now or later)
 
 
-def _due(now: datetime, max_attempts: int) -> tuple[sa.ColumnElement[bool], ...]:
+def _due(now: Any, max_attempts: Any) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         col(OutboxMessage.sent_at).is_(None),
         col(OutboxMessage.next_attempt_at) <= now,
@@ -285,6 +285,37 @@ def describe_error(error: BaseException, settings: Settings) -> str:
     return text[:ERROR_MAX_CHARS]
 
 
+def _claim() -> sa.Update:
+    """Take due rows: one statement for the batch (it was a read and an UPDATE per row, a
+    third of what a receipt's letter cost the database), built once."""
+    now = sa.bindparam("now", type_=UTCDateTime)
+    due = (
+        sa.select(_outbox.c.id)
+        .where(
+            *_due(now, sa.bindparam("max_attempts", type_=sa.Integer)),
+            col(OutboxMessage.next_attempt_at) <= sa.bindparam("cutoff", type_=UTCDateTime),
+        )
+        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        # PostgreSQL: rows another claimer holds are skipped, not waited for. SQLite renders no
+        # FOR UPDATE; its BEGIN IMMEDIATE lets one claimer in at a time.
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        sa.update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(due.scalar_subquery()))
+        .values(
+            attempts=col(OutboxMessage.attempts) + 1,
+            locked_until=sa.bindparam("until", type_=UTCDateTime),
+        )
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_CLAIM = _claim()
+
+
 async def claim_due(
     session_factory: SessionFactory,
     *,
@@ -296,24 +327,23 @@ async def claim_due(
     """Take up to `limit` due rows for this worker until `now + CLAIM_LEASE`."""
     moment = now or utcnow()
     cutoff = min(moment, due_by) if due_by else moment
-    query = (
-        sa.select(OutboxMessage)
-        .where(
-            *_due(moment, settings.outbox_max_attempts),
-            col(OutboxMessage.next_attempt_at) <= cutoff,
-        )
-        .order_by(col(OutboxMessage.next_attempt_at), col(OutboxMessage.id))
-        .limit(limit)
-        # PostgreSQL: rows another claimer holds are skipped, not waited for. SQLite renders no
-        # FOR UPDATE; its BEGIN IMMEDIATE lets one claimer in at a time.
-        .with_for_update(skip_locked=True)
-    )
     async with unit_of_work(session_factory) as session:
         await begin_write(session)
-        messages = list((await session.scalars(query)).all())
-        for message in messages:
-            message.attempts += 1
-            message.locked_until = moment + CLAIM_LEASE
+        messages = list(
+            (
+                await session.scalars(
+                    _CLAIM,
+                    {
+                        "now": moment,
+                        "cutoff": cutoff,
+                        "max_attempts": settings.outbox_max_attempts,
+                        "limit": limit,
+                        "until": moment + CLAIM_LEASE,
+                    },
+                )
+            ).all()
+        )
+    messages.sort(key=lambda message: (message.next_attempt_at, message.id or 0))
     return messages
 
 
@@ -343,15 +373,21 @@ async def _mark_sent(
     # in the database (a dump would hand them out).
     if not messages:
         return
-    await _write(
-        session_factory,
-        sa.update(OutboxMessage)
-        .where(
-            col(OutboxMessage.id).in_([message.id for message in messages]),
-            col(OutboxMessage.sent_at).is_(None),
-        )
-        .values(sent_at=at, locked_until=None, body_text=DELIVERED_BODY, body_html=None),
+    async with unit_of_work(session_factory) as session:
+        await begin_write(session)
+        await session.execute(_MARK_SENT, {"ids": [message.id for message in messages], "at": at})
+
+
+_MARK_SENT = (
+    sa.update(_outbox)
+    .where(_outbox.c.id.in_(sa.bindparam("ids", expanding=True)), _outbox.c.sent_at.is_(None))
+    .values(
+        sent_at=sa.bindparam("at", type_=UTCDateTime),
+        locked_until=None,
+        body_text=DELIVERED_BODY,
+        body_html=None,
     )
+)
 
 
 async def _mark_failed(

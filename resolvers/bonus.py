@@ -150,9 +150,13 @@ def accrual_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
     return insert_row(sa.insert(_entries), values, when=when).returning(_entries.c.id)
 
 
-def accrual(values: dict[str, Any], *, when: Any = None) -> tuple[sa.CTE, sa.CTE]:
+def accrual(
+    values: dict[str, Any], *, when: Any = None, per_row: bool = False
+) -> tuple[sa.CTE, sa.CTE]:
     """`accrue_for_top_up` as two parts of a composed statement (PostgreSQL): the account's
-    points raised, where `when` holds and the accrual earns points, and its entry."""
+    points raised, where `when` holds and the accrual earns points, and its entry. `values`
+    may be columns of another part, one subscriber per row of it (`per_row`): each entry
+    takes its subscriber's row's."""
     points = as_column_value(values["points"], _entries.c.points)
     earns = points > 0
     account = account_credit(
@@ -161,7 +165,8 @@ def accrual(values: dict[str, Any], *, when: Any = None) -> tuple[sa.CTE, sa.CTE
         when=earns if when is None else sa.and_(when, earns),
     ).cte("account")
     entry = accrual_insert(
-        {**values, "subscriber_id": account.c.subscriber_id, "points": points}
+        {**values, "subscriber_id": account.c.subscriber_id, "points": points},
+        when=account.c.subscriber_id == values["subscriber_id"] if per_row else None,
     ).cte("accrual")
     return account, entry
 

@@ -72,12 +72,14 @@ def posting(
     values: dict[str, Any],
     when: Any = None,
     name: str = "credited",
+    per_row: bool = False,
 ) -> tuple[sa.CTE, sa.CTE]:
     """`post` as two parts of a composed statement (PostgreSQL): the balance change where
     `when` holds (RETURNING id, balance, amount), and its ledger row with the balance it
     returned. `values` are the entry's other columns (kind, description, reference, actor,
     created_at). `contract_id` and `amount` may be columns of another part: one posting per
-    row of it."""
+    row of it; `per_row` when `values` are columns of that part too (one row per contract
+    in it): each entry takes its contract's row's."""
     changed = (
         balance_change(contract_id, amount, when=when)
         .returning(
@@ -93,7 +95,8 @@ def posting(
             "contract_id": changed.c.id,
             "amount": changed.c.amount,
             "balance_after": changed.c.balance,
-        }
+        },
+        when=changed.c.id == contract_id if per_row else None,
     ).returning(_ledger.c.id, _ledger.c.amount)
     return changed, entry.cte(f"{name}_entry")
 

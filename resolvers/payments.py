@@ -12,10 +12,12 @@ Exactly once, whatever the retries and races:
   suspension, issues the receipt and queues its letter, all in that one transaction.
   On PostgreSQL a SUCCEEDED event for a contract with no promise to repay or clear and no
   suspension to lift (the common case) is two statements without a transaction around
-  them (`_confirm_at_once`): a read, then `_CONFIRM_AT_ONCE`, which locks the payment and
-  the contract, checks that the payment is still PENDING and the contract's row the
-  version the read saw, and writes everything, or nothing (the step-by-step way, in its
-  transaction, then decides). Two round trips instead of fifteen.
+  them (`_confirm_at_once`): a read, `_EVENT_PAYMENTS_AT_ONCE`, then
+  `_CONFIRMATIONS_AT_ONCE`, which locks the payment and the contract, checks that the
+  payment is still PENDING and the contract's row the version the read saw, and writes
+  everything, or nothing (the step-by-step way, in its transaction, then decides). Two
+  round trips instead of fifteen, each shared by the confirmations of the process that
+  arrive together (`core.db.BatchedStatement`): one statement and one commit for many.
 
 Writes one way: each table's rows are written by the statements of the module that owns it
 (`ledger.balance_change`/`entry_insert`, `bonus.account_credit`/`accrual_insert`,
@@ -48,22 +50,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.sessions import Principal
 from core import outbox
 from core.db import (
-    DriverStatement,
+    BatchedStatement,
+    RunAlone,
     as_column_value,
     begin_write,
     driver_connection,
-    exists_in,
     insert_row,
     parameters,
     prefixed,
     read_rows,
     rowcount,
+    rows_parameter,
     unit_of_work,
 )
 from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import PaymentProvider, payment_global_id, provider_for
 from core.settings import Settings
-from models import Contract, Payment, PaymentEvent, PromisedPayment, Receipt, Subscriber
+from models import (
+    BonusEntry,
+    Contract,
+    OutboxMessage,
+    Payment,
+    PaymentEvent,
+    PromisedPayment,
+    Receipt,
+    Subscriber,
+)
 from models.base import UTCDateTime, table_of, utcnow
 from models.money import PAYMENT_METHODS
 from resolvers import bonus, ledger, receipts
@@ -462,23 +474,90 @@ async def _confirm_at_once(
     repay or clear, no suspension to lift). An event that changes nothing (a replay, an
     unknown payment, a taken reference) is answered from it. For a plain contract the
     second, `_credit_at_once`, writes everything at once. None when the step-by-step way
-    must decide: the contract is not plain, or it changed between the two statements."""
-    async with driver_connection(engine) as driver:
-        payment = await _EVENT_PAYMENT_AT_ONCE.fetchrow(
-            driver, payment_id=payment_id, reference=provider_reference
-        )
-        known = _known_outcome(payment, "SUCCEEDED", provider_reference)
-        if known is not None:
-            return known
-        if not payment.plain:
-            return None
-        number = await _credit_at_once(
+    must decide: the contract is not plain, or it changed between the two statements.
+
+    Each statement serves the events of the process's requests that arrive together
+    (`core.db.BatchedStatement`): an event that joins a read or a write waiting for its
+    turn holds no connection while it waits; one that leads (or runs alone) does so on a
+    connection of its own."""
+    now = utcnow()
+    asked = {"payment_id": payment_id, "reference": provider_reference}
+    keys = (("payment", payment_id),)
+    read = _EVENT_PAYMENTS_AT_ONCE.join(engine, asked, keys=keys)
+    payments_read = None
+    if read is not None:
+        with contextlib.suppress(RunAlone):  # the batch failed: read alone
+            payments_read = await read
+    if payments_read is None:
+        async with driver_connection(engine) as driver:
+            payments_read = await _EVENT_PAYMENTS_AT_ONCE.run(engine, driver, asked, keys=keys)
+            step = _read_step(engine, settings, payments_read, payment_id, provider_reference, now)
+            if isinstance(step, _Credit) and step.joined is None:
+                return _succeeded(payment_id, await step.credit(driver))
+    else:
+        step = _read_step(engine, settings, payments_read, payment_id, provider_reference, now)
+        if isinstance(step, _Credit) and step.joined is None:
+            async with driver_connection(engine) as driver:
+                return _succeeded(payment_id, await step.credit(driver))
+    if not isinstance(step, _Credit):
+        return step
+    assert step.joined is not None
+    try:
+        number = _receipt_number(await step.joined, step.payment, step.confirmation)
+    except RunAlone:  # the batch failed: this one alone, on a connection of its own
+        async with driver_connection(engine) as driver:
+            number = await step.credit(driver)
+    return _succeeded(payment_id, number)
+
+
+@dataclass(slots=True)
+class _Credit:
+    """A plain contract's confirmation after its read: its row of the one statement, and
+    the answer of the write it joined (None: this one runs it, `credit`)."""
+
+    engine: Any
+    settings: Settings
+    payment: Any
+    event_reference: str | None
+    now: datetime
+    confirmation: dict[str, Any]
+    joined: Any
+
+    async def credit(self, driver: Any) -> str | None:
+        return await _credit_at_once(
             driver,
-            settings=settings,
-            payment=payment,
-            event_reference=provider_reference,
-            now=utcnow(),
+            engine=self.engine,
+            settings=self.settings,
+            payment=self.payment,
+            event_reference=self.event_reference,
+            now=self.now,
         )
+
+
+def _read_step(
+    engine: Any,
+    settings: Settings,
+    payments_read: list[Any],
+    payment_id: int,
+    provider_reference: str | None,
+    now: datetime,
+) -> EventOutcome | _Credit | None:
+    """What the read says: the outcome of an event that changes nothing, None for the
+    step-by-step way (the contract is not plain), or the credit to write (joining the
+    write waiting for its turn, if it may)."""
+    payment = next((row for row in payments_read if row.id == payment_id), None)
+    known = _known_outcome(payment, "SUCCEEDED", provider_reference)
+    if known is not None:
+        return known
+    assert payment is not None  # _known_outcome said NOT_FOUND otherwise
+    if not payment.plain:
+        return None
+    confirmation = _confirmation(settings, payment, provider_reference, now)
+    joined = _CONFIRMATIONS_AT_ONCE.join(engine, confirmation, keys=_batch_keys(payment))
+    return _Credit(engine, settings, payment, provider_reference, now, confirmation, joined)
+
+
+def _succeeded(payment_id: int, number: str | None) -> EventOutcome | None:
     if number is None:
         return None
     log.info("payment succeeded", extra={"payment_id": payment_id})
@@ -586,23 +665,38 @@ def _receipt_letter_row(
 async def _credit_at_once(
     driver: Any,
     *,
+    engine: Any,
     settings: Settings,
     payment: Any,
     event_reference: str | None,
     now: datetime,
 ) -> str | None:
-    """One statement, `_CONFIRM_AT_ONCE`, on `driver` (autocommit): it locks the payment and
-    its contract and, if the payment is still PENDING and the contract still what
-    `_EVENT_PAYMENT_AT_ONCE` read (the same row version, so no promise or suspension came
-    since: making either writes that row), writes the same rows as the step-by-step way
-    (event, settlement, credit and its ledger entry, points, receipt, letter), with the
-    same values, made by the same functions and written by the same builders (their
-    modules': ledger, bonus, receipts, outbox). Returns the receipt number, or None when
-    nothing was written (the step-by-step way then decides).
+    """One statement on `driver`, `_CONFIRMATIONS_AT_ONCE` (autocommit), for this
+    confirmation and those of the process's other requests that joined it meanwhile
+    (`core.db.BatchedStatement`): it locks the payment and its contract and, if the payment
+    is still PENDING and the contract still what `_EVENT_PAYMENTS_AT_ONCE` read (the same
+    row version, so no promise or suspension came since: making either writes that row),
+    writes the same rows as the step-by-step way (event, settlement, credit and its ledger
+    entry, points, receipt, letter), with the same values, made by the same functions and
+    written by the same builders (their modules': ledger, bonus, receipts, outbox). Returns
+    the receipt number, or None when nothing was written for this payment (the
+    step-by-step way then decides).
 
     The row version is checked on the locked row: PostgreSQL re-reads a row that changed
     while the statement waited for its lock, so a change committed at any moment before
     the lock was taken fails the check."""
+    confirmation = _confirmation(settings, payment, event_reference, now)
+    answer = await _CONFIRMATIONS_AT_ONCE.run(
+        engine, driver, confirmation, keys=_batch_keys(payment)
+    )
+    return _receipt_number(answer, payment, confirmation)
+
+
+def _confirmation(
+    settings: Settings, payment: Any, event_reference: str | None, now: datetime
+) -> dict[str, Any]:
+    """A confirmation's row of `_CONFIRMATIONS_AT_ONCE` (`CONFIRMATION_COLUMNS`): the rows
+    the step-by-step way writes, made by its functions."""
     amount = Decimal(payment.amount).quantize(CENT)
     reference = event_reference or payment.provider_reference
     receipt = _receipt_row(payment, amount=amount, provider_reference=reference, now=now)
@@ -614,26 +708,41 @@ async def _credit_at_once(
         at=now,
     )
     letter = _receipt_letter_row(settings, payment, receipt)
-    row = await _CONFIRM_AT_ONCE.fetchrow(
-        driver,
-        payment_id=payment.id,
-        contract_id=payment.contract_id,
-        contract_version=payment.contract_version,
-        now=now,
-        event_reference=event_reference,
-        amount=amount,
-        entry_description=TOP_UP_DESCRIPTION,
-        entry_reference=f"payment:{payment.id}",
-        actor=f"provider:{payment.provider}",
+    return {
+        "payment_id": payment.id,
+        "contract_id": payment.contract_id,
+        "contract_version": payment.contract_version,
+        "now": now,
+        "event_reference": event_reference,
+        "amount": amount,
+        "entry_description": TOP_UP_DESCRIPTION,
+        "entry_reference": f"payment:{payment.id}",
+        "actor": f"provider:{payment.provider}",
         **prefixed(accrual or _NO_ACCRUAL, "accrual_"),
         **prefixed(receipt, "receipt_"),
         **prefixed(letter or _NO_LETTER, "letter_"),
+    }
+
+
+def _batch_keys(payment: Any) -> tuple[tuple[str, int], ...]:
+    """One statement writes a row once: a batch has one confirmation per payment, contract
+    (its balance) and subscriber (the bonus account)."""
+    return (
+        ("payment", payment.id),
+        ("contract", payment.contract_id),
+        ("subscriber", payment.subscriber_id),
     )
-    if not row.plain:
+
+
+def _receipt_number(answer: Any, payment: Any, confirmation: dict[str, Any]) -> str | None:
+    """The receipt number of a payment the statement answered (a row for each payment kept
+    in `plain`), if it settled it."""
+    kept = next((row for row in answer if row.payment_id == payment.id), None)
+    if kept is None:
         return None
-    if row.settled != 1:  # cannot happen under the row lock; never credit twice
+    if not kept.settled:  # cannot happen under the row lock; never credit twice
         raise AssertionError("a locked PENDING payment was not settled")
-    return str(receipt["number"])
+    return str(confirmation["receipt_number"])
 
 
 EVENT_COLUMNS = ("payment_id", "status", "provider_reference", "received_at")
@@ -694,106 +803,163 @@ _NO_ACCRUAL = dict.fromkeys(bonus.ACCRUAL_COLUMNS)  # no points: `bonus.accrual`
 _NO_LETTER = dict.fromkeys(outbox.LETTER_COLUMNS)  # no address: nothing queued
 
 
-def _confirmation_at_once() -> sa.Select[Any]:
-    """PostgreSQL: the whole common-case credit as one statement, its own transaction (see
-    `_credit_at_once`), composed of the builders the step-by-step way runs one by one.
-    `plain` locks the payment and the contract and checks them; every data-modifying part
-    runs whatever the final SELECT reads, so each one is conditioned on `plain` (the event,
-    the settlement) or on `settled` (the rest, directly or through the part before it).
-    Values are parameters, made in Python by the step-by-step way's functions."""
-    payment_id = sa.bindparam("payment_id", type_=sa.BigInteger)
-    contract_id = sa.bindparam("contract_id", type_=sa.BigInteger)
-    now = sa.bindparam("now", type_=UTCDateTime)
-    reference = sa.bindparam("event_reference", type_=sa.String)
-    amount = sa.bindparam("amount", type_=_contracts.c.balance.type)
+_entries = table_of(BonusEntry)
+_outbox = table_of(OutboxMessage)
+
+
+# One confirmation's values in the one statement: its payment and contract as the read saw
+# them, and the rows the step-by-step way's functions make (the ledger entry's, the bonus
+# accrual's, the receipt's, the letter's), as the columns of a row of `confirmations`.
+CONFIRMATION_COLUMNS: dict[str, Any] = {
+    "payment_id": sa.BigInteger(),
+    "contract_id": sa.BigInteger(),
+    "contract_version": sa.Text(),
+    "now": UTCDateTime(),
+    "event_reference": sa.String(),
+    "amount": _contracts.c.balance.type,
+    "entry_description": sa.String(),
+    "entry_reference": sa.String(),
+    "actor": sa.String(),
+    **{f"accrual_{name}": _entries.c[name].type for name in bonus.ACCRUAL_COLUMNS},
+    **{f"receipt_{name}": _receipts.c[name].type for name in receipts.RECEIPT_COLUMNS},
+    **{f"letter_{name}": _outbox.c[name].type for name in outbox.LETTER_COLUMNS},
+}
+
+
+def _confirmations_at_once() -> sa.Select[Any]:
+    """PostgreSQL: the whole common-case credit of many payments (of distinct contracts and
+    subscribers) as one statement, its own transaction (see `_credit_at_once`), composed of
+    the builders the step-by-step way runs one by one, each writing once per confirmation.
+    `plain` locks the payments and their contracts, in the payments' order, and keeps the
+    confirmations whose payment is PENDING and whose contract is plain and the version
+    read; the event and the settlement are written for those, the rest for those settled.
+    Values are columns of `confirmations` (one array parameter per column), made in Python
+    by the step-by-step way's functions. Answers a row for each payment kept: whether it
+    was settled."""
+    versions = rows_parameter(
+        {name: CONFIRMATION_COLUMNS[name] for name in ("payment_id", "contract_version")},
+        "versions",
+    )
+    # (first and short: what it waits for shows in pg_stat_activity, which keeps 1 KiB)
     plain = (
-        sa.select(sa.literal_column("1"))
-        .select_from(_payments.join(_contracts, _contracts.c.id == _payments.c.contract_id))
+        sa.select(_payments.c.id.label("payment_id"), _payments.c.contract_id)
+        .select_from(
+            versions.join(_payments, _payments.c.id == versions.c.payment_id).join(
+                _contracts, _contracts.c.id == _payments.c.contract_id
+            )
+        )
         .where(
-            _payments.c.id == payment_id,
             _may_succeed(_payments.c.status),
-            _contracts.c.id == contract_id,
-            _CONTRACT_VERSION == sa.bindparam("contract_version", type_=sa.Text),
+            _CONTRACT_VERSION == versions.c.contract_version,
             _PLAIN_CONTRACT,
         )
+        .order_by(_payments.c.id)
         .with_for_update(of=[_payments, _contracts])
         .cte("plain")
     )
+    given = rows_parameter(CONFIRMATION_COLUMNS, "confirmations")
+    kept = (
+        sa.select(
+            *(column for column in given.c if column.key != "contract_id"),
+            plain.c.contract_id,  # (the read's, from the payment's own row)
+        )
+        .select_from(given.join(plain, plain.c.payment_id == given.c.payment_id))
+        .cte("kept")
+    )
+    row = kept.c
     event = _event_insert(
         {
-            "payment_id": payment_id,
+            "payment_id": row.payment_id,
             "status": "SUCCEEDED",
-            "provider_reference": reference,
-            "received_at": now,
-        },
-        when=exists_in(plain),
+            "provider_reference": row.event_reference,
+            "received_at": row.now,
+        }
     ).cte("event")
     settled = (
-        _settle(payment_id, status="SUCCEEDED", at=now, reference=reference, when=exists_in(plain))
+        _settle(row.payment_id, status="SUCCEEDED", at=row.now, reference=row.event_reference)
         .returning(_payments.c.id)
         .cte("settled")
     )
-    if_settled = exists_in(settled)
+    if_settled = row.payment_id.in_(sa.select(settled.c.id))
     credited, entry = ledger.posting(
-        contract_id=contract_id,
-        amount=amount,
+        contract_id=row.contract_id,
+        amount=row.amount,
         values={
             "kind": "TOP_UP",
-            "description": sa.bindparam("entry_description"),
-            "reference": sa.bindparam("entry_reference"),
-            "actor": sa.bindparam("actor"),
-            "created_at": now,
+            "description": row.entry_description,
+            "reference": row.entry_reference,
+            "actor": row.actor,
+            "created_at": row.now,
         },
         when=if_settled,
+        per_row=True,
     )
-    account, accrual = bonus.accrual(parameters(bonus.ACCRUAL_COLUMNS, "accrual_"), when=if_settled)
+    account, accrual = bonus.accrual(
+        {name: row[f"accrual_{name}"] for name in bonus.ACCRUAL_COLUMNS},
+        when=if_settled,
+        per_row=True,
+    )
     receipt = receipts.receipt_insert(
-        parameters(receipts.RECEIPT_COLUMNS, "receipt_"), when=if_settled
+        {name: row[f"receipt_{name}"] for name in receipts.RECEIPT_COLUMNS}, when=if_settled
     ).cte("receipt")
     letter = outbox.enqueue_insert(
-        parameters(outbox.LETTER_COLUMNS, "letter_"),
-        when=sa.and_(if_settled, sa.bindparam("letter_recipient", type_=sa.String).is_not(None)),
+        {name: row[f"letter_{name}"] for name in outbox.LETTER_COLUMNS},
+        when=sa.and_(if_settled, row.letter_recipient.is_not(None)),
     ).cte("letter")
     return sa.select(
-        exists_in(plain).label("plain"),
-        sa.select(sa.func.count()).select_from(settled).scalar_subquery().label("settled"),
-    ).add_cte(plain, event, settled, credited, entry, account, accrual, receipt, letter)
+        plain.c.payment_id, plain.c.payment_id.in_(sa.select(settled.c.id)).label("settled")
+    ).add_cte(plain, kept, event, settled, credited, entry, account, accrual, receipt, letter)
 
 
-_CONFIRM_AT_ONCE = DriverStatement(_confirmation_at_once())
+_CONFIRMATIONS_AT_ONCE = BatchedStatement(_confirmations_at_once(), CONFIRMATION_COLUMNS, rows=True)
 
 _other = _payments.alias("other_payment")
-# The payment of an event, who pays, and whether the event's reference is another payment's.
-_EVENT_PAYMENT = (
-    sa.select(
-        *PAYMENT_COLUMNS,
-        _contracts.c.number,
-        _contracts.c.subscriber_id,
-        _subscribers.c.email,
-        sa.select(_other.c.id)
-        .where(
-            _other.c.provider == _payments.c.provider,
-            _other.c.provider_reference == sa.bindparam("reference", type_=sa.String),
-            _other.c.id != _payments.c.id,
+
+
+def _event_payment(payment_id: Any, reference: Any) -> sa.Select[Any]:
+    """The payment of an event, who pays, and whether the event's reference is another
+    payment's. `payment_id` and `reference`: parameters, or columns of the events asked
+    (one row for each)."""
+    return (
+        sa.select(
+            *PAYMENT_COLUMNS,
+            _contracts.c.number,
+            _contracts.c.subscriber_id,
+            _subscribers.c.email,
+            sa.select(_other.c.id)
+            .where(
+                _other.c.provider == _payments.c.provider,
+                _other.c.provider_reference == reference,
+                _other.c.id != _payments.c.id,
+            )
+            .limit(1)
+            .scalar_subquery()
+            .label("reference_taken_by"),
         )
-        .limit(1)
-        .scalar_subquery()
-        .label("reference_taken_by"),
+        .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+        .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
+        .where(_payments.c.id == payment_id)
     )
-    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
-    .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
-    .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
-)
+
+
 # The step-by-step way's: locked, the contract too (payment first, then contract, as the
 # credit always took them): what the confirmation reads of it next (its promises, its
 # status) cannot change meanwhile.
-_LOCKED_EVENT_PAYMENT = _EVENT_PAYMENT.with_for_update(of=[_payments, _contracts])
-# The one-statement way's (PostgreSQL, no lock): also the version of the contract's row
-# (`xmin`: the transaction that wrote it) and whether the contract is plain.
-_EVENT_PAYMENT_AT_ONCE = DriverStatement(
-    _EVENT_PAYMENT.add_columns(
+_LOCKED_EVENT_PAYMENT = _event_payment(
+    sa.bindparam("payment_id", type_=sa.BigInteger), sa.bindparam("reference", type_=sa.String)
+).with_for_update(of=[_payments, _contracts])
+# The one-statement way's (PostgreSQL, no lock), for the events of the process's requests
+# that arrive together (`core.db.BatchedStatement`: one read, one round trip): also the
+# version of the contract's row (`xmin`: the transaction that wrote it) and whether the
+# contract is plain.
+_ASKED_COLUMNS = {"payment_id": sa.BigInteger(), "reference": sa.String()}
+_asked = rows_parameter(_ASKED_COLUMNS, "asked")
+_EVENT_PAYMENTS_AT_ONCE = BatchedStatement(
+    _event_payment(_asked.c.payment_id, _asked.c.reference).add_columns(
         _CONTRACT_VERSION.label("contract_version"), _PLAIN_CONTRACT.label("plain")
-    )
+    ),
+    _ASKED_COLUMNS,
+    rows=True,
 )
 
 

@@ -5,6 +5,9 @@ not be handed to the next request, nor the pool's other connections, dead with i
 
 from __future__ import annotations
 
+import asyncio
+import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,7 +15,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db import STATEMENT_LISTENERS, DriverStatement, connection_lost, driver_connection
+import core.db
+from core.db import (
+    STATEMENT_LISTENERS,
+    BatchedStatement,
+    DriverStatement,
+    RunAlone,
+    connection_lost,
+    driver_connection,
+    rows_parameter,
+)
 from models import Tariff
 from tests.faults.test_db_drop import terminate_backend
 
@@ -112,3 +124,114 @@ async def test_a_shutdown_message_means_lost_before_the_socket_closes(
         )
         assert not connection_lost(driver, asyncpg.exceptions.UniqueViolationError("taken"))
         assert not connection_lost(driver, asyncpg.exceptions.DeadlockDetectedError("retry"))
+
+
+# -- batched statements ---------------------------------------------------------------------
+
+_NUMBERS = {"n": sa.Integer(), "pause": sa.Numeric(4, 2)}
+_numbers = rows_parameter(_NUMBERS, "numbers")
+# Each row's inverse, after a pause (so that a batch is still running when the next rows
+# come); n = 0 fails the whole statement.
+INVERSES = BatchedStatement(
+    sa.select(
+        _numbers.c.n,
+        (sa.literal(Decimal(1)) / _numbers.c.n).label("inverse"),
+        sa.cast(sa.func.pg_sleep(_numbers.c.pause), sa.Text).label("paused"),
+    ),
+    _NUMBERS,
+    rows=True,
+)
+
+
+def _number(n: int, pause: str = "0") -> dict[str, Any]:
+    return {"n": n, "pause": Decimal(pause)}
+
+
+async def test_rows_arriving_while_a_batch_runs_are_run_together(pg_engine: AsyncEngine) -> None:
+    seen: list[str] = []
+    STATEMENT_LISTENERS.append(seen.append)
+    try:
+        async with driver_connection(pg_engine) as first, driver_connection(pg_engine) as second:
+            # given: a row that runs at once (no batch ran before it), for a while
+            running = asyncio.create_task(
+                INVERSES.run(pg_engine, first, _number(1, "0.3"), keys=[1])
+            )
+            await asyncio.sleep(0.1)
+            # when: the next row leads the next batch, and more rows come meanwhile
+            leading = asyncio.create_task(INVERSES.run(pg_engine, second, _number(2), keys=[2]))
+            await asyncio.sleep(0.05)
+            joined = [INVERSES.join(pg_engine, _number(n), keys=[n]) for n in (4, 5)]
+            again = INVERSES.join(pg_engine, _number(2), keys=[2])
+            first_answer, batch_answer = await running, await leading
+            joined_answers = [await answer for answer in joined if answer is not None]
+    finally:
+        STATEMENT_LISTENERS.remove(seen.append)
+    # then: they were one statement, after the running one; a row of a key already in the
+    # waiting batch was not let in (its caller runs it alone)
+    assert seen == [INVERSES.statement.sql] * 2
+    assert [row.n for row in first_answer] == [1]
+    assert sorted(row.n for row in batch_answer) == [2, 4, 5]
+    assert joined_answers == [batch_answer, batch_answer]
+    assert again is None
+    assert {row.n: row.inverse for row in batch_answer}[4] == Decimal("0.25")
+
+
+async def test_when_a_batch_fails_each_of_its_rows_runs_alone(pg_engine: AsyncEngine) -> None:
+    async with driver_connection(pg_engine) as first, driver_connection(pg_engine) as second:
+        # given: a running batch, and the next one with a row that fails the statement
+        running = asyncio.create_task(INVERSES.run(pg_engine, first, _number(1, "0.3"), keys=[1]))
+        await asyncio.sleep(0.1)
+        leading = asyncio.create_task(INVERSES.run(pg_engine, second, _number(2), keys=[2]))
+        await asyncio.sleep(0.05)
+        failing = INVERSES.join(pg_engine, _number(0), keys=[0])
+        other = INVERSES.join(pg_engine, _number(5), keys=[5])
+        assert failing is not None and other is not None
+        await running
+        # when the batch fails: the leader's row is run again alone, on its connection …
+        assert [row.n for row in await leading] == [2]
+        # … and the others are told to run theirs alone, each on its own
+        for joined in (failing, other):
+            with pytest.raises(RunAlone):
+                await joined
+
+
+async def test_the_next_batch_waits_for_the_running_one_for_a_while_only(
+    pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch held up (here by its own pause; in life by another transaction's row lock)
+    holds up its own rows, not every later one."""
+    monkeypatch.setattr(core.db, "BATCH_WAIT_SECONDS", 0.05)
+    async with driver_connection(pg_engine) as first, driver_connection(pg_engine) as second:
+        running = asyncio.create_task(INVERSES.run(pg_engine, first, _number(1, "2"), keys=[1]))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        answer = await INVERSES.run(pg_engine, second, _number(2), keys=[2])
+        waited = time.monotonic() - started
+        assert not running.done()
+        await running
+    assert [row.n for row in answer] == [2]
+    assert waited < 1
+
+
+async def test_rows_given_as_text_keep_their_values(pg_engine: AsyncEngine) -> None:
+    """Values travel as text and are cast to their columns' types; text is not cast (a
+    VARCHAR(n) cast would cut a longer value, which the column then never refuses)."""
+    from datetime import UTC, datetime
+
+    columns = {
+        "code": sa.String(3),
+        "amount": sa.Numeric(12, 2),
+        "at": sa.DateTime(timezone=True),
+        "n": sa.BigInteger(),
+    }
+    given = rows_parameter(columns, "given")
+    statement = BatchedStatement(sa.select(given), columns, rows=True)
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    async with driver_connection(pg_engine) as driver:
+        (row,) = await statement.run(
+            pg_engine,
+            driver,
+            {"code": "toolong", "amount": Decimal("12.34"), "at": at, "n": 2**40},
+            keys=[1],
+        )
+    assert (row.code, row.amount, row.at, row.n) == ("toolong", Decimal("12.34"), at, 2**40)

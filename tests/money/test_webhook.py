@@ -211,6 +211,41 @@ async def test_one_provider_reference_raced_by_several_payments_credits_one(
     await assert_ledger_balanced(session_factory)
 
 
+async def test_concurrent_confirmations_are_read_and_written_in_batches_each_once(
+    http: httpx.AsyncClient, session_factory: Any, settings: Settings, backend: str
+) -> None:
+    """PostgreSQL: the confirmations that arrive while one is read or written are read, and
+    then written, together (one statement each), and each is credited once with everything
+    a top-up does."""
+    if backend != "postgresql":
+        pytest.skip(RACES_NEED_POSTGRESQL)
+    # given: 12 subscribers with a pending top-up each
+    subscribers = [await make_subscriber(session_factory, settings) for _ in range(12)]
+    pending = [
+        await top_up(session_factory, settings, contract_id=made.contract_ids[0], amount="120.00")
+        for made in subscribers
+    ]
+    statements: list[str] = []
+    STATEMENT_LISTENERS.append(statements.append)
+    try:
+        # when: all of them are confirmed at once
+        answers = await asyncio.gather(*(deliver(http, settings, p.id) for p in pending))
+    finally:
+        STATEMENT_LISTENERS.remove(statements.append)
+    # then: fewer writes than confirmations, and every one applied once
+    assert {a.json()["status"] for a in answers} == {"applied"}
+    writes = [s for s in statements if s.lstrip().startswith("WITH plain AS")]
+    assert 1 <= len(writes) < 12, len(writes)
+    for made in subscribers:
+        assert await balance_of(session_factory, made.contract_ids[0]) == Decimal("120.00")
+    for model in (LedgerEntry, PaymentEvent, Receipt, BonusEntry, OutboxMessage):
+        assert await count(session_factory, model) == 12, model
+    async with session_factory() as session:
+        accounts = (await session.scalars(sa.select(BonusAccount))).all()
+    assert sorted(account.points for account in accounts) == [24] * 12
+    await assert_ledger_balanced(session_factory)
+
+
 async def test_100_concurrent_confirmations_on_one_contract_add_up(
     http: httpx.AsyncClient, session_factory: Any, settings: Settings, backend: str
 ) -> None:
