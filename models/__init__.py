@@ -8,6 +8,7 @@ from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
 from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
+from models.notifications import NotificationPreference, ReminderMark
 from models.outbox import OutboxMessage
 from models.staff import StaffUser
 from models.subscriber import Subscriber
@@ -38,6 +39,7 @@ __all__ = [
     "Credential",
     "LedgerEntry",
     "MultiroomDevice",
+    "NotificationPreference",
     "OutboxMessage",
     "Payment",
     "PaymentEvent",
@@ -46,6 +48,7 @@ __all__ = [
     "Receipt",
     "RecoveryCode",
     "RefreshToken",
+    "ReminderMark",
     "Region",
     "ServiceOption",
     "StaffUser",

@@ -25,3 +25,6 @@ class OutboxMessage(SQLModel, table=True):
     locked_until: datetime | None = ts_field()
     sent_at: datetime | None = ts_field(index=True)
     last_error: str | None = Field(default=None, max_length=500)
+    # SMS: what the gateway answered (its message id; its status, e.g. "OK 100", "ERROR 207").
+    provider_message_id: str | None = Field(default=None, max_length=64)
+    provider_status: str | None = Field(default=None, max_length=64)
