@@ -31,6 +31,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Any, Protocol
 
 import aiosmtplib
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -125,6 +126,12 @@ def enqueue_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
     return insert_row(sa.insert(_outbox), values, when=when).returning(_outbox.c.id)
 
 
+def enqueue_select(rows: sa.Select[Any]) -> sa.Insert:
+    """The statement that queues many letters at once: `rows` selects `LETTER_COLUMNS`, in
+    that order (the reminders of the billing day, resolvers/reminders.py)."""
+    return sa.insert(_outbox).from_select(list(LETTER_COLUMNS), rows)
+
+
 # Built once: `await session.execute(ENQUEUE, letter_row(…))` in the caller's transaction.
 ENQUEUE = enqueue_insert(parameters(LETTER_COLUMNS))
 
@@ -139,9 +146,27 @@ async def queue_letter(session: AsyncSession, **letter: Any) -> int:
 # -- senders ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderAnswer:
+    """What a gateway said of a message it accepted: kept on the outbox row."""
+
+    message_id: str | None
+    status: str
+
+
+class ProviderRefused(RuntimeError):
+    """The gateway answered with an error status: kept on the row (`provider_status`), and
+    the row is retried as after any failure."""
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(f"the SMS gateway answered {status}: {text}")
+        self.status = status
+
+
 class Sender(Protocol):
-    async def send(self, message: OutboxMessage) -> None:
-        """Deliver one outbox row; raise on failure (the worker retries later)."""
+    async def send(self, message: OutboxMessage) -> ProviderAnswer | None:
+        """Deliver one outbox row; raise on failure (the worker retries later). A gateway's
+        answer, when it gives one, is kept on the row."""
 
 
 def _mail_domain(settings: Settings) -> str:
@@ -223,6 +248,62 @@ class LogSmsSender:
         )
 
 
+PROVIDER_FIELD_CHARS = 64  # the width of outbox.provider_message_id and provider_status
+
+
+class HttpSmsSender:
+    """Sends SMS rows to a gateway in the style of SMS.ru's `sms/send` (KABINET_SMS_URL):
+    a form POST of `api_id`, `to` (digits only), `msg`, `json=1` and, when set, `from`;
+    the JSON answer is `{"status": "OK", "status_code": 100, "sms": {"<to>": {"status":
+    "OK", "status_code": 100, "sms_id": "…"}}}`, or `"status": "ERROR"` with a
+    `status_code` and `status_text`, for the request or for the number. The key travels in
+    the body, never in the URL (which errors and logs may show)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.sms_url or not settings.sms_api_key:
+            raise ValueError("HttpSmsSender needs KABINET_SMS_URL and KABINET_SMS_API_KEY")
+        self._url = settings.sms_url
+        self._api_key = settings.sms_api_key
+        self._sender = settings.sms_sender
+        self._timeout = settings.sms_timeout_seconds
+
+    async def send(self, message: OutboxMessage) -> ProviderAnswer:
+        if message.channel != SMS:
+            raise ValueError(f"HttpSmsSender cannot send {message.channel} messages")
+        to = "".join(ch for ch in message.recipient if ch.isdigit())
+        form = {"api_id": self._api_key, "to": to, "msg": message.body_text, "json": "1"}
+        if self._sender:
+            form["from"] = self._sender
+        async with httpx.AsyncClient(timeout=self._timeout) as http:
+            response = await http.post(self._url, data=form)
+        response.raise_for_status()
+        answer = response.json()
+        status, text = _gateway_status(answer)
+        if status is not None:
+            raise ProviderRefused(status, text)
+        sms = (answer.get("sms") or {}).get(to)
+        if not isinstance(sms, dict):
+            raise ProviderRefused("ERROR", "the answer says nothing of the number")
+        status, text = _gateway_status(sms)
+        if status is not None:
+            raise ProviderRefused(status, text)
+        message_id = sms.get("sms_id")
+        return ProviderAnswer(
+            str(message_id)[:PROVIDER_FIELD_CHARS] if message_id is not None else None,
+            f"OK {sms.get('status_code', '')}".strip()[:PROVIDER_FIELD_CHARS],
+        )
+
+
+def _gateway_status(part: Any) -> tuple[str | None, str]:
+    """(None, "") for an OK part; else its status ("ERROR 207") and its text."""
+    if not isinstance(part, dict):
+        return "ERROR", "the answer is not a JSON object"
+    if part.get("status") == "OK":
+        return None, ""
+    status = f"{part.get('status') or 'ERROR'} {part.get('status_code', '')}".strip()
+    return status[:PROVIDER_FIELD_CHARS], str(part.get("status_text") or "")[:200]
+
+
 class UnconfiguredSender:
     """Production with no transport: letters wait in the outbox rather than going to the log
     (they carry passwords and codes) or being dropped."""
@@ -243,8 +324,11 @@ def senders_for(settings: Settings) -> dict[str, Sender]:
         email = UnconfiguredSender("KABINET_SMTP_HOST is not set")
     else:
         email = LogSender()
-    if settings.is_production:
-        sms = UnconfiguredSender("no SMS gateway is configured")
+    if settings.sms_provider == "http":
+        sms = HttpSmsSender(settings)
+    elif settings.is_production:
+        # Codes and reminders wait in the outbox rather than going to the log.
+        sms = UnconfiguredSender("KABINET_SMS_PROVIDER is log (no SMS gateway)")
     else:
         sms = LogSmsSender()
     return {EMAIL: email, SMS: sms}
@@ -279,7 +363,7 @@ def describe_error(error: BaseException, settings: Settings) -> str:
     """One line for `last_error` and the log: no credentials, no SQL parameters."""
     cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
     text = " ".join(f"{type(error).__name__}: {cause}".split())
-    for secret in (settings.smtp_password, settings.smtp_username):
+    for secret in (settings.smtp_password, settings.smtp_username, settings.sms_api_key):
         if secret:
             text = text.replace(secret, "***")
     return text[:ERROR_MAX_CHARS]
@@ -366,16 +450,26 @@ DELIVERED_BODY = "(delivered; the text is not kept)"
 
 
 async def _mark_sent(
-    session_factory: SessionFactory, messages: Sequence[OutboxMessage], at: datetime
+    session_factory: SessionFactory,
+    messages: Sequence[OutboxMessage],
+    at: datetime,
+    answers: Mapping[int, ProviderAnswer] | None = None,
 ) -> None:
     # Sent is sent even if our lease ran out meanwhile: that stops a third copy. The body is
     # dropped: letters carry temporary passwords and codes, which must not outlive delivery
     # in the database (a dump would hand them out).
     if not messages:
         return
+    answered = [
+        {"answered_id": message.id, "message_id": answer.message_id, "status": answer.status}
+        for message in messages
+        if message.id is not None and (answer := (answers or {}).get(message.id)) is not None
+    ]
     async with unit_of_work(session_factory) as session:
         await begin_write(session)
         await session.execute(_MARK_SENT, {"ids": [message.id for message in messages], "at": at})
+        if answered:
+            await session.execute(_PROVIDER_ANSWER, answered)
 
 
 _MARK_SENT = (
@@ -390,17 +484,32 @@ _MARK_SENT = (
 )
 
 
-async def _mark_failed(
-    session_factory: SessionFactory, message: OutboxMessage, at: datetime, error: str
-) -> None:
-    await _write(
-        session_factory,
-        sa.update(OutboxMessage)
-        .where(*_ours(message))
-        .values(
-            locked_until=None, next_attempt_at=at + retry_delay(message.attempts), last_error=error
-        ),
+# What the gateway answered of each sent SMS (executed with a list of rows).
+_PROVIDER_ANSWER = (
+    sa.update(_outbox)
+    .where(_outbox.c.id == sa.bindparam("answered_id"))
+    .values(
+        provider_message_id=sa.bindparam("message_id"),
+        provider_status=sa.bindparam("status"),
     )
+)
+
+
+async def _mark_failed(
+    session_factory: SessionFactory,
+    message: OutboxMessage,
+    at: datetime,
+    error: str,
+    provider_status: str | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "locked_until": None,
+        "next_attempt_at": at + retry_delay(message.attempts),
+        "last_error": error,
+    }
+    if provider_status is not None:
+        values["provider_status"] = provider_status
+    await _write(session_factory, sa.update(OutboxMessage).where(*_ours(message)).values(values))
 
 
 async def _release(session_factory: SessionFactory, messages: Sequence[OutboxMessage]) -> None:
@@ -414,16 +523,18 @@ async def _release(session_factory: SessionFactory, messages: Sequence[OutboxMes
         )
 
 
-async def _attempt(senders: Mapping[str, Sender], message: OutboxMessage) -> Exception | None:
+async def _attempt(
+    senders: Mapping[str, Sender], message: OutboxMessage
+) -> Exception | ProviderAnswer | None:
+    """The error, or what the gateway answered (None: sent, nothing to keep)."""
     sender = senders.get(message.channel)
     if sender is None:
         return LookupError(f"no sender for channel {message.channel}")
     try:
         async with asyncio.timeout(SEND_DEADLINE_SECONDS):
-            await sender.send(message)
+            return await sender.send(message)
     except Exception as error:
         return error
-    return None
 
 
 async def count_pending(session_factory: SessionFactory, *, settings: Settings) -> int:
@@ -460,6 +571,7 @@ async def deliver_due(
     # Letters sent but not yet marked: marked together, at most MARK_SENT_EVERY at a time
     # (a crash between sending and marking sends those again; never more of them).
     unmarked: list[OutboxMessage] = []
+    answers: dict[int, ProviderAnswer] = {}
     try:
         for index, message in enumerate(claimed):
             if time.monotonic() - started > budget:
@@ -468,20 +580,23 @@ async def deliver_due(
                     "outbox: round ran long; %d letters handed back", len(claimed) - index
                 )
                 break
-            error = await _attempt(senders, message)
-            if error is None:
+            outcome = await _attempt(senders, message)
+            if not isinstance(outcome, Exception):
+                if outcome is not None and message.id is not None:
+                    answers[message.id] = outcome
                 unmarked.append(message)
                 sent += 1
                 if len(unmarked) >= MARK_SENT_EVERY:
-                    await _mark_sent(session_factory, unmarked, now or utcnow())
+                    await _mark_sent(session_factory, unmarked, now or utcnow(), answers)
                     unmarked = []
                 continue
             failed += 1
-            description = describe_error(error, settings)
-            await _mark_failed(session_factory, message, now or utcnow(), description)
+            description = describe_error(outcome, settings)
+            refused = outcome.status if isinstance(outcome, ProviderRefused) else None
+            await _mark_failed(session_factory, message, now or utcnow(), description, refused)
             _log_failure(message, description, settings)
     finally:
-        await _mark_sent(session_factory, unmarked, now or utcnow())
+        await _mark_sent(session_factory, unmarked, now or utcnow(), answers)
     remaining = await count_pending(session_factory, settings=settings)
     return DeliveryReport(sent=sent, failed=failed, remaining=remaining)
 

@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     # as mail servers do, before a letter is left for an operator.
     outbox_max_attempts: int = Field(128, ge=1)
 
+    # -- SMS (SPEC §8): `log` prints them (development; production keeps them waiting),
+    # `http` posts them to a gateway in the style of SMS.ru (`<sms_url>` = its sms/send).
+    sms_provider: Literal["log", "http"] = "log"
+    sms_url: str | None = None
+    sms_api_key: str | None = None
+    sms_sender: str | None = None  # the gateway's approved sender name ("from"); None: its default
+    sms_timeout_seconds: float = Field(10.0, gt=0)
+
+    # -- reminders (SPEC §8)
+    low_balance_days: int = Field(3, ge=0)
+
     # -- GraphQL limits (SPEC §5)
     max_query_depth: int = Field(10, ge=1)
     max_aliases: int = Field(10, ge=0)
@@ -194,6 +205,11 @@ class Settings(BaseSettings):
             )
         elif not (self.payment_provider_url or "").startswith("https://"):
             problems.append("KABINET_PAYMENT_PROVIDER_URL must be an https:// URL template")
+        if self.sms_provider == "http":
+            if not (self.sms_url or "").startswith("https://"):
+                problems.append("KABINET_SMS_URL must be an https:// URL with KABINET_SMS_PROVIDER=http")
+            if not self.sms_api_key:
+                problems.append("KABINET_SMS_API_KEY must be set with KABINET_SMS_PROVIDER=http")
         if self.demo_password or self.demo_admin_password:
             problems.append("KABINET_DEMO_* passwords are not allowed in production")
         if problems:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import begin_write
 from core.errors import DomainError, ErrorCode, InputProblems
+from core.settings import Settings
 from models import Contract
 from models.base import table_of
 from resolvers import ledger
@@ -64,6 +65,7 @@ def _check_reason(reason: str | None) -> str:
 async def adjust_balance(
     session: AsyncSession,
     *,
+    settings: Settings,
     staff_id: int,
     contract_number: str,
     amount: Decimal,
@@ -79,6 +81,7 @@ async def adjust_balance(
     await begin_write(session)
     return await _adjust(
         session,
+        settings=settings,
         staff_id=staff_id,
         contract_number=contract_number,
         amount=amount,
@@ -90,6 +93,7 @@ async def adjust_balance(
 async def _adjust(
     session: AsyncSession,
     *,
+    settings: Settings,
     staff_id: int,
     contract_number: str,
     amount: Decimal,
@@ -121,7 +125,7 @@ async def _adjust(
     )
     # The UPDATE in ledger.post is atomic, so the balance before is exactly this.
     balance_before = posted.balance_after - amount
-    lifted = await lift_if_paid(session, contract_id=contract_id)
+    lifted = await lift_if_paid(session, settings=settings, contract_id=contract_id)
     await record_audit(
         session,
         actor_staff_id=staff_id,

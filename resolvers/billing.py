@@ -31,7 +31,11 @@ b. **Settle** promised payments whose `due_at` has passed (by the end of D, and 
    due promises (a few per day), in transactions of `SETTLE_BATCH` promises. A promise whose
    contract is below zero after the debit is OVERDUE, otherwise REPAID. OVERDUE promises
    whose contract is back to ≥ 0 (the debt was paid) become REPAID (one UPDATE).
-c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE).
+c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE), and queue each
+   one's reminder in the same transaction (resolvers/reminders.py).
+d. **Remind** (SPEC §8, resolvers/reminders.py, one transaction): promised payments due
+   tomorrow, and contracts whose `daysLeft` is at or below KABINET_LOW_BALANCE_DAYS (once
+   per episode). Each is one INSERT … SELECT into the outbox, once whatever the reruns.
 
 Balances only ever change as `balance = balance ± x` inside UPDATEs, never from values read
 earlier, so top-ups may run at the same time.
@@ -66,7 +70,7 @@ from core.db import begin_write, create_session_factory, rowcount, unit_of_work
 from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
-from resolvers import bonus, ledger, services
+from resolvers import bonus, ledger, reminders, services
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -106,6 +110,7 @@ class BillingSummary:
     contracts_zero: int = 0  # ACTIVE contracts with nothing to charge (marked, no entry)
     overdue_cleared: int = 0  # OVERDUE promises of contracts back to ≥ 0, now REPAID
     points_expired: int = 0  # bonus points 12 months old, expired by this run
+    reminders_queued: int = 0  # letters and SMS: promises due tomorrow, low balances
 
     def lines(self) -> list[str]:
         return [
@@ -117,6 +122,7 @@ class BillingSummary:
             f"({self.promises_overdue} overdue, {self.overdue_cleared} overdue now repaid)",
             f"  contracts suspended : {self.contracts_suspended}",
             f"  bonus points expired: {self.points_expired}",
+            f"  reminders queued    : {self.reminders_queued} (promises due, low balances)",
             f"  seconds             : {self.seconds:.2f}",
         ]
 
@@ -439,13 +445,37 @@ async def _clear_paid_overdue(session: AsyncSession, *, dialect: str, now: datet
     return rowcount(result)
 
 
-async def _suspend_debtors(session: AsyncSession, *, dialect: str) -> int:
-    result = await session.execute(
-        sa.update(_contracts)
-        .where(_contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0)
-        .values(status="SUSPENDED")
+async def _suspend_debtors(
+    session: AsyncSession, *, dialect: str, settings: Settings, now: datetime
+) -> int:
+    """Suspend every ACTIVE contract below zero and queue its reminder (SPEC §8), in one
+    transaction: on PostgreSQL one statement (the reminders are made from the UPDATE's
+    RETURNING, so a concurrent run, which finds the rows no longer ACTIVE, sends none); on
+    SQLite, the only writer, the reminders for the contracts about to be suspended, then
+    the UPDATE."""
+    debtor = sa.and_(
+        _contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0
     )
-    return rowcount(result)
+    suspend = sa.update(_contracts).where(debtor).values(status="SUSPENDED")
+    if dialect == "postgresql":
+        suspended = suspend.returning(_contracts.c.id.label("contract_id")).cte("suspended")
+        queued = (
+            reminders.suspended_insert(settings, rows=suspended, now=now)
+            .returning(sa.literal_column("id"))
+            .cte("queued")
+        )
+        row = (
+            await session.execute(
+                sa.select(
+                    sa.select(sa.func.count()).select_from(suspended).scalar_subquery(),
+                    sa.select(sa.func.count()).select_from(queued).scalar_subquery(),
+                )
+            )
+        ).one()
+        return int(row[0])
+    about_to = sa.select(_contracts.c.id.label("contract_id")).where(debtor).subquery("debtor")
+    await session.execute(reminders.suspended_insert(settings, rows=about_to, now=now))
+    return rowcount(await session.execute(suspend))
 
 
 # --------------------------------------------------------------------------- #
@@ -566,11 +596,16 @@ async def run_billing_day(
     cleared = await _in_write_transaction(
         factory, partial(_clear_paid_overdue, dialect=dialect, now=now)
     )
-    suspended = await _in_write_transaction(factory, partial(_suspend_debtors, dialect=dialect))
+    suspended = await _in_write_transaction(
+        factory, partial(_suspend_debtors, dialect=dialect, settings=settings, now=now)
+    )
     if progress is not None:
         progress(BillingProgress(day, "suspend", 1, 1, contracts, total))
     points_expired = await _in_write_transaction(
         factory, partial(bonus.expire_points, day=day, now=now)
+    )
+    reminded = await _in_write_transaction(
+        factory, partial(reminders.after_billing_day, settings=settings, day=day, now=now)
     )
     return BillingSummary(
         day=day,
@@ -583,6 +618,7 @@ async def run_billing_day(
         contracts_zero=zero,
         overdue_cleared=cleared,
         points_expired=points_expired,
+        reminders_queued=reminded,
     )
 
 

@@ -283,12 +283,12 @@ async def redeem_bonus(
     NOT_ELIGIBLE (field contractNumber) for a CLOSED contract; INSUFFICIENT_FUNDS (field
     rewardId) when the live points are fewer than the price. Nothing changes on an error.
     """
-    del settings  # the prices and durations are the catalogue's
     now = at or utcnow()
     today = today or now.date()
     await begin_write(session)
     result = await _redeem(
         session,
+        settings=settings,
         subscriber_id=subscriber_id,
         contract_id=contract_id,
         reward_id=reward_id,
@@ -310,6 +310,7 @@ async def redeem_bonus(
 async def _redeem(
     session: AsyncSession,
     *,
+    settings: Settings,
     subscriber_id: int,
     contract_id: int,
     reward_id: int,
@@ -432,7 +433,7 @@ async def _redeem(
         )
         ledger_entry_id = posted.entry_id
         await clear_overdue_if_paid(session, contract_id=contract_id)
-        await lift_if_paid(session, contract_id=contract_id)
+        await lift_if_paid(session, settings=settings, contract_id=contract_id)
     elif reward.kind == "TV_PACKAGE":
         await _grant_free_days(
             session,

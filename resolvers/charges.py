@@ -163,6 +163,25 @@ def daily_kopecks_of(contract_id: Any, day: Day) -> sa.Subquery:
     return sa.select(kopecks).subquery("daily")
 
 
+def days_left(contract: Any, day: Day) -> Any:
+    """Whole days the balance of `contract` (a row of an enclosing statement with `id` and
+    `balance`: an alias of contracts, a subquery's row; never the contracts table itself,
+    which the charge reads) lasts at `day`'s charge, 0 when used up; null when nothing is
+    charged. `Balance.daysLeft` (resolvers/views.py) and the low-balance reminder
+    (resolvers/reminders.py) are this expression."""
+    daily = daily_kopecks_of(contract.c.id, day)
+    kopecks = sa.cast(sa.func.round(contract.c.balance * _text("100")), sa.BigInteger)
+    days = kopecks // daily.c.kopecks  # whole days, toward zero
+    lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
+    return sa.select(
+        sa.case((daily.c.kopecks > _text("0"), lasts), else_=sa.null())
+    ).scalar_subquery()
+
+
+def _text(sql: str) -> Any:
+    return sa.literal_column(sql)
+
+
 def charge_items(day: Day, contracts: ContractFilter) -> sa.Subquery:
     """Every item charged on `day` for the contracts `contracts(contract_id_column)` selects,
     as rows (contract_id, kind, position, name, monthly_fee, quantity). The contract's status

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -201,3 +201,122 @@ def receipt_letter(
         ],
     )
     return Letter(subject, text, page)
+
+
+# -- reminders (SPEC §8) ------------------------------------------------------------------
+#
+# A reminder is queued for many contracts at once by one statement (resolvers/reminders.py),
+# so its texts are templates: `{operator}` and `{link}` come from the settings, the other
+# placeholders from each contract's row. An SMS must fit one message (70 characters of
+# Cyrillic, UCS-2); tests fill every SMS with the longest realistic values.
+
+SMS_MAX_CHARS = 70
+
+
+class ReminderText(NamedTuple):
+    subject: str
+    body_text: str
+    sms: str
+
+
+# What each placeholder holds, as `reminder_money` and `reminder_date` write it.
+REMINDER_PLACEHOLDERS = {
+    "number": "the contract number",
+    "balance": "the balance, 1234,50",
+    "debt": "the debt (the balance below zero, without the sign), 1234,50",
+    "days": "whole days the balance lasts",
+    "amount": "the promised payment's amount, 1234,50",
+    "date": "a day, 31.12.2026",
+}
+
+
+def reminder_money(amount: Decimal) -> str:
+    """Money in a reminder: "1234,50" (the SQL of resolvers/reminders.py writes the same)."""
+    return f"{amount.quantize(Decimal('0.01'))}".replace(".", ",")
+
+
+def reminder_date(day: date) -> str:
+    return day.strftime("%d.%m.%Y")
+
+
+_SIGNATURE = "\n\nЛичный кабинет: {link}\n{operator}\n"
+
+
+LOW_BALANCE_TEXT = ReminderText(
+    subject="{operator}: на счёте договора № {number} заканчиваются деньги",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "На счёте договора № {number} осталось {balance} руб.: при текущей абонентской "
+        "плате этого хватит на {days} дн. Пополните счёт, чтобы услуги не были "
+        "приостановлены." + _SIGNATURE
+    ),
+    sms="Договор {number}: баланс {balance} р., хватит на {days} дн. Пополните.",
+)
+
+SUSPENDED_TEXT = ReminderText(
+    subject="{operator}: услуги по договору № {number} приостановлены",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "Баланс договора № {number} ниже нуля (долг {debt} руб.), и услуги приостановлены. "
+        "Пополните счёт или возьмите обещанный платёж в личном кабинете: услуги "
+        "возобновятся сразу, как только баланс станет не меньше нуля." + _SIGNATURE
+    ),
+    sms="Договор {number}: услуги приостановлены, долг {debt} р.",
+)
+
+RESUMED_TEXT = ReminderText(
+    subject="{operator}: услуги по договору № {number} возобновлены",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "Оплата по договору № {number} получена, баланс {balance} руб. Услуги снова "
+        "работают. Спасибо!" + _SIGNATURE
+    ),
+    sms="Договор {number}: услуги возобновлены. Спасибо за оплату!",
+)
+
+PROMISE_DUE_TEXT = ReminderText(
+    subject="{operator}: завтра срок обещанного платежа по договору № {number}",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "Завтра, {date}, наступает срок обещанного платежа по договору № {number}: "
+        "{amount} руб. будут списаны со счёта. Если после списания баланс окажется ниже "
+        "нуля, услуги будут приостановлены. Пополните счёт заранее." + _SIGNATURE
+    ),
+    sms="Договор {number}: {date} спишем обещанный платёж {amount} р.",
+)
+
+PAUSE_STARTS_TEXT = ReminderText(
+    subject="{operator}: завтра начинается интернет-пауза по договору № {number}",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "С {date} по договору № {number} начинается интернет-пауза: услуги "
+        "приостанавливаются, списывается только плата за паузу. Отменить паузу можно в "
+        "личном кабинете до её начала." + _SIGNATURE
+    ),
+    sms="Договор {number}: интернет-пауза начнётся {date}.",
+)
+
+PAUSE_ENDS_TEXT = ReminderText(
+    subject="{operator}: завтра заканчивается интернет-пауза по договору № {number}",
+    body_text=(
+        "Здравствуйте!\n\n"
+        "Интернет-пауза по договору № {number} заканчивается: с {date} услуги снова "
+        "работают и абонентская плата списывается как обычно. Проверьте, что на счёте "
+        "достаточно денег." + _SIGNATURE
+    ),
+    sms="Договор {number}: пауза заканчивается, услуги снова с {date}.",
+)
+
+REMINDER_TEXTS = (
+    LOW_BALANCE_TEXT,
+    SUSPENDED_TEXT,
+    RESUMED_TEXT,
+    PROMISE_DUE_TEXT,
+    PAUSE_STARTS_TEXT,
+    PAUSE_ENDS_TEXT,
+)
+
+
+def fill_reminder(template: str, **values: str) -> str:
+    """A template with its placeholders filled (the statement's text, in Python: tests)."""
+    return template.format_map(values)

@@ -600,7 +600,7 @@ async def _credit(
     if posted.balance_after - (repaid or 0) >= 0:
         await clear_overdue_if_paid(session, contract_id=payment.contract_id)
         if posted.contract_status == "SUSPENDED":
-            await lift_if_paid(session, contract_id=payment.contract_id)
+            await lift_if_paid(session, settings=settings, contract_id=payment.contract_id)
     await bonus.accrue_for_top_up(
         session,
         settings=settings,

@@ -567,7 +567,7 @@ async def _activate(
             reference=f"promise:{promise_id}",
             at=now,
         )
-    lifted = await lift_if_paid(session, contract_id=contract_id)
+    lifted = await lift_if_paid(session, settings=settings, contract_id=contract_id)
     promise = (
         await session.execute(sa.select(*PROMISE_COLUMNS).where(_promises.c.id == promise_id))
     ).one()

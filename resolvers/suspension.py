@@ -5,17 +5,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import rowcount
+from core.settings import Settings
 from models import Contract
 from models.base import table_of
+from resolvers import reminders
 
 _contracts = table_of(Contract)
 
 
-async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
+async def lift_if_paid(session: AsyncSession, *, settings: Settings, contract_id: int) -> bool:
     """A SUSPENDED contract whose balance is back to ≥ 0 is ACTIVE again (in the caller's
-    transaction, after the credit). Returns whether it was lifted."""
-    result = await session.execute(
+    transaction, after the credit), and its subscriber is told (SPEC §8). Returns whether
+    it was lifted."""
+    lifted = await session.scalar(
         sa.update(_contracts)
         .where(
             _contracts.c.id == contract_id,
@@ -23,5 +25,9 @@ async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
             _contracts.c.balance >= 0,
         )
         .values(status="ACTIVE")
+        .returning(_contracts.c.id)
     )
-    return bool(rowcount(result))
+    if lifted is None:
+        return False
+    await reminders.queue_resumed(session, settings=settings, contract_id=contract_id)
+    return True

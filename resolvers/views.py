@@ -203,14 +203,9 @@ def _available(row: Any) -> Any:
 
 def _days_left(row: Any) -> Any:
     """Balance.daysLeft: whole days the balance lasts at today's charge; null when nothing
-    is charged (resolvers/charges.py owns the charge)."""
-    daily = charges.daily_kopecks_of(row.c.id, TODAY)
-    kopecks = sa.cast(sa.func.round(row.c.balance * _text("100")), sa.BigInteger)
-    days = kopecks // daily.c.kopecks  # whole days, toward zero
-    lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
-    return sa.select(
-        sa.case((daily.c.kopecks > _text("0"), lasts), else_=sa.null())
-    ).scalar_subquery()
+    is charged (resolvers/charges.py owns the charge and this rule, which the low-balance
+    reminder of the billing day reads too)."""
+    return charges.days_left(row, TODAY)
 
 
 def _points(row: Any) -> Any:

@@ -232,6 +232,7 @@ class MoneyMutation:
         async def adjust(session: AsyncSession) -> Adjusted:
             return await adjustments.adjust_balance(
                 session,
+                settings=context.settings,
                 staff_id=signed_in(info).id,
                 contract_number=input.contract_number,
                 amount=input.amount,

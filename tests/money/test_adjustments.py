@@ -64,6 +64,7 @@ async def test_a_credit_is_a_staff_ledger_entry_with_an_audit_entry(
     # when
     adjusted = await adjust(
         session_factory,
+        settings=settings,
         staff_id=staff_id,
         contract_number=f" {made.contract_numbers[0]} ",
         amount=Decimal("150.50"),
@@ -116,6 +117,7 @@ async def test_a_debit_may_take_the_balance_below_zero(session_factory: Any, set
     # when
     adjusted = await adjust(
         session_factory,
+        settings=settings,
         staff_id=staff_id,
         contract_number=made.contract_numbers[0],
         amount=Decimal("-100000.00"),
@@ -145,6 +147,7 @@ async def test_the_limits_themselves_are_allowed(session_factory: Any, settings:
     for amount, reason in ((Decimal("100000.00"), "x" * 5), (Decimal("0.01"), "я" * 500)):
         await adjust(
             session_factory,
+            settings=settings,
             staff_id=staff_id,
             contract_number=made.contract_numbers[0],
             amount=amount,
@@ -190,6 +193,7 @@ async def test_invalid_input_changes_nothing(
     with pytest.raises(DomainError) as caught:
         await adjust(
             session_factory,
+            settings=settings,
             staff_id=staff_id,
             contract_number=made.contract_numbers[0],
             amount=amount,
@@ -217,6 +221,7 @@ async def test_an_unknown_contract_is_not_found(
     with pytest.raises(DomainError) as caught:
         await adjust(
             session_factory,
+            settings=settings,
             staff_id=staff_id,
             contract_number=number,
             amount=Decimal("10.00"),
@@ -249,6 +254,7 @@ async def test_a_credit_that_pays_the_debt_lifts_the_suspension(
     # when: a credit that leaves it below zero
     partial = await adjust(
         session_factory,
+        settings=settings,
         staff_id=staff_id,
         contract_number=number,
         amount=Decimal("30.00"),
@@ -263,6 +269,7 @@ async def test_a_credit_that_pays_the_debt_lifts_the_suspension(
     # when: a credit that brings it to zero
     full = await adjust(
         session_factory,
+        settings=settings,
         staff_id=staff_id,
         contract_number=number,
         amount=Decimal("20.00"),
@@ -289,6 +296,7 @@ async def test_a_debit_does_not_lift_or_set_a_suspension(
 
     adjusted = await adjust(
         session_factory,
+        settings=settings,
         staff_id=staff_id,
         contract_number=made.contract_numbers[0],
         amount=Decimal("-5.00"),
@@ -312,6 +320,7 @@ async def test_concurrent_adjustments_lose_nothing(session_factory: Any, setting
         *(
             adjust(
                 session_factory,
+                settings=settings,
                 staff_id=staff_id,
                 contract_number=made.contract_numbers[0],
                 amount=Decimal("1.01"),

@@ -450,7 +450,7 @@ async def test_a_due_promise_not_covered_is_overdue_and_the_contract_suspended(
     await fund(session_factory, cid, Decimal("100.00"))
     async with session_factory() as session:
         await begin_write(session)
-        await lift_if_paid(session, contract_id=cid)
+        await lift_if_paid(session, settings=settings, contract_id=cid)
         await session.commit()
     later = await run_billing_day(session_factory, settings=settings, day=today + timedelta(days=1))
 
@@ -513,7 +513,7 @@ async def test_a_top_up_and_the_settlement_racing_debit_a_promise_once(
             )
             await asyncio.sleep(0.01)
             await repay_open_promise(session, contract_id=cid, actor="test")
-            await lift_if_paid(session, contract_id=cid)
+            await lift_if_paid(session, settings=settings, contract_id=cid)
             await session.commit()
 
     # when the top-ups and the billing day run at once
