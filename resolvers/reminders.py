@@ -231,9 +231,7 @@ async def _queue_once(
             sa.select(wanted)
             .join(
                 marked,
-                sa.and_(
-                    marked.c.contract_id == wanted.c.contract_id, marked.c.ref == wanted.c.ref
-                ),
+                sa.and_(marked.c.contract_id == wanted.c.contract_id, marked.c.ref == wanted.c.ref),
             )
             .subquery("reminded")
         )
@@ -331,9 +329,7 @@ def suspended_insert(settings: Settings, *, rows: Any, now: datetime) -> sa.Inse
 
 
 def _one_contract(contract_id: int) -> Any:
-    return sa.select(sa.literal(contract_id, sa.BigInteger).label("contract_id")).subquery(
-        "lifted"
-    )
+    return sa.select(sa.literal(contract_id, sa.BigInteger).label("contract_id")).subquery("lifted")
 
 
 async def queue_resumed(
@@ -380,9 +376,7 @@ async def queue_low_balance(
         .exists()
     )
     await session.execute(
-        sa.delete(_marks).where(
-            _marks.c.kind == sa.literal(LOW_BALANCE, sa.String), ~still_low
-        )
+        sa.delete(_marks).where(_marks.c.kind == sa.literal(LOW_BALANCE, sa.String), ~still_low)
     )
     low, low_days = _days_left_rows(day)
     active = (

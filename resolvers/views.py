@@ -35,7 +35,17 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import access, accounts, bonus, catalog, charges, expenses, lineup, promised
+from resolvers import (
+    access,
+    accounts,
+    bonus,
+    catalog,
+    charges,
+    expenses,
+    lineup,
+    notifications,
+    promised,
+)
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -286,8 +296,20 @@ VIEWS: dict[str, View] = {
                     order=("id",),
                 ),
                 "bonusAccount": Link("BonusAccount"),
+                # Every kind of reminder with its channel in force (resolvers/notifications.py).
+                "notifications": Link(
+                    "NotificationSetting",
+                    notifications.setting_rows,
+                    key="subscriber_id",
+                    many=True,
+                    order=("position",),
+                ),
             },
             rows=subscriber_rows,
+        ),
+        View(
+            "NotificationSetting",
+            {"kind": column("kind"), "channel": column("channel")},
         ),
         View(
             "BonusAccount",

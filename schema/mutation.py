@@ -19,6 +19,7 @@ from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
+from schema.notifications import NotificationsMutation
 from schema.mutation_support import (
     CONTRACT_NUMBER,
     ERRORS,
@@ -584,5 +585,12 @@ class AccountMutation:
     "NamePayload!` and reports expected failures in the payload's `errors`; sign-in and "
     "staff-only access are checked first, as GraphQL errors (UNAUTHENTICATED, FORBIDDEN)."
 )
-class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
+class Mutation(
+    SessionMutation,
+    AccountMutation,
+    MoneyMutation,
+    ServicesMutation,
+    CatalogMutation,
+    NotificationsMutation,
+):
     """Every mutation of the API (each domain adds its own base class here)."""

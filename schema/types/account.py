@@ -406,6 +406,52 @@ class BonusAccount(Viewed):
         return Connection.from_page(page, BonusEntry.from_row)
 
 
+@values_described(
+    {
+        "LOW_BALANCE": "The money runs low: after a billing day leaves `Balance.daysLeft` at "
+        "or below 3 (a setting), once until it is back above.",
+        "SUSPENSION": "The contract is suspended for debt, and the suspension is lifted.",
+        "PROMISED_PAYMENT_DUE": "A promised payment is due tomorrow.",
+        "PAUSE": "A voluntary pause starts tomorrow, or ends tomorrow.",
+    }
+)
+@strawberry.enum(
+    description="A kind of reminder. Letters with credentials, codes and receipts are no "
+    "kind: they are always sent."
+)
+class NotificationKind(Enum):
+    LOW_BALANCE = "LOW_BALANCE"
+    SUSPENSION = "SUSPENSION"
+    PROMISED_PAYMENT_DUE = "PROMISED_PAYMENT_DUE"
+    PAUSE = "PAUSE"
+
+
+@values_described(
+    {
+        "EMAIL": "A letter to the email on file (the default).",
+        "SMS": "An SMS to the phone on file (one message, in Russian).",
+        "BOTH": "A letter and an SMS.",
+        "NONE": "Nothing.",
+    }
+)
+@strawberry.enum(description="How a kind of reminder reaches the subscriber.")
+class NotificationChannel(Enum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+    BOTH = "BOTH"
+    NONE = "NONE"
+
+
+@viewed
+@strawberry.type(description="How one kind of reminder reaches the subscriber.")
+class NotificationSetting(Viewed):
+    VIEW = "NotificationSetting"
+    kind: NotificationKind = value(description="The kind of reminder.")
+    channel: NotificationChannel = value(
+        description="The channel in force: EMAIL unless the subscriber chose another."
+    )
+
+
 @viewed
 @strawberry.type(description="An individual or a legal entity with one or more contracts.")
 class Subscriber(Viewed, Node):
@@ -432,6 +478,13 @@ class Subscriber(Viewed, Node):
     @strawberry.field(description="The subscriber's bonus points, one account for all contracts.")
     async def bonus_account(self, info: Info) -> BonusAccount:
         return await linked_objects(self, info, "bonusAccount")  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="Every kind of reminder, in a fixed order, with the channel it comes by "
+        "(`updateNotificationSettings` changes them)."
+    )
+    async def notifications(self, info: Info) -> list[NotificationSetting]:
+        return await linked_objects(self, info, "notifications")  # type: ignore[no-any-return]
 
 
 @viewed
