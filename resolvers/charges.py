@@ -165,9 +165,9 @@ def daily_kopecks_of(contract_id: Any, day: Day) -> sa.Subquery:
 
 def days_left(contract: Any, day: Day) -> Any:
     """Whole days the balance of `contract` (a row of an enclosing statement with `id` and
-    `balance`: an alias of contracts, a subquery's row; never the contracts table itself,
-    which the charge reads) lasts at `day`'s charge, 0 when used up; null when nothing is
-    charged. `Balance.daysLeft` (resolvers/views.py) and the low-balance reminder
+    `balance`, referred to by name: a core.views.RowRef, so that the charge's nested selects
+    do not take it into their FROM) lasts at `day`'s charge, 0 when used up; null when
+    nothing is charged. `Balance.daysLeft` (resolvers/views.py) and the low-balance reminder
     (resolvers/reminders.py) are this expression."""
     daily = daily_kopecks_of(contract.c.id, day)
     kopecks = sa.cast(sa.func.round(contract.c.balance * _text("100")), sa.BigInteger)

@@ -38,6 +38,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from core import outbox
 from core.db import rowcount
 from core.settings import Settings
+from core.views import RowRef
 from models import Contract, NotificationPreference, PromisedPayment, ReminderMark, Subscriber
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import charges
@@ -211,7 +212,14 @@ async def _queue_once(
 ) -> int:
     """Queue the reminder for each row of `candidates` (contract_id, ref, and what `values`
     reads) not marked yet for (`mark`, ref), and mark it; the number of letters queued."""
-    wanted = candidates.cte("reminder_candidate")
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # SQLite: a subquery, so that the statement starts with INSERT (Python's sqlite3 counts
+    # the rows of a statement that starts with WITH as -1).
+    wanted: Any = (
+        candidates.cte("reminder_candidate")
+        if postgresql
+        else candidates.subquery("reminder_candidate")
+    )
     mark_rows = sa.select(
         wanted.c.contract_id,
         sa.literal(mark, sa.String),
@@ -219,7 +227,7 @@ async def _queue_once(
         sa.literal(now, UTCDateTime),
     )
     columns = ["contract_id", "kind", "ref", "created_at"]
-    if session.get_bind().dialect.name == "postgresql":
+    if postgresql:
         marked = (
             pg_insert(_marks)
             .from_select(columns, mark_rows)
@@ -357,7 +365,8 @@ def _days_left_rows(day: date) -> tuple[Any, Any]:
     """(contracts, daysLeft of each on `day`): `charges.days_left`, Balance.daysLeft's
     rule, over an alias of the contracts (the charge reads the table itself)."""
     reminded = _contracts.alias("reminded_contract")
-    return reminded, charges.days_left(reminded, day)
+    # By name (RowRef): the charge's nested selects must not take the alias into their FROM.
+    return reminded, charges.days_left(RowRef(reminded), day)
 
 
 async def queue_low_balance(
