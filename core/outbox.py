@@ -324,8 +324,11 @@ def senders_for(settings: Settings) -> dict[str, Sender]:
         email = UnconfiguredSender("KABINET_SMTP_HOST is not set")
     else:
         email = LogSender()
-    if settings.sms_provider == "http":
+    if settings.sms_provider == "http" and settings.sms_url and settings.sms_api_key:
         sms = HttpSmsSender(settings)
+    elif settings.sms_provider == "http":
+        # Production refuses to start so (Settings.check_production); development waits.
+        sms = UnconfiguredSender("KABINET_SMS_PROVIDER=http needs KABINET_SMS_URL and _API_KEY")
     elif settings.is_production:
         # Codes and reminders wait in the outbox rather than going to the log.
         sms = UnconfiguredSender("KABINET_SMS_PROVIDER is log (no SMS gateway)")

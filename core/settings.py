@@ -207,7 +207,9 @@ class Settings(BaseSettings):
             problems.append("KABINET_PAYMENT_PROVIDER_URL must be an https:// URL template")
         if self.sms_provider == "http":
             if not (self.sms_url or "").startswith("https://"):
-                problems.append("KABINET_SMS_URL must be an https:// URL with KABINET_SMS_PROVIDER=http")
+                problems.append(
+                    "KABINET_SMS_URL must be an https:// URL with KABINET_SMS_PROVIDER=http"
+                )
             if not self.sms_api_key:
                 problems.append("KABINET_SMS_API_KEY must be set with KABINET_SMS_PROVIDER=http")
         if self.demo_password or self.demo_admin_password:

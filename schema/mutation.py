@@ -19,7 +19,6 @@ from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
 from schema.money import MoneyMutation
-from schema.notifications import NotificationsMutation
 from schema.mutation_support import (
     CONTRACT_NUMBER,
     ERRORS,
@@ -33,6 +32,7 @@ from schema.mutation_support import (
     run,
     signed_in,
 )
+from schema.notifications import NotificationsMutation
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 

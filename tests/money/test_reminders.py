@@ -159,7 +159,7 @@ async def test_low_balance_is_reminded_once_per_episode(
     await post_ledger(session_factory, cid, "ADJUSTMENT", str(-daily * 9))
     await run_billing_day(session_factory, settings=settings, day=today + timedelta(4))
     # then a new episode, a new letter
-    first, again = await _reminders(session_factory)
+    _first, again = await _reminders(session_factory)
     assert again.kind == "REMINDER_LOW_BALANCE" and "хватит на 1 дн." in again.body_text
 
 
