@@ -163,19 +163,35 @@ def daily_kopecks_of(contract_id: Any, day: Day) -> sa.Subquery:
     return sa.select(kopecks).subquery("daily")
 
 
-def days_left(contract: Any, day: Day) -> Any:
-    """Whole days the balance of `contract` (a row of an enclosing statement with `id` and
-    `balance`, referred to by name: a core.views.RowRef, so that the charge's nested selects
-    do not take it into their FROM) lasts at `day`'s charge, 0 when used up; null when
-    nothing is charged. `Balance.daysLeft` (resolvers/views.py) and the low-balance reminder
-    (resolvers/reminders.py) are this expression."""
-    daily = daily_kopecks_of(contract.c.id, day)
-    kopecks = sa.cast(sa.func.round(contract.c.balance * _text("100")), sa.BigInteger)
-    days = kopecks // daily.c.kopecks  # whole days, toward zero
+def days_left_of(balance: Any, daily: Any) -> Any:
+    """The rule of `Balance.daysLeft`: whole days a `balance` (RUB) lasts at `daily` kopecks
+    a day, 0 when it is used up; null when nothing is charged (`daily` null or 0)."""
+    kopecks = sa.cast(sa.func.round(balance * _text("100")), sa.BigInteger)
+    days = kopecks // daily  # whole days, toward zero
     lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
-    return sa.select(
-        sa.case((daily.c.kopecks > _text("0"), lasts), else_=sa.null())
-    ).scalar_subquery()
+    return sa.case((daily > _text("0"), lasts), else_=sa.null())
+
+
+def days_left(contract: Any, day: Day) -> Any:
+    """`days_left_of` the balance of `contract` (a row of an enclosing statement with `id`
+    and `balance`, referred to by name: a core.views.RowRef, so that the charge's nested
+    selects do not take it into their FROM) at `day`'s charge: `Balance.daysLeft`
+    (resolvers/views.py)."""
+    daily = daily_kopecks_of(contract.c.id, day)
+    return sa.select(days_left_of(contract.c.balance, daily.c.kopecks)).scalar_subquery()
+
+
+def daily_kopecks_by_contract(day: Day, contracts: ContractFilter) -> sa.Subquery:
+    """`daily_kopecks_of` for every contract `contracts(contract_id column)` admits at once
+    (contract_id, kopecks): one pass over the items, for the billing day's reminders; a
+    contract with nothing charged has no row."""
+    items = charge_items(day, contracts)
+    total = sa.func.sum(daily_kopecks(items.c.monthly_fee, day))
+    return (
+        sa.select(items.c.contract_id, sa.cast(total, sa.BigInteger).label("kopecks"))
+        .group_by(items.c.contract_id)
+        .subquery("daily_by_contract")
+    )
 
 
 def _text(sql: str) -> Any:

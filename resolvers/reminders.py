@@ -38,7 +38,6 @@ from sqlalchemy.sql.functions import FunctionElement
 from core import outbox
 from core.db import rowcount
 from core.settings import Settings
-from core.views import RowRef
 from models import Contract, NotificationPreference, PromisedPayment, ReminderMark, Subscriber
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import charges
@@ -361,12 +360,21 @@ async def queue_resumed(
 # --------------------------------------------------------------------------- #
 
 
-def _days_left_rows(day: date) -> tuple[Any, Any]:
-    """(contracts, daysLeft of each on `day`): `charges.days_left`, Balance.daysLeft's
-    rule, over an alias of the contracts (the charge reads the table itself)."""
-    reminded = _contracts.alias("reminded_contract")
-    # By name (RowRef): the charge's nested selects must not take the alias into their FROM.
-    return reminded, charges.days_left(RowRef(reminded), day)
+def _days_left_rows(day: date, contracts: Callable[[Any], Any]) -> sa.Subquery:
+    """(contract_id, status, days) of the contracts `contracts(id column)` admits that are
+    charged on `day`: daysLeft by Balance.daysLeft's rule (`charges.days_left_of`), their
+    charges read in one pass (`charges.daily_kopecks_by_contract`), not one per contract."""
+    daily = charges.daily_kopecks_by_contract(day, contracts)
+    return (
+        sa.select(
+            _contracts.c.id.label("contract_id"),
+            _contracts.c.status,
+            charges.days_left_of(_contracts.c.balance, daily.c.kopecks).label("days"),
+        )
+        .select_from(_contracts.join(daily, daily.c.contract_id == _contracts.c.id))
+        .where(contracts(_contracts.c.id))
+        .subquery("days_left")
+    )
 
 
 async def queue_low_balance(
@@ -377,27 +385,21 @@ async def queue_low_balance(
     remind every ACTIVE contract at or below it that has no episode open; the letters
     queued."""
     limit = sa.literal(settings.low_balance_days, sa.Integer)
-    ended, ended_days = _days_left_rows(day)
-    still_low = (
-        sa.select(sa.literal(1))
-        .select_from(ended)
-        .where(ended.c.id == _marks.c.contract_id, ended_days <= limit)
-        .exists()
+    episodes = sa.select(_marks.c.contract_id).where(
+        _marks.c.kind == sa.literal(LOW_BALANCE, sa.String)
     )
+    marked = _days_left_rows(day, lambda column: column.in_(episodes))
+    still_low = sa.select(marked.c.contract_id).where(marked.c.days <= limit)
     await session.execute(
-        sa.delete(_marks).where(_marks.c.kind == sa.literal(LOW_BALANCE, sa.String), ~still_low)
+        sa.delete(_marks).where(
+            _marks.c.kind == sa.literal(LOW_BALANCE, sa.String),
+            _marks.c.contract_id.not_in(still_low),
+        )
     )
-    low, low_days = _days_left_rows(day)
-    active = (
-        sa.select(low.c.id, low_days.label("days"))
-        .where(low.c.status == "ACTIVE")
-        .subquery("active_contract")
-    )
+    low = _days_left_rows(day, lambda _column: sa.true())
     candidates = sa.select(
-        active.c.id.label("contract_id"),
-        sa.literal("", sa.String).label("ref"),
-        active.c.days,
-    ).where(active.c.days <= limit)
+        low.c.contract_id, sa.literal("", sa.String).label("ref"), low.c.days
+    ).where(low.c.status == "ACTIVE", low.c.days <= limit)
     return await _queue_once(
         session,
         settings=settings,
