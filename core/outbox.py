@@ -10,6 +10,11 @@ committed one is never lost. The worker delivers the rows in three short steps:
 2. send each one with no transaction open;
 3. mark it sent (if still unsent), or record the error and the time of the next attempt.
 
+SMS rows (`channel = 'SMS'`) go the same way through their own sender (KABINET_SMS_PROVIDER:
+`LogSmsSender`, or `HttpSmsSender` for a gateway in the style of SMS.ru); what the gateway
+answers is kept on the row (`provider_message_id`, `provider_status`), and an error status is
+a failed attempt like any other.
+
 Delivery is at least once: if the process dies after claiming, the lease runs out and another
 round sends the row again. A receiving SMTP server sees a duplicate only when the process dies
 between the server accepting the letter and step 3 committing; the duplicate carries the same

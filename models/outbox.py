@@ -13,7 +13,7 @@ class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
 
     id: int | None = id_field()
-    kind: str = Field(max_length=32)  # REGISTRATION, RECOVERY_CODE, PASSWORD_CHANGED, RECEIPT
+    kind: str = Field(max_length=32)  # REGISTRATION, RECOVERY_CODE, RECEIPT, REMINDER_…
     channel: str = Field(default="EMAIL", max_length=8)  # EMAIL | SMS
     recipient: str = Field(max_length=254)
     subject: str = Field(default="", max_length=200)
