@@ -9,6 +9,7 @@ from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
 from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
 from models.outbox import OutboxMessage
+from models.pause import ContractPause, SocialAccessGrant
 from models.staff import StaffUser
 from models.subscriber import Subscriber
 from models.support import SupportRequest
@@ -33,6 +34,7 @@ __all__ = [
     "Channel",
     "Contract",
     "ContractOption",
+    "ContractPause",
     "ContractPersonalChannel",
     "ContractTvPackage",
     "Credential",
@@ -48,6 +50,7 @@ __all__ = [
     "RefreshToken",
     "Region",
     "ServiceOption",
+    "SocialAccessGrant",
     "StaffUser",
     "Subscriber",
     "SupportRequest",

@@ -7,14 +7,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import rowcount
 from models import Contract
-from models.base import table_of
+from models.base import table_of, utcnow
+from resolvers.social_access import close_for_contract
 
 _contracts = table_of(Contract)
 
 
 async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
     """A SUSPENDED contract whose balance is back to ≥ 0 is ACTIVE again (in the caller's
-    transaction, after the credit). Returns whether it was lifted."""
+    transaction, after the credit). Returns whether it was lifted; lifted, the suspension's
+    socially significant access (resolvers/social_access.py) is over."""
     result = await session.execute(
         sa.update(_contracts)
         .where(
@@ -24,4 +26,7 @@ async def lift_if_paid(session: AsyncSession, *, contract_id: int) -> bool:
         )
         .values(status="ACTIVE")
     )
-    return bool(rowcount(result))
+    lifted = bool(rowcount(result))
+    if lifted:
+        await close_for_contract(session, contract_id=contract_id, now=utcnow())
+    return lifted

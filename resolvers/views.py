@@ -35,7 +35,18 @@ from models import (
     TvPackageChannel,
 )
 from models.base import MONEY, UTCDateTime, table_of
-from resolvers import access, accounts, bonus, catalog, charges, expenses, lineup, promised
+from resolvers import (
+    access,
+    accounts,
+    bonus,
+    catalog,
+    charges,
+    expenses,
+    lineup,
+    pause,
+    promised,
+    social_access,
+)
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
     OPTION_COLUMNS,
@@ -330,6 +341,10 @@ VIEWS: dict[str, View] = {
                 ),
                 "region": Link("Region", _region_rows, key="code", parent="region_code"),
                 "tariff": Link("Tariff", _tariff_rows, key="id", parent="tariff_now"),
+                "pause": Link("ContractPause", pause.pause_rows, key="contract_id"),
+                "socialAccess": Link(
+                    "SocialAccess", social_access.social_access_rows, key="contract_id"
+                ),
                 "tvPackages": _of_contract("TvPackage", lineup.packages_now, ("monthly_fee", "id")),
                 "personalTvChannels": _of_contract(
                     "PersonalTvChannel", lineup.personal_channels_now, ("number",)
@@ -476,6 +491,22 @@ VIEWS: dict[str, View] = {
                 "reasonCodes": _reasons("PromisedPaymentRefusal", "code"),
                 "reasons": _reasons("String", "code"),
                 "messages": _reasons("String", "message"),
+            },
+            key="contract_id",
+        ),
+        View(
+            "ContractPause",
+            {
+                "from": column("starts_on", Kind.DATE),
+                "to": column("ends_on", Kind.DATE),
+            },
+            key="contract_id",
+        ),
+        View(
+            "SocialAccess",
+            {
+                "active": Value(lambda row: row.c.active, type_=sa.Boolean),
+                "until": column("until", Kind.DATETIME),
             },
             key="contract_id",
         ),

@@ -32,6 +32,7 @@ from schema.mutation_support import (
     run,
     signed_in,
 )
+from schema.pause import PauseMutation
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 
@@ -584,5 +585,12 @@ class AccountMutation:
     "NamePayload!` and reports expected failures in the payload's `errors`; sign-in and "
     "staff-only access are checked first, as GraphQL errors (UNAUTHENTICATED, FORBIDDEN)."
 )
-class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
+class Mutation(
+    SessionMutation,
+    AccountMutation,
+    MoneyMutation,
+    ServicesMutation,
+    PauseMutation,
+    CatalogMutation,
+):
     """Every mutation of the API (each domain adds its own base class here)."""
