@@ -420,7 +420,11 @@ def pause_rows(keep: Filter) -> sa.Select[Any]:
         _pauses.c.starts_on,
         _pauses.c.ends_on,
         _pauses.c.status,
-    ).where(keep(_pauses.c.contract_id), _pauses.c.status.in_(OPEN_STATUSES))
+    ).where(
+        keep(_pauses.c.contract_id),
+        # literals, not an IN list's parameters: the statement is compiled once for all
+        sa.or_(*(_pauses.c.status == sa.literal_column(f"'{s}'") for s in OPEN_STATUSES)),
+    )
 
 
 def pauses_starting(day: date) -> sa.Select[Any]:
