@@ -72,6 +72,8 @@ _promises = table_of(PromisedPayment)
 TODAY = sa.bindparam("today", type_=sa.Date)
 TOMORROW = sa.bindparam("tomorrow", type_=sa.Date)  # the next billing day
 NOW = sa.bindparam("now", type_=UTCDateTime)
+# What the billing day charges a PAUSED contract a day, in kopecks (resolvers/pause.py).
+PAUSE_KOPECKS = sa.bindparam("pause_kopecks", type_=sa.BigInteger)
 EXPIRING_WITHIN = timedelta(days=30)  # BonusAccount.expiringSoon
 
 
@@ -83,6 +85,7 @@ def parameters(settings: Settings, now: datetime) -> dict[str, Any]:
         "now": now,
         "expiring_until": now + EXPIRING_WITHIN,
         "currency": settings.currency,
+        "pause_kopecks": int(settings.pause_daily_fee * 100),
         # The promised-payment offer's settings (resolvers/promised.py holds the rule).
         **promised.offer_parameters(settings, now.date()),
     }
@@ -214,13 +217,15 @@ def _available(row: Any) -> Any:
 
 def _days_left(row: Any) -> Any:
     """Balance.daysLeft: whole days the balance lasts at today's charge; null when nothing
-    is charged (resolvers/charges.py owns the charge)."""
+    is charged (resolvers/charges.py owns the charge; a PAUSED contract is charged the
+    pause's fee instead)."""
     daily = charges.daily_kopecks_of(row.c.id, TODAY)
+    per_day = sa.case((row.c.status == _text("'PAUSED'"), PAUSE_KOPECKS), else_=daily.c.kopecks)
     kopecks = sa.cast(sa.func.round(row.c.balance * _text("100")), sa.BigInteger)
-    days = kopecks // daily.c.kopecks  # whole days, toward zero
+    days = kopecks // per_day  # whole days, toward zero
     lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
     return sa.select(
-        sa.case((daily.c.kopecks > _text("0"), lasts), else_=sa.null())
+        sa.case((per_day > _text("0"), lasts), else_=sa.null())
     ).scalar_subquery()
 
 

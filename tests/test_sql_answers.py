@@ -645,7 +645,7 @@ async def test_expense_summaries_from_one_statement_are_the_executors(
 
 
 PAUSES = """
-{ me { contracts { number status pause { __typename from to }
+{ me { contracts { number status pause { __typename from to } balance { amount daysLeft }
   socialAccess { __typename active until } } } }
 """
 
@@ -721,6 +721,7 @@ async def test_pauses_and_social_access_from_one_statement_are_the_executors(
         "to": (today + timedelta(days=9)).isoformat(),
     }
     assert two["status"] == "PAUSED" and two["pause"]["from"] == today.isoformat()
+    assert two["balance"] == {"amount": "0.00", "daysLeft": 0}
     assert three["pause"] is None and one["socialAccess"] is None
     assert three["socialAccess"] == {
         "__typename": "SocialAccess",

@@ -36,7 +36,7 @@ FEE = Decimal("3.00")
 CENT = Decimal("0.01")
 
 CONTRACT = """query($n: String!) { contract(number: $n) {
-  status pause { from to } socialAccess { active until } balance { amount }
+  status pause { from to } socialAccess { active until } balance { amount daysLeft }
 } }"""
 PAUSE = """mutation($i: PauseServiceInput!) { pauseService(input: $i) {
   contract { status pause { from to } } errors { field code message } } }"""
@@ -257,6 +257,9 @@ async def test_a_pause_over_several_billing_days(
         assert (await _status_and_balance(session_factory, cid))[0] == "PAUSED"
     shown = await _contract(client, me, number)
     assert shown["status"] == "PAUSED" and shown["pause"]["to"] == _day(3).isoformat()
+    # the balance lasts at the pause's fee
+    paused_balance = Decimal(shown["balance"]["amount"])
+    assert shown["balance"]["daysLeft"] == int(paused_balance // FEE)
     # while paused: no paid item, no tariff change; a top-up still credits
     catalog = await gql(client, CATALOG)
     sport = next(p["id"] for p in catalog["tvPackages"] if p["code"] == "sport")
