@@ -26,10 +26,13 @@ that ran before the request.
 **Concurrency.** The verbs lock the contract's row first (PostgreSQL `FOR UPDATE`; SQLite
 serialises writers with BEGIN IMMEDIATE) and the partial unique index
 `uq_contract_pauses_open` admits one planned or running pause per contract (a twin that
-slips past becomes CONFLICT). The billing day's transitions change the contract's status
-first with a conditional UPDATE (`status = 'ACTIVE'` / `'PAUSED'`), which takes the
-contract's row lock: a second run at the same time waits for it, then sees the new status and
-changes nothing; the pause's row follows in the same transaction.
+slips past becomes CONFLICT). The billing day's transitions lock the rows of the contracts
+whose pauses they may change first (one `SELECT … FOR UPDATE`, in id order as every writer
+takes them), so they wait for a verb changing one of those pauses, and for a second run of
+the day; their UPDATEs then read (READ COMMITTED: each statement sees what committed before
+it) what those committed - a pause cancelled or resumed meanwhile, a contract paused
+already - and change nothing twice. (Without the lock an UPDATE that waited for a row would
+re-check the row, not the pause its condition read before the wait.)
 """
 
 from __future__ import annotations
@@ -333,10 +336,24 @@ def _non_negative(balance: Any, dialect: str) -> Any:
     return sa.func.round(balance, 2) if dialect == "sqlite" else balance
 
 
+async def _lock_contracts_with(session: AsyncSession, pauses: Any) -> None:
+    """Lock the rows of the contracts that have a pause `pauses` admits (PostgreSQL; SQLite
+    has one writer at a time)."""
+    await session.execute(
+        sa.select(_contracts.c.id)
+        .where(_contracts.c.id.in_(sa.select(_pauses.c.contract_id).where(pauses)))
+        .order_by(_contracts.c.id)
+        .with_for_update()
+    )
+
+
 async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect: str) -> list[int]:
     """Day `day`: every RUNNING pause whose last day is before it ends; its contract is
     ACTIVE again, or SUSPENDED when below zero. Returns the contracts whose pause ended
     (§9 "contract.pause_ended": one per id, in this transaction)."""
+    await _lock_contracts_with(
+        session, sa.and_(_pauses.c.status == "RUNNING", _pauses.c.ends_on < day)
+    )
     over = (
         sa.select(sa.literal(1))
         .where(
@@ -379,6 +396,7 @@ async def start_pauses(session: AsyncSession, *, day: date, now: datetime) -> li
     covering = sa.and_(
         _pauses.c.status == "SCHEDULED", _pauses.c.starts_on <= day, _pauses.c.ends_on >= day
     )
+    await _lock_contracts_with(session, covering)
     due = sa.select(sa.literal(1)).where(_pauses.c.contract_id == _contracts.c.id, covering)
     paused = (
         (

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from core.db import begin_write
@@ -23,6 +24,7 @@ from models import (
     SocialAccessGrant,
 )
 from models.base import utcnow
+from resolvers import pause
 from resolvers.billing import run_billing_day
 from resolvers.charges import daily_share
 from tests.conftest import gql
@@ -429,6 +431,45 @@ async def test_two_pause_requests_at_once_make_one_pause(
     codes = sorted(str([e["code"] for e in a["errors"]]) for a in answers)
     assert codes == ["['CONFLICT']", "[]"], answers
     assert len(await _rows(session_factory, ContractPause, cid)) == 1
+
+
+async def test_a_pause_cancelled_while_the_billing_day_waits_does_not_start(
+    client: Any, session_factory: Any, settings: Any, backend: str
+) -> None:
+    """The billing day locks the contracts before it reads their pauses: a cancellation
+    committed while it waits is seen (the contract is not PAUSED without its pause)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers: there is no race to lose")
+    # given a pause from tomorrow
+    made, me = await _subscriber(client, session_factory, settings)
+    number, cid = made.contract_numbers[0], made.contract_ids[0]
+    assert (await _pause(client, me, number, _day(1), _day(2)))["errors"] == []
+    async with session_factory() as other:
+        # when: its cancellation holds the contract's row, and the billing day starts
+        await pause.cancel_pause(other, settings=settings, contract_id=cid)
+        billing = asyncio.ensure_future(
+            run_billing_day(session_factory, settings=settings, day=_day(1))
+        )
+        blocked = 0
+        for _ in range(250):
+            async with session_factory() as probe:  # a transaction of its own: a fresh view
+                blocked = await probe.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                )
+            if blocked:
+                break
+            await asyncio.sleep(0.02)
+        assert blocked, "the billing day did not wait for the contract's lock"
+        await other.commit()
+    summary = await billing
+    # then: not paused, charged in full, the pause cancelled
+    assert summary.pauses_started == 0
+    assert (await _status_and_balance(session_factory, cid))[0] == "ACTIVE"
+    assert await _charge_entries(session_factory, cid) == [-daily_share(HOME_100, _day(1))]
+    assert [p.status for p in await _rows(session_factory, ContractPause, cid)] == ["CANCELED"]
 
 
 # -- socially significant access -----------------------------------------------------------
