@@ -224,9 +224,7 @@ def _days_left(row: Any) -> Any:
     kopecks = sa.cast(sa.func.round(row.c.balance * _text("100")), sa.BigInteger)
     days = kopecks // per_day  # whole days, toward zero
     lasts = sa.cast(sa.case((days > _text("0"), days), else_=_text("0")), sa.Integer)
-    return sa.select(
-        sa.case((per_day > _text("0"), lasts), else_=sa.null())
-    ).scalar_subquery()
+    return sa.select(sa.case((per_day > _text("0"), lasts), else_=sa.null())).scalar_subquery()
 
 
 def _points(row: Any) -> Any:
