@@ -31,7 +31,7 @@ from models import (
     Tariff,
     TvPackage,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers import ledger
 from schema import build_schema
 from schema.sql_answers import NotCompiled, SqlAnswers, compile_document
@@ -697,11 +697,14 @@ async def test_pauses_and_social_access_from_one_statement_are_the_executors(
                 ),
             ]
         )
+        contracts = table_of(Contract)
         await session.execute(
-            sa.update(Contract).where(Contract.id == paused).values(status="PAUSED")
+            sa.update(contracts).where(contracts.c.id == paused).values(status="PAUSED")
         )
         await session.execute(
-            sa.update(Contract).where(Contract.id.in_([social, expired])).values(status="SUSPENDED")
+            sa.update(contracts)
+            .where(contracts.c.id.in_([social, expired]))
+            .values(status="SUSPENDED")
         )
         await session.commit()
     headers = await sign_in(client, made.login or "")

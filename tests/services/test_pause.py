@@ -23,7 +23,7 @@ from models import (
     PromisedPayment,
     SocialAccessGrant,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers import pause
 from resolvers.billing import run_billing_day
 from resolvers.charges import daily_share
@@ -33,6 +33,9 @@ from tests.money.test_charges import fund
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_money_api import TOP_UP, confirm
 
+_contracts = table_of(Contract)
+_charges_table = table_of(BillingCharge)
+_ledger = table_of(LedgerEntry)
 HOME_100 = Decimal("590.00")  # the factories' tariff, a month in MOW
 FEE = Decimal("3.00")
 CENT = Decimal("0.01")
@@ -89,7 +92,9 @@ async def _status_and_balance(session_factory: Any, contract_id: int) -> tuple[s
     async with session_factory() as session:
         row = (
             await session.execute(
-                sa.select(Contract.status, Contract.balance).where(Contract.id == contract_id)
+                sa.select(_contracts.c.status, _contracts.c.balance).where(
+                    _contracts.c.id == contract_id
+                )
             )
         ).one()
     return row.status, Decimal(str(row.balance)).quantize(CENT)
@@ -99,8 +104,8 @@ async def _charges(session_factory: Any, contract_id: int) -> dict[date, Decimal
     async with session_factory() as session:
         rows = (
             await session.execute(
-                sa.select(BillingCharge.day, BillingCharge.amount).where(
-                    BillingCharge.contract_id == contract_id
+                sa.select(_charges_table.c.day, _charges_table.c.amount).where(
+                    _charges_table.c.contract_id == contract_id
                 )
             )
         ).all()
@@ -111,9 +116,9 @@ async def _charge_entries(session_factory: Any, contract_id: int) -> list[Decima
     async with session_factory() as session:
         rows = (
             await session.execute(
-                sa.select(LedgerEntry.amount)
-                .where(LedgerEntry.contract_id == contract_id, LedgerEntry.kind == "CHARGE")
-                .order_by(LedgerEntry.id)
+                sa.select(_ledger.c.amount)
+                .where(_ledger.c.contract_id == contract_id, _ledger.c.kind == "CHARGE")
+                .order_by(_ledger.c.id)
             )
         ).all()
     return [Decimal(str(r.amount)).quantize(CENT) for r in rows]
@@ -125,7 +130,7 @@ async def _subscriber(
     made = await make_subscriber(
         session_factory, settings, balance=Decimal(balance), contracts=contracts
     )
-    return made, await sign_in(client, made.login)
+    return made, await sign_in(client, made.login or "")
 
 
 # -- the rules -----------------------------------------------------------------------------
@@ -501,8 +506,8 @@ async def test_social_access_from_activation_to_expiry_and_lifting(
     async with session_factory() as session:
         await begin_write(session)
         await session.execute(
-            sa.update(SocialAccessGrant)
-            .where(SocialAccessGrant.id == grant.id)
+            sa.update(table_of(SocialAccessGrant))
+            .where(table_of(SocialAccessGrant).c.id == grant.id)
             .values(until=utcnow() - timedelta(seconds=1))
         )
         await session.commit()
@@ -547,7 +552,9 @@ async def test_social_access_ends_when_the_suspension_is_lifted_by_any_credit(
     # fixing the row): the access is no longer active at once
     async with session_factory() as session:
         await begin_write(session)
-        await session.execute(sa.update(Contract).where(Contract.id == cid).values(status="ACTIVE"))
+        await session.execute(
+            sa.update(_contracts).where(_contracts.c.id == cid).values(status="ACTIVE")
+        )
         await session.commit()
     assert (await _contract(client, me, number))["socialAccess"]["active"] is False
     # and the billing day closes its episode
@@ -556,3 +563,22 @@ async def test_social_access_ends_when_the_suspension_is_lifted_by_any_credit(
     (grant,) = await _rows(session_factory, SocialAccessGrant, cid)
     assert grant.closed_at is not None
     assert (await _contract(client, me, number))["socialAccess"] is None
+
+
+async def test_two_activations_at_once_make_one_access(
+    client: Any, session_factory: Any, settings: Any
+) -> None:
+    # given a suspended contract
+    made, me = await _subscriber(client, session_factory, settings, balance="0.00")
+    number, cid = made.contract_numbers[0], made.contract_ids[0]
+    await run_billing_day(session_factory, settings=settings, day=_today())
+    variables = {"i": {"contractNumber": number}}
+    # when: two requests at once
+    answers = await asyncio.gather(
+        gql(client, SOCIAL, variables, headers=me), gql(client, SOCIAL, variables, headers=me)
+    )
+    # then: both answer the one access
+    first, second = (a["activateSocialAccess"] for a in answers)
+    assert first["errors"] == [] and second["errors"] == []
+    assert first["contract"]["socialAccess"] == second["contract"]["socialAccess"]
+    assert len(await _rows(session_factory, SocialAccessGrant, cid)) == 1
