@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     multiroom_max_devices: int = 4
     multiroom_device_fee: Decimal = Decimal("50.00")
 
+    # -- voluntary pause and socially significant access (SPEC §8)
+    pause_max_days: int = Field(30, ge=1)
+    # how far ahead a pause may be asked for: it starts today or within this many days
+    pause_start_within_days: int = Field(30, ge=0)
+    # a pause starts at least this many days after the last day of the one before
+    pause_every_days: int = Field(30, ge=0)
+    pause_daily_fee: Decimal = Field(Decimal("3.00"), ge=0)
+    social_access_days: int = Field(7, ge=1)
+
     # -- demo data (never in production)
     demo_password: str | None = None
     demo_admin_password: str | None = None

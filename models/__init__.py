@@ -10,6 +10,7 @@ from models.contract import Contract, ContractOption
 from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
 from models.notifications import NotificationPreference, ReminderMark
 from models.outbox import OutboxMessage
+from models.pause import ContractPause, SocialAccessGrant
 from models.staff import StaffUser
 from models.subscriber import Subscriber
 from models.support import SupportRequest
@@ -34,6 +35,7 @@ __all__ = [
     "Channel",
     "Contract",
     "ContractOption",
+    "ContractPause",
     "ContractPersonalChannel",
     "ContractTvPackage",
     "Credential",
@@ -51,6 +53,7 @@ __all__ = [
     "Region",
     "ReminderMark",
     "ServiceOption",
+    "SocialAccessGrant",
     "StaffUser",
     "Subscriber",
     "SupportRequest",

@@ -10,7 +10,8 @@ from sqlmodel import Field, SQLModel
 
 from models.base import created_at_field, enum_check, fk, id_field, money_field, ts_field
 
-CONTRACT_STATUSES = ("ACTIVE", "SUSPENDED", "CLOSED")
+# PAUSED: a voluntary pause is running (models/pause.py).
+CONTRACT_STATUSES = ("ACTIVE", "SUSPENDED", "CLOSED", "PAUSED")
 
 
 class Contract(SQLModel, table=True):

@@ -2,10 +2,16 @@
 
 For day D, in this order:
 
+0. **Pauses** (SPEC §8, resolvers/pause.py): running pauses whose last day is before D end
+   (the contract ACTIVE again, or SUSPENDED below zero), then planned pauses covering D
+   start (ACTIVE → PAUSED): two conditional UPDATEs of the contracts and their pauses' rows,
+   in one transaction. A second run at the same time waits on the contracts' row locks and
+   then finds nothing left to change.
 a. **Charge** every ACTIVE contract opened by D and not yet charged for D the day's share of
    each of its monthly fees (`resolvers.charges`: Σ per item of fee / days in the month,
-   half-up to kopecks). Set-based, by ranges of contract ids (`chunk_size` contracts per
-   transaction, so that a million contracts never sit in one transaction):
+   half-up to kopecks), and every PAUSED one `pause_daily_fee` (3.00) instead. Set-based,
+   by ranges of contract ids (`chunk_size` contracts per transaction, so that a million
+   contracts never sit in one transaction):
    - PostgreSQL: one statement per range,
      `WITH due AS (…), charged AS (INSERT INTO billing_charges … ON CONFLICT DO NOTHING
      RETURNING …), debited AS (UPDATE contracts SET balance = balance - charged.amount
@@ -31,8 +37,11 @@ b. **Settle** promised payments whose `due_at` has passed (by the end of D, and 
    due promises (a few per day), in transactions of `SETTLE_BATCH` promises. A promise whose
    contract is below zero after the debit is OVERDUE, otherwise REPAID. OVERDUE promises
    whose contract is back to ≥ 0 (the debt was paid) become REPAID (one UPDATE).
-c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE), and queue each
-   one's reminder in the same transaction (resolvers/reminders.py).
+c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE), after closing the
+   socially significant access of contracts no longer suspended (resolvers/social_access.py:
+   a suspension from today on is a new episode), and queue each one's reminder in the same
+   transaction (resolvers/reminders.py). A PAUSED contract is not suspended: its pause's end
+   does it.
 d. **Remind** (SPEC §8, resolvers/reminders.py, one transaction): promised payments due
    tomorrow, and contracts whose `daysLeft` is at or below KABINET_LOW_BALANCE_DAYS (once
    per episode). Each is one INSERT … SELECT into the outbox, once whatever the reruns.
@@ -70,7 +79,7 @@ from core.db import begin_write, create_session_factory, rowcount, unit_of_work
 from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
-from resolvers import bonus, ledger, reminders, services
+from resolvers import bonus, ledger, pause, reminders, services, social_access
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -110,6 +119,8 @@ class BillingSummary:
     contracts_zero: int = 0  # ACTIVE contracts with nothing to charge (marked, no entry)
     overdue_cleared: int = 0  # OVERDUE promises of contracts back to ≥ 0, now REPAID
     points_expired: int = 0  # bonus points 12 months old, expired by this run
+    pauses_started: int = 0  # contracts PAUSED by this run
+    pauses_ended: int = 0  # contracts back from a pause by this run (ACTIVE or SUSPENDED)
     reminders_queued: int = 0  # letters and SMS: promises due tomorrow, low balances
 
     def lines(self) -> list[str]:
@@ -121,6 +132,7 @@ class BillingSummary:
             f"  promises settled    : {self.promises_settled} "
             f"({self.promises_overdue} overdue, {self.overdue_cleared} overdue now repaid)",
             f"  contracts suspended : {self.contracts_suspended}",
+            f"  pauses              : {self.pauses_started} started, {self.pauses_ended} ended",
             f"  bonus points expired: {self.points_expired}",
             f"  reminders queued    : {self.reminders_queued} (promises due, low balances)",
             f"  seconds             : {self.seconds:.2f}",
@@ -197,9 +209,10 @@ def end_of_day(day: date) -> datetime:
 # --------------------------------------------------------------------------- #
 
 
-def _due(day: date, low: int, high: int) -> sa.Subquery:
-    """(contract_id, kopecks) of every ACTIVE contract in [low, high) opened by `day` and not
-    charged for `day` yet; 0 kopecks when it has nothing to pay for."""
+def _due(day: date, low: int, high: int, pause_kopecks: int) -> sa.Subquery:
+    """(contract_id, kopecks) of every ACTIVE or PAUSED contract in [low, high) opened by
+    `day` and not charged for `day` yet; 0 kopecks when it has nothing to pay for. A PAUSED
+    contract pays `pause_kopecks` instead of its items."""
     items = charge_items(day, lambda column: sa.and_(column >= low, column < high))
     per_contract = (
         sa.select(
@@ -224,7 +237,13 @@ def _due(day: date, low: int, high: int) -> sa.Subquery:
     return (
         sa.select(
             _contracts.c.id.label("contract_id"),
-            sa.cast(sa.func.coalesce(per_contract.c.kopecks, 0), sa.BigInteger).label("kopecks"),
+            sa.cast(
+                sa.case(
+                    (_contracts.c.status == "PAUSED", sa.literal(pause_kopecks, sa.BigInteger)),
+                    else_=sa.func.coalesce(per_contract.c.kopecks, 0),
+                ),
+                sa.BigInteger,
+            ).label("kopecks"),
         )
         .select_from(
             _contracts.outerjoin(per_contract, per_contract.c.contract_id == _contracts.c.id)
@@ -232,7 +251,7 @@ def _due(day: date, low: int, high: int) -> sa.Subquery:
         .where(
             _contracts.c.id >= low,
             _contracts.c.id < high,
-            _contracts.c.status == "ACTIVE",
+            _contracts.c.status.in_(("ACTIVE", "PAUSED")),
             _contracts.c.opened_on <= day,
             ~charged_already,
         )
@@ -263,9 +282,9 @@ class _Charged:
 
 
 async def _charge_range_postgresql(
-    session: AsyncSession, *, day: date, low: int, high: int, now: datetime
+    session: AsyncSession, *, day: date, low: int, high: int, now: datetime, pause_kopecks: int
 ) -> _Charged:
-    due = _due(day, low, high)
+    due = _due(day, low, high, pause_kopecks)
     charged = (
         pg_insert(_charges)
         .from_select(
@@ -307,7 +326,7 @@ async def _charge_range_postgresql(
 
 
 async def _charge_range_sqlite(
-    session: AsyncSession, *, day: date, low: int, high: int, now: datetime
+    session: AsyncSession, *, day: date, low: int, high: int, now: datetime, pause_kopecks: int
 ) -> _Charged:
     # One writer at a time (BEGIN IMMEDIATE): what the temp table holds is exactly what this
     # transaction inserts into billing_charges, so it drives the debit and the ledger.
@@ -318,7 +337,7 @@ async def _charge_range_sqlite(
         )
     )
     await session.execute(sa.delete(_due_table))
-    due = _due(day, low, high)
+    due = _due(day, low, high, pause_kopecks)
     await session.execute(
         sa.insert(_due_table).from_select(
             ["contract_id", "kopecks"], sa.select(due.c.contract_id, due.c.kopecks)
@@ -478,6 +497,17 @@ async def _suspend_debtors(
     return rowcount(await session.execute(suspend))
 
 
+async def _pause_day(
+    session: AsyncSession, *, day: date, now: datetime, dialect: str
+) -> tuple[list[int], list[int]]:
+    """Step 0: the pauses over before `day` end, then those covering it start. Returns
+    (contracts whose pause ended, contracts paused): §9 "contract.pause_ended" and
+    "contract.paused", one per contract, belong in this transaction."""
+    ended = await pause.end_pauses(session, day=day, now=now, dialect=dialect)
+    started = await pause.start_pauses(session, day=day, now=now)
+    return ended, started
+
+
 # --------------------------------------------------------------------------- #
 # the run
 # --------------------------------------------------------------------------- #
@@ -492,6 +522,7 @@ async def _charge_ranges(
     now: datetime,
     parallel: int,
     progress: ProgressFn | None,
+    pause_kopecks: int,
 ) -> _Charged:
     """Charge every range, `parallel` at a time, each in its own transaction. A failure
     stops the others (what committed stays charged: a rerun charges the rest)."""
@@ -503,7 +534,15 @@ async def _charge_ranges(
         nonlocal done, contracts, kopecks, zero
         for start, stop in pending:
             charged: _Charged = await _in_write_transaction(
-                factory, partial(charge_range, day=day, low=start, high=stop, now=now)
+                factory,
+                partial(
+                    charge_range,
+                    day=day,
+                    low=start,
+                    high=stop,
+                    now=now,
+                    pause_kopecks=pause_kopecks,
+                ),
             )
             done += 1
             contracts += charged.contracts
@@ -550,6 +589,11 @@ async def run_billing_day(
             )
         ).one()
 
+    # Pauses end and start before the day is charged (resolvers/pause.py).
+    pauses: tuple[list[int], list[int]] = await _in_write_transaction(
+        factory, partial(_pause_day, day=day, now=now, dialect=dialect)
+    )
+    pauses_ended, pauses_started = pauses
     charged = _Charged(0, 0, 0)
     if bounds[0] is not None:
         low, high = int(bounds[0]), int(bounds[1]) + 1
@@ -564,6 +608,7 @@ async def run_billing_day(
             now=now,
             parallel=parallel,
             progress=progress,
+            pause_kopecks=int(settings.pause_daily_fee * 100),
         )
     contracts, kopecks, zero = charged.contracts, charged.kopecks, charged.zero
     total = (Decimal(kopecks) / 100).quantize(CENT)
@@ -596,6 +641,7 @@ async def run_billing_day(
     cleared = await _in_write_transaction(
         factory, partial(_clear_paid_overdue, dialect=dialect, now=now)
     )
+    await _in_write_transaction(factory, partial(social_access.close_lifted, now=now))
     suspended = await _in_write_transaction(
         factory, partial(_suspend_debtors, dialect=dialect, settings=settings, now=now)
     )
@@ -618,6 +664,8 @@ async def run_billing_day(
         contracts_zero=zero,
         overdue_cleared=cleared,
         points_expired=points_expired,
+        pauses_started=len(pauses_started),
+        pauses_ended=len(pauses_ended),
         reminders_queued=reminded,
     )
 

@@ -172,15 +172,6 @@ def days_left_of(balance: Any, daily: Any) -> Any:
     return sa.case((daily > _text("0"), lasts), else_=sa.null())
 
 
-def days_left(contract: Any, day: Day) -> Any:
-    """`days_left_of` the balance of `contract` (a row of an enclosing statement with `id`
-    and `balance`, referred to by name: a core.views.RowRef, so that the charge's nested
-    selects do not take it into their FROM) at `day`'s charge: `Balance.daysLeft`
-    (resolvers/views.py)."""
-    daily = daily_kopecks_of(contract.c.id, day)
-    return sa.select(days_left_of(contract.c.balance, daily.c.kopecks)).scalar_subquery()
-
-
 def daily_kopecks_by_contract(day: Day, contracts: ContractFilter) -> sa.Subquery:
     """`daily_kopecks_of` for every contract `contracts(contract_id column)` admits at once
     (contract_id, kopecks): one pass over the items, for the billing day's reminders; a

@@ -29,7 +29,9 @@ yet counts as the current tariff everywhere here.
 receivers, options; a free item skips them): refused with NOT_ELIGIBLE while the contract is
 SUSPENDED or a promised payment is OPEN, and with INSUFFICIENT_FUNDS when the balance does
 not cover the item's first day (`daily_share(fee, T + 1)`). A dearer tariff is refused while
-a promise is open. Disconnecting is always allowed. A CLOSED contract connects nothing.
+a promise is open. Disconnecting is always allowed. A CLOSED contract connects nothing. A
+PAUSED contract (a voluntary pause is running: resolvers/pause.py) connects no paid item and
+changes no tariff (NOT_ELIGIBLE) until the pause ends or is resumed.
 
 **Concurrency.** Each verb locks the contract's row first (PostgreSQL `FOR UPDATE`; SQLite
 serialises writers with BEGIN IMMEDIATE), so two requests on one contract queue up and the
@@ -154,6 +156,14 @@ def _refuse_closed(contract: Contract) -> None:
         raise DomainError(ErrorCode.NOT_ELIGIBLE, "The contract is closed.")
 
 
+PAUSED_MESSAGE = "The service is paused: resume it to connect paid services or change the tariff."
+
+
+def _refuse_paused(contract: Contract) -> None:
+    if contract.status == "PAUSED":
+        raise DomainError(ErrorCode.NOT_ELIGIBLE, PAUSED_MESSAGE)
+
+
 async def _has_open_promise(session: AsyncSession, contract_id: int) -> bool:
     return contract_id in await open_promises(session, [contract_id])
 
@@ -165,6 +175,7 @@ async def _check_new_paid_item(
     _refuse_closed(contract)
     if monthly_fee <= 0:
         return
+    _refuse_paused(contract)
     if contract.status == "SUSPENDED":
         raise DomainError(
             ErrorCode.NOT_ELIGIBLE,
@@ -206,6 +217,7 @@ async def change_tariff(
     async def work() -> Contract:
         contract = await _lock_contract(session, contract_id)
         _refuse_closed(contract)
+        _refuse_paused(contract)
         tariff = await session.get(Tariff, tariff_id, populate_existing=True)
         if tariff is None:
             raise DomainError(ErrorCode.NOT_FOUND, "No such tariff.", field="tariffId")

@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
 from models import Contract
-from models.base import table_of
+from models.base import table_of, utcnow
 from resolvers import reminders
+from resolvers.social_access import close_for_contract
 
 _contracts = table_of(Contract)
 
@@ -16,7 +17,8 @@ _contracts = table_of(Contract)
 async def lift_if_paid(session: AsyncSession, *, settings: Settings, contract_id: int) -> bool:
     """A SUSPENDED contract whose balance is back to ≥ 0 is ACTIVE again (in the caller's
     transaction, after the credit), and its subscriber is told (SPEC §8). Returns whether
-    it was lifted."""
+    it was lifted; lifted, the suspension's socially significant access
+    (resolvers/social_access.py) is over."""
     lifted = await session.scalar(
         sa.update(_contracts)
         .where(
@@ -29,5 +31,6 @@ async def lift_if_paid(session: AsyncSession, *, settings: Settings, contract_id
     )
     if lifted is None:
         return False
+    await close_for_contract(session, contract_id=contract_id, now=utcnow())
     await reminders.queue_resumed(session, settings=settings, contract_id=contract_id)
     return True

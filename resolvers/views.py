@@ -44,7 +44,9 @@ from resolvers import (
     expenses,
     lineup,
     notifications,
+    pause,
     promised,
+    social_access,
 )
 from resolvers.catalog import (
     CHANNEL_COLUMNS,
@@ -71,6 +73,8 @@ _promises = table_of(PromisedPayment)
 TODAY = sa.bindparam("today", type_=sa.Date)
 TOMORROW = sa.bindparam("tomorrow", type_=sa.Date)  # the next billing day
 NOW = sa.bindparam("now", type_=UTCDateTime)
+# What the billing day charges a PAUSED contract a day, in kopecks (resolvers/pause.py).
+PAUSE_KOPECKS = sa.bindparam("pause_kopecks", type_=sa.BigInteger)
 EXPIRING_WITHIN = timedelta(days=30)  # BonusAccount.expiringSoon
 
 
@@ -82,6 +86,7 @@ def parameters(settings: Settings, now: datetime) -> dict[str, Any]:
         "now": now,
         "expiring_until": now + EXPIRING_WITHIN,
         "currency": settings.currency,
+        "pause_kopecks": int(settings.pause_daily_fee * 100),
         # The promised-payment offer's settings (resolvers/promised.py holds the rule).
         **promised.offer_parameters(settings, now.date()),
     }
@@ -213,9 +218,12 @@ def _available(row: Any) -> Any:
 
 def _days_left(row: Any) -> Any:
     """Balance.daysLeft: whole days the balance lasts at today's charge; null when nothing
-    is charged (resolvers/charges.py owns the charge and this rule, which the low-balance
-    reminder of the billing day reads too)."""
-    return charges.days_left(row, TODAY)
+    is charged (resolvers/charges.py owns the charge and the rule, which the low-balance
+    reminder of the billing day reads too; a PAUSED contract is charged the pause's fee
+    instead)."""
+    daily = charges.daily_kopecks_of(row.c.id, TODAY)
+    per_day = sa.case((row.c.status == _text("'PAUSED'"), PAUSE_KOPECKS), else_=daily.c.kopecks)
+    return sa.select(charges.days_left_of(row.c.balance, per_day)).scalar_subquery()
 
 
 def _points(row: Any) -> Any:
@@ -347,6 +355,10 @@ VIEWS: dict[str, View] = {
                 ),
                 "region": Link("Region", _region_rows, key="code", parent="region_code"),
                 "tariff": Link("Tariff", _tariff_rows, key="id", parent="tariff_now"),
+                "pause": Link("ContractPause", pause.pause_rows, key="contract_id"),
+                "socialAccess": Link(
+                    "SocialAccess", social_access.social_access_rows, key="contract_id"
+                ),
                 "tvPackages": _of_contract("TvPackage", lineup.packages_now, ("monthly_fee", "id")),
                 "personalTvChannels": _of_contract(
                     "PersonalTvChannel", lineup.personal_channels_now, ("number",)
@@ -493,6 +505,22 @@ VIEWS: dict[str, View] = {
                 "reasonCodes": _reasons("PromisedPaymentRefusal", "code"),
                 "reasons": _reasons("String", "code"),
                 "messages": _reasons("String", "message"),
+            },
+            key="contract_id",
+        ),
+        View(
+            "ContractPause",
+            {
+                "from": column("starts_on", Kind.DATE),
+                "to": column("ends_on", Kind.DATE),
+            },
+            key="contract_id",
+        ),
+        View(
+            "SocialAccess",
+            {
+                "active": Value(lambda row: row.c.active, type_=sa.Boolean),
+                "until": column("until", Kind.DATETIME),
             },
             key="contract_id",
         ),

@@ -33,6 +33,7 @@ from schema.mutation_support import (
     signed_in,
 )
 from schema.notifications import NotificationsMutation
+from schema.pause import PauseMutation
 from schema.services import ServicesMutation
 from schema.types.account import Contract, LegalStatus, Subscriber
 
@@ -592,5 +593,6 @@ class Mutation(
     ServicesMutation,
     CatalogMutation,
     NotificationsMutation,
+    PauseMutation,
 ):
     """Every mutation of the API (each domain adds its own base class here)."""

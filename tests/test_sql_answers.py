@@ -22,14 +22,16 @@ from models import (
     AuthSession,
     BonusAccount,
     Contract,
+    ContractPause,
     ContractTvPackage,
     Payment,
     PromisedPayment,
+    SocialAccessGrant,
     Subscriber,
     Tariff,
     TvPackage,
 )
-from models.base import utcnow
+from models.base import table_of, utcnow
 from resolvers import ledger
 from schema import build_schema
 from schema.sql_answers import NotCompiled, SqlAnswers, compile_document
@@ -640,3 +642,93 @@ async def test_expense_summaries_from_one_statement_are_the_executors(
     assert two["short"]["byCategory"] == [{"total": "5.55", "kind": "REFUND"}]
     assert three["year"]["byCategory"] == [] and three["year"]["totalCharged"] == "0.00"
     assert len(three["year"]["byMonth"]) == 12
+
+
+PAUSES = """
+{ me { contracts { number status pause { __typename from to } balance { amount daysLeft }
+  socialAccess { __typename active until } } } }
+"""
+
+
+async def test_pauses_and_social_access_from_one_statement_are_the_executors(
+    client: Any, app: Any, session_factory: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """`Contract.pause` and `Contract.socialAccess` (resolvers/pause.py's and
+    resolvers/social_access.py's SQL, declared in resolvers/views.py) both ways: a pause
+    planned, one running, an ended one not shown; access active, run out, none."""
+    # given four contracts: a pause planned; PAUSED (and an ended pause before it);
+    # SUSPENDED with access on; SUSPENDED with access run out
+    made = await make_subscriber(session_factory, settings, contracts=4)
+    planned, paused, social, expired = made.contract_ids
+    today = utcnow().date()
+    now = utcnow()
+    async with session_factory() as session:
+        await begin_write(session)
+        session.add_all(
+            [
+                ContractPause(
+                    contract_id=planned,
+                    starts_on=today + timedelta(days=3),
+                    ends_on=today + timedelta(days=9),
+                    actor="test",
+                ),
+                ContractPause(
+                    contract_id=paused,
+                    starts_on=today - timedelta(days=60),
+                    ends_on=today - timedelta(days=50),
+                    ended_on=today - timedelta(days=50),
+                    status="ENDED",
+                    actor="test",
+                ),
+                ContractPause(
+                    contract_id=paused,
+                    starts_on=today,
+                    ends_on=today + timedelta(days=1),
+                    status="RUNNING",
+                    actor="test",
+                ),
+                SocialAccessGrant(
+                    contract_id=social,
+                    until=datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+                    actor="test",
+                ),
+                SocialAccessGrant(
+                    contract_id=expired, until=now - timedelta(minutes=1), actor="test"
+                ),
+            ]
+        )
+        contracts = table_of(Contract)
+        await session.execute(
+            sa.update(contracts).where(contracts.c.id == paused).values(status="PAUSED")
+        )
+        await session.execute(
+            sa.update(contracts)
+            .where(contracts.c.id.in_([social, expired]))
+            .values(status="SUSPENDED")
+        )
+        await session.commit()
+    headers = await sign_in(client, made.login or "")
+    # when
+    served, executed, statements, compiled = await _both_ways(
+        client, app, monkeypatch, PAUSES, None, headers
+    )
+    # then the same answer, on PostgreSQL from one statement
+    assert "errors" not in executed, executed
+    assert served == executed
+    if app.state.engine.dialect.name == "postgresql":
+        assert compiled and len(statements) == 1, statements
+    one, two, three, four = executed["data"]["me"]["contracts"]
+    assert one["pause"] == {
+        "__typename": "ContractPause",
+        "from": (today + timedelta(days=3)).isoformat(),
+        "to": (today + timedelta(days=9)).isoformat(),
+    }
+    assert two["status"] == "PAUSED" and two["pause"]["from"] == today.isoformat()
+    assert two["balance"] == {"amount": "0.00", "daysLeft": 0}
+    assert three["pause"] is None and one["socialAccess"] is None
+    assert three["socialAccess"] == {
+        "__typename": "SocialAccess",
+        "active": True,
+        "until": "2030-01-02T03:04:05.000006+00:00",
+    }
+    assert four["socialAccess"]["active"] is False

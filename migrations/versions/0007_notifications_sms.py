@@ -1,7 +1,7 @@
 """reminders: notification preferences, reminder marks; SMS delivery status on the outbox
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import models.base
 
 revision: str = "0007"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

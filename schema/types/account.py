@@ -52,6 +52,12 @@ class LegalStatus(Enum):
             "connect paid items; a credit that brings the balance to 0.00 or above lifts it."
         ),
         "CLOSED": "Closed: no top-ups, no promised payment, no services, no rewards.",
+        "PAUSED": (
+            "A voluntary pause is running (`Contract.pause`): charged only the pause's daily "
+            "fee instead of the monthly fees, and paid items cannot be connected; top-ups are "
+            "credited as usual. ACTIVE again after the pause's last day or `resumeService` "
+            "(SUSPENDED if the balance is then below zero)."
+        ),
     }
 )
 @strawberry.enum(description="Whether a contract is in service.")
@@ -59,6 +65,29 @@ class ContractStatus(Enum):
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"
     CLOSED = "CLOSED"
+    PAUSED = "PAUSED"
+
+
+@viewed
+@strawberry.type(description="A voluntary pause of the service, planned or running.")
+class ContractPause(Viewed):
+    VIEW = "ContractPause"
+    from_: date = value(name="from", description="Its first day (UTC), included.")
+    to: date = value(
+        description="Its last day (UTC), included: the contract is ACTIVE again the day after."
+    )
+
+
+@viewed
+@strawberry.type(
+    description="Free access to the socially significant sites while suspended for debt."
+)
+class SocialAccess(Viewed):
+    VIEW = "SocialAccess"
+    active: bool = value(
+        description="Whether it is on now: until `until`, and only while the contract is SUSPENDED."
+    )
+    until: datetime = value(description="When it ends.")
 
 
 @viewed
@@ -202,6 +231,19 @@ class Contract(Viewed, Node):
     @strawberry.field(description="The tariff in force today.")
     async def tariff(self, info: Info) -> Tariff:
         return await linked_objects(self, info, "tariff")  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="The voluntary pause planned or running (`pauseService`); null when none is."
+    )
+    async def pause(self, info: Info) -> ContractPause | None:
+        return await linked_objects(self, info, "pause")  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="Socially significant access taken in the current suspension "
+        "(`activateSocialAccess`); null when none was (or the suspension was lifted)."
+    )
+    async def social_access(self, info: Info) -> SocialAccess | None:
+        return await linked_objects(self, info, "socialAccess")  # type: ignore[no-any-return]
 
     @strawberry.field(description="The tariff change to come, if one is scheduled.")
     async def scheduled_tariff(self, info: Info) -> ScheduledTariff | None:

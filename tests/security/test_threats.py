@@ -13,6 +13,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from core.outbox import deliver_due, senders_for
 from core.payment_providers import sign
 from kabinet.app import create_app
 from models import Contract, OutboxMessage, metadata
+from models.base import utcnow
 from schema import build_schema
 from tests.conftest import fast_settings, gql, gql_raw, production_settings
 from tests.factories import LOGIN, make_staff, make_subscriber, sign_in
@@ -339,6 +341,9 @@ async def owner_world(client: Any, session_factory: Any, settings: Any) -> dict[
             "legalStatus": "INDIVIDUAL",
             "documentNumber": "4599 999999",  # the stranger does not hold the passport
             "email": "probe@example.org",
+            # pauseService: days the owner could pause
+            "from": (utcnow() + timedelta(days=1)).date().isoformat(),
+            "to": (utcnow() + timedelta(days=3)).date().isoformat(),
         },
     }
 
