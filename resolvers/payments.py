@@ -64,7 +64,12 @@ from core.db import (
     unit_of_work,
 )
 from core.errors import DomainError, ErrorCode, InputProblems
-from core.payment_providers import PaymentProvider, payment_global_id, provider_for
+from core.payment_providers import (
+    ExternalProvider,
+    SandboxProvider,
+    payment_global_id,
+    provider_for,
+)
 from core.settings import Settings
 from models import (
     BonusEntry,
@@ -119,6 +124,7 @@ PAYMENT_COLUMNS = (
     _payments.c.provider_reference,
     _payments.c.created_at,
     _payments.c.confirmed_at,
+    _payments.c.confirmation_url,
 )
 RECEIPT_COLUMNS = (
     _receipts.c.id,
@@ -154,7 +160,7 @@ class TopUp:
     provider_reference: str | None
     created_at: datetime
     confirmed_at: datetime | None
-    confirmation_url: str
+    confirmation_url: str  # "" only for a charge of a saved method (nothing to confirm)
     replayed: bool  # an earlier request with this idempotency key made it
 
 
@@ -201,12 +207,29 @@ def request_fingerprint(*, contract_id: int, amount: Decimal, method: str) -> st
     return hashlib.sha256(f"{contract_id}\n{amount:.2f}\n{method}".encode()).hexdigest()
 
 
-def confirmation_url_for(settings: Settings, *, payment_id: int, amount: Decimal) -> str:
-    """Where to pay a payment (also for `Payment.confirmationUrl` on read)."""
-    return provider_for(settings).confirmation_url(payment_global_id(payment_id), amount=amount)
+def confirmation_url_for(
+    settings: Settings,
+    *,
+    payment_id: int,
+    amount: Decimal,
+    provider: str | None = None,
+    stored: str | None = None,
+) -> str | None:
+    """Where to pay a payment (also for `Payment.confirmationUrl` on read): the page the
+    provider answered with (`stored`), else the page of the sandbox or the external
+    provider's template; None while a remote provider has not answered."""
+    if stored:
+        return stored
+    name = provider or settings.payment_provider
+    gid = payment_global_id(payment_id)
+    if name == "sandbox":
+        return SandboxProvider(settings).confirmation_url(gid, amount=amount)
+    if name == "external" and settings.payment_provider == "external":
+        return ExternalProvider(settings).confirmation_url(gid, amount=amount)
+    return None
 
 
-def _top_up(row: Any, provider: PaymentProvider, *, replayed: bool) -> TopUp:
+def _top_up(row: Any, settings: Settings, *, replayed: bool) -> TopUp:
     amount = Decimal(row.amount).quantize(CENT)
     return TopUp(
         id=row.id,
@@ -218,7 +241,14 @@ def _top_up(row: Any, provider: PaymentProvider, *, replayed: bool) -> TopUp:
         provider_reference=row.provider_reference,
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
-        confirmation_url=provider.confirmation_url(payment_global_id(row.id), amount=amount),
+        confirmation_url=confirmation_url_for(
+            settings,
+            payment_id=row.id,
+            amount=amount,
+            provider=row.provider,
+            stored=row.confirmation_url,
+        )
+        or "",
         replayed=replayed,
     )
 
@@ -233,14 +263,14 @@ async def _by_idempotency_key(session: AsyncSession, scope: str, key: str) -> An
     ).first()
 
 
-def _replay(row: Any, fingerprint: str, provider: PaymentProvider) -> TopUp:
+def _replay(row: Any, fingerprint: str, settings: Settings) -> TopUp:
     if row.request_fingerprint != fingerprint:
         raise DomainError(
             ErrorCode.CONFLICT,
             "This idempotency key was already used for a different top-up.",
             field="idempotencyKey",
         )
-    return _top_up(row, provider, replayed=True)
+    return _top_up(row, settings, replayed=True)
 
 
 async def create_top_up(
@@ -278,7 +308,7 @@ async def create_top_up(
     await begin_write(session)
     existing = await _by_idempotency_key(session, principal_scope, idempotency_key)
     if existing is not None:
-        return _replay(existing, fingerprint, provider)
+        return _replay(existing, fingerprint, settings)
     contract_status = (
         await session.execute(sa.select(_contracts.c.status).where(_contracts.c.id == contract_id))
     ).scalar_one_or_none()
@@ -316,9 +346,9 @@ async def create_top_up(
         winner = await _by_idempotency_key(session, principal_scope, idempotency_key)
         if winner is None:
             raise RuntimeError("the payment holding this idempotency key is gone")
-        return _replay(winner, fingerprint, provider)
+        return _replay(winner, fingerprint, settings)
     log.info("top-up created", extra={"payment_id": row.id, "contract_id": contract_id})
-    return _top_up(row, provider, replayed=False)
+    return _top_up(row, settings, replayed=False)
 
 
 # -- the provider's confirmation ----------------------------------------------------------

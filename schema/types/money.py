@@ -206,7 +206,11 @@ class Payment(Viewed, Node):
         if row.status != PaymentStatus.PENDING.value:
             return None
         return payments.confirmation_url_for(
-            info.context.settings, payment_id=row.id, amount=row.amount
+            info.context.settings,
+            payment_id=row.id,
+            amount=row.amount,
+            provider=getattr(row, "provider", None),
+            stored=getattr(row, "confirmation_url", None),
         )
 
     @strawberry.field(description="The receipt, once the payment has SUCCEEDED.")
