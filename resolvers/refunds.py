@@ -334,12 +334,22 @@ _LOCKED_REFUND = (
 )
 
 
-async def refund_of_reference(session: AsyncSession, reference: str) -> int | None:
-    """Kabinet's refund that the provider calls `reference`."""
+async def apply_provider_refund(
+    session: AsyncSession, *, settings: Settings, answer: ProviderRefund
+) -> RefundOutcome | None:
+    """Apply the provider's refund (read back from it) to Kabinet's refund of the same
+    reference; None when Kabinet has none (not one of ours)."""
+    await begin_write(session)
+    if answer.reference is None:
+        return None
     found = await session.scalar(
-        sa.select(_refunds.c.id).where(_refunds.c.provider_reference == reference)
+        sa.select(_refunds.c.id).where(_refunds.c.provider_reference == answer.reference)
     )
-    return None if found is None else int(found)
+    if found is None:
+        return None
+    return await apply_refund_answer(
+        session, settings=settings, refund_id=int(found), answer=answer
+    )
 
 
 async def apply_refund_answer(

@@ -16,7 +16,8 @@ An ASGI app (Starlette) served by a real uvicorn (`tests.live.serve_in_thread`):
   payment and answers the notification YooKassa would post (`{"type": "notification",
   "event": ..., "object": {...}}`), also posting it to `notification_url` when one is set;
   `POST /control/refunds/{id}/succeed` likewise; `POST /control/fault` with
-  `{"mode": "503" | "hang" | null}` makes every API call fail so or work again.
+  `{"mode": "503" | "hang" | "lose" | null}` makes every API call fail so (503; no answer
+  for 30 s; "lose": a POST is carried out but its answer is lost, a 504) or work again.
 * `requests`: every API request received (method, path, headers, JSON body), for tests.
 """
 
@@ -54,7 +55,7 @@ class YooKassaState:
     shop_id: str
     secret_key: str
     notification_url: str | None = None
-    fault: str | None = None  # None | "503" | "hang"
+    fault: str | None = None  # None | "503" | "hang" | "lose"
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     saved_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -125,8 +126,11 @@ class YooKassaServer:
         )
         if self.state.fault == "503":
             return _error(503, "internal_server_error", "Temporarily unavailable"), None
-        if self.state.fault == "hang":
-            await asyncio.sleep(30)
+        if self.state.fault == "hang":  # until the fault is cleared (at most 30 s)
+            for _ in range(600):
+                if self.state.fault != "hang":
+                    break
+                await asyncio.sleep(0.05)
             return _error(503, "internal_server_error", "Temporarily unavailable"), None
         expected = base64.b64encode(
             f"{self.state.shop_id}:{self.state.secret_key}".encode()
@@ -205,6 +209,8 @@ class YooKassaServer:
             payment["_save"] = bool(body.get("save_payment_method"))
         self.state.payments[payment_id] = payment
         self.state.idempotence[key] = (body, payment_id)
+        if self.state.fault == "lose":
+            return _error(504, "internal_server_error", "Gateway timeout")
         return JSONResponse(self._public(payment))
 
     @staticmethod
@@ -274,6 +280,8 @@ class YooKassaServer:
             refund["receipt_registration"] = "pending"
         self.state.refunds[refund_id] = refund
         self.state.idempotence[key] = (body, refund_id)
+        if self.state.fault == "lose":
+            return _error(504, "internal_server_error", "Gateway timeout")
         return JSONResponse(refund)
 
     async def _read_refund(self, request: Request) -> Response:

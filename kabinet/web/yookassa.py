@@ -180,17 +180,9 @@ async def _refund(session_factory: Any, settings: Settings, object_id: str) -> W
     except ProviderRefused as error:
         log.warning("yookassa notification: no such refund at the provider: %s", error)
         return WebhookAnswer(200, {"status": "ignored", "reason": "unknown-at-provider"})
-    if answer.reference is None:
-        return WebhookAnswer(200, {"status": "ignored", "reason": "unknown-refund"})
-    reference = answer.reference
 
     async def apply(session: Any) -> refunds.RefundOutcome | None:
-        refund_id = await refunds.refund_of_reference(session, reference)
-        if refund_id is None:
-            return None
-        return await refunds.apply_refund_answer(
-            session, settings=settings, refund_id=refund_id, answer=answer
-        )
+        return await refunds.apply_provider_refund(session, settings=settings, answer=answer)
 
     try:
         outcome = await _in_unit_of_work(session_factory, apply, "the refund")
