@@ -53,6 +53,11 @@ query($number: String!) {
   }
 }
 """
+PAYMENTS = """
+query($number: String!) {
+  contract(number: $number) { payments(first: 5) { edges { node { status confirmationUrl } } } }
+}
+"""
 REFUND = """
 mutation($input: RefundPaymentInput!) {
   refundPayment(input: $input) {
@@ -247,6 +252,13 @@ async def test_a_forged_notification_changes_nothing(
     assert row.status == "PENDING"
     assert await balance_of(session_factory, made.contract_ids[0]) == Decimal("0.00")
     assert await rows(session_factory, LedgerEntry) == []
+    # and the payment, read again, still sends the payer to the provider's page
+    read = await gql(client, PAYMENTS, {"number": made.contract_numbers[0]}, headers=me)
+    (edge,) = read["contract"]["payments"]["edges"]
+    assert edge["node"]["status"] == "PENDING"
+    assert edge["node"]["confirmationUrl"] == (
+        yookassa.state.payments[reference]["confirmation"]["confirmation_url"]
+    )
 
 
 async def test_the_same_notification_twenty_times_at_once_credits_once(
