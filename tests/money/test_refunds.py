@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import col
 
 from core.db import unit_of_work
 from core.errors import DomainError, ErrorCode
@@ -77,11 +78,13 @@ async def test_a_sandbox_refund_succeeds_at_once(
     async with session_factory() as session:
         (refund,) = (await session.execute(sa.select(Refund))).scalars()
         (entry,) = (
-            await session.execute(sa.select(LedgerEntry).where(LedgerEntry.kind == "REFUND"))
+            await session.execute(sa.select(LedgerEntry).where(col(LedgerEntry.kind) == "REFUND"))
         ).scalars()
         (account,) = (await session.execute(sa.select(BonusAccount))).scalars()
         (audit,) = (
-            await session.execute(sa.select(AuditEntry).where(AuditEntry.action == "refundPayment"))
+            await session.execute(
+                sa.select(AuditEntry).where(col(AuditEntry.action) == "refundPayment")
+            )
         ).scalars()
     assert (
         refund.status == "SUCCEEDED" and refund.provider_reference == f"sandbox-refund-{refund.id}"

@@ -256,8 +256,9 @@ async def test_a_forged_notification_changes_nothing(
     read = await gql(client, PAYMENTS, {"number": made.contract_numbers[0]}, headers=me)
     (edge,) = read["contract"]["payments"]["edges"]
     assert edge["node"]["status"] == "PENDING"
-    assert edge["node"]["confirmationUrl"] == (
-        yookassa.state.payments[reference]["confirmation"]["confirmation_url"]
+    assert (
+        edge["node"]["confirmationUrl"]
+        == (yookassa.state.payments[reference]["confirmation"]["confirmation_url"])
     )
 
 
