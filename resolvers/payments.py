@@ -137,6 +137,7 @@ PAYMENT_COLUMNS = (
     _payments.c.created_at,
     _payments.c.confirmed_at,
     _payments.c.confirmation_url,
+    _payments.c.receipt_status,
 )
 RECEIPT_COLUMNS = (
     _receipts.c.id,
@@ -1308,7 +1309,7 @@ _PAYMENTS_BY_ID = (
     .where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))
 )
 _RECEIPTS_WITH_OWNER = (
-    sa.select(*RECEIPT_COLUMNS, _contracts.c.subscriber_id)
+    sa.select(*RECEIPT_COLUMNS, _payments.c.receipt_status, _contracts.c.subscriber_id)
     .join(_payments, _payments.c.id == _receipts.c.payment_id)
     .join(_contracts, _contracts.c.id == _payments.c.contract_id)
     .where(_receipts.c.payment_id.in_(sa.bindparam("ids", expanding=True)))

@@ -285,7 +285,7 @@ def _request(
 async def send_refund(settings: Settings, request: RefundRequest) -> ProviderRefund:
     """`POST /refunds` at the provider (no transaction open). Raises DomainError
     PROVIDER_UNAVAILABLE when it did not answer (the refund stays PENDING: repeat
-    `refundPayment` to resume it) and NOT_ELIGIBLE when it refused."""
+    `refundPayment` to resume it); a refusal answers a CANCELED refund."""
     try:
         return await provider_for(settings).create_refund(
             refund_id=request.refund_id,
@@ -302,12 +302,10 @@ async def send_refund(settings: Settings, request: RefundRequest) -> ProviderRef
             "to continue (it is never made twice).",
         ) from None
     except ProviderRefused as error:
+        # A refusal is final: the refund is CANCELED (apply_refund_answer), so it neither
+        # blocks nor counts against another refund of the payment.
         log.error("refund: provider refused: %s", error)
-        raise DomainError(
-            ErrorCode.NOT_ELIGIBLE,
-            "The payment provider refused this refund.",
-            field="paymentId",
-        ) from None
+        return ProviderRefund(reference=None, status="CANCELED")
 
 
 _LOCKED_REFUND = (

@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import DomainError
+from core.errors import DomainError, ErrorCode
 from resolvers import adjustments, payments, promised, refunds
 from resolvers.adjustments import Adjusted
 from resolvers.payments import IDEMPOTENCY_KEY_RULE, TopUp
@@ -347,8 +347,17 @@ class MoneyMutation:
                         payment=Payment.of_key(started.payment_id),
                         contract=Contract.of_key(started.contract_id),
                     )
+            refused = [
+                UserError.from_domain(
+                    DomainError(
+                        ErrorCode.NOT_ELIGIBLE,
+                        "The payment provider refused this refund.",
+                        field="paymentId",
+                    )
+                )
+            ]
             return RefundPaymentPayload(
-                errors=[],
+                errors=refused if status == "CANCELED" else [],
                 refund_status=status,
                 payment=Payment.of_key(started.payment_id),
                 contract=Contract.of_key(started.contract_id),

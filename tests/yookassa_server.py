@@ -16,8 +16,9 @@ An ASGI app (Starlette) served by a real uvicorn (`tests.live.serve_in_thread`):
   payment and answers the notification YooKassa would post (`{"type": "notification",
   "event": ..., "object": {...}}`), also posting it to `notification_url` when one is set;
   `POST /control/refunds/{id}/succeed` likewise; `POST /control/fault` with
-  `{"mode": "503" | "hang" | "lose" | null}` makes every API call fail so (503; no answer
-  for 30 s; "lose": a POST is carried out but its answer is lost, a 504) or work again.
+  `{"mode": "503" | "hang" | "lose" | "refuse" | null}` makes every API call fail so (503;
+  no answer for 30 s; "lose": a POST is carried out but its answer is lost, a 504;
+  "refuse": a POST is refused, 400) or work again.
 * `requests`: every API request received (method, path, headers, JSON body), for tests.
 """
 
@@ -55,7 +56,7 @@ class YooKassaState:
     shop_id: str
     secret_key: str
     notification_url: str | None = None
-    fault: str | None = None  # None | "503" | "hang" | "lose"
+    fault: str | None = None  # None | "503" | "hang" | "lose" | "refuse"
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     saved_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -138,6 +139,8 @@ class YooKassaServer:
         if request.headers.get("authorization") != f"Basic {expected}":
             return _error(401, "invalid_credentials", "Authentication failed"), None
         if request.method == "POST":
+            if self.state.fault == "refuse":
+                return _error(400, "invalid_request", "Refused by the test"), None
             if not request.headers.get("idempotence-key"):
                 return _error(400, "invalid_request", "Idempotence-Key is required"), None
             if not isinstance(body, dict):

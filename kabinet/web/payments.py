@@ -457,6 +457,11 @@ class PaymentRoutes:
                 ("Способ оплаты", METHOD_LABELS.get(row.method, row.method)),
                 ("Идентификатор платежа у провайдера", row.provider_reference or "—"),
             ]
+            + (
+                [("Регистрация чека у провайдера", row.receipt_status)]
+                if getattr(row, "receipt_status", None)
+                else []
+            )
         )
         body = f"<h1>Кассовый чек № {_e(row.number)}</h1>\n<p>Приход</p>\n{details}"
         return _page(f"Чек № {row.number}", body)

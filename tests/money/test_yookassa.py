@@ -49,7 +49,9 @@ CONTRACT = """
 query($number: String!) {
   contract(number: $number) {
     balance { amount }
-    payments(first: 5) { edges { node { id status receipt { vatRate vatAmount total } } } }
+    payments(first: 5) {
+      edges { node { id status receipt { vatRate vatAmount total providerStatus } } }
+    }
   }
 }
 """
@@ -205,6 +207,7 @@ async def test_the_journey_over_a_real_server(
                 "vatRate": "22",
                 "vatAmount": "18.03",
                 "total": "100.00",
+                "providerStatus": "succeeded",
             }
             # when: the same notification again
             again = await http.post("/webhooks/yookassa", json=notification)
@@ -515,6 +518,35 @@ async def test_a_refund_resumes_after_the_provider_was_down(
     }
     assert len(keys) == 1
     assert len(await rows(session_factory, Refund)) == 1
+
+
+async def test_a_refused_refund_is_canceled_and_blocks_nothing(
+    client: Any, settings: Settings, session_factory: Any, yookassa: YooKassaServer
+) -> None:
+    # given
+    made = await make_subscriber(session_factory, settings)
+    me = await sign_in(client, str(made.login))
+    payment_id = await _paid_top_up(client, yookassa, me, made.contract_numbers[0], "100.00")
+    _, username, password = await make_staff(session_factory, settings)
+    staff = await sign_in(client, username, password)
+
+    def refund(amount: str) -> dict[str, Any]:
+        return {"input": {"paymentId": payment_id, "amount": amount, "reason": "Ошибка"}}
+
+    # when: the provider refuses the refund
+    await control(yookassa, "fault", {"mode": "refuse"})
+    refused = (await gql(client, REFUND, refund("100.00"), headers=staff))["refundPayment"]
+    await control(yookassa, "fault", {"mode": None})
+    # then: CANCELED, nothing debited
+    assert refused["refundStatus"] == "CANCELED"
+    assert [(e["field"], e["code"]) for e in refused["errors"]] == [("paymentId", "NOT_ELIGIBLE")]
+    (row,) = await rows(session_factory, Refund)
+    assert row.status == "CANCELED"
+    assert await balance_of(session_factory, made.contract_ids[0]) == Decimal("100.00")
+    # when: another refund
+    done = (await gql(client, REFUND, refund("40.00"), headers=staff))["refundPayment"]
+    # then: not blocked by the canceled one
+    assert done["errors"] == [] and done["refundStatus"] == "PENDING"
 
 
 async def test_production_refuses_yookassa_without_credentials(migrated_url: str) -> None:
