@@ -1,13 +1,23 @@
-"""Payment providers: where a subscriber pays a PENDING top-up, and the webhook's signature.
+"""Payment providers: where a subscriber pays a PENDING top-up, what the provider says about
+a payment or a refund, and the Kabinet webhook's signature.
 
-A provider hands out the page where the payer pays (`confirmation_url`) and later tells us
-the outcome through `POST /webhooks/payments` (kabinet/web/payments.py), signed with
-HMAC-SHA256 of the raw body under `KABINET_WEBHOOK_SECRET`.
+Every provider speaks one async interface (`PaymentProvider`): create a payment (a page to
+pay on, or a charge of a saved method for autopay), read a payment back, create and read a
+refund. Answers use Kabinet's words (`ProviderPayment.status`: PENDING | SUCCEEDED |
+CANCELED); a provider that cannot be reached raises `ProviderUnavailable` (nothing is known:
+try again later with the same Idempotence-Key), one that refuses the request raises
+`ProviderRefused`.
 
 * `SandboxProvider` (the development default): our own page `/sandbox/pay/<Payment.id>` with
-  a Pay and a Fail button that signs and sends that webhook, so the whole flow runs locally.
-  It must never run in production (the page credits money that nobody paid).
-* `ExternalProvider`: a hosted page from the `KABINET_PAYMENT_PROVIDER_URL` template.
+  a Pay and a Fail button that signs and sends the Kabinet webhook (`POST /webhooks/payments`,
+  HMAC-SHA256 of the raw body under `KABINET_WEBHOOK_SECRET`), so the whole flow runs
+  locally. It must never run in production (the page credits money that nobody paid).
+* `ExternalProvider`: a hosted page from the `KABINET_PAYMENT_PROVIDER_URL` template; the
+  provider confirms through that same signed webhook.
+* `YooKassaProvider`: YooKassa's API v3 over HTTP Basic auth (SPEC §7), a thin async
+  `httpx` client using the field names of the official SDK's models (the SDK itself is
+  synchronous: it would hold a worker thread per call). It notifies
+  `POST /webhooks/yookassa`, whose body Kabinet never trusts: it reads the object back.
 """
 
 from __future__ import annotations
@@ -16,11 +26,18 @@ import base64
 import hashlib
 import hmac
 import string
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
+import httpx
+
 from core.settings import Settings
+
+PROVIDER_STATUSES = ("PENDING", "SUCCEEDED", "CANCELED")
+SANDBOX_METHOD_TITLE = "Card *4444"
 
 SIGNATURE_HEADER = "X-Signature"
 URL_TEMPLATE_FIELDS = frozenset({"payment_id", "amount"})
@@ -33,16 +50,108 @@ def payment_global_id(payment_id: int) -> str:
     return base64.urlsafe_b64encode(f"Payment:{payment_id}".encode()).decode()
 
 
+@dataclass(frozen=True)
+class SavedMethod:
+    """A card or SBP account the provider saved: its reference and a title ("Card *4444");
+    never card data."""
+
+    reference: str
+    title: str
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    """A payment as the provider sees it."""
+
+    reference: str | None  # the provider's payment id; None when it has none (sandbox)
+    status: str  # Kabinet's names: PENDING | SUCCEEDED | CANCELED
+    confirmation_url: str | None  # where the payer pays; None for a saved-method charge
+    saved_method: SavedMethod | None  # the method the provider saved with this payment
+    receipt_status: str | None = None  # the provider's fiscal receipt status, if it says
+    amount: Decimal | None = None  # what the provider holds, when it says
+    metadata: dict[str, Any] | None = None  # what Kabinet attached (`kabinet_payment_id`)
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """A refund as the provider sees it."""
+
+    reference: str | None  # the provider's refund id
+    status: str  # PENDING | SUCCEEDED | CANCELED
+    payment_reference: str | None = None  # the provider's id of the refunded payment
+    amount: Decimal | None = None
+
+
+class ProviderUnavailable(Exception):
+    """The provider did not answer (timeout, connection refused, 5xx, an answer that is not
+    its protocol): the outcome is unknown; repeat later with the same Idempotence-Key."""
+
+
+class ProviderRefused(Exception):
+    """The provider answered and refused (4xx): repeating the same request will not help."""
+
+
 class PaymentProvider(Protocol):
+    """What Kabinet asks of a payment provider (SPEC §7)."""
+
     name: str
 
-    def confirmation_url(self, payment_id_global: str, *, amount: Decimal) -> str:
-        """Where the payer pays this payment."""
+    async def create_payment(
+        self,
+        *,
+        payment_id: int,
+        amount: Decimal,
+        description: str,
+        return_url: str | None,
+        receipt: dict[str, Any] | None,
+        save_method: bool,
+        method_reference: str | None,
+        idempotence_key: str,
+    ) -> ProviderPayment:
+        """Create the provider's payment for Kabinet's payment `payment_id`. With
+        `method_reference` it charges that saved method at once (autopay: no confirmation);
+        else the answer's `confirmation_url` is where the payer pays. The same
+        `idempotence_key` always names the same provider payment."""
+        ...
+
+    async def read_payment(self, reference: str) -> ProviderPayment:
+        """The provider's payment `reference` as it stands now."""
+        ...
+
+    async def create_refund(
+        self,
+        *,
+        refund_id: int,
+        payment_reference: str,
+        amount: Decimal,
+        receipt: dict[str, Any] | None,
+        idempotence_key: str,
+    ) -> ProviderRefund:
+        """Give back `amount` of the provider's payment `payment_reference`."""
+        ...
+
+    async def read_refund(self, reference: str) -> ProviderRefund:
+        """The provider's refund `reference` as it stands now."""
         ...
 
 
+def payment_idempotence_key(payment_id: int, created_at: datetime) -> str:
+    """The Idempotence-Key of Kabinet's payment at the provider: derived from the payment
+    (its id and creation time, so that a database started afresh never reuses a key), the
+    same on every retry, so a retry never makes a second provider payment."""
+    digest = hashlib.sha256(f"{payment_id}|{created_at.isoformat()}".encode()).hexdigest()
+    return f"kabinet-payment-{payment_id}-{digest[:16]}"
+
+
+def refund_idempotence_key(refund_id: int, created_at: datetime) -> str:
+    """The Idempotence-Key of Kabinet's refund at the provider (as for payments)."""
+    digest = hashlib.sha256(f"refund|{refund_id}|{created_at.isoformat()}".encode()).hexdigest()
+    return f"kabinet-refund-{refund_id}-{digest[:16]}"
+
+
 class SandboxProvider:
-    """The built-in provider: `<KABINET_PUBLIC_URL>/sandbox/pay/<Payment.id>`."""
+    """The built-in provider: `<KABINET_PUBLIC_URL>/sandbox/pay/<Payment.id>`. A saved method
+    ("Card *4444") is charged at once; refunds succeed at once."""
 
     name = "sandbox"
 
@@ -51,6 +160,57 @@ class SandboxProvider:
 
     def confirmation_url(self, payment_id_global: str, *, amount: Decimal) -> str:
         return f"{self._base}/sandbox/pay/{quote(payment_id_global, safe='=')}"
+
+    async def create_payment(
+        self,
+        *,
+        payment_id: int,
+        amount: Decimal,
+        description: str,
+        return_url: str | None,
+        receipt: dict[str, Any] | None,
+        save_method: bool,
+        method_reference: str | None,
+        idempotence_key: str,
+    ) -> ProviderPayment:
+        if method_reference is not None:
+            # A saved sandbox method always pays, at once.
+            return ProviderPayment(
+                reference=f"sandbox-{payment_id}",
+                status="SUCCEEDED",
+                confirmation_url=None,
+                saved_method=None,
+                amount=amount,
+            )
+        return ProviderPayment(
+            reference=None,
+            status="PENDING",
+            confirmation_url=self.confirmation_url(payment_global_id(payment_id), amount=amount),
+            saved_method=None,
+            amount=amount,
+        )
+
+    async def read_payment(self, reference: str) -> ProviderPayment:
+        raise ProviderRefused("the sandbox confirms through its signed webhook")
+
+    async def create_refund(
+        self,
+        *,
+        refund_id: int,
+        payment_reference: str,
+        amount: Decimal,
+        receipt: dict[str, Any] | None,
+        idempotence_key: str,
+    ) -> ProviderRefund:
+        return ProviderRefund(
+            reference=f"sandbox-refund-{refund_id}",
+            status="SUCCEEDED",
+            payment_reference=payment_reference,
+            amount=amount,
+        )
+
+    async def read_refund(self, reference: str) -> ProviderRefund:
+        return ProviderRefund(reference=reference, status="SUCCEEDED")
 
 
 def url_template_problem(template: str | None) -> str | None:
@@ -78,7 +238,8 @@ def url_template_problem(template: str | None) -> str | None:
 
 
 class ExternalProvider:
-    """A hosted payment page; the provider calls our webhook with the same global ID."""
+    """A hosted payment page; the provider calls our webhook with the same global ID. It
+    cannot be read back, charge saved methods nor refund through Kabinet."""
 
     name = "external"
 
@@ -95,8 +256,251 @@ class ExternalProvider:
             amount=quote(f"{amount:.2f}", safe=""),
         )
 
+    async def create_payment(
+        self,
+        *,
+        payment_id: int,
+        amount: Decimal,
+        description: str,
+        return_url: str | None,
+        receipt: dict[str, Any] | None,
+        save_method: bool,
+        method_reference: str | None,
+        idempotence_key: str,
+    ) -> ProviderPayment:
+        if method_reference is not None:
+            raise ProviderRefused("the external provider cannot charge a saved method")
+        return ProviderPayment(
+            reference=None,
+            status="PENDING",
+            confirmation_url=self.confirmation_url(payment_global_id(payment_id), amount=amount),
+            saved_method=None,
+            amount=amount,
+        )
+
+    async def read_payment(self, reference: str) -> ProviderPayment:
+        raise ProviderRefused("the external provider confirms through the signed webhook")
+
+    async def create_refund(
+        self,
+        *,
+        refund_id: int,
+        payment_reference: str,
+        amount: Decimal,
+        receipt: dict[str, Any] | None,
+        idempotence_key: str,
+    ) -> ProviderRefund:
+        raise ProviderRefused("the external provider takes no refunds through Kabinet")
+
+    async def read_refund(self, reference: str) -> ProviderRefund:
+        raise ProviderRefused("the external provider takes no refunds through Kabinet")
+
+
+# YooKassa's statuses in Kabinet's words. `waiting_for_capture` cannot happen with
+# `capture: true`; it is still a payment not taken yet.
+_YOOKASSA_STATUSES = {
+    "pending": "PENDING",
+    "waiting_for_capture": "PENDING",
+    "succeeded": "SUCCEEDED",
+    "canceled": "CANCELED",
+}
+_REFERENCE_MAX = 100
+
+
+def _money(amount: Decimal) -> dict[str, str]:
+    return {"value": f"{amount:.2f}", "currency": "RUB"}
+
+
+def _reference(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= _REFERENCE_MAX
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise ProviderUnavailable("the provider answered an object without a usable id")
+    return value
+
+
+def _status(value: Any) -> str:
+    status = _YOOKASSA_STATUSES.get(value) if isinstance(value, str) else None
+    if status is None:
+        raise ProviderUnavailable(f"the provider answered an unknown status {value!r}")
+    return status
+
+
+def _amount_of(value: Any) -> Decimal | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        amount = Decimal(str(value.get("value")))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def method_title(method: dict[str, Any]) -> str:
+    """A saved method's title for the subscriber ("Card *4444", "SBP"): never card data
+    beyond the last four digits the provider shows anyway."""
+    card = method.get("card")
+    if isinstance(card, dict) and isinstance(card.get("last4"), str):
+        last4 = card["last4"]
+        if len(last4) == 4 and last4.isdigit():
+            return f"Card *{last4}"
+    title = method.get("title")
+    if method.get("type") == "sbp":
+        return "SBP"
+    if isinstance(title, str) and title.isprintable() and 0 < len(title) <= 100:
+        return title.replace("Bank card", "Card")
+    return "Saved method"
+
+
+def yookassa_payment(body: Any) -> ProviderPayment:
+    """A YooKassa payment object in Kabinet's words; ProviderUnavailable when it is not one."""
+    if not isinstance(body, dict):
+        raise ProviderUnavailable("the provider answered something that is not a payment")
+    confirmation = body.get("confirmation")
+    confirmation_url = None
+    if isinstance(confirmation, dict) and isinstance(confirmation.get("confirmation_url"), str):
+        confirmation_url = confirmation["confirmation_url"]
+    method = body.get("payment_method")
+    saved = None
+    if isinstance(method, dict) and method.get("saved") is True and method.get("id"):
+        saved = SavedMethod(reference=_reference(method["id"]), title=method_title(method))
+    receipt = body.get("receipt_registration")
+    metadata = body.get("metadata")
+    return ProviderPayment(
+        reference=_reference(body.get("id")),
+        status=_status(body.get("status")),
+        confirmation_url=confirmation_url,
+        saved_method=saved,
+        receipt_status=receipt if isinstance(receipt, str) and len(receipt) <= 16 else None,
+        amount=_amount_of(body.get("amount")),
+        metadata=metadata if isinstance(metadata, dict) else None,
+    )
+
+
+def yookassa_refund(body: Any) -> ProviderRefund:
+    if not isinstance(body, dict):
+        raise ProviderUnavailable("the provider answered something that is not a refund")
+    payment = body.get("payment_id")
+    return ProviderRefund(
+        reference=_reference(body.get("id")),
+        status=_status(body.get("status")),
+        payment_reference=payment if isinstance(payment, str) else None,
+        amount=_amount_of(body.get("amount")),
+    )
+
+
+class YooKassaProvider:
+    """YooKassa's API v3: `POST /payments` (redirect confirmation, `capture: true`,
+    `metadata.kabinet_payment_id`, the 54-FZ `receipt`, `save_payment_method`, or
+    `payment_method_id` for a saved method), `GET /payments/{id}`, `POST /refunds`,
+    `GET /refunds/{id}`; HTTP Basic auth with the shop id and secret key; every POST with
+    the `Idempotence-Key` Kabinet derives from its own row, so a retry after a timeout
+    answers the same payment instead of making another."""
+
+    name = "yookassa"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.yookassa_shop_id or not settings.yookassa_secret_key:
+            raise ValueError(
+                "KABINET_YOOKASSA_SHOP_ID and KABINET_YOOKASSA_SECRET_KEY must be set"
+                " for the yookassa payment provider"
+            )
+        self._url = settings.yookassa_api_url.rstrip("/")
+        self._auth = httpx.BasicAuth(settings.yookassa_shop_id, settings.yookassa_secret_key)
+        self._timeout = httpx.Timeout(settings.yookassa_timeout_seconds)
+
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, idempotence_key: str | None = None
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if idempotence_key is not None:
+            headers["Idempotence-Key"] = idempotence_key
+        try:
+            async with httpx.AsyncClient(
+                auth=self._auth, timeout=self._timeout, follow_redirects=False
+            ) as client:
+                response = await client.request(
+                    method, f"{self._url}{path}", json=body, headers=headers
+                )
+        except httpx.HTTPError as error:
+            raise ProviderUnavailable(f"{method} {path}: {type(error).__name__}") from error
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ProviderUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError as error:
+            raise ProviderUnavailable(f"{method} {path}: not JSON") from error
+        if response.status_code != 200:
+            code = answer.get("code") if isinstance(answer, dict) else None
+            description = answer.get("description") if isinstance(answer, dict) else None
+            raise ProviderRefused(
+                f"{method} {path}: HTTP {response.status_code} {code}: {description}"
+            )
+        return answer
+
+    async def create_payment(
+        self,
+        *,
+        payment_id: int,
+        amount: Decimal,
+        description: str,
+        return_url: str | None,
+        receipt: dict[str, Any] | None,
+        save_method: bool,
+        method_reference: str | None,
+        idempotence_key: str,
+    ) -> ProviderPayment:
+        body: dict[str, Any] = {
+            "amount": _money(amount),
+            "capture": True,
+            "description": description[:128],
+            "metadata": {"kabinet_payment_id": str(payment_id)},
+        }
+        if method_reference is not None:
+            body["payment_method_id"] = method_reference
+        else:
+            confirmation: dict[str, Any] = {"type": "redirect"}
+            if return_url:
+                confirmation["return_url"] = return_url
+            body["confirmation"] = confirmation
+            if save_method:
+                body["save_payment_method"] = True
+        if receipt is not None:
+            body["receipt"] = receipt
+        answer = await self._call("POST", "/payments", body=body, idempotence_key=idempotence_key)
+        return yookassa_payment(answer)
+
+    async def read_payment(self, reference: str) -> ProviderPayment:
+        answer = await self._call("GET", f"/payments/{quote(reference, safe='')}")
+        return yookassa_payment(answer)
+
+    async def create_refund(
+        self,
+        *,
+        refund_id: int,
+        payment_reference: str,
+        amount: Decimal,
+        receipt: dict[str, Any] | None,
+        idempotence_key: str,
+    ) -> ProviderRefund:
+        body: dict[str, Any] = {"payment_id": payment_reference, "amount": _money(amount)}
+        if receipt is not None:
+            body["receipt"] = receipt
+        answer = await self._call("POST", "/refunds", body=body, idempotence_key=idempotence_key)
+        return yookassa_refund(answer)
+
+    async def read_refund(self, reference: str) -> ProviderRefund:
+        answer = await self._call("GET", f"/refunds/{quote(reference, safe='')}")
+        return yookassa_refund(answer)
+
 
 def provider_for(settings: Settings) -> PaymentProvider:
+    if settings.payment_provider == "yookassa":
+        return YooKassaProvider(settings)
     if settings.payment_provider == "external":
         return ExternalProvider(settings)
     return SandboxProvider(settings)

@@ -145,8 +145,24 @@ class Settings(BaseSettings):
     # Who confirms top-ups: the built-in sandbox (development only) or an external provider
     # whose hosted page is `payment_provider_url`, a template with {payment_id} (the Payment's
     # global ID) and {amount} (e.g. "https://pay.example/checkout?payment={payment_id}").
-    payment_provider: Literal["sandbox", "external"] = "sandbox"
+    # Or YooKassa's API v3 (SPEC §7): `yookassa` with the shop's id and secret key.
+    payment_provider: Literal["sandbox", "external", "yookassa"] = "sandbox"
     payment_provider_url: str | None = None
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: str | None = None
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    # How long one call to YooKassa may take (connect, send, wait, read) before it counts as
+    # "no answer": the payment stays PENDING and a retry resumes it.
+    yookassa_timeout_seconds: float = Field(10.0, gt=0)
+    # Where a payer may be sent back after paying (`createTopUp(returnUrl)`): origins
+    # ("https://my.example"); empty: the origin of `public_url` only.
+    return_url_origins: list[str] = Field(default_factory=list)
+    # The 54-FZ receipt sent with every provider payment and refund: its item's VAT code
+    # (None: from the dated VAT rate, resolvers/receipts.py VAT_RATES: 12 for 22/122, 6 for
+    # 20/120), payment mode and payment subject (YooKassa's names).
+    receipt_vat_code: int | None = Field(None, ge=1, le=12)
+    receipt_payment_mode: str = "advance"
+    receipt_payment_subject: str = "service"
 
     # -- services (SPEC §2, §3 "Services")
     personal_tv_min_channels: int = 5
@@ -209,9 +225,17 @@ class Settings(BaseSettings):
             problems.append("argon2 parameters are below m=19456 KiB, t=2")
         if self.payment_provider == "sandbox":
             problems.append(
-                "KABINET_PAYMENT_PROVIDER must be 'external' in production"
+                "KABINET_PAYMENT_PROVIDER must be 'yookassa' or 'external' in production"
                 " (the sandbox credits unpaid payments)"
             )
+        elif self.payment_provider == "yookassa":
+            if not self.yookassa_shop_id or not self.yookassa_secret_key:
+                problems.append(
+                    "KABINET_YOOKASSA_SHOP_ID and KABINET_YOOKASSA_SECRET_KEY must be set"
+                    " for the yookassa payment provider"
+                )
+            if not self.yookassa_api_url.startswith("https://"):
+                problems.append("KABINET_YOOKASSA_API_URL must be an https:// URL in production")
         elif not (self.payment_provider_url or "").startswith("https://"):
             problems.append("KABINET_PAYMENT_PROVIDER_URL must be an https:// URL template")
         if self.sms_provider == "http":

@@ -28,6 +28,7 @@ from kabinet.web.health import healthz, readyz
 from kabinet.web.metrics import Metrics
 from kabinet.web.payments import payment_routes
 from kabinet.web.statements import statement_routes
+from kabinet.web.yookassa import yookassa_routes
 from resolvers.billing import run_billing_scheduler
 from resolvers.payments import run_top_up_expiry
 from schema import build_schema
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         *statement_routes(),
         *payment_routes(settings),
+        *yookassa_routes(settings),
         *explorer_routes(enabled=True, staff_only=settings.is_production),
         Route("/explorer/", _to_explorer, methods=["GET"]),
     ]

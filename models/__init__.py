@@ -7,7 +7,16 @@ from models.audit import AuditEntry
 from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
-from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
+from models.money import (
+    BillingCharge,
+    LedgerEntry,
+    Payment,
+    PaymentEvent,
+    PaymentMethod,
+    PromisedPayment,
+    Receipt,
+    Refund,
+)
 from models.notifications import NotificationPreference, ReminderMark
 from models.outbox import OutboxMessage
 from models.pause import ContractPause, SocialAccessGrant
@@ -45,11 +54,13 @@ __all__ = [
     "OutboxMessage",
     "Payment",
     "PaymentEvent",
+    "PaymentMethod",
     "PromisedPayment",
     "RateLimitCounter",
     "Receipt",
     "RecoveryCode",
     "RefreshToken",
+    "Refund",
     "Region",
     "ReminderMark",
     "ServiceOption",

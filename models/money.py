@@ -32,6 +32,7 @@ LEDGER_KINDS = (
 PAYMENT_METHODS = ("BANK_CARD", "SBP", "E_WALLET", "CASH_TERMINAL")
 PAYMENT_STATUSES = ("PENDING", "SUCCEEDED", "FAILED", "CANCELED")
 PROMISE_STATUSES = ("OPEN", "REPAID", "OVERDUE")
+REFUND_STATUSES = ("PENDING", "SUCCEEDED", "CANCELED")
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -80,6 +81,61 @@ class Payment(SQLModel, table=True):
     provider_reference: str | None = Field(default=None, max_length=100)
     created_at: datetime = created_at_field()
     confirmed_at: datetime | None = ts_field()
+    # Where the payer pays, as the provider answered (YooKassa's `confirmation_url`); null
+    # until the provider has answered, and for the sandbox (whose page is computed).
+    confirmation_url: str | None = Field(default=None, max_length=2000)
+    # Where the provider sends the payer back (`createTopUp(returnUrl)`, origin allowlisted).
+    return_url: str | None = Field(default=None, max_length=2000)
+    # The payer asked the provider to save the card or SBP account (SPEC §7 "Autopay").
+    save_payment_method: bool = Field(
+        default=False, sa_column_kwargs={"server_default": sa.false()}
+    )
+    # The provider's fiscal receipt status (YooKassa: pending | succeeded | canceled).
+    receipt_status: str | None = Field(default=None, max_length=16)
+    # Made by an autopay rule through a saved method (no confirmation).
+    autopay: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+
+
+class PaymentMethod(SQLModel, table=True):
+    """A card or SBP account the provider saved for a contract: only its title ("Card *4444")
+    and the provider's reference, never card data. Forgotten ones stay (payments name them)."""
+
+    __tablename__ = "payment_methods"
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "reference", name="uq_payment_methods_provider_ref"),
+    )
+
+    id: int | None = id_field()
+    contract_id: int = fk("contracts.id")
+    provider: str = Field(max_length=32)
+    reference: str = Field(max_length=100)
+    title: str = Field(max_length=100)
+    created_at: datetime = created_at_field()
+    forgotten_at: datetime | None = ts_field()
+
+
+class Refund(SQLModel, table=True):
+    """Staff give back (part of) a SUCCEEDED payment; the balance is debited (a REFUND ledger
+    entry) when the provider reports the refund SUCCEEDED."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        enum_check("status", REFUND_STATUSES, "status"),
+        sa.CheckConstraint("amount > 0", name="amount_pos"),
+        sa.UniqueConstraint("idempotency", name="uq_refunds_idempotency"),
+    )
+
+    id: int | None = id_field()
+    payment_id: int = fk("payments.id")
+    amount: Decimal = money_field()
+    reason: str = Field(max_length=500)
+    status: str = Field(default="PENDING", max_length=16)
+    provider_reference: str | None = Field(default=None, max_length=100, index=True)
+    # The refund's Idempotence-Key at the provider (one per refund row).
+    idempotency: str = Field(max_length=100)
+    actor: str = Field(max_length=64)  # "staff:<id>"
+    created_at: datetime = created_at_field()
+    succeeded_at: datetime | None = ts_field()
 
 
 class PaymentEvent(SQLModel, table=True):

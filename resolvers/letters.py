@@ -320,3 +320,38 @@ REMINDER_TEXTS = (
 def fill_reminder(template: str, **values: str) -> str:
     """A template with its placeholders filled (the statement's text, in Python: tests)."""
     return template.format_map(values)
+
+
+def refund_letter(
+    settings: Settings,
+    *,
+    contract_number: str,
+    amount: Decimal,
+    payment_amount: Decimal,
+    paid_at: datetime | None,
+    points_taken: int,
+    refunded_at: datetime,
+) -> Letter:
+    """A refund of (part of) a top-up has gone through (SPEC §7): the money goes back to the
+    way it was paid, the balance is debited by it, and the points it earned are taken
+    back."""
+    operator = settings.operator_name
+    refunded = _money(amount, settings.currency)
+    paid = _money(payment_amount, settings.currency)
+    when_paid = f" от {_moment(paid_at)}" if paid_at is not None else ""
+    subject = f"{operator}: возврат {refunded} по договору № {contract_number}"
+    lines = [
+        "Здравствуйте!",
+        f"Мы вернули {refunded} из платежа {paid}{when_paid} по договору № {contract_number}"
+        f" ({_moment(refunded_at)}). Деньги придут тем же способом, которым был оплачен"
+        " платёж; баланс договора уменьшен на эту сумму.",
+    ]
+    if points_taken > 0:
+        lines.append(
+            f"Бонусные баллы за возвращённую сумму списаны: {points_taken}"
+            f" {_plural(points_taken, 'балл', 'балла', 'баллов')}."
+        )
+    lines.append(f"Спасибо, что вы с нами!\n{operator}")
+    text = "\n\n".join(lines) + "\n"
+    page = _html_page(subject, [_e(line).replace("\n", "<br>") for line in lines])
+    return Letter(subject, text, page)

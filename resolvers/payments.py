@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -64,7 +65,17 @@ from core.db import (
     unit_of_work,
 )
 from core.errors import DomainError, ErrorCode, InputProblems
-from core.payment_providers import PaymentProvider, payment_global_id, provider_for
+from core.payment_providers import (
+    ExternalProvider,
+    ProviderPayment,
+    ProviderRefused,
+    ProviderUnavailable,
+    SandboxProvider,
+    SavedMethod,
+    payment_global_id,
+    payment_idempotence_key,
+    provider_for,
+)
 from core.settings import Settings
 from models import (
     BonusEntry,
@@ -72,6 +83,7 @@ from models import (
     OutboxMessage,
     Payment,
     PaymentEvent,
+    PaymentMethod,
     PromisedPayment,
     Receipt,
     Subscriber,
@@ -92,6 +104,11 @@ _receipts = table_of(Receipt)
 _contracts = table_of(Contract)
 _subscribers = table_of(Subscriber)
 _promises = table_of(PromisedPayment)
+_methods = table_of(PaymentMethod)
+# Providers Kabinet calls over the network when a top-up is created (the sandbox's and the
+# external provider's pages need no call).
+REMOTE_PROVIDERS = frozenset({"yookassa"})
+RETURN_URL_MAX = 2000
 
 CENT = Decimal("0.01")
 TOP_UP_DESCRIPTION = "Пополнение баланса"  # the TOP_UP ledger entry
@@ -119,6 +136,8 @@ PAYMENT_COLUMNS = (
     _payments.c.provider_reference,
     _payments.c.created_at,
     _payments.c.confirmed_at,
+    _payments.c.confirmation_url,
+    _payments.c.receipt_status,
 )
 RECEIPT_COLUMNS = (
     _receipts.c.id,
@@ -154,8 +173,24 @@ class TopUp:
     provider_reference: str | None
     created_at: datetime
     confirmed_at: datetime | None
-    confirmation_url: str
+    confirmation_url: str  # "" only for a charge of a saved method (nothing to confirm)
     replayed: bool  # an earlier request with this idempotency key made it
+    # What to ask the provider, when it has not answered for this payment yet (a remote
+    # provider: see `send_to_provider`); None otherwise.
+    provider_request: ProviderRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    """A payment to create at the provider (`PaymentProvider.create_payment`'s arguments)."""
+
+    payment_id: int
+    amount: Decimal
+    description: str
+    return_url: str | None
+    receipt: dict[str, Any] | None
+    save_method: bool
+    idempotence_key: str
 
 
 def _invalid(field: str, message: str) -> DomainError:
@@ -196,17 +231,87 @@ def check_idempotency_key(key: str) -> None:
         raise _invalid("idempotencyKey", f"The idempotency key must be {IDEMPOTENCY_KEY_RULE}.")
 
 
-def request_fingerprint(*, contract_id: int, amount: Decimal, method: str) -> str:
-    """What makes two requests "the same" for one idempotency key."""
-    return hashlib.sha256(f"{contract_id}\n{amount:.2f}\n{method}".encode()).hexdigest()
+def request_fingerprint(
+    *,
+    contract_id: int,
+    amount: Decimal,
+    method: str,
+    return_url: str | None = None,
+    save_payment_method: bool = False,
+) -> str:
+    """What makes two requests "the same" for one idempotency key (the return URL and the
+    wish to save the method count only when given, so earlier keys keep their meaning)."""
+    text = f"{contract_id}\n{amount:.2f}\n{method}"
+    if return_url is not None or save_payment_method:
+        text += f"\n{return_url or ''}\n{int(save_payment_method)}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def confirmation_url_for(settings: Settings, *, payment_id: int, amount: Decimal) -> str:
-    """Where to pay a payment (also for `Payment.confirmationUrl` on read)."""
-    return provider_for(settings).confirmation_url(payment_global_id(payment_id), amount=amount)
+def _origin(url: str) -> str | None:
+    """scheme://host[:port] of an http(s) URL, lower-case; None for anything else."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if not host or "@" in host or "\\" in host:
+        return None
+    return f"{scheme}://{host}".lower()
 
 
-def _top_up(row: Any, provider: PaymentProvider, *, replayed: bool) -> TopUp:
+def return_url_origins(settings: Settings) -> frozenset[str]:
+    """Where a payer may be sent back: `KABINET_RETURN_URL_ORIGINS`, else the public URL's."""
+    listed = settings.return_url_origins or [settings.public_url]
+    return frozenset(origin for origin in map(_origin, listed) if origin is not None)
+
+
+def check_return_url(settings: Settings, url: str | None) -> str | None:
+    """The return URL when its origin is allowed (INVALID, field returnUrl, otherwise)."""
+    if url is None:
+        return None
+    if (
+        not isinstance(url, str)
+        or len(url) > RETURN_URL_MAX
+        or not url.isascii()
+        or not url.isprintable()
+        or " " in url
+    ):
+        raise _invalid(
+            "returnUrl",
+            f"The return URL must be an http(s) URL of at most {RETURN_URL_MAX} characters.",
+        )
+    origin = _origin(url)
+    allowed = return_url_origins(settings)
+    if origin is None or origin not in allowed:
+        raise _invalid(
+            "returnUrl",
+            "The return URL must start with one of: " + ", ".join(sorted(allowed)) + ".",
+        )
+    return url
+
+
+def confirmation_url_for(
+    settings: Settings,
+    *,
+    payment_id: int,
+    amount: Decimal,
+    provider: str | None = None,
+    stored: str | None = None,
+) -> str | None:
+    """Where to pay a payment (also for `Payment.confirmationUrl` on read): the page the
+    provider answered with (`stored`), else the page of the sandbox or the external
+    provider's template; None while a remote provider has not answered."""
+    if stored:
+        return stored
+    name = provider or settings.payment_provider
+    gid = payment_global_id(payment_id)
+    if name == "sandbox":
+        return SandboxProvider(settings).confirmation_url(gid, amount=amount)
+    if name == "external" and settings.payment_provider == "external":
+        return ExternalProvider(settings).confirmation_url(gid, amount=amount)
+    return None
+
+
+def _top_up(row: Any, settings: Settings, *, replayed: bool) -> TopUp:
     amount = Decimal(row.amount).quantize(CENT)
     return TopUp(
         id=row.id,
@@ -218,7 +323,14 @@ def _top_up(row: Any, provider: PaymentProvider, *, replayed: bool) -> TopUp:
         provider_reference=row.provider_reference,
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
-        confirmation_url=provider.confirmation_url(payment_global_id(row.id), amount=amount),
+        confirmation_url=confirmation_url_for(
+            settings,
+            payment_id=row.id,
+            amount=amount,
+            provider=row.provider,
+            stored=row.confirmation_url,
+        )
+        or "",
         replayed=replayed,
     )
 
@@ -233,14 +345,14 @@ async def _by_idempotency_key(session: AsyncSession, scope: str, key: str) -> An
     ).first()
 
 
-def _replay(row: Any, fingerprint: str, provider: PaymentProvider) -> TopUp:
+def _replay(row: Any, fingerprint: str, settings: Settings) -> TopUp:
     if row.request_fingerprint != fingerprint:
         raise DomainError(
             ErrorCode.CONFLICT,
             "This idempotency key was already used for a different top-up.",
             field="idempotencyKey",
         )
-    return _top_up(row, provider, replayed=True)
+    return _top_up(row, settings, replayed=True)
 
 
 async def create_top_up(
@@ -252,6 +364,8 @@ async def create_top_up(
     amount: Decimal,
     method: str,
     idempotency_key: str,
+    return_url: str | None = None,
+    save_payment_method: bool = False,
 ) -> TopUp:
     """A PENDING payment and where to pay it. The caller has checked that the principal may
     see the contract; `principal_scope` (e.g. `Principal.actor`) scopes the key.
@@ -271,14 +385,22 @@ async def create_top_up(
         check_method(method)
     with problems:
         check_idempotency_key(idempotency_key)
+    with problems:
+        return_url = check_return_url(settings, return_url)
     problems.raise_found()
-    fingerprint = request_fingerprint(contract_id=contract_id, amount=amount, method=method)
+    fingerprint = request_fingerprint(
+        contract_id=contract_id,
+        amount=amount,
+        method=method,
+        return_url=return_url,
+        save_payment_method=save_payment_method,
+    )
     provider = provider_for(settings)
 
     await begin_write(session)
     existing = await _by_idempotency_key(session, principal_scope, idempotency_key)
     if existing is not None:
-        return _replay(existing, fingerprint, provider)
+        return await _with_request(session, settings, _replay(existing, fingerprint, settings))
     contract_status = (
         await session.execute(sa.select(_contracts.c.status).where(_contracts.c.id == contract_id))
     ).scalar_one_or_none()
@@ -302,6 +424,8 @@ async def create_top_up(
                 request_fingerprint=fingerprint,
                 provider=provider.name,
                 created_at=utcnow(),
+                return_url=return_url,
+                save_payment_method=save_payment_method,
             )
             .on_conflict_do_nothing(
                 index_elements=[_payments.c.idempotency_scope, _payments.c.idempotency_key]
@@ -316,9 +440,121 @@ async def create_top_up(
         winner = await _by_idempotency_key(session, principal_scope, idempotency_key)
         if winner is None:
             raise RuntimeError("the payment holding this idempotency key is gone")
-        return _replay(winner, fingerprint, provider)
+        return await _with_request(session, settings, _replay(winner, fingerprint, settings))
     log.info("top-up created", extra={"payment_id": row.id, "contract_id": contract_id})
-    return _top_up(row, provider, replayed=False)
+    return await _with_request(session, settings, _top_up(row, settings, replayed=False))
+
+
+_PROVIDER_REQUEST_READ = (
+    sa.select(
+        _payments.c.return_url,
+        _payments.c.save_payment_method,
+        _subscribers.c.email,
+        _subscribers.c.phone,
+    )
+    .select_from(_payments)
+    .join(_contracts, _contracts.c.id == _payments.c.contract_id)
+    .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
+    .where(_payments.c.id == sa.bindparam("payment_id", type_=sa.BigInteger))
+)
+
+
+async def _with_request(session: AsyncSession, settings: Settings, top_up: TopUp) -> TopUp:
+    """The top-up with what to ask its remote provider, when the provider has not answered
+    yet for this PENDING payment (a first request, or a retry after no answer: the same
+    Idempotence-Key resumes the same provider payment)."""
+    if (
+        top_up.provider not in REMOTE_PROVIDERS
+        or top_up.status != "PENDING"
+        or top_up.provider_reference is not None
+    ):
+        return top_up
+    row = (await session.execute(_PROVIDER_REQUEST_READ, {"payment_id": top_up.id})).one()
+    request = ProviderRequest(
+        payment_id=top_up.id,
+        amount=top_up.amount,
+        description=f"{TOP_UP_DESCRIPTION}, платёж {top_up.id}",
+        return_url=row.return_url,
+        receipt=receipts.provider_receipt(
+            vat_code=settings.receipt_vat_code,
+            payment_mode=settings.receipt_payment_mode,
+            payment_subject=settings.receipt_payment_subject,
+            email=row.email,
+            phone=row.phone,
+            amount=top_up.amount,
+            at=top_up.created_at,
+        ),
+        save_method=bool(row.save_payment_method),
+        idempotence_key=payment_idempotence_key(top_up.id, top_up.created_at),
+    )
+    return dataclasses.replace(top_up, provider_request=request)
+
+
+async def send_to_provider(settings: Settings, request: ProviderRequest) -> ProviderPayment:
+    """Create the payment at the provider (no transaction open: the caller's unit of work
+    has ended). Raises DomainError PROVIDER_UNAVAILABLE when it did not answer or refused:
+    the payment stays PENDING, and the same request later (the same idempotency key)
+    resumes it with the same Idempotence-Key, so the provider never makes two payments."""
+    try:
+        return await provider_for(settings).create_payment(
+            payment_id=request.payment_id,
+            amount=request.amount,
+            description=request.description,
+            return_url=request.return_url,
+            receipt=request.receipt,
+            save_method=request.save_method,
+            method_reference=None,
+            idempotence_key=request.idempotence_key,
+        )
+    except ProviderUnavailable as error:
+        log.warning(
+            "payment provider did not answer: %s", error, extra={"payment_id": request.payment_id}
+        )
+        raise DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            "The payment provider did not answer. Nothing was charged; repeat the request "
+            "with the same idempotency key to continue.",
+        ) from None
+    except ProviderRefused as error:
+        log.error(
+            "payment provider refused the payment: %s",
+            error,
+            extra={"payment_id": request.payment_id},
+        )
+        raise DomainError(
+            ErrorCode.PROVIDER_UNAVAILABLE,
+            "The payment provider refused the payment for now. Nothing was charged; try "
+            "again later.",
+        ) from None
+
+
+async def record_provider_payment(
+    session: AsyncSession, *, settings: Settings, payment_id: int, answer: ProviderPayment
+) -> TopUp:
+    """Keep what the provider answered for a new payment: its reference, where to pay and
+    its receipt status (a reference never replaces another). The outcome itself comes
+    through the notification, read back."""
+    await begin_write(session)
+    values: dict[str, Any] = {"confirmation_url": answer.confirmation_url}
+    if answer.receipt_status is not None:
+        values["receipt_status"] = answer.receipt_status
+    if answer.reference is not None:
+        values["provider_reference"] = answer.reference
+    await session.execute(
+        sa.update(_payments)
+        .where(
+            _payments.c.id == payment_id,
+            sa.or_(
+                _payments.c.provider_reference.is_(None),
+                _payments.c.provider_reference == answer.reference,
+            ),
+        )
+        .values(**values)
+    )
+    row = (
+        await session.execute(sa.select(*PAYMENT_COLUMNS).where(_payments.c.id == payment_id))
+    ).one()
+    return _top_up(row, settings, replayed=False)
 
 
 # -- the provider's confirmation ----------------------------------------------------------
@@ -1065,6 +1301,7 @@ _RECEIPTS_BY_PAYMENT = sa.select(*RECEIPT_COLUMNS).where(
 _PAYMENTS_BY_ID = (
     sa.select(
         *PAYMENT_COLUMNS,
+        _payments.c.save_payment_method,
         _contracts.c.number.label("contract_number"),
         _contracts.c.subscriber_id,
     )
@@ -1072,7 +1309,7 @@ _PAYMENTS_BY_ID = (
     .where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))
 )
 _RECEIPTS_WITH_OWNER = (
-    sa.select(*RECEIPT_COLUMNS, _contracts.c.subscriber_id)
+    sa.select(*RECEIPT_COLUMNS, _payments.c.receipt_status, _contracts.c.subscriber_id)
     .join(_payments, _payments.c.id == _receipts.c.payment_id)
     .join(_contracts, _contracts.c.id == _payments.c.contract_id)
     .where(_receipts.c.payment_id.in_(sa.bindparam("ids", expanding=True)))
@@ -1103,3 +1340,123 @@ async def payments_by_id(reader_or_session: Any, ids: Sequence[int]) -> dict[int
         return {}
     statement = _PAYMENTS_BY_ID.params(ids=list(ids))
     return {row.id: row for row in await read_rows(reader_or_session, statement)}
+
+
+# -- a remote provider's payment read back (SPEC §7 notifications) ------------------------
+
+PROVIDER_OUTCOMES = {"SUCCEEDED": "SUCCEEDED", "CANCELED": "FAILED"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPaymentCheck:
+    """What Kabinet's row says about a payment the provider reported."""
+
+    payment_id: int
+    contract_id: int
+    status: str
+    save_payment_method: bool
+
+
+def kabinet_payment_id(answer: ProviderPayment) -> int | None:
+    """Kabinet's payment id in the provider's `metadata.kabinet_payment_id` (as read back
+    from the provider, never from a notification's body)."""
+    value = (answer.metadata or {}).get("kabinet_payment_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        return None
+    if len(value) > 18:
+        return None
+    return int(value)
+
+
+async def check_provider_payment(
+    session: AsyncSession, *, provider: str, answer: ProviderPayment
+) -> ProviderPaymentCheck:
+    """Kabinet's payment that the provider's payment (read back) is, checked against it:
+    the same provider, the same amount, and its reference (when it has one) the same.
+
+    Raises DomainError NOT_FOUND (not one of Kabinet's payments) or CONFLICT (it does not
+    match Kabinet's row: logged, never applied)."""
+    payment_id = kabinet_payment_id(answer)
+    row = None
+    if payment_id is not None:
+        row = (
+            await session.execute(
+                sa.select(
+                    _payments.c.id,
+                    _payments.c.contract_id,
+                    _payments.c.amount,
+                    _payments.c.status,
+                    _payments.c.provider,
+                    _payments.c.provider_reference,
+                    _payments.c.save_payment_method,
+                ).where(_payments.c.id == payment_id)
+            )
+        ).first()
+    if row is None or row.provider != provider:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such payment.", field="paymentId")
+    amount = Decimal(row.amount).quantize(CENT)
+    if (
+        answer.amount is None
+        or answer.amount != amount
+        or row.provider_reference not in (None, answer.reference)
+    ):
+        log.error(
+            "the provider's payment does not match Kabinet's; not applied",
+            extra={"payment_id": row.id, "provider_reference": answer.reference},
+        )
+        raise DomainError(
+            ErrorCode.CONFLICT, "The provider's payment does not match.", field="paymentId"
+        )
+    return ProviderPaymentCheck(row.id, row.contract_id, row.status, bool(row.save_payment_method))
+
+
+async def keep_provider_details(
+    session: AsyncSession,
+    *,
+    provider: str,
+    check: ProviderPaymentCheck,
+    answer: ProviderPayment,
+) -> None:
+    """What the provider says besides the outcome: its receipt status, and the method it
+    saved when the payer asked (`payment_methods`, once per provider reference)."""
+    await begin_write(session)
+    if answer.receipt_status is not None:
+        await session.execute(
+            sa.update(_payments)
+            .where(_payments.c.id == check.payment_id)
+            .values(receipt_status=answer.receipt_status[:16])
+        )
+    if answer.status == "SUCCEEDED" and answer.saved_method is not None:
+        if check.save_payment_method:
+            await remember_saved_method(
+                session,
+                contract_id=check.contract_id,
+                provider=provider,
+                method=answer.saved_method,
+            )
+        else:
+            log.warning(
+                "provider saved a method nobody asked to save; not kept",
+                extra={"payment_id": check.payment_id},
+            )
+
+
+async def remember_saved_method(
+    session: AsyncSession, *, contract_id: int, provider: str, method: SavedMethod
+) -> None:
+    """A saved card or SBP account of the contract (title and reference only); once per
+    provider reference, whatever the repeats."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(_methods)
+        .values(
+            contract_id=contract_id,
+            provider=provider,
+            reference=method.reference[:100],
+            title=method.title[:100],
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[_methods.c.provider, _methods.c.reference])
+    )

@@ -130,3 +130,39 @@ def receipt_insert(values: dict[str, Any], *, when: Any = None) -> sa.Insert:
 
 # Built once (a statement built per call costs more Python than its round trip).
 NEW_RECEIPT = receipt_insert(parameters(RECEIPT_COLUMNS))
+
+
+def provider_receipt(
+    *,
+    vat_code: int | None,
+    payment_mode: str,
+    payment_subject: str,
+    email: str | None,
+    phone: str | None,
+    amount: Decimal,
+    at: datetime,
+) -> dict[str, Any] | None:
+    """The 54-FZ `receipt` sent to the provider with a payment or a refund of `amount` made
+    at `at` (SPEC §7): the customer's email (else phone), one item with quantity "1.00",
+    the VAT code of the rate in force then (`VAT_RATES`: 12 for 22/122, 6 for 20/120) unless
+    `vat_code` overrides it, the payment mode and subject. None when the subscriber has
+    neither email nor phone (the provider would refuse a receipt with no customer)."""
+    if email:
+        customer = {"email": email}
+    elif phone:
+        customer = {"phone": phone.lstrip("+")}
+    else:
+        return None
+    return {
+        "customer": customer,
+        "items": [
+            {
+                "description": RECEIPT_ITEM,
+                "quantity": "1.00",
+                "amount": {"value": f"{amount.quantize(CENT):.2f}", "currency": "RUB"},
+                "vat_code": vat_code if vat_code is not None else vat_rate_on(at).yookassa_vat_code,
+                "payment_mode": payment_mode,
+                "payment_subject": payment_subject,
+            }
+        ],
+    }

@@ -68,6 +68,10 @@ values_described(
             "GraphQL error that refuses any other operation before `changePassword`; "
             "mutations do not answer it in `errors` today."
         ),
+        "PROVIDER_UNAVAILABLE": (
+            "The payment provider did not answer or refused for now. Nothing was charged "
+            "twice: repeat the same request (the same idempotency key) later to resume it."
+        ),
     }
 )(
     strawberry.enum(

@@ -1,5 +1,5 @@
 """Money mutations: top-ups (and canceling one), promised payments, staff balance
-adjustments."""
+adjustments and refunds."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Annotated
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from resolvers import adjustments, payments, promised
+from core.errors import DomainError, ErrorCode
+from resolvers import adjustments, payments, promised, refunds
 from resolvers.adjustments import Adjusted
 from resolvers.payments import IDEMPOTENCY_KEY_RULE, TopUp
 from resolvers.promised import PromiseResult
+from resolvers.refunds import RefundOutcome, RefundStarted
 from schema.context import Info
 from schema.errors import UserError
 from schema.mutation_support import (
@@ -42,6 +44,17 @@ class CreateTopUpInput:
         description=f"Your unique key for this top-up: {IDEMPOTENCY_KEY_RULE} (a UUID will "
         "do). A retry with the same key returns the same payment; the same key with another "
         "amount or method is a CONFLICT."
+    )
+    return_url: str | None = strawberry.field(
+        default=None,
+        description="Where the payment provider sends the payer back after paying: an "
+        "http(s) URL whose origin is allowed (`KABINET_RETURN_URL_ORIGINS`, by default the "
+        "service's own); INVALID otherwise. Optional.",
+    )
+    save_payment_method: bool = strawberry.field(
+        default=False,
+        description="Ask the payment provider to save the card or SBP account for later "
+        "payments (autopay); it then shows in `Contract.paymentMethods`, by title only.",
     )
 
 
@@ -125,6 +138,35 @@ class AdjustBalancePayload:
     )
 
 
+@strawberry.input(description="Staff: the refund to make.")
+class RefundPaymentInput:
+    payment_id: strawberry.ID = strawberry.field(description="The SUCCEEDED payment (its ID).")
+    amount: Money = strawberry.field(
+        description="How much to give back: above zero, at most the payment's amount minus "
+        "its earlier refunds (INVALID otherwise)."
+    )
+    reason: str = strawberry.field(
+        description="Why (5 to 500 characters): kept with the refund and in the audit log."
+    )
+
+
+@strawberry.type(description="What `refundPayment` answers.")
+class RefundPaymentPayload:
+    errors: list[UserError] = strawberry.field(description=ERRORS)
+    refund_status: str | None = strawberry.field(
+        default=None,
+        description="The refund's status: SUCCEEDED once the provider has made it (the "
+        "balance is then debited by a REFUND ledger entry), PENDING while it waits for the "
+        "provider's notification; CANCELED when the provider refused it. Null on failure.",
+    )
+    payment: Payment | None = strawberry.field(
+        default=None, description="The payment refunded; null on failure."
+    )
+    contract: Contract | None = strawberry.field(
+        default=None, description="The contract as it is after the refund; null on failure."
+    )
+
+
 @strawberry.type
 class MoneyMutation:
     @mutation(
@@ -148,18 +190,33 @@ class MoneyMutation:
                 amount=input.amount,
                 method=input.method.value,
                 idempotency_key=input.idempotency_key,
+                return_url=input.return_url,
+                save_payment_method=input.save_payment_method,
             )
 
-        return await run(
-            info,
-            CreateTopUpPayload,
-            create,
-            lambda top_up: CreateTopUpPayload(
-                errors=[],
+        async def at_provider(top_up: TopUp) -> CreateTopUpPayload:
+            # A remote provider is called after the first unit of work has committed the
+            # PENDING payment (no transaction is held open over the network), then what it
+            # answered is kept in a second one. No answer: the payment stays PENDING and the
+            # same request later resumes it (the same Idempotence-Key at the provider).
+            errors: list[UserError] = []
+            request = top_up.provider_request
+            if request is not None:
+                try:
+                    answer = await payments.send_to_provider(context.settings, request)
+                    async with context.reader.write() as session:
+                        top_up = await payments.record_provider_payment(
+                            session, settings=context.settings, payment_id=top_up.id, answer=answer
+                        )
+                except DomainError as error:
+                    errors = [UserError.from_domain(problem) for problem in error.problems]
+            return CreateTopUpPayload(
+                errors=errors,
                 payment=Payment.from_row(top_up),
                 contract=Contract.of_key(top_up.contract_id),
-            ),
-        )
+            )
+
+        return await run(info, CreateTopUpPayload, create, at_provider)
 
     @mutation(
         access=SUBSCRIBER,
@@ -244,3 +301,67 @@ class MoneyMutation:
             return AdjustBalancePayload(errors=[], contract=Contract.of_key(adjusted.contract_id))
 
         return await run(info, AdjustBalancePayload, adjust, answer)
+
+    @mutation(
+        access=STAFF,
+        description="Staff: refund part or all of a SUCCEEDED payment, with a reason "
+        "(audited): never more than the payment minus its earlier refunds. The provider "
+        "makes the refund (with its own fiscal receipt); when it reports success the balance "
+        "is debited (a REFUND ledger entry), the points the amount earned are taken back "
+        "and the subscriber gets a letter. PROVIDER_UNAVAILABLE: repeat the same refund.",
+    )
+    async def refund_payment(
+        self, info: Info, input: Annotated[RefundPaymentInput, INPUT]
+    ) -> RefundPaymentPayload:
+        context = info.context
+
+        async def start(session: AsyncSession) -> RefundStarted:
+            payment_id = pk_of(input.payment_id, "Payment", "paymentId")
+            return await refunds.start_refund(
+                session,
+                settings=context.settings,
+                staff_id=signed_in(info).id,
+                payment_id=payment_id,
+                amount=input.amount,
+                reason=input.reason,
+                client_address=context.client_address,
+            )
+
+        async def at_provider(started: RefundStarted) -> RefundPaymentPayload:
+            status = started.status
+            request = started.provider_request
+            if request is not None:
+                try:
+                    answer = await refunds.send_refund(context.settings, request)
+                    async with context.reader.write() as session:
+                        outcome: RefundOutcome = await refunds.apply_refund_answer(
+                            session,
+                            settings=context.settings,
+                            refund_id=started.refund_id,
+                            answer=answer,
+                        )
+                    status = outcome.status
+                except DomainError as error:
+                    return RefundPaymentPayload(
+                        errors=[UserError.from_domain(problem) for problem in error.problems],
+                        refund_status="PENDING",
+                        payment=Payment.of_key(started.payment_id),
+                        contract=Contract.of_key(started.contract_id),
+                    )
+            refused = [
+                UserError.from_domain(
+                    DomainError(
+                        ErrorCode.NOT_ELIGIBLE,
+                        "The payment provider refused this refund.",
+                        field="paymentId",
+                    )
+                )
+            ]
+            return RefundPaymentPayload(
+                errors=refused if status == "CANCELED" else [],
+                refund_status=status,
+                payment=Payment.of_key(started.payment_id),
+                contract=Contract.of_key(started.contract_id),
+            )
+
+        return await run(info, RefundPaymentPayload, start, at_provider)

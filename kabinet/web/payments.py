@@ -26,7 +26,10 @@ printable receipt.
 
 * `GET|POST /sandbox/pay/<Payment.id>` (development with the sandbox provider only): a page
   with the amount and Pay / Fail buttons; the POST builds the provider's body, signs it and
-  runs it through the webhook's own code path, signature check included.
+  runs it through the webhook's own code path, signature check included. When the top-up
+  asked to save the method (`savePaymentMethod`), the page offers "save card *4444"
+  (JSON: `"saveMethod": true`): a successful payment then keeps the sandbox's card
+  ("Card *4444") among the contract's payment methods.
 
 * `GET /receipts/<Payment.id>`: the printable receipt for the contract's owner (or staff),
   signed in like `/graphql` (Bearer header or session cookie); 401 when signed out, 404 when
@@ -54,7 +57,13 @@ from starlette.routing import Route
 from core.db import RequestReader, unit_of_work
 from core.errors import DomainError, ErrorCode
 from core.ids import from_global_id, to_global_id
-from core.payment_providers import SIGNATURE_HEADER, sign, verify_signature
+from core.payment_providers import (
+    SANDBOX_METHOD_TITLE,
+    SIGNATURE_HEADER,
+    SavedMethod,
+    sign,
+    verify_signature,
+)
 from core.settings import Settings
 from kabinet.web.auth import request_principal
 from resolvers.accounts import may_see_contract
@@ -63,6 +72,7 @@ from resolvers.payments import (
     apply_provider_event,
     payments_by_id,
     receipts_with_owner,
+    remember_saved_method,
 )
 
 log = logging.getLogger("kabinet.webhooks")
@@ -72,6 +82,7 @@ SANDBOX_MAX_BODY_BYTES = 1024
 WEBHOOK_ATTEMPTS = 5
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 MAX_PAYMENT_PK_DIGITS = 18
+SANDBOX_CARD_LAST4 = "4444"
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -312,9 +323,15 @@ class PaymentRoutes:
             ]
         )
         if payment.status == "PENDING":
+            save = (
+                '<label><input type="checkbox" name="save" value="1" checked> '
+                f"Сохранить карту *{SANDBOX_CARD_LAST4} для автоплатежей</label>"
+                if payment.save_payment_method
+                else ""
+            )
             actions = (
                 '<form method="post"><input type="hidden" name="outcome" value="pay">'
-                '<button type="submit">Оплатить</button></form>\n'
+                f'{save}<button type="submit">Оплатить</button></form>\n'
                 '<form method="post"><input type="hidden" name="outcome" value="fail">'
                 '<button type="submit">Отказ в оплате</button></form>'
             )
@@ -334,6 +351,7 @@ class PaymentRoutes:
             return _message_page("Запрещено", "Запрос с чужого сайта отклонён.", 403)
         raw = await _read_capped(request, SANDBOX_MAX_BODY_BYTES)
         outcome = None
+        save = False
         if raw is not None:
             if wants_json:
                 try:
@@ -341,9 +359,12 @@ class PaymentRoutes:
                 except (ValueError, UnicodeDecodeError):
                     data = None
                 outcome = data.get("outcome") if isinstance(data, dict) else None
+                save = isinstance(data, dict) and data.get("saveMethod") is True
             else:
-                values = parse_qs(raw.decode("latin-1"), max_num_fields=5).get("outcome", [])
+                fields = parse_qs(raw.decode("latin-1"), max_num_fields=5)
+                values = fields.get("outcome", [])
                 outcome = values[0] if len(values) == 1 else None
+                save = fields.get("save") == ["1"]
         if outcome not in ("pay", "fail"):
             if wants_json:
                 return JSONResponse({"error": "outcome must be pay or fail"}, status_code=400)
@@ -364,6 +385,19 @@ class PaymentRoutes:
             signature=sign(self.settings, body),
         )
         status = answer.body.get("paymentStatus")
+        if (
+            save
+            and payment.save_payment_method
+            and answer.status_code == 200
+            and answer.body.get("status") == "applied"
+            and status == "SUCCEEDED"
+        ):
+            # The sandbox's card, saved as a provider would save it (title only).
+            method = SavedMethod(f"sandbox-card-{payment.id}", SANDBOX_METHOD_TITLE)
+            async with unit_of_work(request.app.state.session_factory) as session:
+                await remember_saved_method(
+                    session, contract_id=payment.contract_id, provider="sandbox", method=method
+                )
         receipt_url = f"/receipts/{global_id}" if status == "SUCCEEDED" else None
         if wants_json:
             return JSONResponse(
@@ -423,6 +457,11 @@ class PaymentRoutes:
                 ("Способ оплаты", METHOD_LABELS.get(row.method, row.method)),
                 ("Идентификатор платежа у провайдера", row.provider_reference or "—"),
             ]
+            + (
+                [("Регистрация чека у провайдера", row.receipt_status)]
+                if getattr(row, "receipt_status", None)
+                else []
+            )
         )
         body = f"<h1>Кассовый чек № {_e(row.number)}</h1>\n<p>Приход</p>\n{details}"
         return _page(f"Чек № {row.number}", body)

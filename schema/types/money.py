@@ -167,9 +167,15 @@ class Receipt:
     url: str = strawberry.field(
         description="The printable page (`/receipts/<Payment.id>`), for its owner."
     )
+    provider_status: str | None = strawberry.field(
+        default=None,
+        description="The fiscal receipt's registration at the payment provider, as the "
+        "provider reports it (YooKassa: pending, succeeded, canceled); null when it reports "
+        "none (the sandbox).",
+    )
 
     @classmethod
-    def from_row(cls, row: Any, *, url: str) -> Receipt:
+    def from_row(cls, row: Any, *, url: str, provider_status: str | None = None) -> Receipt:
         return cls(
             number=row.number,
             issued_at=row.issued_at,
@@ -184,6 +190,7 @@ class Receipt:
             method=PaymentMethod(row.method),
             provider_reference=row.provider_reference,
             url=url,
+            provider_status=provider_status,
         )
 
 
@@ -206,7 +213,11 @@ class Payment(Viewed, Node):
         if row.status != PaymentStatus.PENDING.value:
             return None
         return payments.confirmation_url_for(
-            info.context.settings, payment_id=row.id, amount=row.amount
+            info.context.settings,
+            payment_id=row.id,
+            amount=row.amount,
+            provider=getattr(row, "provider", None),
+            stored=getattr(row, "confirmation_url", None),
         )
 
     @strawberry.field(description="The receipt, once the payment has SUCCEEDED.")
@@ -218,7 +229,9 @@ class Payment(Viewed, Node):
         if found is None:
             return None
         url = f"{info.context.settings.public_url}/receipts/{to_global_id('Payment', row.id)}"
-        return Receipt.from_row(found, url=url)
+        return Receipt.from_row(
+            found, url=url, provider_status=getattr(row, "receipt_status", None)
+        )
 
 
 @strawberry.type(description="A contract's top-ups, newest first, a page at a time.")
