@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # as mail servers do, before a letter is left for an operator.
     outbox_max_attempts: int = Field(128, ge=1)
 
+    # -- events for the operator's systems (SPEC §9)
+    # Hosts a subscription may reach in production although they resolve to a loopback,
+    # private or link-local address (an operator's own network); JSON list in the variable.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    events_poll_seconds: float = Field(2.0, gt=0)
+
     # -- GraphQL limits (SPEC §5)
     max_query_depth: int = Field(10, ge=1)
     max_aliases: int = Field(10, ge=0)

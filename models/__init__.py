@@ -8,6 +8,7 @@ from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
 from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
+from models.events import Event, WebhookDelivery, WebhookSubscription, WebhookSubscriptionEvent
 from models.outbox import OutboxMessage
 from models.staff import StaffUser
 from models.subscriber import Subscriber
@@ -36,6 +37,7 @@ __all__ = [
     "ContractPersonalChannel",
     "ContractTvPackage",
     "Credential",
+    "Event",
     "LedgerEntry",
     "MultiroomDevice",
     "OutboxMessage",
@@ -54,5 +56,8 @@ __all__ = [
     "Tariff",
     "TvPackage",
     "TvPackageChannel",
+    "WebhookDelivery",
+    "WebhookSubscription",
+    "WebhookSubscriptionEvent",
     "metadata",
 ]

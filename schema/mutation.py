@@ -17,6 +17,7 @@ from resolvers.access import SignedIn
 from resolvers.staff import CreatedContract
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
+from schema.events import EventsMutation
 from schema.errors import UserError
 from schema.money import MoneyMutation
 from schema.mutation_support import (
@@ -584,5 +585,12 @@ class AccountMutation:
     "NamePayload!` and reports expected failures in the payload's `errors`; sign-in and "
     "staff-only access are checked first, as GraphQL errors (UNAUTHENTICATED, FORBIDDEN)."
 )
-class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
+class Mutation(
+    SessionMutation,
+    AccountMutation,
+    MoneyMutation,
+    ServicesMutation,
+    CatalogMutation,
+    EventsMutation,
+):
     """Every mutation of the API (each domain adds its own base class here)."""
