@@ -442,9 +442,7 @@ async def claim_due(
             return []
         rows = {
             row.delivery_id: row
-            for row in (
-                await session.execute(_CLAIMED, {"ids": [row.id for row in claimed]})
-            ).all()
+            for row in (await session.execute(_CLAIMED, {"ids": [row.id for row in claimed]})).all()
         }
     return [
         Claimed(
@@ -563,9 +561,7 @@ async def deliver_due(
     await _record(session_factory, results, now or utcnow())
     delivered = sum(1 for _, outcome in results if outcome.delivered)
     given_up = sum(
-        1
-        for one, outcome in results
-        if not outcome.delivered and one.attempts > len(RETRY_DELAYS)
+        1 for one, outcome in results if not outcome.delivered and one.attempts > len(RETRY_DELAYS)
     )
     return DeliveryReport(
         delivered=delivered,

@@ -7,8 +7,8 @@ from models.audit import AuditEntry
 from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
-from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
 from models.events import Event, WebhookDelivery, WebhookSubscription, WebhookSubscriptionEvent
+from models.money import BillingCharge, LedgerEntry, Payment, PaymentEvent, PromisedPayment, Receipt
 from models.outbox import OutboxMessage
 from models.staff import StaffUser
 from models.subscriber import Subscriber

@@ -63,10 +63,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import begin_write, create_session_factory, rowcount, unit_of_work
+from core.ids import to_global_id
 from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
-from resolvers import bonus, ledger, services
+from resolvers import bonus, events, ledger, services
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -378,11 +379,15 @@ async def _settle_batch(
     """Debit each promise still OPEN and due, in contract-id order (the order every writer
     takes contract locks in: contract first, then its promise, as a top-up does)."""
     contract_ids = sorted({contract_id for _, contract_id in promises})
-    await session.execute(
-        sa.select(_contracts.c.id)
-        .where(_contracts.c.id.in_(contract_ids))
-        .order_by(_contracts.c.id)
-        .with_for_update()
+    numbers = dict(
+        (
+            await session.execute(
+                sa.select(_contracts.c.id, _contracts.c.number)
+                .where(_contracts.c.id.in_(contract_ids))
+                .order_by(_contracts.c.id)
+                .with_for_update()
+            )
+        ).tuples()
     )
     claimed = (
         await session.execute(
@@ -393,7 +398,9 @@ async def _settle_batch(
                 _promises.c.due_at < due_by,
             )
             .values(status="REPAID", settled_at=now)
-            .returning(_promises.c.id, _promises.c.contract_id, _promises.c.amount)
+            .returning(
+                _promises.c.id, _promises.c.contract_id, _promises.c.amount, _promises.c.due_at
+            )
         )
     ).all()
     overdue: list[int] = []
@@ -410,6 +417,18 @@ async def _settle_batch(
         )
         if posted.balance_after < 0:
             overdue.append(promise.id)
+            await events.record_event(
+                session,
+                "promised_payment.overdue",
+                contract_number=numbers.get(promise.contract_id),
+                data={
+                    "promisedPaymentId": to_global_id("PromisedPayment", promise.id),
+                    "amount": Decimal(str(promise.amount)).quantize(CENT),
+                    "dueAt": promise.due_at,
+                    "balance": posted.balance_after,
+                },
+                at=now,
+            )
     if overdue:
         await session.execute(
             sa.update(_promises).where(_promises.c.id.in_(overdue)).values(status="OVERDUE")
@@ -439,13 +458,31 @@ async def _clear_paid_overdue(session: AsyncSession, *, dialect: str, now: datet
     return rowcount(result)
 
 
-async def _suspend_debtors(session: AsyncSession, *, dialect: str) -> int:
-    result = await session.execute(
-        sa.update(_contracts)
-        .where(_contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0)
-        .values(status="SUSPENDED")
+def _suspension_event(source: Any) -> sa.Select[Any]:
+    return sa.select(
+        source.c.number,
+        events.json_object(
+            "status", "SUSPENDED", "reason", "DEBT", "balance", events.money_text(source.c.balance)
+        ),
     )
-    return rowcount(result)
+
+
+async def _suspend_debtors(
+    session: AsyncSession, *, dialect: str, now: datetime | None = None
+) -> int:
+    """ACTIVE contracts below zero become SUSPENDED, each with its `contract.suspended`
+    event (the same rows, one statement on PostgreSQL)."""
+    debtor = (_contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0)
+    return await events.update_with_events(
+        session,
+        "contract.suspended",
+        table=_contracts,
+        where=debtor,
+        values={"status": "SUSPENDED"},
+        rows_before=lambda: _suspension_event(_contracts).where(*debtor),
+        rows_after=lambda changed: _suspension_event(changed).select_from(changed),
+        at=now,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -540,7 +577,7 @@ async def run_billing_day(
     # Charges already took a tariff changed for this day from the schedule; now it is the
     # contract's tariff (never for a later day: a missed earlier day billed after would
     # then be charged at the new tariff).
-    await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day))
+    await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day, at=now))
 
     due_by = min(end_of_day(day), now)
     async with factory() as session, session.begin():
@@ -566,7 +603,9 @@ async def run_billing_day(
     cleared = await _in_write_transaction(
         factory, partial(_clear_paid_overdue, dialect=dialect, now=now)
     )
-    suspended = await _in_write_transaction(factory, partial(_suspend_debtors, dialect=dialect))
+    suspended = await _in_write_transaction(
+        factory, partial(_suspend_debtors, dialect=dialect, now=now)
+    )
     if progress is not None:
         progress(BillingProgress(day, "suspend", 1, 1, contracts, total))
     points_expired = await _in_write_transaction(

@@ -26,6 +26,8 @@ Money is a string with two decimals ("500.00"), never a JSON number.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from core.db import insert_row, rowcount
 from models.base import UTCDateTime, table_of, utcnow
 from models.events import Event
 
@@ -42,10 +45,12 @@ __all__ = [
     "EVENT_TYPES",
     "as_json",
     "event_data",
+    "event_insert",
     "events_insert_from",
     "json_object",
     "money_text",
     "record_event",
+    "update_with_events",
 ]
 
 _events = table_of(Event)
@@ -139,28 +144,92 @@ def events_insert_from(event_type: str, select: sa.Select[Any], *, at: Any = Non
     )
 
 
+async def update_with_events(
+    session: AsyncSession,
+    event_type: str,
+    *,
+    table: sa.Table,
+    where: Sequence[Any],
+    values: dict[str, Any],
+    rows_before: Callable[[], sa.Select[Any]],
+    rows_after: Callable[[Any], sa.Select[Any]],
+    at: Any = None,
+) -> int:
+    """UPDATE `table` (`where`, `values`) and record one event of `event_type` for exactly
+    each row it changed, in the caller's transaction; how many rows. PostgreSQL: one
+    statement, the UPDATE … RETURNING a CTE that the events' INSERT reads (`rows_after(
+    changed)`: (contract_number, data) of the changed rows, their new values). SQLite: the
+    events' INSERT … SELECT (`rows_before()`: the same rows before the change, the same
+    WHERE), then the UPDATE; BEGIN IMMEDIATE lets no other writer in between."""
+    _check_type(event_type)
+    if session.get_bind().dialect.name == "postgresql":
+        changed = sa.update(table).where(*where).values(**values).returning(*table.c).cte("changed")
+        reported = events_insert_from(event_type, rows_after(changed), at=at).cte("reported")
+        statement = sa.select(sa.func.count()).select_from(changed).add_cte(reported)
+        return int((await session.execute(statement)).scalar_one())
+    await session.execute(events_insert_from(event_type, rows_before(), at=at))
+    result = await session.execute(sa.update(table).where(*where).values(**values))
+    return rowcount(result)
+
+
+def event_insert(event_type: str, values: dict[str, Any], *, when: Any = None) -> sa.Insert:
+    """An event's INSERT … SELECT as a part of a composed statement (a CTE, like the other
+    tables' builders, `core.db.insert_row`): `values` gives `occurred_at`,
+    `contract_number` and `data` (JSON text, `event_data`'s), as parameters or columns; no
+    row when `when` is false."""
+    _check_type(event_type)
+    return insert_row(
+        sa.insert(_events),
+        {
+            "type": event_type,
+            "occurred_at": values["occurred_at"],
+            "contract_number": values["contract_number"],
+            "data": as_json(values["data"]),
+        },
+        when=when,
+    )
+
+
 # -- JSON in SQL, on both databases ---------------------------------------------------------
 
 
-class json_object(FunctionElement[Any]):  # noqa: N801 - reads as the SQL function it is
-    """`json_object(key, value, …)`: PostgreSQL's json_build_object, SQLite's json_object."""
-
+class _JsonObject(FunctionElement[Any]):
     type = sa.JSON()
     inherit_cache = True
     name = "json_object"
 
 
-@compiles(json_object)
-def _json_object_sqlite(element: json_object, compiler: Any, **kw: Any) -> str:
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]{0,40}")
+
+
+def json_object(*pairs: Any) -> _JsonObject:
+    """`json_object(key, value, …)` in SQL: PostgreSQL's json_build_object, SQLite's
+    json_object. Keys are written into the SQL (camelCase names); a Python value is a
+    parameter typed as text (PostgreSQL cannot infer a type for json_build_object's)."""
+    if len(pairs) % 2:
+        raise ValueError("json_object takes key, value pairs")
+    clauses: list[Any] = []
+    for key, value in zip(pairs[::2], pairs[1::2], strict=True):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValueError(f"bad JSON key {key!r}")
+        clauses.append(sa.literal_column(f"'{key}'"))
+        clauses.append(
+            value if isinstance(value, sa.ClauseElement) else sa.cast(sa.literal(value), sa.String)
+        )
+    return _JsonObject(*clauses)
+
+
+@compiles(_JsonObject)
+def _json_object_sqlite(element: _JsonObject, compiler: Any, **kw: Any) -> str:
     return f"json_object({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(json_object, "postgresql")
-def _json_object_postgresql(element: json_object, compiler: Any, **kw: Any) -> str:
+@compiles(_JsonObject, "postgresql")
+def _json_object_postgresql(element: _JsonObject, compiler: Any, **kw: Any) -> str:
     return f"json_build_object({compiler.process(element.clauses, **kw)})"
 
 
-class money_text(FunctionElement[Any]):  # noqa: N801
+class money_text(FunctionElement[Any]):
     """Money as text with two decimals ("500.00"): what a body carries for an amount."""
 
     type = sa.String()
@@ -179,7 +248,7 @@ def _money_text_postgresql(element: money_text, compiler: Any, **kw: Any) -> str
     return f"CAST(ROUND(CAST({compiler.process(element.clauses, **kw)} AS NUMERIC), 2) AS TEXT)"
 
 
-class as_json(FunctionElement[Any]):  # noqa: N801
+class as_json(FunctionElement[Any]):
     """A JSON object (or JSON text) as a value of a JSON column: PostgreSQL's CAST(… AS
     JSON), SQLite's json(…) (a CAST to JSON there would make it a number)."""
 

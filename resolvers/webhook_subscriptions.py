@@ -31,7 +31,7 @@ _wanted = table_of(WebhookSubscriptionEvent)
 _deliveries = table_of(WebhookDelivery)
 _events = table_of(Event)
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 DESCRIPTION_MAX = 500
 MAX_SUBSCRIPTIONS = 100
 MAX_PAGE_SIZE = 100

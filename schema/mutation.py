@@ -17,8 +17,8 @@ from resolvers.access import SignedIn
 from resolvers.staff import CreatedContract
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
-from schema.events import EventsMutation
 from schema.errors import UserError
+from schema.events import EventsMutation
 from schema.money import MoneyMutation
 from schema.mutation_support import (
     CONTRACT_NUMBER,
