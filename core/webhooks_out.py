@@ -333,7 +333,8 @@ def _fan_out_statements() -> tuple[sa.Select[Any], sa.Insert, sa.Update]:
                 _subscriptions, _subscriptions.c.id == _wanted.c.subscription_id
             )
         )
-        .where(_events.c.id.in_(ids), _subscriptions.c.active.is_(True)),
+        .where(_events.c.id.in_(ids), _subscriptions.c.active.is_(True))
+        .order_by(_events.c.id, _subscriptions.c.id),  # the log lists them in event order
     )
     mark = sa.update(_events).where(_events.c.id.in_(ids)).values(fanned_out_at=now)
     return pick, make, mark

@@ -379,16 +379,13 @@ async def _settle_batch(
     """Debit each promise still OPEN and due, in contract-id order (the order every writer
     takes contract locks in: contract first, then its promise, as a top-up does)."""
     contract_ids = sorted({contract_id for _, contract_id in promises})
-    numbers = dict(
-        (
-            await session.execute(
-                sa.select(_contracts.c.id, _contracts.c.number)
-                .where(_contracts.c.id.in_(contract_ids))
-                .order_by(_contracts.c.id)
-                .with_for_update()
-            )
-        ).tuples()
+    locked = await session.execute(
+        sa.select(_contracts.c.id, _contracts.c.number)
+        .where(_contracts.c.id.in_(contract_ids))
+        .order_by(_contracts.c.id)
+        .with_for_update()
     )
+    numbers = {row.id: row.number for row in locked}
     claimed = (
         await session.execute(
             sa.update(_promises)
