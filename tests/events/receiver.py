@@ -53,7 +53,7 @@ class Received:
 @dataclass
 class Receiver:
     url: str = ""
-    secret: str = ""
+    secrets: list[str] = field(default_factory=list)  # of the subscriptions posting here
     mode: str = "ok"  # ok | fail | hang
     hang_seconds: float = 5.0
     clock: float | None = None  # what `now` the snippet checks against (the tests' moved clock)
@@ -72,7 +72,8 @@ def receiver_app(receiver: Receiver, verify: Callable[..., bool]) -> Starlette:
     async def hook(request: Request) -> Response:
         raw = await request.body()
         headers = {name.lower(): value for name, value in request.headers.items()}
-        signed = verify(receiver.secret, headers.get("kabinet-signature", ""), raw, receiver.clock)
+        header = headers.get("kabinet-signature", "")
+        signed = any(verify(secret, header, raw, receiver.clock) for secret in receiver.secrets)
         if receiver.mode == "hang":
             await asyncio.sleep(receiver.hang_seconds)
         with receiver.lock:

@@ -185,7 +185,7 @@ async def test_the_delivery_log_pages_and_a_failed_delivery_is_redelivered(
                 headers=staff,
             )
         )["createWebhookSubscription"]
-        receiver.secret = created["signingSecret"]
+        receiver.secrets.append(created["signingSecret"])
         subscription_id = created["subscription"]["id"]
         async with unit_of_work(session_factory) as session:
             for n in range(3):

@@ -92,7 +92,7 @@ async def subscribe(
             description="every event",
             client_address=None,
         )
-    receiver.secret = created.signing_secret
+    receiver.secrets.append(created.signing_secret)
 
 
 async def delivered(session_factory: Any, settings: Any, receiver: Receiver) -> list[Received]:
