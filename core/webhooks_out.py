@@ -274,18 +274,11 @@ async def send(
     }
     try:
         target = parse_target(url, settings)
-        addresses = await checked_addresses(target, settings)
-        request_url = target.url
-        extensions: dict[str, Any] = {}
         if settings.is_production:
-            # to the address checked, under the name (Host, TLS SNI and certificate check)
-            request_url = target.url.copy_with(host=addresses[0])
-            headers["Host"] = target.url.netloc.decode("ascii")
-            if target.url.scheme == "https":
-                extensions["sni_hostname"] = target.host
-        response = await client.post(
-            request_url, content=body, headers=headers, extensions=extensions
-        )
+            addresses = await checked_addresses(target, settings)
+            response = await _post_to_checked(client, target, addresses, body, headers)
+        else:  # development: any http(s) URL, loopback included (tests, `make serve`)
+            response = await client.post(target.url, content=body, headers=headers)
     except UrlRefused as error:
         return Outcome(None, f"refused: {error}"[:ERROR_MAX_CHARS])
     except httpx.TimeoutException:
@@ -295,6 +288,34 @@ async def send(
     if 200 <= response.status_code < 300:
         return Outcome(response.status_code, None)
     return Outcome(response.status_code, f"HTTP {response.status_code}")
+
+
+async def _post_to_checked(
+    client: httpx.AsyncClient,
+    target: Target,
+    addresses: list[str],
+    body: bytes,
+    headers: dict[str, str],
+) -> httpx.Response:
+    """POST to the addresses checked, in the resolver's order until one connects: the URL's
+    host replaced by the address, `Host` the name, TLS's SNI and certificate check the name."""
+    extensions: dict[str, Any] = {}
+    if target.url.scheme == "https":
+        extensions["sni_hostname"] = target.host
+    named = {**headers, "Host": target.url.netloc.decode("ascii")}
+    refused: httpx.ConnectError | None = None
+    for address in addresses:
+        try:
+            return await client.post(
+                target.url.copy_with(host=address),
+                content=body,
+                headers=named,
+                extensions=extensions,
+            )
+        except httpx.ConnectError as error:
+            refused = error
+    assert refused is not None  # checked_addresses gives at least one
+    raise refused
 
 
 # -- the round ----------------------------------------------------------------------------
