@@ -330,7 +330,7 @@ class DeliveryReport:
 
 
 def _fan_out_statements() -> tuple[sa.Select[Any], sa.Insert, sa.Update]:
-    ids = sa.bindparam("ids", expanding=True)
+    ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
     now = sa.bindparam("now", type_=UTCDateTime)
     pick = (
         sa.select(_events.c.id)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlmodel import col
 
 from core.db import create_engine, create_session_factory, unit_of_work
 from core.webhooks_out import RETRY_DELAYS, deliver_due, signature
@@ -39,7 +40,7 @@ async def _deliveries(session_factory: Any) -> list[Any]:
     async with session_factory() as session:
         return list(
             (
-                await session.execute(sa.select(WebhookDelivery).order_by(WebhookDelivery.id))
+                await session.execute(sa.select(WebhookDelivery).order_by(col(WebhookDelivery.id)))
             ).scalars()
         )
 
@@ -52,7 +53,7 @@ async def test_a_rolled_back_change_sends_nothing(
     made = await make_subscriber(session_factory, settings, balance=Decimal("500.00"))
     async with session_factory() as session:
         option_id = await session.scalar(
-            sa.select(ServiceOption.id).where(ServiceOption.code == "static-ip")
+            sa.select(col(ServiceOption.id)).where(col(ServiceOption.code) == "static-ip")
         )
     assert option_id is not None
 
@@ -69,7 +70,7 @@ async def test_a_rolled_back_change_sends_nothing(
     report = await deliver_due(session_factory, settings=settings)
     # then: no event, no delivery, nothing received
     async with session_factory() as session:
-        assert await session.scalar(sa.select(sa.func.count(Event.id))) == 0
+        assert await session.scalar(sa.select(sa.func.count(col(Event.id)))) == 0
     assert report.delivered == 0 and receiver.events() == []
 
     # when: the same change committed

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from core.db import unit_of_work
 from core.webhooks_out import deliver_due
@@ -13,6 +14,7 @@ from models import AuditEntry, WebhookDelivery, WebhookSubscription, WebhookSubs
 from resolvers.events import record_event
 from tests.conftest import gql, gql_raw
 from tests.events.receiver import running_receiver
+from tests.events.test_triggers import login_of
 from tests.factories import make_staff, make_subscriber, sign_in
 
 CREATE = """
@@ -90,7 +92,9 @@ async def test_staff_create_list_update_and_delete_a_subscription(
     async with session_factory() as session:
         row = (await session.execute(sa.select(WebhookSubscription))).scalar_one()
         assert row.secret == secret and row.active
-        types = set((await session.scalars(sa.select(WebhookSubscriptionEvent.event_type))).all())
+        types = set(
+            (await session.scalars(sa.select(col(WebhookSubscriptionEvent.event_type)))).all()
+        )
         assert types == {"contract.suspended", "contract.resumed"}
         audit = (await session.scalars(sa.select(AuditEntry))).all()
         assert [entry.action for entry in audit] == ["createWebhookSubscription"]
@@ -122,9 +126,9 @@ async def test_staff_create_list_update_and_delete_a_subscription(
     ]
     assert deleted == {"ok": True, "errors": []}
     async with session_factory() as session:
-        assert (await session.scalar(sa.select(sa.func.count(WebhookSubscription.id)))) == 0
+        assert (await session.scalar(sa.select(sa.func.count(col(WebhookSubscription.id))))) == 0
         actions = (
-            await session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id))
+            await session.scalars(sa.select(col(AuditEntry.action)).order_by(col(AuditEntry.id)))
         ).all()
         assert actions == [
             "createWebhookSubscription",
@@ -155,14 +159,14 @@ async def test_an_unknown_event_type_or_a_bad_url_is_refused_clearly(
     assert "contract.exploded" in refused["errors"][1]["message"]
     assert "contract.suspended" in refused["errors"][1]["message"]  # the known types listed
     async with session_factory() as session:
-        assert (await session.scalar(sa.select(sa.func.count(WebhookSubscription.id)))) == 0
+        assert (await session.scalar(sa.select(sa.func.count(col(WebhookSubscription.id))))) == 0
 
 
 async def test_a_subscriber_cannot_manage_subscriptions(
     client: Any, session_factory: Any, settings: Any
 ) -> None:
     made = await make_subscriber(session_factory, settings)
-    me = await sign_in(client, made.login)
+    me = await sign_in(client, login_of(made))
     variables = {"input": {"url": "http://127.0.0.1:9/", "events": ["payment.succeeded"]}}
     # when
     response = await gql_raw(client, CREATE, variables, headers=me)
@@ -229,7 +233,7 @@ async def test_the_delivery_log_pages_and_a_failed_delivery_is_redelivered(
         assert report.delivered == 1
         assert receiver.events()[-1].event_id == nodes[0]["eventId"]
         async with session_factory() as session:
-            found = await session.execute(sa.select(WebhookDelivery.status))
+            found = await session.execute(sa.select(col(WebhookDelivery.status)))
             statuses = [row.status for row in found]
         assert sorted(statuses) == ["DELIVERED", "FAILED", "FAILED"]
         missing = await gql(client, REDELIVER, {"input": {"deliveryId": "bm9wZToy"}}, headers=staff)

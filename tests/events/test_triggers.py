@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import col
 
 from core.db import unit_of_work
 from core.payment_providers import sign
@@ -25,7 +26,7 @@ from resolvers.events import EVENT_TYPES
 from resolvers.webhook_subscriptions import create_subscription
 from tests.conftest import gql
 from tests.events.receiver import Received, Receiver, running_receiver
-from tests.factories import make_staff, make_subscriber, sign_in
+from tests.factories import MadeSubscriber, make_staff, make_subscriber, sign_in
 
 REGISTER = """
 mutation($input: RegisterInput!) {
@@ -70,6 +71,11 @@ mutation($r: RemoveMultiroomDeviceInput!) {
   removeMultiroomDevice(input: $r) { errors { code message } }
 }
 """
+
+
+def login_of(made: MadeSubscriber) -> str:
+    assert made.login is not None
+    return made.login
 
 
 @pytest.fixture
@@ -200,14 +206,14 @@ async def test_a_top_up_sends_payment_succeeded_and_lifting_a_suspension_contrac
     async with unit_of_work(session_factory) as session:
         await session.execute(
             sa.update(Contract)
-            .where(Contract.id == debtor.contract_ids[0])
+            .where(col(Contract.id) == debtor.contract_ids[0])
             .values(status="SUSPENDED")
         )
     # when
     plain_payment = await _top_up(
         client,
         settings,
-        await sign_in(client, plain.login),
+        await sign_in(client, login_of(plain)),
         plain.contract_numbers[0],
         "500.00",
         "plain-top-up-0001",
@@ -215,7 +221,7 @@ async def test_a_top_up_sends_payment_succeeded_and_lifting_a_suspension_contrac
     debtor_payment = await _top_up(
         client,
         settings,
-        await sign_in(client, debtor.login),
+        await sign_in(client, login_of(debtor)),
         debtor.contract_numbers[0],
         "100.00",
         "debtor-top-up-001",
@@ -250,7 +256,7 @@ async def test_a_promise_sends_activated_and_the_billing_day_overdue_and_suspend
     await subscribe(session_factory, settings, receiver)
     made = await make_subscriber(session_factory, settings, opened_days_ago=120)
     number = made.contract_numbers[0]
-    me = await sign_in(client, made.login)
+    me = await sign_in(client, login_of(made))
     # when: a promise taken through the API
     taken = (
         await gql(
@@ -267,7 +273,7 @@ async def test_a_promise_sends_activated_and_the_billing_day_overdue_and_suspend
 
     # when: the billing day after it is due debits it: the balance stays below zero
     async with session_factory() as session:
-        due_at = (await session.scalars(sa.select(PromisedPayment.due_at))).one()
+        due_at = (await session.scalars(sa.select(col(PromisedPayment.due_at)))).one()
     after_due = due_at + timedelta(minutes=1)
     await run_billing_day(session_factory, settings=settings, day=after_due.date(), now=after_due)
     await delivered(session_factory, settings, receiver)
@@ -279,10 +285,12 @@ async def test_a_promise_sends_activated_and_the_billing_day_overdue_and_suspend
     assert suspended["status"] == "SUSPENDED" and suspended["reason"] == "DEBT"
     assert Decimal(suspended["balance"]) < 0
     async with session_factory() as session:
-        status = await session.scalar(sa.select(Contract.status).where(Contract.number == number))
+        status = await session.scalar(
+            sa.select(col(Contract.status)).where(col(Contract.number) == number)
+        )
         occurred = (
             await session.scalars(
-                sa.select(Event.occurred_at).where(Event.type == "contract.suspended")
+                sa.select(col(Event.occurred_at)).where(col(Event.type) == "contract.suspended")
             )
         ).one()
     assert status == "SUSPENDED" and occurred == after_due  # the run's clock
@@ -322,7 +330,7 @@ async def test_services_send_services_changed_and_the_tariff_tariff_changed_in_f
     await subscribe(session_factory, settings, receiver)
     made = await make_subscriber(session_factory, settings, balance=Decimal("3000.00"))
     number = made.contract_numbers[0]
-    me = await sign_in(client, made.login)
+    me = await sign_in(client, login_of(made))
     catalog = await gql(client, CATALOG)
     dearer = next(t for t in catalog["tariffs"] if t["code"] == "home-300")
     sport = next(p for p in catalog["tvPackages"] if p["code"] == "sport")
