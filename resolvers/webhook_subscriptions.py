@@ -307,17 +307,14 @@ def _delivery_rows() -> sa.Select[Any]:
 
 
 async def list_deliveries(
-    source: Any, *, subscription_id: int, first: int | None, after: int | None
+    source: Any, *, subscription_id: int | None, first: int | None, after: int | None
 ) -> Page[Any]:
-    """A subscription's deliveries, newest first, `first` at a time after the delivery id
-    `after`."""
+    """A subscription's deliveries (None: every subscription's), newest first, `first` at a
+    time after the delivery id `after`."""
     limit = check_first(first, MAX_PAGE_SIZE)
-    statement = (
-        _delivery_rows()
-        .where(_deliveries.c.subscription_id == subscription_id)
-        .order_by(_deliveries.c.id.desc())
-        .limit(limit + 1)
-    )
+    statement = _delivery_rows().order_by(_deliveries.c.id.desc()).limit(limit + 1)
+    if subscription_id is not None:
+        statement = statement.where(_deliveries.c.subscription_id == subscription_id)
     if after is not None:
         statement = statement.where(_deliveries.c.id < after)
     return page_by_id(await read_rows(source, statement), limit, after=after)

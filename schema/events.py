@@ -128,20 +128,28 @@ class EventsQuery:
 
     @strawberry.field(
         permission_classes=[IsSignedIn, IsStaff],
-        description="Staff: a subscription's deliveries, newest first.",
+        description="Staff: the deliveries of a subscription (or of all), newest first.",
     )
     async def webhook_deliveries(
         self,
         info: Info,
         subscription_id: Annotated[
-            strawberry.ID, strawberry.argument(description="The `WebhookSubscription.id`.")
-        ],
+            strawberry.ID | None,
+            strawberry.argument(
+                description="The `WebhookSubscription.id` (another ID: a GraphQL error "
+                "BAD_USER_INPUT); null: the deliveries of every subscription."
+            ),
+        ] = None,
         first: Annotated[int | None, FIRST] = None,
         after: Annotated[str | None, AFTER] = None,
     ) -> Connection[WebhookDelivery]:
         limit, after_id = page_arguments(info, first, after)
         try:
-            pk = pk_of(subscription_id, "WebhookSubscription", "subscriptionId")
+            pk = (
+                None
+                if subscription_id is None
+                else pk_of(subscription_id, "WebhookSubscription", "subscriptionId")
+            )
             page = await webhooks.list_deliveries(
                 info.context.reader, subscription_id=pk, first=limit, after=after_id
             )

@@ -41,7 +41,7 @@ mutation($input: DeleteWebhookSubscriptionInput!) {
 }
 """
 DELIVERIES = """
-query($id: ID!, $first: Int, $after: String) {
+query($id: ID, $first: Int, $after: String) {
   webhookDeliveries(subscriptionId: $id, first: $first, after: $after) {
     edges { cursor node { id eventId eventType contractNumber status attempts lastStatusCode
       lastError deliveredAt nextAttemptAt } }
