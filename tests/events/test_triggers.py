@@ -21,12 +21,16 @@ from core.webhooks_out import deliver_due
 from kabinet import cli
 from models import Contract, Event, PromisedPayment
 from models.base import utcnow
+from resolvers import payments
 from resolvers.billing import run_billing_day
 from resolvers.events import EVENT_TYPES
 from resolvers.webhook_subscriptions import create_subscription
 from tests.conftest import gql
 from tests.events.receiver import Received, Receiver, running_receiver
 from tests.factories import MadeSubscriber, make_staff, make_subscriber, sign_in
+from tests.money.test_payments import top_up
+from tests.money.test_webhook import _confirm as confirm_in_process
+from tests.money.test_webhook import _never_at_once
 
 REGISTER = """
 mutation($input: RegisterInput!) {
@@ -385,3 +389,44 @@ async def test_services_send_services_changed_and_the_tariff_tariff_changed_in_f
     await run_billing_day(session_factory, settings=settings, day=tomorrow)
     await delivered(session_factory, settings, receiver)
     assert len(receiver.events("contract.tariff_changed")) == 1
+
+
+async def test_both_ways_of_crediting_write_the_same_event(
+    session_factory: Any, settings: Any, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL credits a plain contract by one statement; its `payment.succeeded` is the
+    step-by-step way's, made by the same function (resolvers/payments.py)."""
+    if backend != "postgresql":
+        pytest.skip("the one-statement confirmation is PostgreSQL's")
+    one = await make_subscriber(session_factory, settings)
+    two = await make_subscriber(session_factory, settings)
+    paid = [
+        await top_up(session_factory, settings, contract_id=made.contract_ids[0], amount="250.00")
+        for made in (one, two)
+    ]
+    # when: the first the one-statement way, the second step by step
+    assert (await confirm_in_process(session_factory, settings, paid[0].id)).applied
+    monkeypatch.setattr(payments, "_credit_at_once", _never_at_once)
+    assert (await confirm_in_process(session_factory, settings, paid[1].id)).applied
+    # then
+    async with session_factory() as session:
+        found = (await session.scalars(sa.select(Event).order_by(col(Event.id)))).all()
+    assert [event.type for event in found] == ["payment.succeeded"] * 2
+    assert [event.contract_number for event in found] == [
+        one.contract_numbers[0],
+        two.contract_numbers[0],
+    ]
+
+    def shape(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in ("paymentId", "receiptNumber")}
+
+    assert (
+        shape(found[0].data)
+        == shape(found[1].data)
+        == {
+            "amount": "250.00",
+            "currency": "RUB",
+            "method": "BANK_CARD",
+            "provider": "sandbox",
+        }
+    )
