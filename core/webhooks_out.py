@@ -6,7 +6,8 @@ A round, in short transactions like the mail outbox's (core/outbox.py):
 1. **fan out**: events not yet fanned out (claimed with `FOR UPDATE SKIP LOCKED`, so two
    deliverers never take the same one) get a `webhook_deliveries` row per active
    subscription that lists their type, and are marked; one INSERT … SELECT and one UPDATE;
-2. **claim** due deliveries: one UPDATE (`attempts + 1`, `locked_until = now + lease`) of
+2. **claim** due deliveries: one UPDATE (`attempts + 1`, `locked_until = now + lease`,
+   KABINET_EVENTS_LEASE_SECONDS) of
    rows chosen `FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite BEGIN IMMEDIATE serialises
    the claimers. A claimed delivery is no other deliverer's until its lease runs out, so no
    event is sent twice in a round, whatever the number of processes;
@@ -69,8 +70,6 @@ SEND_DEADLINE_SECONDS = 20.0
 BATCH_SIZE = 50
 SENDS_AT_ONCE = 10
 FAN_OUT_BATCH = 500
-# Longer than a round can take: BATCH_SIZE / SENDS_AT_ONCE waves of SEND_DEADLINE_SECONDS.
-CLAIM_LEASE = timedelta(minutes=3)
 ERROR_MAX_CHARS = 500
 URL_MAX_CHARS = 2000
 EVENT_ID_PREFIX = "evt_"
@@ -443,10 +442,11 @@ async def claim_due(
     session_factory: SessionFactory,
     *,
     now: datetime,
+    lease: timedelta,
     limit: int = BATCH_SIZE,
     due_by: datetime | None = None,
 ) -> list[Claimed]:
-    """Take up to `limit` due deliveries for this deliverer until `now + CLAIM_LEASE`."""
+    """Take up to `limit` due deliveries for this deliverer until `now + lease`."""
     async with unit_of_work(session_factory) as session:
         await begin_write(session)
         claimed = (
@@ -456,7 +456,7 @@ async def claim_due(
                     "now": now,
                     "cutoff": min(now, due_by) if due_by else now,
                     "limit": limit,
-                    "until": now + CLAIM_LEASE,
+                    "until": now + lease,
                 },
             )
         ).all()
@@ -544,7 +544,8 @@ async def deliver_due(
     sleeping); `due_by` leaves out deliveries that fall due after it."""
     moment = now or utcnow()
     await fan_out(session_factory, now=moment, due=min(moment, due_by) if due_by else None)
-    claimed = await claim_due(session_factory, now=moment, limit=limit, due_by=due_by)
+    lease = timedelta(seconds=settings.events_lease_seconds)
+    claimed = await claim_due(session_factory, now=moment, lease=lease, limit=limit, due_by=due_by)
     if not claimed:
         return DeliveryReport(remaining=await count_remaining(session_factory))
     own_client = client is None
