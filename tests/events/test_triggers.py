@@ -31,6 +31,7 @@ from tests.factories import MadeSubscriber, make_staff, make_subscriber, sign_in
 from tests.money.test_payments import top_up
 from tests.money.test_webhook import _confirm as confirm_in_process
 from tests.money.test_webhook import _never_at_once
+from tests.services.test_services_api import give_points, mutate
 
 REGISTER = """
 mutation($input: RegisterInput!) {
@@ -430,3 +431,26 @@ async def test_both_ways_of_crediting_write_the_same_event(
             "provider": "sandbox",
         }
     )
+
+
+async def test_a_bonus_reward_that_gives_a_service_sends_services_changed(
+    client: Any, session_factory: Any, settings: Any, receiver: Receiver
+) -> None:
+    # given
+    await subscribe(session_factory, settings, receiver)
+    made = await make_subscriber(session_factory, settings)
+    number = made.contract_numbers[0]
+    me = await sign_in(client, login_of(made))
+    await give_points(session_factory, made.id, 1000)
+    rewards = (await gql(client, "{ bonusRewards { id kind } }"))["bonusRewards"]
+    package = next(r for r in rewards if r["kind"] == "TV_PACKAGE")
+    # when
+    redeemed = await mutate(
+        client, "redeemBonus", {"contractNumber": number, "rewardId": package["id"]}, me
+    )
+    assert redeemed["errors"] == []
+    await delivered(session_factory, settings, receiver)
+    # then
+    data = check_delivery(only(receiver, "contract.services_changed"), number)
+    assert (data["service"], data["change"]) == ("TV_PACKAGE", "CONNECTED")
+    assert data["freeUntil"] > utcnow().date().isoformat() and data["bonusReward"]
