@@ -46,13 +46,22 @@ class Event(SQLModel, table=True):
     `fanned_out_at` is set once its deliveries have been made."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        # what the deliverer looks for: the few rows not fanned out yet, not the history
+        sa.Index(
+            "ix_events_not_fanned_out",
+            "id",
+            sqlite_where=sa.text("fanned_out_at IS NULL"),
+            postgresql_where=sa.text("fanned_out_at IS NULL"),
+        ),
+    )
 
     id: int | None = id_field()
     type: str = Field(max_length=64)
     occurred_at: datetime = created_at_field()
     contract_number: str | None = Field(default=None, max_length=20)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    fanned_out_at: datetime | None = ts_field(index=True)
+    fanned_out_at: datetime | None = ts_field()
 
 
 class WebhookDelivery(SQLModel, table=True):
@@ -63,15 +72,23 @@ class WebhookDelivery(SQLModel, table=True):
     __table_args__ = (
         enum_check("status", DELIVERY_STATUSES, "status"),
         sa.UniqueConstraint("event_id", "subscription_id"),
+        # the claim's and the count's: PENDING rows by when they are due (delivered and
+        # failed ones, the whole history, are not in it)
+        sa.Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            sqlite_where=sa.text("status = 'PENDING'"),
+            postgresql_where=sa.text("status = 'PENDING'"),
+        ),
     )
 
     id: int | None = id_field()
-    event_id: int = fk("events.id", ondelete="CASCADE")
+    event_id: int = fk("events.id", ondelete="CASCADE", index=False)  # the unique key's first
     subscription_id: int = fk("webhook_subscriptions.id", ondelete="CASCADE")
     status: str = Field(default="PENDING", max_length=16)
     attempts: int = 0
     created_at: datetime = created_at_field()
-    next_attempt_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
     locked_until: datetime | None = ts_field()
     last_status_code: int | None = None
     last_error: str | None = Field(default=None, max_length=500)

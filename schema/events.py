@@ -40,7 +40,8 @@ class WebhookSubscription(Node):
     events: list[str] = strawberry.field(description="The event types it receives.")
     description: str = strawberry.field(description="What it is, as staff wrote it.")
     active: bool = strawberry.field(
-        description="false: nothing is sent to it (deliveries wait until it is active again)."
+        description="false: nothing is sent to it; its pending deliveries wait until it is "
+        "active again, and events of the meantime are not sent to it."
     )
     created_at: datetime = strawberry.field(description="When it was created.")
 

@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_fanned_out_at'), ['fanned_out_at'], unique=False)
+        batch_op.create_index('ix_events_not_fanned_out', ['id'], unique=False, sqlite_where=sa.text('fanned_out_at IS NULL'), postgresql_where=sa.text('fanned_out_at IS NULL'))
 
     op.create_table('webhook_subscriptions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -70,8 +70,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id', 'subscription_id', name=op.f('uq_webhook_deliveries_event_id_subscription_id'))
     )
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_webhook_deliveries_next_attempt_at'), ['next_attempt_at'], unique=False)
+        batch_op.create_index('ix_webhook_deliveries_due', ['next_attempt_at'], unique=False, sqlite_where=sa.text("status = 'PENDING'"), postgresql_where=sa.text("status = 'PENDING'"))
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('webhook_subscription_events',
@@ -94,8 +93,7 @@ def downgrade() -> None:
     op.drop_table('webhook_subscription_events')
     with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_deliveries_subscription_id'))
-        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_next_attempt_at'))
-        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due', sqlite_where=sa.text("status = 'PENDING'"), postgresql_where=sa.text("status = 'PENDING'"))
 
     op.drop_table('webhook_deliveries')
     with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
@@ -103,7 +101,7 @@ def downgrade() -> None:
 
     op.drop_table('webhook_subscriptions')
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_events_fanned_out_at'))
+        batch_op.drop_index('ix_events_not_fanned_out', sqlite_where=sa.text('fanned_out_at IS NULL'), postgresql_where=sa.text('fanned_out_at IS NULL'))
 
     op.drop_table('events')
     # ### end Alembic commands ###
