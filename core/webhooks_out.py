@@ -326,6 +326,12 @@ class DeliveryReport:
     failed: int = 0  # attempts that failed this round (retried later, or now FAILED)
     given_up: int = 0  # of those, deliveries now FAILED
     remaining: int = 0  # PENDING deliveries and events not yet fanned out
+    fanned_out: int = 0  # new events given their deliveries this round
+
+    @property
+    def full(self) -> bool:
+        """The round did as much as it may: another one should follow at once."""
+        return self.delivered + self.failed >= BATCH_SIZE or self.fanned_out >= FAN_OUT_BATCH
 
 
 def _fan_out_statements() -> tuple[sa.Select[Any], sa.Insert, sa.Update]:
@@ -548,11 +554,13 @@ async def deliver_due(
     sleeping); `due_by` leaves out deliveries that fall due after it; `count`: report what
     remains (two counts, which the loop in `serve` does without)."""
     moment = now or utcnow()
-    await fan_out(session_factory, now=moment, due=min(moment, due_by) if due_by else None)
+    fanned = await fan_out(session_factory, now=moment, due=min(moment, due_by) if due_by else None)
     lease = timedelta(seconds=settings.events_lease_seconds)
     claimed = await claim_due(session_factory, now=moment, lease=lease, limit=limit, due_by=due_by)
     if not claimed:
-        return DeliveryReport(remaining=await count_remaining(session_factory) if count else 0)
+        return DeliveryReport(
+            remaining=await count_remaining(session_factory) if count else 0, fanned_out=fanned
+        )
     own_client = client is None
     http = client or new_client()
     gate = asyncio.Semaphore(SENDS_AT_ONCE)
@@ -596,6 +604,7 @@ async def deliver_due(
         failed=len(results) - delivered,
         given_up=given_up,
         remaining=await count_remaining(session_factory) if count else 0,
+        fanned_out=fanned,
     )
 
 
@@ -611,7 +620,7 @@ async def run_deliverer(
                 report = await deliver_due(
                     session_factory, settings=settings, client=client, count=False
                 )
-                full = report.delivered + report.failed >= BATCH_SIZE
+                full = report.full
             except Exception as error:
                 logger.error("events: delivery round failed: %s", type(error).__name__)
                 logger.debug("events: round failure details", exc_info=True)
@@ -635,7 +644,7 @@ async def deliver_all_now(settings: Settings) -> DeliveryReport:
                 delivered += report.delivered
                 failed += report.failed
                 given_up += report.given_up
-                if report.delivered + report.failed < BATCH_SIZE:
+                if not report.full:
                     return DeliveryReport(delivered, failed, given_up, report.remaining)
     finally:
         await engine.dispose()

@@ -20,7 +20,13 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from core.db import create_engine, create_session_factory, unit_of_work
-from core.webhooks_out import RETRY_DELAYS, deliver_due, signature
+from core.webhooks_out import (
+    FAN_OUT_BATCH,
+    RETRY_DELAYS,
+    deliver_all_now,
+    deliver_due,
+    signature,
+)
 from models import Event, ServiceOption, WebhookDelivery
 from models.base import utcnow
 from resolvers import services
@@ -234,3 +240,17 @@ def test_the_docs_snippet_accepts_a_delivery_and_rejects_a_forged_or_stale_one()
     # garbage headers
     for header in ("", "t=abc,v1=00", "v1=00", "nonsense"):
         assert not verify(secret, header, body, now)
+
+
+async def test_one_pass_gets_past_many_events_nobody_wants(
+    session_factory: Any, settings: Any, receiver: Receiver
+) -> None:
+    # given: more events of an unwanted type than a round fans out, then a wanted one
+    await subscribe(session_factory, settings, receiver, ["contract.resumed"])
+    await _record(session_factory, FAN_OUT_BATCH + 20, "contract.suspended")
+    await _record(session_factory, 1, "contract.resumed")
+    # when: `kabinet events deliver`'s one pass
+    report = await deliver_all_now(settings)
+    # then
+    assert report.delivered == 1 and report.remaining == 0
+    assert receiver.types() == ["contract.resumed"]
