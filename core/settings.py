@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     # -- reminders (SPEC §8)
     low_balance_days: int = Field(3, ge=0)
 
+    # -- events for the operator's systems (SPEC §9)
+    # Hosts a subscription may reach in production although they resolve to a loopback,
+    # private or link-local address (an operator's own network); JSON list in the variable.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    events_poll_seconds: float = Field(2.0, gt=0)
+    # How long a claimed delivery is one deliverer's: after a crash, its claims are sent again
+    # by another once this runs out. Longer than a round can take (a few 10 s timeouts).
+    events_lease_seconds: int = Field(180, ge=1)
+
     # -- GraphQL limits (SPEC §5)
     max_query_depth: int = Field(10, ge=1)
     max_aliases: int = Field(10, ge=0)

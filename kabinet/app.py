@@ -22,6 +22,7 @@ from core.db import create_engine, create_session_factory
 from core.logs import request_id_var
 from core.outbox import run_worker
 from core.settings import Settings, get_settings
+from core.webhooks_out import run_deliverer
 from kabinet.web.explorer import explorer_routes
 from kabinet.web.graphql import GraphQLEndpoint
 from kabinet.web.health import healthz, readyz
@@ -118,6 +119,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             asyncio.create_task(run_worker(app.state.session_factory, settings, stop)),
             asyncio.create_task(run_billing_scheduler(app.state.session_factory, settings, stop)),
             asyncio.create_task(run_top_up_expiry(app.state.session_factory, settings, stop)),
+            # Events to the operator's systems (SPEC §9): deliverers in several processes
+            # claim different deliveries.
+            asyncio.create_task(run_deliverer(app.state.session_factory, settings, stop)),
         ]
         try:
             yield

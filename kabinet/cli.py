@@ -133,6 +133,20 @@ def cmd_outbox_deliver(_args: argparse.Namespace) -> int:
     return 0 if report.failed == 0 else 1
 
 
+def cmd_events_deliver(_args: argparse.Namespace) -> int:
+    from core.logs import configure_logging
+    from core.webhooks_out import deliver_all_now
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    report = asyncio.run(deliver_all_now(settings))
+    print(
+        f"events: {report.delivered} delivered, {report.failed} failed"
+        f" ({report.given_up} given up), {report.remaining} waiting"
+    )
+    return 0 if report.failed == 0 else 1
+
+
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from schema import printed_schema
 
@@ -284,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_commands.add_parser("deliver", help="send every letter that is due, once").set_defaults(
         func=cmd_outbox_deliver
     )
+
+    events = commands.add_parser("events", help="events for the operator's systems")
+    events_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    events_commands.add_parser(
+        "deliver", help="post every event delivery that is due, once"
+    ).set_defaults(func=cmd_events_deliver)
 
     billing = commands.add_parser("billing", help="the billing day")
     billing_commands = billing.add_subparsers(

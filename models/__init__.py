@@ -7,6 +7,7 @@ from models.audit import AuditEntry
 from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
+from models.events import Event, WebhookDelivery, WebhookSubscription, WebhookSubscriptionEvent
 from models.money import (
     BillingCharge,
     LedgerEntry,
@@ -48,6 +49,7 @@ __all__ = [
     "ContractPersonalChannel",
     "ContractTvPackage",
     "Credential",
+    "Event",
     "LedgerEntry",
     "MultiroomDevice",
     "NotificationPreference",
@@ -71,5 +73,8 @@ __all__ = [
     "Tariff",
     "TvPackage",
     "TvPackageChannel",
+    "WebhookDelivery",
+    "WebhookSubscription",
+    "WebhookSubscriptionEvent",
     "metadata",
 ]

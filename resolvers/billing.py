@@ -76,10 +76,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import begin_write, create_session_factory, rowcount, unit_of_work
+from core.ids import to_global_id
 from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
-from resolvers import bonus, ledger, pause, reminders, services, social_access
+from resolvers import bonus, events, ledger, pause, reminders, services, social_access
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -403,12 +404,13 @@ async def _settle_batch(
     """Debit each promise still OPEN and due, in contract-id order (the order every writer
     takes contract locks in: contract first, then its promise, as a top-up does)."""
     contract_ids = sorted({contract_id for _, contract_id in promises})
-    await session.execute(
-        sa.select(_contracts.c.id)
+    locked = await session.execute(
+        sa.select(_contracts.c.id, _contracts.c.number)
         .where(_contracts.c.id.in_(contract_ids))
         .order_by(_contracts.c.id)
         .with_for_update()
     )
+    numbers = {row.id: row.number for row in locked}
     claimed = (
         await session.execute(
             sa.update(_promises)
@@ -418,7 +420,9 @@ async def _settle_batch(
                 _promises.c.due_at < due_by,
             )
             .values(status="REPAID", settled_at=now)
-            .returning(_promises.c.id, _promises.c.contract_id, _promises.c.amount)
+            .returning(
+                _promises.c.id, _promises.c.contract_id, _promises.c.amount, _promises.c.due_at
+            )
         )
     ).all()
     overdue: list[int] = []
@@ -435,6 +439,18 @@ async def _settle_batch(
         )
         if posted.balance_after < 0:
             overdue.append(promise.id)
+            await events.record_event(
+                session,
+                "promised_payment.overdue",
+                contract_number=numbers.get(promise.contract_id),
+                data={
+                    "promisedPaymentId": to_global_id("PromisedPayment", promise.id),
+                    "amount": Decimal(str(promise.amount)).quantize(CENT),
+                    "dueAt": promise.due_at,
+                    "balance": posted.balance_after,
+                },
+                at=now,
+            )
     if overdue:
         await session.execute(
             sa.update(_promises).where(_promises.c.id.in_(overdue)).values(status="OVERDUE")
@@ -464,37 +480,35 @@ async def _clear_paid_overdue(session: AsyncSession, *, dialect: str, now: datet
     return rowcount(result)
 
 
+def _suspension_event(source: Any) -> sa.Select[Any]:
+    return sa.select(
+        source.c.number,
+        events.json_object(
+            "status", "SUSPENDED", "reason", "DEBT", "balance", events.money_text(source.c.balance)
+        ),
+    )
+
+
 async def _suspend_debtors(
     session: AsyncSession, *, dialect: str, settings: Settings, now: datetime
 ) -> int:
-    """Suspend every ACTIVE contract below zero and queue its reminder (SPEC §8), in one
-    transaction: on PostgreSQL one statement (the reminders are made from the UPDATE's
-    RETURNING, so a concurrent run, which finds the rows no longer ACTIVE, sends none); on
-    SQLite, the only writer, the reminders for the contracts about to be suspended, then
-    the UPDATE."""
-    debtor = sa.and_(
-        _contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0
+    """ACTIVE contracts below zero become SUSPENDED, each with its `contract.suspended`
+    event and its reminder (SPEC §8, §9), for exactly the rows changed: one statement on
+    PostgreSQL (a concurrent run, which finds the rows no longer ACTIVE, reports none)."""
+    debtor = (_contracts.c.status == "ACTIVE", _non_negative(_contracts.c.balance, dialect) < 0)
+    return await events.update_with_events(
+        session,
+        "contract.suspended",
+        table=_contracts,
+        where=debtor,
+        values={"status": "SUSPENDED"},
+        rows_before=lambda: _suspension_event(_contracts).where(*debtor),
+        rows_after=lambda changed: _suspension_event(changed).select_from(changed),
+        at=now,
+        also=lambda rows: reminders.suspended_insert(
+            settings, rows=sa.select(rows.c.id.label("contract_id")).subquery("suspended"), now=now
+        ),
     )
-    suspend = sa.update(_contracts).where(debtor).values(status="SUSPENDED")
-    if dialect == "postgresql":
-        suspended = suspend.returning(_contracts.c.id.label("contract_id")).cte("suspended")
-        queued = (
-            reminders.suspended_insert(settings, rows=suspended, now=now)
-            .returning(sa.literal_column("id"))
-            .cte("queued")
-        )
-        row = (
-            await session.execute(
-                sa.select(
-                    sa.select(sa.func.count()).select_from(suspended).scalar_subquery(),
-                    sa.select(sa.func.count()).select_from(queued).scalar_subquery(),
-                )
-            )
-        ).one()
-        return int(row[0])
-    about_to = sa.select(_contracts.c.id.label("contract_id")).where(debtor).subquery("debtor")
-    await session.execute(reminders.suspended_insert(settings, rows=about_to, now=now))
-    return rowcount(await session.execute(suspend))
 
 
 async def _pause_day(
@@ -615,7 +629,7 @@ async def run_billing_day(
     # Charges already took a tariff changed for this day from the schedule; now it is the
     # contract's tariff (never for a later day: a missed earlier day billed after would
     # then be charged at the new tariff).
-    await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day))
+    await _in_write_transaction(factory, partial(services.apply_scheduled_tariffs, day=day, at=now))
 
     due_by = min(end_of_day(day), now)
     async with factory() as session, session.begin():

@@ -41,6 +41,7 @@ from core.db import (
     rowcount,
 )
 from core.errors import DomainError, ErrorCode
+from core.ids import to_global_id
 from core.settings import Settings
 from models import (
     BonusAccount,
@@ -52,6 +53,7 @@ from models import (
 )
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import ledger
+from resolvers.events import record_event
 from resolvers.pagination import Page, check_first, decode_id_cursor, page_by_id
 from resolvers.promised import clear_overdue_if_paid
 from resolvers.suspension import lift_if_paid
@@ -341,7 +343,7 @@ async def _redeem(
     # The contract first, then the account: a top-up locks them in this order too.
     contract = (
         await session.execute(
-            sa.select(_contracts.c.status)
+            sa.select(_contracts.c.status, _contracts.c.number)
             .where(_contracts.c.id == contract_id, _contracts.c.subscriber_id == subscriber_id)
             .with_for_update()
         )
@@ -435,7 +437,7 @@ async def _redeem(
         await clear_overdue_if_paid(session, contract_id=contract_id)
         await lift_if_paid(session, settings=settings, contract_id=contract_id)
     elif reward.kind == "TV_PACKAGE":
-        await _grant_free_days(
+        free_until = await _grant_free_days(
             session,
             table=_contract_packages,
             item_column=_contract_packages.c.package_id,
@@ -445,8 +447,16 @@ async def _redeem(
             today=today,
             now=now,
         )
+        await _reward_event(
+            session,
+            contract.number,
+            "TV_PACKAGE",
+            to_global_id("TvPackage", reward.tv_package_id),
+            free_until,
+            reward.name,
+        )
     else:  # SPEED_BOOST
-        await _grant_free_days(
+        free_until = await _grant_free_days(
             session,
             table=_contract_options,
             item_column=_contract_options.c.option_id,
@@ -456,7 +466,38 @@ async def _redeem(
             today=today,
             now=now,
         )
+        await _reward_event(
+            session,
+            contract.number,
+            "OPTION",
+            to_global_id("ServiceOption", reward.option_id),
+            free_until,
+            reward.name,
+        )
     return Redemption(entry_id, price, int(left), ledger_entry_id)
+
+
+async def _reward_event(
+    session: AsyncSession,
+    contract_number: str,
+    service: str,
+    item_id: str,
+    free_until: date,
+    reward: str,
+) -> None:
+    """`contract.services_changed` for an item a reward gives free until `free_until`."""
+    await record_event(
+        session,
+        "contract.services_changed",
+        contract_number=contract_number,
+        data={
+            "service": service,
+            "change": "CONNECTED",
+            "itemId": item_id,
+            "freeUntil": free_until,
+            "bonusReward": reward,
+        },
+    )
 
 
 def _too_few(price: int, live: int) -> DomainError:
@@ -477,7 +518,7 @@ async def _grant_free_days(
     days: int,
     today: date,
     now: datetime,
-) -> None:
+) -> date:
     """`days` days of a TV package or option without charge, on the dated rows the billing
     day reads (`free_until`: not charged before that day; `ended_on`: first day not on).
 
@@ -488,6 +529,7 @@ async def _grant_free_days(
       after the request, as resolvers/services.py counts), but never from before the row
       starts (an item connected today starts tomorrow). So the reward always saves `days`
       charged days. A reward row is kept on until its free period ends.
+    Returns the day its free period now ends.
     - Otherwise a new row from today, free for `days` days and ending when they end: a
       reward never turns into a paid subscription by itself. Its `ended_on` is set from the
       start, so it is not "connected" in the `ended_on IS NULL` sense and the one-connected-
@@ -523,7 +565,7 @@ async def _grant_free_days(
                 }
             )
         )
-        return
+        return until
     tomorrow = today + timedelta(days=1)
     start = max(active.free_until or tomorrow, tomorrow, active.started_on)
     until = start + timedelta(days=days)
@@ -531,6 +573,7 @@ async def _grant_free_days(
     if active.ended_on is not None and active.ended_on < until:
         values["ended_on"] = until
     await session.execute(sa.update(table).where(table.c.id == active.id).values(**values))
+    return until
 
 
 # -- expiry (the billing day) ---------------------------------------------------------------

@@ -90,7 +90,7 @@ from models import (
 )
 from models.base import UTCDateTime, table_of, utcnow
 from models.money import PAYMENT_METHODS
-from resolvers import bonus, ledger, receipts
+from resolvers import bonus, events, ledger, receipts
 from resolvers.accounts import may_see_contract
 from resolvers.letters import receipt_letter
 from resolvers.promised import clear_overdue_if_paid, repay_open_promise
@@ -850,7 +850,26 @@ async def _credit(
     letter = _receipt_letter_row(settings, payment, receipt)
     if letter is not None:
         await session.execute(outbox.ENQUEUE, letter)
+    await events.record_event(
+        session,
+        "payment.succeeded",
+        contract_number=payment.number,
+        data=_succeeded_event(settings, payment, receipt),
+        at=now,
+    )
     return str(receipt["number"])
+
+
+def _succeeded_event(settings: Settings, payment: Any, receipt: dict[str, Any]) -> dict[str, Any]:
+    """The `data` of `payment.succeeded` (docs/events.md), for both ways of crediting."""
+    return {
+        "paymentId": payment_global_id(payment.id),
+        "amount": receipt["total"],
+        "currency": settings.currency,
+        "method": payment.method,
+        "provider": payment.provider,
+        "receiptNumber": receipt["number"],
+    }
 
 
 def _receipt_row(
@@ -957,6 +976,7 @@ def _confirmation(
         **prefixed(accrual or _NO_ACCRUAL, "accrual_"),
         **prefixed(receipt, "receipt_"),
         **prefixed(letter or _NO_LETTER, "letter_"),
+        "event_data": events.event_data(_succeeded_event(settings, payment, receipt)),
     }
 
 
@@ -1059,6 +1079,7 @@ CONFIRMATION_COLUMNS: dict[str, Any] = {
     **{f"accrual_{name}": _entries.c[name].type for name in bonus.ACCRUAL_COLUMNS},
     **{f"receipt_{name}": _receipts.c[name].type for name in receipts.RECEIPT_COLUMNS},
     **{f"letter_{name}": _outbox.c[name].type for name in outbox.LETTER_COLUMNS},
+    "event_data": sa.Text(),
 }
 
 
@@ -1142,9 +1163,20 @@ def _confirmations_at_once() -> sa.Select[Any]:
         {name: row[f"letter_{name}"] for name in outbox.LETTER_COLUMNS},
         when=sa.and_(if_settled, row.letter_recipient.is_not(None)),
     ).cte("letter")
+    succeeded = events.event_insert(
+        "payment.succeeded",
+        {
+            "occurred_at": row.now,
+            "contract_number": row.receipt_contract_number,
+            "data": row.event_data,
+        },
+        when=if_settled,
+    ).cte("succeeded")
     return sa.select(
         plain.c.payment_id, plain.c.payment_id.in_(sa.select(settled.c.id)).label("settled")
-    ).add_cte(plain, kept, event, settled, credited, entry, account, accrual, receipt, letter)
+    ).add_cte(
+        plain, kept, event, settled, credited, entry, account, accrual, receipt, letter, succeeded
+    )
 
 
 _CONFIRMATIONS_AT_ONCE = BatchedStatement(_confirmations_at_once(), CONFIRMATION_COLUMNS, rows=True)

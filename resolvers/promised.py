@@ -39,12 +39,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import ReadQuery, begin_write, one_of, read_rows, rowcount
 from core.errors import DomainError, ErrorCode
+from core.ids import to_global_id
 from core.settings import Settings
 from core.views import Filter, RowRef
 from models import Contract, Payment, PromisedPayment
 from models.base import MONEY, table_of, utcnow
 from resolvers import ledger
 from resolvers.charges import charge_items, days_in_month_sql
+from resolvers.events import record_event
 from resolvers.suspension import lift_if_paid
 
 _promises = table_of(PromisedPayment)
@@ -513,10 +515,10 @@ async def activate_promised_payment(
 async def _activate(
     session: AsyncSession, *, settings: Settings, contract_id: int, amount: Decimal, actor: str
 ) -> PromiseResult:
-    locked = await session.scalar(
-        sa.select(_contracts.c.id).where(_contracts.c.id == contract_id).with_for_update()
+    number = await session.scalar(
+        sa.select(_contracts.c.number).where(_contracts.c.id == contract_id).with_for_update()
     )
-    if locked is None:
+    if number is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
     now = utcnow()
     offer = await promised_payment_offer(
@@ -567,6 +569,18 @@ async def _activate(
             reference=f"promise:{promise_id}",
             at=now,
         )
+    await record_event(
+        session,
+        "promised_payment.activated",
+        contract_number=number,
+        data={
+            "promisedPaymentId": to_global_id("PromisedPayment", promise_id),
+            "amount": amount,
+            "fee": fee,
+            "dueAt": due_at,
+        },
+        at=now,
+    )
     lifted = await lift_if_paid(session, settings=settings, contract_id=contract_id)
     promise = (
         await session.execute(sa.select(*PROMISE_COLUMNS).where(_promises.c.id == promise_id))

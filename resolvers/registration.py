@@ -27,12 +27,14 @@ from auth.secrets import (
 )
 from core.db import begin_write, rowcount
 from core.errors import DomainError, ErrorCode, InputProblems
+from core.ids import to_global_id
 from core.outbox import queue_letter
 from core.settings import Settings
 from models import Contract, Credential, Subscriber
 from models.base import table_of, utcnow
 from models.subscriber import LEGAL_STATUSES
 from resolvers import bonus
+from resolvers.events import record_event
 from resolvers.identity import normalize_contract_number, normalize_email, normalize_phone
 from resolvers.letters import registration_letter
 
@@ -245,6 +247,17 @@ async def register(
         subject=letter.subject,
         body_text=letter.body_text,
         body_html=letter.body_html,
+    )
+    await record_event(
+        session,
+        "subscriber.registered",
+        contract_number=row.number,
+        data={
+            "subscriberId": to_global_id("Subscriber", row.subscriber_id),
+            "login": login,
+            "legalStatus": row.legal_status,
+        },
+        at=now,
     )
     await ratelimit.reset(session, limits.registration_contract, number)
     await ratelimit.release(session, limits.registration_address, client_address or "unknown")

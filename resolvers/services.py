@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -51,8 +51,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import begin_write, rowcount
+from core.db import begin_write
 from core.errors import DomainError, ErrorCode
+from core.ids import to_global_id
 from core.settings import Settings
 from models import (
     Channel,
@@ -66,6 +67,7 @@ from models import (
     TvPackage,
 )
 from models.base import table_of, utcnow
+from resolvers import events
 from resolvers.charges import daily_share
 from resolvers.promised import open_promises
 
@@ -195,6 +197,18 @@ async def _check_new_paid_item(
         )
 
 
+async def _services_changed(
+    session: AsyncSession, contract: Contract, service: str, change: str, **data: Any
+) -> None:
+    """`contract.services_changed` in the verb's transaction (docs/events.md)."""
+    await events.record_event(
+        session,
+        "contract.services_changed",
+        contract_number=contract.number,
+        data={"service": service, "change": change, **data},
+    )
+
+
 # --------------------------------------------------------------------------- #
 # tariff
 # --------------------------------------------------------------------------- #
@@ -282,21 +296,50 @@ async def cancel_tariff_change(
     return await _in_transaction(session, work, conflict="The tariff was changed meanwhile.")
 
 
-async def apply_scheduled_tariffs(session: AsyncSession, *, day: date) -> int:
+def _tariff_event(number: Any, tariff_id: Any) -> sa.Select[Any]:
+    """(contract number, data) of `contract.tariff_changed`: the tariff now in force."""
+    return sa.select(
+        number,
+        events.json_object(
+            "tariffCode",
+            _tariffs.c.code,
+            "tariffName",
+            _tariffs.c.name,
+            "speedMbps",
+            _tariffs.c.speed_mbps,
+            "trafficGb",
+            _tariffs.c.traffic_gb,
+            "monthlyFee",
+            events.money_text(_tariffs.c.monthly_fee),
+        ),
+    ).where(_tariffs.c.id == tariff_id)
+
+
+async def apply_scheduled_tariffs(
+    session: AsyncSession, *, day: date, at: datetime | None = None
+) -> int:
     """Make every scheduled tariff effective by `day` the contract's tariff and clear the
-    schedule: one UPDATE, in the caller's writing transaction (no commit). Returns how many
-    contracts changed. Charges do not depend on it (`resolvers/charges.py` reads the
-    schedule), it keeps `tariff_id` current."""
-    result = await session.execute(
-        sa.update(_contracts)
-        .where(_contracts.c.scheduled_tariff_from <= day)
-        .values(
-            tariff_id=_contracts.c.scheduled_tariff_id,
-            scheduled_tariff_id=None,
-            scheduled_tariff_from=None,
-        )
+    schedule, each with its `contract.tariff_changed` event (the tariff in force, its
+    speed): one UPDATE (and the events), in the caller's writing transaction (no commit).
+    Returns how many contracts changed. Charges do not depend on it (`resolvers/charges.py`
+    reads the schedule), it keeps `tariff_id` current."""
+    due = (_contracts.c.scheduled_tariff_from <= day,)
+    return await events.update_with_events(
+        session,
+        "contract.tariff_changed",
+        table=_contracts,
+        where=due,
+        values={
+            "tariff_id": _contracts.c.scheduled_tariff_id,
+            "scheduled_tariff_id": None,
+            "scheduled_tariff_from": None,
+        },
+        rows_before=lambda: _tariff_event(
+            _contracts.c.number, _contracts.c.scheduled_tariff_id
+        ).where(*due),
+        rows_after=lambda changed: _tariff_event(changed.c.number, changed.c.tariff_id),
+        at=at,
     )
-    return rowcount(result)
 
 
 # --------------------------------------------------------------------------- #
@@ -360,6 +403,14 @@ async def connect_tv_package(
         row = ContractTvPackage(contract_id=contract_id, package_id=package_id, started_on=start)
         session.add(row)
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "TV_PACKAGE",
+            "CONNECTED",
+            itemId=to_global_id("TvPackage", package_id),
+            chargedFrom=start,
+        )
         return row
 
     return await _in_transaction(session, work, conflict="This TV package is connected already.")
@@ -378,7 +429,7 @@ async def disconnect_tv_package(
     day = _today(today)
 
     async def work() -> ContractTvPackage:
-        await _lock_contract(session, contract_id)
+        contract = await _lock_contract(session, contract_id)
         row = await _active_package(session, contract_id, package_id)
         if row is None:
             raise DomainError(
@@ -387,6 +438,14 @@ async def disconnect_tv_package(
         row.ended_on = _ended_on(row.started_on, day)
         row.disconnected_at = utcnow()
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "TV_PACKAGE",
+            "DISCONNECTED",
+            itemId=to_global_id("TvPackage", package_id),
+            chargedUntil=row.ended_on,
+        )
         return row
 
     return await _in_transaction(session, work, conflict="The package was changed meanwhile.")
@@ -502,6 +561,16 @@ async def set_personal_tv_channels(
             session.add(row)
             current[channel_id] = row
         await session.flush()
+        if added or removed:
+            await _services_changed(
+                session,
+                contract,
+                "PERSONAL_TV",
+                "CHANGED",
+                channelIds=[to_global_id("Channel", i) for i in sorted(current)],
+                added=[to_global_id("Channel", i) for i in added],
+                removed=[to_global_id("Channel", i) for i in removed],
+            )
         return [current[i] for i in sorted(current)]
 
     return await _in_transaction(
@@ -546,6 +615,15 @@ async def add_multiroom_device(
         )
         session.add(device)
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "MULTIROOM",
+            "CONNECTED",
+            itemId=to_global_id("MultiroomDevice", device.id or 0),
+            serial=device.serial,
+            chargedFrom=first_day,
+        )
         return device
 
     return await _in_transaction(session, work, conflict="Multiroom was changed meanwhile.")
@@ -565,7 +643,7 @@ async def remove_multiroom_device(
     day = _today(today)
 
     async def work() -> MultiroomDevice:
-        await _lock_contract(session, contract_id)
+        contract = await _lock_contract(session, contract_id)
         device = await session.scalar(
             sa.select(MultiroomDevice)
             .where(
@@ -584,6 +662,15 @@ async def remove_multiroom_device(
         device.ended_on = _ended_on(device.started_on, day)
         device.disconnected_at = utcnow()
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "MULTIROOM",
+            "DISCONNECTED",
+            itemId=to_global_id("MultiroomDevice", device_id),
+            serial=device.serial,
+            chargedUntil=device.ended_on,
+        )
         return device
 
     return await _in_transaction(session, work, conflict="Multiroom was changed meanwhile.")
@@ -630,6 +717,15 @@ async def activate_option(
         row = ContractOption(contract_id=contract_id, option_id=option_id, started_on=start)
         session.add(row)
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "OPTION",
+            "CONNECTED",
+            itemId=to_global_id("ServiceOption", option_id),
+            code=option.code,
+            chargedFrom=start,
+        )
         return row
 
     return await _in_transaction(session, work, conflict="This service option is on already.")
@@ -648,7 +744,7 @@ async def deactivate_option(
     day = _today(today)
 
     async def work() -> ContractOption:
-        await _lock_contract(session, contract_id)
+        contract = await _lock_contract(session, contract_id)
         row = await _active_option(session, contract_id, option_id)
         if row is None:
             raise DomainError(
@@ -657,6 +753,14 @@ async def deactivate_option(
         row.ended_on = _ended_on(row.started_on, day)
         row.disconnected_at = utcnow()
         await session.flush()
+        await _services_changed(
+            session,
+            contract,
+            "OPTION",
+            "DISCONNECTED",
+            itemId=to_global_id("ServiceOption", option_id),
+            chargedUntil=row.ended_on,
+        )
         return row
 
     return await _in_transaction(session, work, conflict="The option was changed meanwhile.")

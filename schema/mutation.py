@@ -18,6 +18,7 @@ from resolvers.staff import CreatedContract
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
+from schema.events import EventsMutation
 from schema.money import MoneyMutation
 from schema.mutation_support import (
     CONTRACT_NUMBER,
@@ -594,5 +595,6 @@ class Mutation(
     CatalogMutation,
     NotificationsMutation,
     PauseMutation,
+    EventsMutation,
 ):
     """Every mutation of the API (each domain adds its own base class here)."""

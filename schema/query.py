@@ -12,6 +12,7 @@ from core.ids import from_global_id, parse_pk
 from resolvers import accounts, audit, catalog, subscribers, support
 from schema.context import Info
 from schema.errors import Unauthenticated, bad_input
+from schema.events import EventsQuery
 from schema.types.account import Contract, SessionInfo, Subscriber
 from schema.types.catalog import (
     CATALOG_NODE_TYPES,
@@ -37,7 +38,7 @@ _PRIVATE_NODES = frozenset({"Contract", "Payment", "Subscriber"})
     "subscriber and by staff only; fields marked Staff are for staff only (a subscriber gets "
     "a GraphQL error FORBIDDEN, a signed-out caller UNAUTHENTICATED)."
 )
-class Query:
+class Query(EventsQuery):
     @strawberry.field(description="Regions where the operator sells its tariffs, by code.")
     async def regions(self, info: Info) -> list[Region]:
         return await root_objects(info, "regions")  # type: ignore[no-any-return]
