@@ -32,6 +32,9 @@ b. **Settle** promised payments whose `due_at` has passed (by the end of D, and 
    contract is below zero after the debit is OVERDUE, otherwise REPAID. OVERDUE promises
    whose contract is back to ≥ 0 (the debt was paid) become REPAID (one UPDATE).
 c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE).
+d. **Autopay** (`resolvers.autopay.run_autopay`, SPEC §7): the contracts whose rule fires
+   after the day's charges get one autopay payment each (set-based, at most one per
+   contract and day on any number of hosts), charged at the provider after it commits.
 
 Balances only ever change as `balance = balance ± x` inside UPDATEs, never from values read
 earlier, so top-ups may run at the same time.
@@ -67,6 +70,7 @@ from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import bonus, ledger, services
+from resolvers.autopay import AutopaySummary, run_autopay
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -106,6 +110,7 @@ class BillingSummary:
     contracts_zero: int = 0  # ACTIVE contracts with nothing to charge (marked, no entry)
     overdue_cleared: int = 0  # OVERDUE promises of contracts back to ≥ 0, now REPAID
     points_expired: int = 0  # bonus points 12 months old, expired by this run
+    autopay: AutopaySummary = AutopaySummary()  # payments made after the day
 
     def lines(self) -> list[str]:
         return [
@@ -117,6 +122,9 @@ class BillingSummary:
             f"({self.promises_overdue} overdue, {self.overdue_cleared} overdue now repaid)",
             f"  contracts suspended : {self.contracts_suspended}",
             f"  bonus points expired: {self.points_expired}",
+            f"  autopay payments    : {self.autopay.created} "
+            f"({self.autopay.succeeded} succeeded, {self.autopay.failed} failed, "
+            f"{self.autopay.pending} pending)",
             f"  seconds             : {self.seconds:.2f}",
         ]
 
@@ -572,6 +580,7 @@ async def run_billing_day(
     points_expired = await _in_write_transaction(
         factory, partial(bonus.expire_points, day=day, now=now)
     )
+    autopaid = await run_autopay(factory, settings=settings, day=day, now=now)
     return BillingSummary(
         day=day,
         contracts_charged=contracts,
@@ -583,6 +592,7 @@ async def run_billing_day(
         contracts_zero=zero,
         overdue_cleared=cleared,
         points_expired=points_expired,
+        autopay=autopaid,
     )
 
 

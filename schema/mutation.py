@@ -15,6 +15,7 @@ from auth.sessions import COOKIE_NAME, IssuedTokens
 from resolvers import access, recovery, registration, staff, support
 from resolvers.access import SignedIn
 from resolvers.staff import CreatedContract
+from schema.autopay import AutopayMutation
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
@@ -584,5 +585,12 @@ class AccountMutation:
     "NamePayload!` and reports expected failures in the payload's `errors`; sign-in and "
     "staff-only access are checked first, as GraphQL errors (UNAUTHENTICATED, FORBIDDEN)."
 )
-class Mutation(SessionMutation, AccountMutation, MoneyMutation, ServicesMutation, CatalogMutation):
+class Mutation(
+    SessionMutation,
+    AccountMutation,
+    MoneyMutation,
+    AutopayMutation,
+    ServicesMutation,
+    CatalogMutation,
+):
     """Every mutation of the API (each domain adds its own base class here)."""
