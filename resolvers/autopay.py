@@ -372,10 +372,10 @@ class AutopayOutcome:
 _SETTLE_RUN = (
     sa.update(_runs)
     .where(
-        _runs.c.payment_id == sa.bindparam("payment_id", type_=sa.BigInteger),
+        _runs.c.payment_id == sa.bindparam("p_payment", type_=sa.BigInteger),
         _runs.c.outcome.is_(None),
     )
-    .values(outcome=sa.bindparam("outcome"), settled_at=sa.bindparam("at"))
+    .values(outcome=sa.bindparam("p_outcome"), settled_at=sa.bindparam("p_at"))
     .returning(_runs.c.contract_id)
 )
 _RULE_OF = (
@@ -404,7 +404,11 @@ async def autopay_outcome(
     run = (
         await session.execute(
             _SETTLE_RUN,
-            {"payment_id": payment_id, "outcome": "SUCCEEDED" if succeeded else "FAILED", "at": now},
+            {
+                "p_payment": payment_id,
+                "p_outcome": "SUCCEEDED" if succeeded else "FAILED",
+                "p_at": now,
+            },
         )
     ).first()
     if run is None:
