@@ -190,7 +190,9 @@ async def _mail(session: AsyncSession, owner: _Owner, letter: Any, kind: str) ->
             body_html=letter.body_html,
         )
     except ValueError:
-        log.error("autopay letter not queued: bad address", extra={"contract_id": owner.contract_id})
+        log.error(
+            "autopay letter not queued: bad address", extra={"contract_id": owner.contract_id}
+        )
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -419,9 +421,7 @@ async def autopay_outcome(
         return None
     if succeeded:
         await session.execute(
-            sa.update(_rules)
-            .where(_rules.c.contract_id == contract_id)
-            .values(failures_in_row=0)
+            sa.update(_rules).where(_rules.c.contract_id == contract_id).values(failures_in_row=0)
         )
         log.info("autopay payment succeeded", extra={"payment_id": payment_id})
         return AutopayOutcome(contract_id, True, 0, False)
@@ -533,9 +533,11 @@ def _fires(day: date, settings: Settings, provider: str) -> sa.Select[Any]:
         _payments.c.autopay.is_(True),
         _payments.c.status == "PENDING",
     )
-    key = sa.literal(f"{IDEMPOTENCY_SCOPE}:", sa.String) + sa.cast(
-        _rules.c.contract_id, sa.String
-    ) + sa.literal(f":{day.isoformat()}", sa.String)
+    key = (
+        sa.literal(f"{IDEMPOTENCY_SCOPE}:", sa.String)
+        + sa.cast(_rules.c.contract_id, sa.String)
+        + sa.literal(f":{day.isoformat()}", sa.String)
+    )
     return (
         sa.select(
             _rules.c.contract_id,
@@ -560,7 +562,9 @@ def _fires(day: date, settings: Settings, provider: str) -> sa.Select[Any]:
             _methods.c.provider == provider,
             _contracts.c.status != "CLOSED",
             sa.or_(
-                sa.and_(_rules.c.mode == BELOW_THRESHOLD, _contracts.c.balance < _rules.c.threshold),
+                sa.and_(
+                    _rules.c.mode == BELOW_THRESHOLD, _contracts.c.balance < _rules.c.threshold
+                ),
                 sa.and_(_rules.c.mode == MONTHLY, _rules.c.day_of_month == day.day),
             ),
             ~ran_today,
@@ -593,7 +597,9 @@ async def _create_payments(
     transaction; the ids of the payments this call made (another host's are not)."""
     await begin_write(session)
     provider = provider_for(settings).name
-    fires = _fires(day, settings, provider).add_columns(sa.literal(now, _payments.c.created_at.type))
+    fires = _fires(day, settings, provider).add_columns(
+        sa.literal(now, _payments.c.created_at.type)
+    )
     insert = _insert(session)
     made = (
         await session.execute(
@@ -609,9 +615,11 @@ async def _create_payments(
         return []
     # The runs of the payments of this day's key that have none yet: this call's (a host's
     # insert that found another's key inserted no payment, and finds its run there).
-    key = sa.literal(f"{IDEMPOTENCY_SCOPE}:", sa.String) + sa.cast(
-        _rules.c.contract_id, sa.String
-    ) + sa.literal(f":{day.isoformat()}", sa.String)
+    key = (
+        sa.literal(f"{IDEMPOTENCY_SCOPE}:", sa.String)
+        + sa.cast(_rules.c.contract_id, sa.String)
+        + sa.literal(f":{day.isoformat()}", sa.String)
+    )
     ours = (
         sa.select(
             _payments.c.contract_id,
@@ -629,9 +637,7 @@ async def _create_payments(
             )
         )
         .where(
-            ~sa.exists().where(
-                _runs.c.contract_id == _payments.c.contract_id, _runs.c.day == day
-            )
+            ~sa.exists().where(_runs.c.contract_id == _payments.c.contract_id, _runs.c.day == day)
         )
         .order_by(_payments.c.contract_id)
     )

@@ -52,7 +52,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
@@ -110,7 +110,7 @@ class BillingSummary:
     contracts_zero: int = 0  # ACTIVE contracts with nothing to charge (marked, no entry)
     overdue_cleared: int = 0  # OVERDUE promises of contracts back to ≥ 0, now REPAID
     points_expired: int = 0  # bonus points 12 months old, expired by this run
-    autopay: AutopaySummary = AutopaySummary()  # payments made after the day
+    autopay: AutopaySummary = field(default_factory=AutopaySummary)  # after the day
 
     def lines(self) -> list[str]:
         return [

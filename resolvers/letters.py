@@ -1,6 +1,7 @@
 """The letters' texts (SPEC §3, §5, §7): registration, recovery codes, password changes,
 receipts, refunds and autopay, each a subject, a text body and an escaped HTML body. Every
-link in them is built from KABINET_PUBLIC_URL, never from the Host header. `core.outbox` queues and delivers them."""
+link in them is built from KABINET_PUBLIC_URL, never from the Host header. `core.outbox`
+queues and delivers them."""
 
 from __future__ import annotations
 

@@ -373,7 +373,9 @@ VIEWS: dict[str, View] = {
                     arguments=("from", "to"),
                     check=expenses.check_summary_period,
                 ),
-                "paymentMethods": _of_contract("SavedPaymentMethod", autopay.methods_where, ("id",)),
+                "paymentMethods": _of_contract(
+                    "SavedPaymentMethod", autopay.methods_where, ("id",)
+                ),
                 "autopay": Link("Autopay", autopay.rules_where, key="contract_id"),
             },
             rows=contract_rows,

@@ -26,6 +26,7 @@ from schema.scalars import Money
 from schema.types.account import Contract
 from schema.types.autopay import AutopayMode
 
+
 @strawberry.input(description="The autopay rule to set (it replaces the contract's rule).")
 class SetAutopayInput:
     contract_number: str = strawberry.field(description=CONTRACT_NUMBER)
@@ -124,9 +125,7 @@ class AutopayMutation:
             info,
             SetAutopayPayload,
             set_rule,
-            lambda contract_id: SetAutopayPayload(
-                errors=[], contract=Contract.of_key(contract_id)
-            ),
+            lambda contract_id: SetAutopayPayload(errors=[], contract=Contract.of_key(contract_id)),
         )
 
     @mutation(

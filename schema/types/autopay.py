@@ -59,8 +59,7 @@ class Autopay(Viewed):
         "day; null for MONTHLY."
     )
     day_of_month: int | None = value(
-        description="MONTHLY: the day of the month it pays on (1 to 28); null for "
-        "BELOW_THRESHOLD."
+        description="MONTHLY: the day of the month it pays on (1 to 28); null for BELOW_THRESHOLD."
     )
     enabled: bool = value(
         description="false once switched off: by `disableAutopay`, by forgetting its method, "

@@ -29,6 +29,7 @@ from models import (
     PaymentMethod,
     Receipt,
 )
+from models.base import table_of
 from resolvers import autopay, payments
 from resolvers.billing import run_billing_day
 from tests.conftest import gql, gql_raw
@@ -55,7 +56,8 @@ mutation($input: DisableAutopayInput!) {
 FORGET = """
 mutation($input: ForgetPaymentMethodInput!) {
   forgetPaymentMethod(input: $input) {
-    errors { field code } contract { paymentMethods { id title } autopay { enabled paymentMethod { id } } }
+    errors { field code }
+    contract { paymentMethods { id title } autopay { enabled paymentMethod { id } } }
   }
 }
 """
@@ -208,7 +210,7 @@ async def test_set_autopay_reports_every_input_problem_at_once(
     method_id = await save_method(session_factory, made.contract_ids[0])
     me = await sign_in(client, str(made.login))
     base = {"contractNumber": made.contract_numbers[0], "paymentMethodId": method_gid(method_id)}
-    cases = [
+    cases: list[tuple[dict[str, Any], list[tuple[str, str]]]] = [
         (
             {"mode": "BELOW_THRESHOLD", "amount": "5.00"},
             [("amount", "INVALID"), ("threshold", "INVALID")],
@@ -217,18 +219,19 @@ async def test_set_autopay_reports_every_input_problem_at_once(
             {"mode": "BELOW_THRESHOLD", "amount": "50000.01", "threshold": "-1.00"},
             [("amount", "INVALID"), ("threshold", "INVALID")],
         ),
-        ({"mode": "MONTHLY", "amount": "0.00", "dayOfMonth": 29}, [
-            ("amount", "INVALID"),
-            ("dayOfMonth", "INVALID"),
-        ]),
+        (
+            {"mode": "MONTHLY", "amount": "0.00", "dayOfMonth": 29},
+            [
+                ("amount", "INVALID"),
+                ("dayOfMonth", "INVALID"),
+            ],
+        ),
         ({"mode": "MONTHLY", "amount": "100.00"}, [("dayOfMonth", "INVALID")]),
         ({"mode": "MONTHLY", "amount": "100.00", "dayOfMonth": 0}, [("dayOfMonth", "INVALID")]),
     ]
     for given, expected in cases:
         # when
-        answer = (await gql(client, SET_AUTOPAY, {"input": base | given}, headers=me))[
-            "setAutopay"
-        ]
+        answer = (await gql(client, SET_AUTOPAY, {"input": base | given}, headers=me))["setAutopay"]
         # then: every field at fault, nothing written
         assert [(e["field"], e["code"]) for e in answer["errors"]] == expected, given
         assert answer["contract"] is None
@@ -360,7 +363,9 @@ async def test_saved_methods_and_autopay_from_one_statement_are_the_executors(
     await set_rule(session_factory, settings, first, card, threshold="0.00")
     headers = await sign_in(client, str(made.login))
     forget = {"input": {"paymentMethodId": method_gid(gone)}}
-    assert (await gql(client, FORGET, forget, headers=headers))["forgetPaymentMethod"]["errors"] == []
+    assert (await gql(client, FORGET, forget, headers=headers))["forgetPaymentMethod"][
+        "errors"
+    ] == []
     # when
     served, executed, statements, compiled = await _both_ways(
         client, app, monkeypatch, OWN, None, headers
@@ -388,7 +393,10 @@ async def test_saved_methods_and_autopay_from_one_statement_are_the_executors(
 
 async def _balance(session_factory: Any, contract_id: int) -> Decimal:
     async with session_factory() as session:
-        value = await session.scalar(sa.select(Contract.balance).where(Contract.id == contract_id))
+        contracts = table_of(Contract)
+        value = await session.scalar(
+            sa.select(contracts.c.balance).where(contracts.c.id == contract_id)
+        )
     return Decimal(value)
 
 
@@ -461,9 +469,7 @@ async def test_monthly_autopay_pays_on_its_day_and_at_most_the_months_cap(
         day_of_month=3,
     )
     method = await save_method(session_factory, always.contract_ids[0])
-    await set_rule(
-        session_factory, settings, always.contract_ids[0], method, threshold="50000.00"
-    )
+    await set_rule(session_factory, settings, always.contract_ids[0], method, threshold="50000.00")
     # when: four days
     for offset in range(4):
         await run_billing_day(session_factory, settings=settings, day=DAY + timedelta(days=offset))
@@ -505,16 +511,16 @@ async def test_three_failures_in_a_row_switch_autopay_off_and_a_success_resets(
     assert rule.failures_in_row == 0 and rule.enabled
     await _reference(session_factory, card, f"{SANDBOX_DECLINING_PREFIX}again")
     for offset in (2, 3, 4):
-        await run_billing_day(
-            session_factory, settings=settings, day=DAY + timedelta(days=offset)
-        )
+        await run_billing_day(session_factory, settings=settings, day=DAY + timedelta(days=offset))
     # then: three failures in a row switched it off; the next day makes no payment
     (rule,) = await rows(session_factory, AutopayRule)
     assert rule.failures_in_row == 3 and rule.enabled is False
     await run_billing_day(session_factory, settings=settings, day=DAY + timedelta(days=5))
     statuses = [p.status for p in sorted(await rows(session_factory, Payment), key=lambda p: p.id)]
     assert statuses == ["FAILED", "SUCCEEDED", "FAILED", "FAILED", "FAILED"]
-    outcomes = [r.outcome for r in sorted(await rows(session_factory, AutopayRun), key=lambda r: r.day)]
+    outcomes = [
+        r.outcome for r in sorted(await rows(session_factory, AutopayRun), key=lambda r: r.day)
+    ]
     assert outcomes == ["FAILED", "SUCCEEDED", "FAILED", "FAILED", "FAILED"]
     # each failure mailed; the third says autopay is off
     letters = sorted(
@@ -536,7 +542,9 @@ async def _reference(session_factory: Any, method_id: int, reference: str) -> No
     async with session_factory() as session:
         await begin_write(session)
         await session.execute(
-            sa.update(PaymentMethod).where(PaymentMethod.id == method_id).values(reference=reference)
+            sa.update(table_of(PaymentMethod))
+            .where(table_of(PaymentMethod).c.id == method_id)
+            .values(reference=reference)
         )
         await session.commit()
 
