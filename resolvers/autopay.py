@@ -33,7 +33,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -649,7 +649,7 @@ async def _create_payments(
     return sorted(int(row.id) for row in made)
 
 
-_CHARGES = (
+_TO_CHARGE = (
     sa.select(
         _payments.c.id,
         _payments.c.contract_id,
@@ -666,19 +666,18 @@ _CHARGES = (
         .join(_contracts, _contracts.c.id == _payments.c.contract_id)
         .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
     )
-    .where(
-        _payments.c.status == "PENDING",
-        _payments.c.provider_reference.is_(None),
-        sa.or_(
-            _payments.c.id.in_(sa.bindparam("ids", expanding=True)),
-            sa.and_(
-                _runs.c.day == sa.bindparam("day", type_=sa.Date),
-                _payments.c.created_at < sa.bindparam("started", type_=_payments.c.created_at.type),
-            ),
-        ),
-    )
+    .where(_payments.c.status == "PENDING", _payments.c.provider_reference.is_(None))
     .order_by(_payments.c.id)
 )
+_MADE_BY_THIS_RUN = _TO_CHARGE.where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))
+_LEFT_BY_AN_EARLIER_RUN = _TO_CHARGE.where(
+    _runs.c.day == sa.bindparam("day", type_=sa.Date),
+    _payments.c.created_at < sa.bindparam("started", type_=_payments.c.created_at.type),
+)
+CHARGES_READ_AT_ONCE = 1000  # payment ids a statement reads
+# A payment of the day with no provider reference this old was left by a run that stopped
+# before the provider answered (another host's run at the same time charges its own at once).
+RESUME_AFTER = timedelta(minutes=2)
 
 
 async def _charges(
@@ -687,9 +686,14 @@ async def _charges(
     """What to charge: the payments this run made, and the day's autopay payments an earlier
     run made but never got to the provider (it stopped in between; the same Idempotence-Key
     makes the same provider payment, so asking again never charges twice)."""
-    rows = (
-        await session.execute(_CHARGES, {"ids": list(made), "day": day, "started": started})
-    ).all()
+    ours = set(made)
+    left = await session.execute(
+        _LEFT_BY_AN_EARLIER_RUN, {"day": day, "started": started - RESUME_AFTER}
+    )
+    rows = [row for row in left.all() if row.id not in ours]
+    for start in range(0, len(made), CHARGES_READ_AT_ONCE):
+        ids = list(made[start : start + CHARGES_READ_AT_ONCE])
+        rows.extend((await session.execute(_MADE_BY_THIS_RUN, {"ids": ids})).all())
     return [
         AutopayCharge(
             payment_id=int(row.id),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -641,4 +641,27 @@ async def test_two_billing_runs_at_once_charge_each_contract_once(
     for contract_id in contract_ids:
         charge = await _charged(session_factory, contract_id)
         assert await _balance(session_factory, contract_id) == Decimal("500.00") - charge
+    await assert_ledger_balanced(session_factory)
+
+
+async def test_a_rerun_charges_the_payments_a_stopped_run_made(
+    settings: Settings, session_factory: Any
+) -> None:
+    # given: a run that committed its autopay payment and stopped before the provider
+    made = await make_subscriber(session_factory, settings)
+    contract_id = made.contract_ids[0]
+    card = await save_method(session_factory, contract_id)
+    await set_rule(session_factory, settings, contract_id, card, threshold="50000.00")
+    async with unit_of_work(session_factory) as session:
+        (payment_id,) = await autopay._create_payments(
+            session, settings=settings, day=DAY, now=datetime.now(UTC) - timedelta(minutes=5)
+        )
+    # when: the day is billed again
+    summary = await run_billing_day(session_factory, settings=settings, day=DAY)
+    # then: no second payment; the first is charged and credited once
+    assert (summary.autopay.created, summary.autopay.succeeded) == (0, 1)
+    (payment,) = await rows(session_factory, Payment)
+    assert payment.id == payment_id and payment.status == "SUCCEEDED"
+    entries = await rows(session_factory, LedgerEntry, LedgerEntry.kind == "TOP_UP")
+    assert [e.amount for e in entries] == [Decimal("500.00")]
     await assert_ledger_balanced(session_factory)
