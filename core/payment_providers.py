@@ -38,6 +38,10 @@ from core.settings import Settings
 
 PROVIDER_STATUSES = ("PENDING", "SUCCEEDED", "CANCELED")
 SANDBOX_METHOD_TITLE = "Card *4444"
+# A saved sandbox method whose reference starts so always declines (autopay's failure path,
+# locally): the demo data saves one titled "Card *0002".
+SANDBOX_DECLINING_PREFIX = "sandbox-declines-"
+SANDBOX_DECLINING_TITLE = "Card *0002"
 
 SIGNATURE_HEADER = "X-Signature"
 URL_TEMPLATE_FIELDS = frozenset({"payment_id", "amount"})
@@ -151,7 +155,9 @@ def refund_idempotence_key(refund_id: int, created_at: datetime) -> str:
 
 class SandboxProvider:
     """The built-in provider: `<KABINET_PUBLIC_URL>/sandbox/pay/<Payment.id>`. A saved method
-    ("Card *4444") is charged at once; refunds succeed at once."""
+    ("Card *4444") is charged at once, one whose reference starts with
+    `SANDBOX_DECLINING_PREFIX` ("Card *0002" in the demo data) declines at once; refunds
+    succeed at once."""
 
     name = "sandbox"
 
@@ -174,10 +180,11 @@ class SandboxProvider:
         idempotence_key: str,
     ) -> ProviderPayment:
         if method_reference is not None:
-            # A saved sandbox method always pays, at once.
+            # A saved sandbox method pays at once; a declining one is refused at once.
+            declined = method_reference.startswith(SANDBOX_DECLINING_PREFIX)
             return ProviderPayment(
                 reference=f"sandbox-{payment_id}",
-                status="SUCCEEDED",
+                status="CANCELED" if declined else "SUCCEEDED",
                 confirmation_url=None,
                 saved_method=None,
                 amount=amount,

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # A top-up still PENDING this long after it was created is CANCELED (SPEC §7 "Abandoned
     # top-ups"): `kabinet payments expire`, and a step of `serve`'s background work.
     top_up_expiry_hours: int = Field(24, ge=1)
+    # Autopay payments the billing day may make for one contract in a calendar month
+    # (SPEC §7 "Autopay"); at most one a day whatever this says.
+    autopay_max_per_month: int = Field(5, ge=1, le=31)
     bonus_rub_per_point: Decimal = Decimal("5")
     bonus_points_months: int = 12
     promised_min_contract_age_days: int = 60

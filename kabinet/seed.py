@@ -15,15 +15,22 @@ from sqlmodel import SQLModel, col
 from auth.passwords import passwords_for
 from auth.secrets import document_hash, new_security_code, security_code_hash
 from core.db import in_own_transaction
+from core.payment_providers import (
+    SANDBOX_DECLINING_PREFIX,
+    SANDBOX_DECLINING_TITLE,
+    SANDBOX_METHOD_TITLE,
+)
 from core.settings import Settings
 from kabinet import catalog_data as data
 from models import (
+    AutopayRule,
     BonusReward,
     Channel,
     Contract,
     ContractTvPackage,
     Credential,
     Payment,
+    PaymentMethod,
     Region,
     ServiceOption,
     StaffUser,
@@ -42,6 +49,15 @@ DEMO_UNREGISTERED_DOCUMENT = "4510 654321"
 DEMO_ADMIN = "admin"
 DEMO_BALANCE = Decimal("150.00")
 DEMO_CONTRACT_AGE_DAYS = 120
+# The demo contract's saved sandbox methods (reference, title): the card pays, the second
+# always declines (autopay's failure path); autopay pays 500.00 from the card when a billing
+# day leaves less than 200.00 (so the next `kabinet billing run` shows it).
+DEMO_METHODS = (
+    ("sandbox-card-demo", SANDBOX_METHOD_TITLE),
+    (f"{SANDBOX_DECLINING_PREFIX}demo", SANDBOX_DECLINING_TITLE),
+)
+DEMO_AUTOPAY_AMOUNT = Decimal("500.00")
+DEMO_AUTOPAY_THRESHOLD = Decimal("200.00")
 
 M = TypeVar("M", bound=SQLModel)
 
@@ -244,6 +260,7 @@ async def seed_demo(session: AsyncSession, settings: Settings) -> DemoSignIns:
     contract = await _by_code(session, Contract, number=DEMO_CONTRACT)
     if contract is None:
         await _create_demo_subscriber(session, settings, tariff, today)
+    await _demo_autopay(session)
     credential = await _by_code(session, Credential, login=DEMO_LOGIN)
     assert isinstance(credential, Credential)
     credential.password_hash = await passwords.hash(demo_password)
@@ -296,6 +313,35 @@ async def seed_demo(session: AsyncSession, settings: Settings) -> DemoSignIns:
         unregistered_security_code=security_code,
         unregistered_document=DEMO_UNREGISTERED_DOCUMENT,
     )
+
+
+async def _demo_autopay(session: AsyncSession) -> None:
+    """The demo contract's saved sandbox methods and its autopay rule, when missing."""
+    contract = await _by_code(session, Contract, number=DEMO_CONTRACT)
+    assert isinstance(contract, Contract) and contract.id is not None
+    card_id = None
+    for reference, title in DEMO_METHODS:
+        method = await _by_code(session, PaymentMethod, provider="sandbox", reference=reference)
+        if method is None:
+            method = PaymentMethod(
+                contract_id=contract.id, provider="sandbox", reference=reference, title=title
+            )
+            session.add(method)
+            await session.flush()
+        assert isinstance(method, PaymentMethod)
+        card_id = card_id or method.id
+    assert card_id is not None
+    if await _by_code(session, AutopayRule, contract_id=contract.id) is None:
+        session.add(
+            AutopayRule(
+                contract_id=contract.id,
+                payment_method_id=card_id,
+                mode="BELOW_THRESHOLD",
+                amount=DEMO_AUTOPAY_AMOUNT,
+                threshold=DEMO_AUTOPAY_THRESHOLD,
+            )
+        )
+        await session.flush()
 
 
 async def _create_demo_subscriber(

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from models.access import AuthSession, Credential, RateLimitCounter, RecoveryCode, RefreshToken
 from models.audit import AuditEntry
+from models.autopay import AutopayRule, AutopayRun
 from models.bonus import BonusAccount, BonusEntry, BonusReward
 from models.catalog import Region, ServiceOption, Tariff
 from models.contract import Contract, ContractOption
@@ -38,6 +39,8 @@ metadata = SQLModel.metadata
 __all__ = [
     "AuditEntry",
     "AuthSession",
+    "AutopayRule",
+    "AutopayRun",
     "BillingCharge",
     "BonusAccount",
     "BonusEntry",

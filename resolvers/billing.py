@@ -42,9 +42,13 @@ c. **Suspend** ACTIVE contracts whose balance is below zero (one UPDATE), after 
    a suspension from today on is a new episode), and queue each one's reminder in the same
    transaction (resolvers/reminders.py). A PAUSED contract is not suspended: its pause's end
    does it.
-d. **Remind** (SPEC §8, resolvers/reminders.py, one transaction): promised payments due
+d. **Autopay** (`resolvers.autopay.run_autopay`, SPEC §7): the contracts whose rule fires
+   after the day's charges get one autopay payment each (set-based, at most one per
+   contract and day on any number of hosts), charged at the provider after it commits.
+e. **Remind** (SPEC §8, resolvers/reminders.py, one transaction): promised payments due
    tomorrow, and contracts whose `daysLeft` is at or below KABINET_LOW_BALANCE_DAYS (once
-   per episode). Each is one INSERT … SELECT into the outbox, once whatever the reruns.
+   per episode), after autopay had its chance. Each is one INSERT … SELECT into the outbox,
+   once whatever the reruns.
 
 Balances only ever change as `balance = balance ± x` inside UPDATEs, never from values read
 earlier, so top-ups may run at the same time.
@@ -62,7 +66,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
@@ -81,6 +85,7 @@ from core.settings import Settings
 from models import BillingCharge, Contract, PromisedPayment
 from models.base import UTCDateTime, table_of, utcnow
 from resolvers import bonus, events, ledger, pause, reminders, services, social_access
+from resolvers.autopay import AutopaySummary, run_autopay
 from resolvers.charges import charge_items, daily_kopecks
 
 log = logging.getLogger("kabinet.billing")
@@ -123,6 +128,7 @@ class BillingSummary:
     pauses_started: int = 0  # contracts PAUSED by this run
     pauses_ended: int = 0  # contracts back from a pause by this run (ACTIVE or SUSPENDED)
     reminders_queued: int = 0  # letters and SMS: promises due tomorrow, low balances
+    autopay: AutopaySummary = field(default_factory=AutopaySummary)  # after the day
 
     def lines(self) -> list[str]:
         return [
@@ -135,6 +141,9 @@ class BillingSummary:
             f"  contracts suspended : {self.contracts_suspended}",
             f"  pauses              : {self.pauses_started} started, {self.pauses_ended} ended",
             f"  bonus points expired: {self.points_expired}",
+            f"  autopay payments    : {self.autopay.created} "
+            f"({self.autopay.succeeded} succeeded, {self.autopay.failed} failed, "
+            f"{self.autopay.pending} pending)",
             f"  reminders queued    : {self.reminders_queued} (promises due, low balances)",
             f"  seconds             : {self.seconds:.2f}",
         ]
@@ -664,6 +673,7 @@ async def run_billing_day(
     points_expired = await _in_write_transaction(
         factory, partial(bonus.expire_points, day=day, now=now)
     )
+    autopaid = await run_autopay(factory, settings=settings, day=day, now=now)
     reminded = await _in_write_transaction(
         factory, partial(reminders.after_billing_day, settings=settings, day=day, now=now)
     )
@@ -681,6 +691,7 @@ async def run_billing_day(
         pauses_started=len(pauses_started),
         pauses_ended=len(pauses_ended),
         reminders_queued=reminded,
+        autopay=autopaid,
     )
 
 

@@ -1,6 +1,7 @@
-"""The letters' texts (SPEC §3, §5): registration, recovery codes, password changes and
-receipts, each a subject, a text body and an escaped HTML body. Every link in them is built
-from KABINET_PUBLIC_URL, never from the Host header. `core.outbox` queues and delivers them."""
+"""The letters' texts (SPEC §3, §5, §7): registration, recovery codes, password changes,
+receipts, refunds and autopay, each a subject, a text body and an escaped HTML body. Every
+link in them is built from KABINET_PUBLIC_URL, never from the Host header. `core.outbox`
+queues and delivers them."""
 
 from __future__ import annotations
 
@@ -355,3 +356,95 @@ def refund_letter(
     text = "\n\n".join(lines) + "\n"
     page = _html_page(subject, [_e(line).replace("\n", "<br>") for line in lines])
     return Letter(subject, text, page)
+
+
+def _letter(settings: Settings, subject: str, lines: Sequence[str]) -> Letter:
+    """A letter of plain lines (the text and its escaped HTML), signed by the operator."""
+    lines = [*lines, f"Спасибо, что вы с нами!\n{settings.operator_name}"]
+    text = "\n\n".join(lines) + "\n"
+    page = _html_page(subject, [_e(line).replace("\n", "<br>") for line in lines])
+    return Letter(subject, text, page)
+
+
+def autopay_changed_letter(
+    settings: Settings,
+    *,
+    contract_number: str,
+    enabled: bool,
+    mode: str | None = None,
+    amount: Decimal | None = None,
+    threshold: Decimal | None = None,
+    day_of_month: int | None = None,
+    method_title: str | None = None,
+    forgotten_title: str | None = None,
+) -> Letter:
+    """Autopay was set (`enabled`, with its rule) or switched off: by the subscriber, or
+    because the saved method it used was forgotten (`forgotten_title`) (SPEC §7)."""
+    operator, currency = settings.operator_name, settings.currency
+    link = public_link(settings)
+    if enabled:
+        assert amount is not None
+        paid = _money(amount, currency)
+        if mode == "MONTHLY":
+            rule = f"каждый месяц {day_of_month}-го числа на {paid}"
+        else:
+            below = _money(threshold or Decimal(0), currency)
+            rule = f"на {paid}, когда баланс после списаний за день ниже {below}"
+        subject = f"{operator}: автоплатёж по договору № {contract_number} включён"
+        lines = [
+            "Здравствуйте!",
+            f"Автоплатёж по договору № {contract_number} включён: {rule},"
+            f" со способа оплаты «{method_title}».",
+            f"Изменить или выключить его можно в личном кабинете: {link}",
+        ]
+    else:
+        subject = f"{operator}: автоплатёж по договору № {contract_number} выключен"
+        why = (
+            f"Способ оплаты «{forgotten_title}» удалён, поэтому автоплатёж"
+            if forgotten_title is not None
+            else "Автоплатёж"
+        )
+        lines = [
+            "Здравствуйте!",
+            f"{why} по договору № {contract_number} выключен: баланс больше не будет"
+            " пополняться автоматически.",
+            f"Включить его снова можно в личном кабинете: {link}",
+        ]
+    return _letter(settings, subject, lines)
+
+
+def autopay_failed_letter(
+    settings: Settings,
+    *,
+    contract_number: str,
+    amount: Decimal,
+    method_title: str,
+    failures_in_row: int,
+    switched_off: bool,
+    failures_to_disable: int,
+) -> Letter:
+    """An autopay payment failed (the provider declined or it was never completed); the
+    `failures_to_disable`-th failure in a row switched autopay off, which it says."""
+    operator = settings.operator_name
+    paid = _money(amount, settings.currency)
+    link = public_link(settings)
+    subject = f"{operator}: автоплатёж по договору № {contract_number} не прошёл"
+    lines = [
+        "Здравствуйте!",
+        f"Автоплатёж {paid} по договору № {contract_number} со способа оплаты"
+        f" «{method_title}» не прошёл; баланс не пополнен.",
+    ]
+    if switched_off:
+        subject = f"{operator}: автоплатёж по договору № {contract_number} выключен"
+        lines.append(
+            f"Это {failures_in_row}-я неудача подряд, поэтому автоплатёж выключен. Проверьте"
+            f" способ оплаты и включите автоплатёж снова в личном кабинете: {link}"
+        )
+    else:
+        left = failures_to_disable - failures_in_row
+        lines.append(
+            f"Неудач подряд: {failures_in_row}. После ещё {left}"
+            f" {_plural(left, 'неудачи', 'неудач', 'неудач')} подряд автоплатёж выключится."
+            f" Пополнить баланс можно в личном кабинете: {link}"
+        )
+    return _letter(settings, subject, lines)

@@ -38,6 +38,7 @@ from models.base import MONEY, UTCDateTime, table_of
 from resolvers import (
     access,
     accounts,
+    autopay,
     bonus,
     catalog,
     charges,
@@ -392,8 +393,38 @@ VIEWS: dict[str, View] = {
                     arguments=("from", "to"),
                     check=expenses.check_summary_period,
                 ),
+                "paymentMethods": _of_contract(
+                    "SavedPaymentMethod", autopay.methods_where, ("id",)
+                ),
+                "autopay": Link("Autopay", autopay.rules_where, key="contract_id"),
             },
             rows=contract_rows,
+        ),
+        View(
+            "SavedPaymentMethod",
+            {
+                "id": global_id("SavedPaymentMethod"),
+                "title": column("title"),
+                "createdAt": column("created_at", Kind.DATETIME),
+            },
+        ),
+        View(
+            "Autopay",
+            {
+                # The contract's: "Autopay:<contract id>".
+                "id": global_id("Autopay", "contract_id"),
+                "mode": column("mode"),
+                "amount": column("amount", _MONEY),
+                "threshold": column("threshold", _MONEY),
+                "dayOfMonth": column("day_of_month"),
+                "enabled": column("enabled"),
+                "failuresInRow": column("failures_in_row"),
+                "updatedAt": column("updated_at", Kind.DATETIME),
+                "paymentMethod": Link(
+                    "SavedPaymentMethod", autopay.method_rows, key="id", parent="payment_method_id"
+                ),
+            },
+            key="contract_id",
         ),
         View(
             "ExpenseSummary",

@@ -15,6 +15,7 @@ from auth.sessions import COOKIE_NAME, IssuedTokens
 from resolvers import access, recovery, registration, staff, support
 from resolvers.access import SignedIn
 from resolvers.staff import CreatedContract
+from schema.autopay import AutopayMutation
 from schema.catalog_admin import CatalogMutation
 from schema.context import Context, Info
 from schema.errors import UserError
@@ -591,6 +592,7 @@ class Mutation(
     SessionMutation,
     AccountMutation,
     MoneyMutation,
+    AutopayMutation,
     ServicesMutation,
     CatalogMutation,
     NotificationsMutation,

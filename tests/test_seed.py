@@ -15,7 +15,15 @@ import sqlalchemy as sa
 from auth.passwords import passwords_for
 from core.db import begin_write
 from kabinet.seed import DEMO_BALANCE, DEMO_CONTRACT, seed_demo
-from models import BonusAccount, Contract, Credential, LedgerEntry, StaffUser
+from models import (
+    AutopayRule,
+    BonusAccount,
+    Contract,
+    Credential,
+    LedgerEntry,
+    PaymentMethod,
+    StaffUser,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +59,12 @@ async def test_demo_data_is_consistent_and_idempotent(session_factory: Any, sett
         assert await passwords_for(settings).verify(admin.password_hash, signins.admin_password)
         points = await session.scalar(sa.select(BonusAccount.points))
         assert points == 400
+        # saved sandbox methods (one that pays, one that declines) and autopay, once each
+        methods = (await session.execute(sa.select(PaymentMethod))).scalars().all()
+        assert sorted(m.title for m in methods) == ["Card *0002", "Card *4444"]
+        assert {m.contract_id for m in methods} == {demo.id}
+        (rule,) = (await session.execute(sa.select(AutopayRule))).scalars().all()
+        assert rule.contract_id == demo.id and rule.enabled and rule.mode == "BELOW_THRESHOLD"
     assert signins.unregistered_security_code and len(signins.unregistered_security_code) == 8
 
 

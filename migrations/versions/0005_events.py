@@ -4,7 +4,7 @@ The events outbox (`events`), the staff's webhook subscriptions and the event ty
 wants, and one delivery row per event and subscription with its retry state.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import models.base
 
 revision: str = '0005'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

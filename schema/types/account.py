@@ -16,6 +16,7 @@ from resolvers import bonus, services
 from schema.context import Info
 from schema.errors import bad_input
 from schema.scalars import Money
+from schema.types.autopay import Autopay, SavedPaymentMethod
 from schema.types.catalog import Channel, Region, ServiceOption, Tariff, TvPackage
 from schema.types.enums import values_described
 from schema.types.money import (
@@ -362,6 +363,20 @@ class Contract(Viewed, Node):
     ) -> ExpenseSummary:
         period = {"from": from_, "to": to}
         return await linked_objects(self, info, "expenseSummary", **period)  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="The cards and SBP accounts saved for autopay (titles only), oldest "
+        "first; forgotten ones are left out."
+    )
+    async def payment_methods(self, info: Info) -> list[SavedPaymentMethod]:
+        return await linked_objects(self, info, "paymentMethods")  # type: ignore[no-any-return]
+
+    @strawberry.field(
+        description="The autopay rule (`setAutopay`), also when switched off; null when "
+        "none was ever set."
+    )
+    async def autopay(self, info: Info) -> Autopay | None:
+        return await linked_objects(self, info, "autopay")  # type: ignore[no-any-return]
 
 
 @values_described(
