@@ -127,7 +127,7 @@ class BillingSummary:
     points_expired: int = 0  # bonus points 12 months old, expired by this run
     pauses_started: int = 0  # contracts PAUSED by this run
     pauses_ended: int = 0  # contracts back from a pause by this run (ACTIVE or SUSPENDED)
-    reminders_queued: int = 0  # letters and SMS: promises due tomorrow, low balances
+    reminders_queued: int = 0  # letters and SMS: promises due, low balances, pauses
     autopay: AutopaySummary = field(default_factory=AutopaySummary)  # after the day
 
     def lines(self) -> list[str]:
@@ -144,7 +144,7 @@ class BillingSummary:
             f"  autopay payments    : {self.autopay.created} "
             f"({self.autopay.succeeded} succeeded, {self.autopay.failed} failed, "
             f"{self.autopay.pending} pending)",
-            f"  reminders queued    : {self.reminders_queued} (promises due, low balances)",
+            f"  reminders queued    : {self.reminders_queued} (promises, low balances, pauses)",
             f"  seconds             : {self.seconds:.2f}",
         ]
 
@@ -531,6 +531,29 @@ async def _pause_day(
     return ended, started
 
 
+async def _remind(session: AsyncSession, *, settings: Settings, day: date, now: datetime) -> int:
+    """The last step (SPEC §8): promises due tomorrow, low balances, pauses starting
+    tomorrow, and pauses whose last day is `day` (the service is back tomorrow); each once
+    whatever the reruns. The letters queued."""
+    tomorrow = day + timedelta(days=1)
+    queued = await reminders.after_billing_day(session, settings=settings, day=day, now=now)
+    queued += await reminders.queue_pause_starts(
+        session,
+        settings=settings,
+        contract_ids=pause.pauses_starting(tomorrow),
+        starts_on=tomorrow,
+        now=now,
+    )
+    queued += await reminders.queue_pause_ends(
+        session,
+        settings=settings,
+        contract_ids=pause.pauses_ending(day),
+        resumes_on=tomorrow,
+        now=now,
+    )
+    return queued
+
+
 # --------------------------------------------------------------------------- #
 # the run
 # --------------------------------------------------------------------------- #
@@ -675,7 +698,7 @@ async def run_billing_day(
     )
     autopaid = await run_autopay(factory, settings=settings, day=day, now=now)
     reminded = await _in_write_transaction(
-        factory, partial(reminders.after_billing_day, settings=settings, day=day, now=now)
+        factory, partial(_remind, settings=settings, day=day, now=now)
     )
     return BillingSummary(
         day=day,

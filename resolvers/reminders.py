@@ -446,7 +446,8 @@ async def after_billing_day(
     session: AsyncSession, *, settings: Settings, day: date, now: datetime | None = None
 ) -> int:
     """The billing day's reminders (its last step, in one transaction): promises due
-    tomorrow, low balances. The letters queued."""
+    tomorrow, low balances. The letters queued. (The pauses' reminders: `queue_pause_starts`,
+    `queue_pause_ends`, which the billing day calls in the same transaction.)"""
     now = now or utcnow()
     due = await queue_promises_due_tomorrow(session, settings=settings, day=day, now=now)
     low = await queue_low_balance(session, settings=settings, day=day, now=now)

@@ -48,7 +48,7 @@ from kabinet.web.payments import (
     _read_capped,
     _retryable,
 )
-from resolvers import payments, refunds
+from resolvers import autopay, payments, refunds
 
 log = logging.getLogger("kabinet.webhooks.yookassa")
 
@@ -146,13 +146,23 @@ async def _payment(
         return WebhookAnswer(200, {"status": "pending", "paymentStatus": checked.status})
 
     async def apply(session: Any) -> payments.EventOutcome:
-        return await payments.apply_provider_event(
+        outcome = await payments.apply_provider_event(
             session,
             settings=settings,
             payment_id=checked.payment_id,
             status=status,
             provider_reference=answer.reference,
         )
+        if outcome.payment_status != "PENDING":
+            # An autopay payment's outcome (a no-op for any other payment, and when it is
+            # recorded already), in the same transaction as the credit.
+            await autopay.autopay_outcome(
+                session,
+                settings=settings,
+                payment_id=checked.payment_id,
+                succeeded=outcome.payment_status == "SUCCEEDED",
+            )
+        return outcome
 
     try:
         outcome = await _in_unit_of_work(session_factory, apply, "the payment")

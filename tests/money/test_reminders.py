@@ -21,7 +21,7 @@ from core.db import unit_of_work
 from core.settings import Settings
 from models import Contract, OutboxMessage, ReminderMark
 from models.base import utcnow
-from resolvers import charges, reminders
+from resolvers import charges, pause, reminders
 from resolvers.billing import run_billing_day
 from resolvers.letters import (
     REMINDER_TEXTS,
@@ -362,6 +362,49 @@ async def test_pause_reminders_take_a_select_of_contracts_and_are_sent_once(
             starts_on=tomorrow + timedelta(days=30),
         )
     assert len(await _reminders(session_factory, "REMINDER_PAUSE_STARTS")) == 3
+
+
+async def test_the_billing_day_reminds_of_a_pause_the_day_before_it_starts_and_ends(
+    session_factory: Any, settings: Settings
+) -> None:
+    # given a pause planned for five days, the subscriber choosing SMS for pauses
+    made = await make_subscriber(session_factory, settings, balance=Decimal("500.00"))
+    cid, number = made.contract_ids[0], made.contract_numbers[0]
+    await _choose(session_factory, made.id, PAUSE="SMS", LOW_BALANCE="NONE")
+    start = _month_start() + timedelta(days=3)
+    end = start + timedelta(days=4)
+    async with unit_of_work(session_factory) as session:
+        await pause.pause_service(
+            session,
+            settings=settings,
+            contract_id=cid,
+            starts_on=start,
+            ends_on=end,
+            actor="test",
+            today=start - timedelta(days=3),
+        )
+    # when the billing day runs two days before it starts
+    await run_billing_day(session_factory, settings=settings, day=start - timedelta(days=2))
+    # then nothing yet
+    assert await _reminders(session_factory, "REMINDER_PAUSE_STARTS") == []
+    # when the day before it runs, twice, and the pause's days up to its last but one
+    for day in (start - timedelta(days=1), start - timedelta(days=1), start, end - timedelta(1)):
+        await run_billing_day(session_factory, settings=settings, day=day)
+    # then one SMS: it starts tomorrow; none yet about its end
+    (starts,) = await _reminders(session_factory, "REMINDER_PAUSE_STARTS")
+    assert (starts.channel, starts.recipient) == ("SMS", made.phone)
+    assert starts.body_text == f"Договор {number}: интернет-пауза начнётся {reminder_date(start)}."
+    assert await _status(session_factory, cid) == "PAUSED"
+    assert await _reminders(session_factory, "REMINDER_PAUSE_ENDS") == []
+    # when its last day runs, twice
+    for _ in range(2):
+        await run_billing_day(session_factory, settings=settings, day=end)
+    # then one SMS: the service is back the next day
+    (ends,) = await _reminders(session_factory, "REMINDER_PAUSE_ENDS")
+    assert ends.body_text == (
+        f"Договор {number}: пауза заканчивается, услуги снова с "
+        f"{reminder_date(end + timedelta(days=1))}."
+    )
 
 
 async def test_a_rolled_back_change_queues_no_reminder(
