@@ -52,6 +52,7 @@ from auth.sessions import Principal
 from core import outbox
 from core.db import (
     BatchedStatement,
+    RequestReader,
     RunAlone,
     as_column_value,
     begin_write,
@@ -526,6 +527,22 @@ async def send_to_provider(settings: Settings, request: ProviderRequest) -> Prov
             "The payment provider refused the payment for now. Nothing was charged; try "
             "again later.",
         ) from None
+
+
+async def top_up_at_provider(reader: RequestReader, *, settings: Settings, top_up: TopUp) -> TopUp:
+    """The second half of `createTopUp` with a remote provider, after the first unit of work
+    has committed the PENDING payment: the provider is called with no transaction open, then
+    what it answered is kept in a second unit of work. Raises DomainError
+    PROVIDER_UNAVAILABLE (`send_to_provider`): the payment stays PENDING and the same
+    request later resumes it."""
+    request = top_up.provider_request
+    if request is None:
+        return top_up
+    answer = await send_to_provider(settings, request)
+    async with reader.write() as session:
+        return await record_provider_payment(
+            session, settings=settings, payment_id=top_up.id, answer=answer
+        )
 
 
 async def record_provider_payment(

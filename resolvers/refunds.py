@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import outbox
-from core.db import begin_write, rowcount
+from core.db import RequestReader, begin_write, rowcount
 from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import (
     ProviderRefund,
@@ -528,3 +528,26 @@ async def _take_back_points(
         )
     )
     return total
+
+
+async def refund_at_provider(
+    reader: RequestReader, *, settings: Settings, started: RefundStarted
+) -> str:
+    """The second half of `refundPayment`, after the first unit of work has committed the
+    PENDING refund: the provider is asked with no transaction open, then its answer is
+    applied in a second unit of work. The refund's status; DomainError
+    PROVIDER_UNAVAILABLE when the provider did not answer (repeat the same refund), and
+    NOT_ELIGIBLE when it refused (the refund is CANCELED and blocks nothing)."""
+    status = started.status
+    if started.provider_request is not None:
+        answer = await send_refund(settings, started.provider_request)
+        async with reader.write() as session:
+            outcome = await apply_refund_answer(
+                session, settings=settings, refund_id=started.refund_id, answer=answer
+            )
+        status = outcome.status
+    if status == "CANCELED":
+        raise DomainError(
+            ErrorCode.NOT_ELIGIBLE, "The payment provider refused this refund.", field="paymentId"
+        )
+    return status

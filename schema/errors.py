@@ -112,6 +112,11 @@ class UserError:
             retry_after_seconds=error.retry_after_seconds,
         )
 
+    @classmethod
+    def all_of(cls, error: DomainError) -> list[UserError]:
+        """Every problem `error` reports (SPEC §4: all of an input's problems at once)."""
+        return [cls.from_domain(problem) for problem in error.problems]
+
 
 class ApiError(GraphQLError):
     """A top-level error we mean to show: it is never masked."""

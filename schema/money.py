@@ -13,7 +13,7 @@ from resolvers import adjustments, payments, promised, refunds
 from resolvers.adjustments import Adjusted
 from resolvers.payments import IDEMPOTENCY_KEY_RULE, TopUp
 from resolvers.promised import PromiseResult
-from resolvers.refunds import RefundOutcome, RefundStarted
+from resolvers.refunds import RefundStarted
 from schema.context import Info
 from schema.errors import UserError
 from schema.mutation_support import (
@@ -195,21 +195,13 @@ class MoneyMutation:
             )
 
         async def at_provider(top_up: TopUp) -> CreateTopUpPayload:
-            # A remote provider is called after the first unit of work has committed the
-            # PENDING payment (no transaction is held open over the network), then what it
-            # answered is kept in a second one. No answer: the payment stays PENDING and the
-            # same request later resumes it (the same Idempotence-Key at the provider).
             errors: list[UserError] = []
-            request = top_up.provider_request
-            if request is not None:
-                try:
-                    answer = await payments.send_to_provider(context.settings, request)
-                    async with context.reader.write() as session:
-                        top_up = await payments.record_provider_payment(
-                            session, settings=context.settings, payment_id=top_up.id, answer=answer
-                        )
-                except DomainError as error:
-                    errors = [UserError.from_domain(problem) for problem in error.problems]
+            try:
+                top_up = await payments.top_up_at_provider(
+                    context.reader, settings=context.settings, top_up=top_up
+                )
+            except DomainError as error:
+                errors = UserError.all_of(error)
             return CreateTopUpPayload(
                 errors=errors,
                 payment=Payment.from_row(top_up),
@@ -328,37 +320,16 @@ class MoneyMutation:
             )
 
         async def at_provider(started: RefundStarted) -> RefundPaymentPayload:
-            status = started.status
-            request = started.provider_request
-            if request is not None:
-                try:
-                    answer = await refunds.send_refund(context.settings, request)
-                    async with context.reader.write() as session:
-                        outcome: RefundOutcome = await refunds.apply_refund_answer(
-                            session,
-                            settings=context.settings,
-                            refund_id=started.refund_id,
-                            answer=answer,
-                        )
-                    status = outcome.status
-                except DomainError as error:
-                    return RefundPaymentPayload(
-                        errors=[UserError.from_domain(problem) for problem in error.problems],
-                        refund_status="PENDING",
-                        payment=Payment.of_key(started.payment_id),
-                        contract=Contract.of_key(started.contract_id),
-                    )
-            refused = [
-                UserError.from_domain(
-                    DomainError(
-                        ErrorCode.NOT_ELIGIBLE,
-                        "The payment provider refused this refund.",
-                        field="paymentId",
-                    )
+            errors: list[UserError] = []
+            try:
+                status = await refunds.refund_at_provider(
+                    context.reader, settings=context.settings, started=started
                 )
-            ]
+            except DomainError as error:
+                errors = UserError.all_of(error)
+                status = "CANCELED" if error.code == ErrorCode.NOT_ELIGIBLE else "PENDING"
             return RefundPaymentPayload(
-                errors=refused if status == "CANCELED" else [],
+                errors=errors,
                 refund_status=status,
                 payment=Payment.of_key(started.payment_id),
                 contract=Contract.of_key(started.contract_id),

@@ -84,7 +84,7 @@ async def run(
         async with info.context.reader.write() as session:
             result = await verb(session)
     except DomainError as error:  # every problem it reports, each a UserError
-        return payload(errors=[UserError.from_domain(problem) for problem in error.problems])
+        return payload(errors=UserError.all_of(error))
     answered = answer(result)
     if inspect.isawaitable(answered):
         return await answered
