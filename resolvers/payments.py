@@ -538,6 +538,9 @@ async def top_up_at_provider(reader: RequestReader, *, settings: Settings, top_u
     request = top_up.provider_request
     if request is None:
         return top_up
+    # No pooled connection waits idle on the provider (up to its timeout): the request
+    # gives its own back and takes one again for the second unit of work.
+    await reader.release()
     answer = await send_to_provider(settings, request)
     async with reader.write() as session:
         return await record_provider_payment(

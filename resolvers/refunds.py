@@ -540,6 +540,9 @@ async def refund_at_provider(
     NOT_ELIGIBLE when it refused (the refund is CANCELED and blocks nothing)."""
     status = started.status
     if started.provider_request is not None:
+        # No pooled connection waits idle on the provider (up to its timeout): the request
+        # gives its own back and takes one again for the second unit of work.
+        await reader.release()
         answer = await send_refund(settings, started.provider_request)
         async with reader.write() as session:
             outcome = await apply_refund_answer(

@@ -559,3 +559,32 @@ async def test_production_refuses_yookassa_without_credentials(migrated_url: str
         yookassa_shop_id=SHOP_ID,
         yookassa_secret_key="live_" + secrets.token_urlsafe(24),
     ).check_production()
+
+
+async def test_a_top_up_waiting_for_the_provider_holds_no_pooled_connection(
+    settings: Settings, session_factory: Any, yookassa: YooKassaServer
+) -> None:
+    # given: a pool of one connection, a subscriber signed in, and a provider that hangs
+    one = settings.model_copy(update={"database_pool_size": 1, "yookassa_timeout_seconds": 20})
+    application = create_app(one)
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        made = await make_subscriber(session_factory, settings, balance=Decimal("10.00"))
+        me = await sign_in(client, str(made.login))
+        await control(yookassa, "fault", {"mode": "hang"})
+        # when: a top-up waits for the provider
+        waiting = asyncio.create_task(start_top_up(client, me, made.contract_numbers[0]))
+        for _ in range(1000):  # until the provider has the request (the server's thread)
+            if yookassa.state.api_requests("POST", "/v3/payments"):
+                break
+            await asyncio.sleep(0.01)
+        # then: another request gets the one connection and is answered meanwhile
+        data = await gql(client, CONTRACT, {"number": made.contract_numbers[0]}, headers=me)
+        assert data["contract"]["balance"]["amount"] == "10.00"
+        assert not waiting.done()
+        # and: the hang ends (the local provider then answers 503): the top-up is PENDING
+        await control(yookassa, "fault", {"mode": None})
+        answered = await waiting
+        assert [e["code"] for e in answered["errors"]] == ["PROVIDER_UNAVAILABLE"]
+        assert answered["payment"]["status"] == "PENDING"
+    await application.state.engine.dispose()
