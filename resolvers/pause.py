@@ -23,6 +23,12 @@ A pause asked for from today starts at once (the contract is PAUSED when the req
 commits): today is charged the pause fee by today's billing day, or was charged in full when
 that ran before the request.
 
+**Events (SPEC §9, docs/events.md).** Each start of a pause records `contract.paused`, each
+end `contract.pause_ended` (and `contract.suspended` when it ends below zero: the network
+must block it), in the transaction of the change: the verbs one row each, the billing day
+one INSERT … SELECT from exactly the rows its UPDATE changed (`events.update_with_events`),
+so a second run of the day, at once or after, reports nothing twice.
+
 **Concurrency.** The verbs lock the contract's row first (PostgreSQL `FOR UPDATE`; SQLite
 serialises writers with BEGIN IMMEDIATE) and the partial unique index
 `uq_contract_pauses_open` admits one planned or running pause per contract (a twin that
