@@ -522,10 +522,11 @@ async def _suspend_debtors(
 
 async def _pause_day(
     session: AsyncSession, *, day: date, now: datetime, dialect: str
-) -> tuple[list[int], list[int]]:
-    """Step 0: the pauses over before `day` end, then those covering it start. Returns
-    (contracts whose pause ended, contracts paused): §9 "contract.pause_ended" and
-    "contract.paused", one per contract, belong in this transaction."""
+) -> tuple[int, int]:
+    """Step 0: the pauses over before `day` end, then those covering it start, each
+    contract's §9 "contract.pause_ended" / "contract.paused" (and "contract.suspended" for
+    a pause that ends in SUSPENDED) in this transaction. Returns (contracts whose pause
+    ended, contracts paused)."""
     ended = await pause.end_pauses(session, day=day, now=now, dialect=dialect)
     started = await pause.start_pauses(session, day=day, now=now)
     return ended, started
@@ -636,7 +637,7 @@ async def run_billing_day(
         ).one()
 
     # Pauses end and start before the day is charged (resolvers/pause.py).
-    pauses: tuple[list[int], list[int]] = await _in_write_transaction(
+    pauses: tuple[int, int] = await _in_write_transaction(
         factory, partial(_pause_day, day=day, now=now, dialect=dialect)
     )
     pauses_ended, pauses_started = pauses
@@ -711,8 +712,8 @@ async def run_billing_day(
         contracts_zero=zero,
         overdue_cleared=cleared,
         points_expired=points_expired,
-        pauses_started=len(pauses_started),
-        pauses_ended=len(pauses_ended),
+        pauses_started=pauses_started,
+        pauses_ended=pauses_ended,
         reminders_queued=reminded,
         autopay=autopaid,
     )

@@ -23,6 +23,12 @@ A pause asked for from today starts at once (the contract is PAUSED when the req
 commits): today is charged the pause fee by today's billing day, or was charged in full when
 that ran before the request.
 
+**Events (SPEC §9, docs/events.md).** Each start of a pause records `contract.paused`, each
+end `contract.pause_ended` (and `contract.suspended` when it ends below zero: the network
+must block it), in the transaction of the change: the verbs one row each, the billing day
+one INSERT … SELECT from exactly the rows its UPDATE changed (`events.update_with_events`),
+so a second run of the day, at once or after, reports nothing twice.
+
 **Concurrency.** The verbs lock the contract's row first (PostgreSQL `FOR UPDATE`; SQLite
 serialises writers with BEGIN IMMEDIATE) and the partial unique index
 `uq_contract_pauses_open` admits one planned or running pause per contract (a twin that
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,12 +58,14 @@ from core.settings import Settings
 from core.views import Filter
 from models import Contract, ContractPause
 from models.base import table_of, utcnow
+from resolvers import events
 from resolvers.promised import open_promises
 
 _pauses = table_of(ContractPause)
 _contracts = table_of(Contract)
 
 OPEN_STATUSES = ("SCHEDULED", "RUNNING")
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +121,9 @@ def _check_period(settings: Settings, *, starts_on: date, ends_on: date, today: 
 async def _lock_contract(session: AsyncSession, contract_id: int) -> Any:
     row = (
         await session.execute(
-            sa.select(_contracts.c.id, _contracts.c.status, _contracts.c.balance)
+            sa.select(
+                _contracts.c.id, _contracts.c.number, _contracts.c.status, _contracts.c.balance
+            )
             .where(_contracts.c.id == contract_id)
             .with_for_update()
         )
@@ -232,9 +243,16 @@ async def pause_service(
     except IntegrityError:
         raise DomainError(ErrorCode.CONFLICT, "A pause was planned meanwhile.") from None
     if starts_now:
-        # §9: "contract.paused" (a pause from today starts at once).
+        # A pause from today starts at once.
         await session.execute(
             sa.update(_contracts).where(_contracts.c.id == contract_id).values(status="PAUSED")
+        )
+        await events.record_event(
+            session,
+            "contract.paused",
+            contract_number=contract.number,
+            data={"status": "PAUSED", "from": starts_on, "to": ends_on},
+            at=now,
         )
     return PauseResult(
         pause_id=pause_id,
@@ -270,18 +288,43 @@ async def resume_service(
                 ErrorCode.NOT_ELIGIBLE, "The pause has not started yet: cancel it instead."
             )
         raise DomainError(ErrorCode.NOT_FOUND, "No pause is running.")
+    ended_on = max(day, running.starts_on)
     await session.execute(
         sa.update(_pauses)
         .where(_pauses.c.id == running.id)
-        .values(status="ENDED", ended_on=max(day, running.starts_on), ended_at=now)
+        .values(status="ENDED", ended_on=ended_on, ended_at=now)
     )
     status = contract.status
     if status == "PAUSED":
         status = "SUSPENDED" if _below_zero(contract.balance) else "ACTIVE"
-        # §9: "contract.pause_ended".
         await session.execute(
             sa.update(_contracts).where(_contracts.c.id == contract_id).values(status=status)
         )
+        await events.record_event(
+            session,
+            "contract.pause_ended",
+            contract_number=contract.number,
+            data={
+                "status": status,
+                "from": running.starts_on,
+                "to": running.ends_on,
+                "endedOn": ended_on,
+            },
+            at=now,
+        )
+        if status == "SUSPENDED":
+            # The network must block it (the billing day's end of a pause does the same).
+            await events.record_event(
+                session,
+                "contract.suspended",
+                contract_number=contract.number,
+                data={
+                    "status": "SUSPENDED",
+                    "reason": "DEBT",
+                    "balance": Decimal(str(contract.balance)).quantize(CENT),
+                },
+                at=now,
+            )
     return PauseResult(
         pause_id=running.id,
         contract_id=contract_id,
@@ -347,10 +390,33 @@ async def _lock_contracts_with(session: AsyncSession, pauses: Any) -> None:
     )
 
 
-async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect: str) -> list[int]:
+def _dates(pause: Any) -> tuple[Any, ...]:
+    """The pause's days as JSON pairs ("YYYY-MM-DD" on both databases)."""
+    return (
+        "from",
+        sa.cast(pause.c.starts_on, sa.String),
+        "to",
+        sa.cast(pause.c.ends_on, sa.String),
+    )
+
+
+def _suspended_rows(rows: Any, dialect: str) -> sa.Select[Any]:
+    """(number, data) of `contract.suspended` for the rows of `rows` below zero: a pause that
+    ends in SUSPENDED (the network must block it)."""
+    return sa.select(
+        rows.c.number,
+        events.json_object(
+            "status", "SUSPENDED", "reason", "DEBT", "balance", events.money_text(rows.c.balance)
+        ),
+    ).where(_non_negative(rows.c.balance, dialect) < 0)
+
+
+async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect: str) -> int:
     """Day `day`: every RUNNING pause whose last day is before it ends; its contract is
-    ACTIVE again, or SUSPENDED when below zero. Returns the contracts whose pause ended
-    (§9 "contract.pause_ended": one per id, in this transaction)."""
+    ACTIVE again, or SUSPENDED when below zero. Each contract whose pause ended gets its
+    §9 "contract.pause_ended" (and "contract.suspended" when it is SUSPENDED again) in this
+    transaction, from the rows the UPDATE changed (`events.update_with_events`). Returns how
+    many contracts."""
     await _lock_contracts_with(
         session, sa.and_(_pauses.c.status == "RUNNING", _pauses.c.ends_on < day)
     )
@@ -363,22 +429,45 @@ async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect
         )
         .exists()
     )
-    ended = (
-        (
-            await session.execute(
-                sa.update(_contracts)
-                .where(_contracts.c.status == "PAUSED", over)
-                .values(
-                    status=sa.case(
-                        (_non_negative(_contracts.c.balance, dialect) >= 0, "ACTIVE"),
-                        else_="SUSPENDED",
-                    )
-                )
-                .returning(_contracts.c.id)
-            )
+    back = sa.case(
+        (_non_negative(_contracts.c.balance, dialect) >= 0, "ACTIVE"),
+        else_="SUSPENDED",
+    )
+    ending = _pauses.alias("ending")
+
+    def ended_event(source: Any, status: Any) -> sa.Select[Any]:
+        return sa.select(
+            source.c.number,
+            events.json_object(
+                "status",
+                status,
+                *_dates(ending),
+                "endedOn",
+                sa.cast(ending.c.ends_on, sa.String),
+            ),
+        ).join_from(
+            source,
+            ending,
+            sa.and_(
+                ending.c.contract_id == source.c.id,
+                ending.c.status == "RUNNING",
+                ending.c.ends_on < day,
+            ),
         )
-        .scalars()
-        .all()
+
+    where = (_contracts.c.status == "PAUSED", over)
+    ended = await events.update_with_events(
+        session,
+        "contract.pause_ended",
+        table=_contracts,
+        where=where,
+        values={"status": back},
+        rows_before=lambda: ended_event(_contracts, back).where(*where),
+        rows_after=lambda changed: ended_event(changed, changed.c.status),
+        at=now,
+        also=lambda rows: events.events_insert_from(
+            "contract.suspended", _suspended_rows(rows, dialect), at=now
+        ),
     )
     # Every pause over by `day`, also one whose contract is no longer PAUSED (closed).
     await session.execute(
@@ -386,29 +475,45 @@ async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect
         .where(_pauses.c.status == "RUNNING", _pauses.c.ends_on < day)
         .values(status="ENDED", ended_on=_pauses.c.ends_on, ended_at=now)
     )
-    return sorted(int(contract_id) for contract_id in ended)
+    return ended
 
 
-async def start_pauses(session: AsyncSession, *, day: date, now: datetime) -> list[int]:
+async def start_pauses(session: AsyncSession, *, day: date, now: datetime) -> int:
     """Day `day`: every SCHEDULED pause covering it whose contract is ACTIVE starts (the
-    contract is PAUSED); one whose last day has passed without starting is CANCELED.
-    Returns the contracts paused (§9 "contract.paused": one per id, in this transaction)."""
+    contract is PAUSED), with its §9 "contract.paused" in this transaction, from the rows
+    the UPDATE changed; one whose last day has passed without starting is CANCELED.
+    Returns how many contracts were paused."""
     covering = sa.and_(
         _pauses.c.status == "SCHEDULED", _pauses.c.starts_on <= day, _pauses.c.ends_on >= day
     )
     await _lock_contracts_with(session, covering)
     due = sa.select(sa.literal(1)).where(_pauses.c.contract_id == _contracts.c.id, covering)
-    paused = (
-        (
-            await session.execute(
-                sa.update(_contracts)
-                .where(_contracts.c.status == "ACTIVE", due.exists())
-                .values(status="PAUSED")
-                .returning(_contracts.c.id)
-            )
+    starting = _pauses.alias("starting")
+
+    def paused_event(source: Any) -> sa.Select[Any]:
+        return sa.select(
+            source.c.number, events.json_object("status", "PAUSED", *_dates(starting))
+        ).join_from(
+            source,
+            starting,
+            sa.and_(
+                starting.c.contract_id == source.c.id,
+                starting.c.status == "SCHEDULED",
+                starting.c.starts_on <= day,
+                starting.c.ends_on >= day,
+            ),
         )
-        .scalars()
-        .all()
+
+    where = (_contracts.c.status == "ACTIVE", due.exists())
+    paused = await events.update_with_events(
+        session,
+        "contract.paused",
+        table=_contracts,
+        where=where,
+        values={"status": "PAUSED"},
+        rows_before=lambda: paused_event(_contracts).where(*where),
+        rows_after=paused_event,
+        at=now,
     )
     is_paused = (
         sa.select(sa.literal(1))
@@ -421,7 +526,7 @@ async def start_pauses(session: AsyncSession, *, day: date, now: datetime) -> li
         .where(_pauses.c.status == "SCHEDULED", _pauses.c.ends_on < day)
         .values(status="CANCELED", ended_at=now)
     )
-    return sorted(int(contract_id) for contract_id in paused)
+    return paused
 
 
 # --------------------------------------------------------------------------- #

@@ -30,16 +30,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import outbox
 from core.db import RequestReader, begin_write, rowcount
 from core.errors import DomainError, ErrorCode, InputProblems
+from core.ids import to_global_id
 from core.payment_providers import (
     ProviderRefund,
     ProviderRefused,
     ProviderUnavailable,
+    payment_global_id,
     provider_for,
 )
 from core.settings import Settings
 from models import BonusAccount, BonusEntry, Contract, Payment, Refund, Subscriber
 from models.base import table_of, utcnow
-from resolvers import ledger, receipts
+from resolvers import events, ledger, receipts
 from resolvers.audit import record_audit
 from resolvers.bonus import points_for
 from resolvers.letters import refund_letter
@@ -319,6 +321,7 @@ _LOCKED_REFUND = (
         _payments.c.contract_id,
         _payments.c.amount.label("payment_amount"),
         _payments.c.confirmed_at,
+        _payments.c.provider,
         _contracts.c.number,
         _contracts.c.subscriber_id,
         _subscribers.c.email,
@@ -412,6 +415,21 @@ async def apply_refund_answer(
             )
         )
         or 0
+    )
+    # §9 "payment.refunded" (docs/events.md); the reason is staff's, not sent.
+    await events.record_event(
+        session,
+        "payment.refunded",
+        contract_number=refund.number,
+        data={
+            "paymentId": payment_global_id(refund.payment_id),
+            "refundId": to_global_id("Refund", refund_id),
+            "amount": amount,
+            "currency": settings.currency,
+            "provider": refund.provider,
+            "refundedTotal": (refunded_before + amount).quantize(CENT),
+        },
+        at=now,
     )
     taken = await _take_back_points(
         session,

@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.views import Filter
 from models import Contract, SocialAccessGrant
 from models.base import UTCDateTime, table_of, utcnow
+from resolvers.events import record_event
 
 _grants = table_of(SocialAccessGrant)
 _contracts = table_of(Contract)
@@ -60,14 +61,16 @@ async def activate_social_access(
     while it is active; once per suspension episode)."""
     now = now or utcnow()
     await begin_write(session)
-    status = (
+    contract = (
         await session.execute(
-            sa.select(_contracts.c.status).where(_contracts.c.id == contract_id).with_for_update()
+            sa.select(_contracts.c.status, _contracts.c.number)
+            .where(_contracts.c.id == contract_id)
+            .with_for_update()
         )
-    ).scalar_one_or_none()
-    if status is None:
+    ).first()
+    if contract is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such contract.", field="contractNumber")
-    if status != "SUSPENDED":
+    if contract.status != "SUSPENDED":
         raise DomainError(
             ErrorCode.NOT_ELIGIBLE,
             "Socially significant access is for a contract suspended for non-payment.",
@@ -100,7 +103,14 @@ async def activate_social_access(
         raise DomainError(
             ErrorCode.CONFLICT, "Socially significant access was turned on meanwhile."
         ) from None
-    # §9: "social_access.activated".
+    # §9 (not on the idempotent repeat above: nothing changed then).
+    await record_event(
+        session,
+        "social_access.activated",
+        contract_number=contract.number,
+        data={"until": until, "status": "SUSPENDED"},
+        at=now,
+    )
     return SocialAccessResult(grant_id, contract_id, until, activated=True)
 
 
