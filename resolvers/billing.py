@@ -514,20 +514,24 @@ async def _suspend_debtors(
         rows_before=lambda: _suspension_event(_contracts).where(*debtor),
         rows_after=lambda changed: _suspension_event(changed).select_from(changed),
         at=now,
-        also=lambda rows: reminders.suspended_insert(
-            settings, rows=sa.select(rows.c.id.label("contract_id")).subquery("suspended"), now=now
-        ),
+        also=lambda rows: [
+            reminders.suspended_insert(
+                settings,
+                rows=sa.select(rows.c.id.label("contract_id")).subquery("suspended"),
+                now=now,
+            )
+        ],
     )
 
 
 async def _pause_day(
-    session: AsyncSession, *, day: date, now: datetime, dialect: str
+    session: AsyncSession, *, settings: Settings, day: date, now: datetime, dialect: str
 ) -> tuple[int, int]:
     """Step 0: the pauses over before `day` end, then those covering it start, each
     contract's §9 "contract.pause_ended" / "contract.paused" (and "contract.suspended" for
     a pause that ends in SUSPENDED) in this transaction. Returns (contracts whose pause
     ended, contracts paused)."""
-    ended = await pause.end_pauses(session, day=day, now=now, dialect=dialect)
+    ended = await pause.end_pauses(session, settings=settings, day=day, now=now, dialect=dialect)
     started = await pause.start_pauses(session, day=day, now=now)
     return ended, started
 
@@ -638,7 +642,7 @@ async def run_billing_day(
 
     # Pauses end and start before the day is charged (resolvers/pause.py).
     pauses: tuple[int, int] = await _in_write_transaction(
-        factory, partial(_pause_day, day=day, now=now, dialect=dialect)
+        factory, partial(_pause_day, settings=settings, day=day, now=now, dialect=dialect)
     )
     pauses_ended, pauses_started = pauses
     charged = _Charged(0, 0, 0)

@@ -154,7 +154,7 @@ async def update_with_events(
     rows_before: Callable[[], sa.Select[Any]],
     rows_after: Callable[[Any], sa.Select[Any]],
     at: Any = None,
-    also: Callable[[Any], sa.Insert] | None = None,
+    also: Callable[[Any], Sequence[sa.Insert]] | None = None,
 ) -> int:
     """UPDATE `table` (`where`, `values`) and record one event of `event_type` for exactly
     each row it changed, in the caller's transaction; how many rows. PostgreSQL: one
@@ -162,7 +162,7 @@ async def update_with_events(
     changed)`: (contract_number, data) of the changed rows, their new values). SQLite: the
     events' INSERT … SELECT (`rows_before()`: the same rows before the change, the same
     WHERE), then the UPDATE; BEGIN IMMEDIATE lets no other writer in between. `also(rows)`,
-    when given, is one more INSERT made from the same rows (a FROM item with the table's
+    when given, are more INSERTs made from the same rows (a FROM item with the table's
     columns: the changed rows on PostgreSQL, the rows about to change on SQLite), such as
     the reminders of the change (resolvers/reminders.py)."""
     _check_type(event_type)
@@ -170,13 +170,14 @@ async def update_with_events(
         changed = sa.update(table).where(*where).values(**values).returning(*table.c).cte("changed")
         reported = events_insert_from(event_type, rows_after(changed), at=at).cte("reported")
         statement = sa.select(sa.func.count()).select_from(changed).add_cte(reported)
-        if also is not None:
+        for n, insert in enumerate(also(changed) if also is not None else ()):
             # A data-modifying WITH runs once, to completion, read or not (PostgreSQL).
-            statement = statement.add_cte(also(changed).cte("also"))
+            statement = statement.add_cte(insert.cte(f"also_{n}"))
         return int((await session.execute(statement)).scalar_one())
     await session.execute(events_insert_from(event_type, rows_before(), at=at))
     if also is not None:
-        await session.execute(also(sa.select(table).where(*where).subquery("changing")))
+        for insert in also(sa.select(table).where(*where).subquery("changing")):
+            await session.execute(insert)
     result = await session.execute(sa.update(table).where(*where).values(**values))
     return rowcount(result)
 

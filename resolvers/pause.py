@@ -58,7 +58,7 @@ from core.settings import Settings
 from core.views import Filter
 from models import Contract, ContractPause
 from models.base import table_of, utcnow
-from resolvers import events
+from resolvers import events, reminders
 from resolvers.promised import open_promises
 
 _pauses = table_of(ContractPause)
@@ -275,7 +275,6 @@ async def resume_service(
 ) -> PauseResult:
     """End the running pause now: the contract is ACTIVE again (SUSPENDED when its balance
     is below zero). Today stays as the billing day charged it (or charges it: in full)."""
-    del settings
     now = now or utcnow()
     day = today or now.date()
     await begin_write(session)
@@ -324,6 +323,9 @@ async def resume_service(
                     "balance": Decimal(str(contract.balance)).quantize(CENT),
                 },
                 at=now,
+            )
+            await reminders.queue_suspended(
+                session, settings=settings, contract_id=contract_id, now=now
             )
     return PauseResult(
         pause_id=running.id,
@@ -411,7 +413,9 @@ def _suspended_rows(rows: Any, dialect: str) -> sa.Select[Any]:
     ).where(_non_negative(rows.c.balance, dialect) < 0)
 
 
-async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect: str) -> int:
+async def end_pauses(
+    session: AsyncSession, *, settings: Settings, day: date, now: datetime, dialect: str
+) -> int:
     """Day `day`: every RUNNING pause whose last day is before it ends; its contract is
     ACTIVE again, or SUSPENDED when below zero. Each contract whose pause ended gets its
     §9 "contract.pause_ended" (and "contract.suspended" when it is SUSPENDED again) in this
@@ -465,9 +469,17 @@ async def end_pauses(session: AsyncSession, *, day: date, now: datetime, dialect
         rows_before=lambda: ended_event(_contracts, back).where(*where),
         rows_after=lambda changed: ended_event(changed, changed.c.status),
         at=now,
-        also=lambda rows: events.events_insert_from(
-            "contract.suspended", _suspended_rows(rows, dialect), at=now
-        ),
+        also=lambda rows: [
+            events.events_insert_from("contract.suspended", _suspended_rows(rows, dialect), at=now),
+            # and the subscriber's suspension reminder (SPEC §8)
+            reminders.suspended_insert(
+                settings,
+                rows=sa.select(rows.c.id.label("contract_id"))
+                .where(_non_negative(rows.c.balance, dialect) < 0)
+                .subquery("suspended_again"),
+                now=now,
+            ),
+        ],
     )
     # Every pause over by `day`, also one whose contract is no longer PAUSED (closed).
     await session.execute(

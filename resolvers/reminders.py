@@ -355,6 +355,15 @@ async def queue_resumed(
     return rowcount(await session.execute(insert))
 
 
+async def queue_suspended(
+    session: AsyncSession, *, settings: Settings, contract_id: int, now: datetime | None = None
+) -> int:
+    """The suspension reminder for one contract this transaction suspended (a pause ended
+    early below zero)."""
+    insert = suspended_insert(settings, rows=_one_contract(contract_id), now=now or utcnow())
+    return rowcount(await session.execute(insert))
+
+
 # --------------------------------------------------------------------------- #
 # after the billing day
 # --------------------------------------------------------------------------- #

@@ -407,6 +407,46 @@ async def test_the_billing_day_reminds_of_a_pause_the_day_before_it_starts_and_e
     )
 
 
+async def test_a_pause_that_ends_below_zero_is_reminded_as_a_suspension(
+    session_factory: Any, settings: Settings
+) -> None:
+    # given two contracts with 5.00, each paused for three days from the first billing day
+    start = _month_start()
+    by_day = await make_subscriber(session_factory, settings, balance=Decimal("5.00"))
+    early = await make_subscriber(session_factory, settings, balance=Decimal("5.00"))
+    for made in (by_day, early):
+        await _choose(session_factory, made.id, LOW_BALANCE="NONE")
+        async with unit_of_work(session_factory) as session:
+            await pause.pause_service(
+                session,
+                settings=settings,
+                contract_id=made.contract_ids[0],
+                starts_on=start,
+                ends_on=start + timedelta(days=2),
+                actor="test",
+                today=start - timedelta(days=1),
+            )
+    # when its days are billed (5.00 - 3 × 3.00 = -4.00), one resumed on the last day
+    for n in (0, 1, 2):
+        await run_billing_day(session_factory, settings=settings, day=start + timedelta(days=n))
+    async with unit_of_work(session_factory) as session:
+        await pause.resume_service(
+            session,
+            settings=settings,
+            contract_id=early.contract_ids[0],
+            today=start + timedelta(days=2),
+        )
+    # and the day after its last day, twice
+    for _ in range(2):
+        await run_billing_day(session_factory, settings=settings, day=start + timedelta(days=3))
+    # then both are SUSPENDED, and each subscriber is told once
+    for made in (by_day, early):
+        assert await _status(session_factory, made.contract_ids[0]) == "SUSPENDED"
+    suspended = await _reminders(session_factory, "REMINDER_SUSPENDED")
+    assert sorted(r.recipient for r in suspended) == sorted((by_day.email, early.email))
+    assert all("долг 4,00 руб." in r.body_text for r in suspended)
+
+
 async def test_a_rolled_back_change_queues_no_reminder(
     session_factory: Any, settings: Settings
 ) -> None:
