@@ -9,6 +9,7 @@ runs at once (PostgreSQL): one provider payment per contract."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -85,7 +86,11 @@ async def saved_card(server: YooKassaServer, session_factory: Any, contract_id: 
 
 
 async def test_a_saved_card_pays_the_billing_days_autopay_once(
-    client: Any, settings: Settings, session_factory: Any, yookassa: YooKassaServer
+    client: Any,
+    settings: Settings,
+    session_factory: Any,
+    yookassa: YooKassaServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given: a 100.00 top-up paid with the card saved (its notification read back)
     made = await make_subscriber(session_factory, settings)
@@ -172,9 +177,11 @@ async def test_a_saved_card_pays_the_billing_days_autopay_once(
     await credited()
     balance = await balance_of(session_factory, contract_id)
 
-    # when: the provider's notification of the success, twice
+    # when: the provider's notification of the success (the card shown saved), twice
     notification = await control(yookassa, f"payments/{reference}/succeed")
-    answers = [await notify(client, notification) for _ in range(2)]
+    assert notification["object"]["payment_method"]["saved"] is True
+    with caplog.at_level(logging.WARNING):
+        answers = [await notify(client, notification) for _ in range(2)]
     # then: read back, acknowledged, nothing more (no second credit, no second saved card)
     assert [a.json() for a in answers] == [
         {"status": "already-applied", "paymentStatus": "SUCCEEDED"}
@@ -182,6 +189,7 @@ async def test_a_saved_card_pays_the_billing_days_autopay_once(
     await credited()
     assert await balance_of(session_factory, contract_id) == balance
     assert len(await rows(session_factory, PaymentMethod)) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     (run,) = await rows(session_factory, AutopayRun)
     assert run.outcome == "SUCCEEDED"
     # and the same day again charges nothing more
