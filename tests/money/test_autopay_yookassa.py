@@ -39,6 +39,8 @@ from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_yookassa import balance_of, control, notify, start_top_up
 from tests.yookassa_server import CARD_LAST4, YooKassaServer
 
+_payments = table_of(Payment)
+
 # The local YooKassa and the settings that use it (tests/money/test_yookassa.py's fixtures).
 yookassa = test_yookassa.yookassa
 settings = test_yookassa.settings
@@ -127,7 +129,7 @@ async def test_a_saved_card_pays_the_billing_days_autopay_once(
 
     # then: one autopay payment, charged at YooKassa from the saved card
     assert (summary.autopay.created, summary.autopay.succeeded) == (1, 1)
-    (payment,) = await rows(session_factory, Payment, Payment.autopay.is_(True))
+    (payment,) = await rows(session_factory, Payment, _payments.c.autopay.is_(True))
     (request,) = autopay_posts(yookassa)
     assert request.headers["idempotence-key"].startswith(f"kabinet-payment-{payment.id}-")
     assert request.body == {
@@ -214,7 +216,7 @@ async def test_three_charges_canceled_at_the_provider_switch_autopay_off(
         )
         assert (summary.autopay.created, summary.autopay.pending) == (1, 1)
         (payment,) = await rows(
-            session_factory, Payment, Payment.autopay.is_(True), Payment.status == "PENDING"
+            session_factory, Payment, _payments.c.autopay.is_(True), Payment.status == "PENDING"
         )
         reference = provider_payment_of(yookassa, payment.id)
         assert payment.provider_reference == reference
@@ -272,7 +274,9 @@ async def test_the_provider_down_while_the_day_charges_is_resumed_by_a_rerun(
     (payment,) = await rows(session_factory, Payment)
     assert payment.status == "PENDING" and payment.provider_reference is None
     assert await rows(session_factory, LedgerEntry, LedgerEntry.kind == "TOP_UP") == []
-    assert await rows(session_factory, AutopayRun, AutopayRun.outcome.is_not(None)) == []
+    assert (
+        await rows(session_factory, AutopayRun, table_of(AutopayRun).c.outcome.is_not(None)) == []
+    )
 
     # when: the provider is back; the day is run again
     await control(yookassa, "fault", {"mode": None})
