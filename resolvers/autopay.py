@@ -495,6 +495,9 @@ class AutopayCharge:
     method_reference: str
     email: str | None
     phone: str | None
+    # Made by an earlier run: the provider may hold a payment under its Idempotence-Key
+    # already (its answer lost), so a refusal is no decline (see `charge_at_provider`).
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,6 +715,7 @@ async def _charges(
             method_reference=row.reference,
             email=row.email,
             phone=row.phone,
+            resumed=row.id not in ours,
         )
         for row in rows
     ]
@@ -719,7 +723,8 @@ async def _charges(
 
 async def charge_at_provider(settings: Settings, charge: AutopayCharge) -> ProviderPayment | None:
     """Ask the provider to charge the saved method (no transaction open). None when it did
-    not answer (the payment stays PENDING); a CANCELED answer when it refused the charge."""
+    not answer, or refused a resumed charge (the payment stays PENDING); a CANCELED answer
+    when it refused the charge."""
     try:
         return await provider_for(settings).create_payment(
             payment_id=charge.payment_id,
@@ -747,6 +752,17 @@ async def charge_at_provider(settings: Settings, charge: AutopayCharge) -> Provi
         )
         return None
     except ProviderRefused as error:
+        if charge.resumed:
+            # Asked before with this Idempotence-Key, the provider may have charged it (an
+            # answer lost) and refuse this request as not the same (the subscriber's address
+            # in the receipt, or the rule's method, changed since): never counted a decline
+            # here, the notification settles it (or the top-up expiry).
+            log.error(
+                "autopay: the provider refused a resumed charge; left PENDING: %s",
+                error,
+                extra={"payment_id": charge.payment_id},
+            )
+            return None
         log.warning(
             "autopay: the provider refused the charge: %s",
             error,

@@ -28,6 +28,7 @@ from models import (
     Payment,
     PaymentMethod,
     Receipt,
+    Subscriber,
 )
 from models.base import table_of
 from resolvers.billing import run_billing_day
@@ -365,4 +366,45 @@ async def test_the_next_days_run_resumes_a_charge_the_provider_did_not_answer(
     assert (run.day, run.outcome) == (DAY, "SUCCEEDED")
     entries = await rows(session_factory, LedgerEntry, LedgerEntry.kind == "TOP_UP")
     assert [e.amount for e in entries] == [Decimal("500.00")]
+    await assert_ledger_balanced(session_factory)
+
+
+async def test_a_resumed_charge_the_provider_refuses_waits_for_its_notification(
+    client: Any, settings: Settings, session_factory: Any, yookassa: YooKassaServer
+) -> None:
+    # given: a charge made at the provider whose answer was lost (the day's clock minutes
+    # back), then the subscriber's address changes (the receipt, so the request, differs)
+    made = await make_subscriber(session_factory, settings)
+    contract_id = made.contract_ids[0]
+    card = await saved_card(yookassa, session_factory, contract_id)
+    await set_rule(session_factory, settings, contract_id, card, threshold="50000.00")
+    await control(yookassa, "fault", {"mode": "lose"})
+    earlier = datetime.now(UTC) - timedelta(minutes=5)
+    await run_billing_day(session_factory, settings=settings, day=DAY, now=earlier)
+    await control(yookassa, "fault", {"mode": None})
+    async with session_factory() as session:
+        await session.execute(
+            sa.update(table_of(Subscriber))
+            .where(table_of(Subscriber).c.id == made.id)
+            .values(email="moved@example.org")
+        )
+        await session.commit()
+    # when: the next run asks again with the same Idempotence-Key
+    summary = await run_billing_day(session_factory, settings=settings, day=DAY)
+    # then: refused as another request; no decline counted, the payment waits
+    assert (summary.autopay.failed, summary.autopay.pending) == (0, 1)
+    first, second = autopay_posts(yookassa)
+    assert first.headers["idempotence-key"] == second.headers["idempotence-key"]
+    (payment,) = await rows(session_factory, Payment)
+    assert payment.status == "PENDING"
+    assert await rows(session_factory, OutboxMessage, OutboxMessage.kind == "AUTOPAY_FAILED") == []
+    # when: the provider's notification of the charge it made
+    reference = provider_payment_of(yookassa, payment.id)
+    paid = await notify(client, await control(yookassa, f"payments/{reference}/succeed"))
+    # then: credited once, the outcome a success
+    assert paid.json() == {"status": "applied", "paymentStatus": "SUCCEEDED"}
+    entries = await rows(session_factory, LedgerEntry, LedgerEntry.kind == "TOP_UP")
+    assert [e.amount for e in entries] == [Decimal("500.00")]
+    (run,) = await rows(session_factory, AutopayRun)
+    assert run.outcome == "SUCCEEDED"
     await assert_ledger_balanced(session_factory)
