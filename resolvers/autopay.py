@@ -17,8 +17,10 @@ payments made after each billing day, and what their outcome does.
   Idempotence-Key derived from the payment as for any top-up); then what it answered is
   applied through the webhook's own path (`payments.apply_provider_event`: credit, receipt,
   letter, exactly once) and `autopay_outcome` records the outcome. A provider that does not
-  answer leaves the payment PENDING: its notification (or the top-up expiry) settles it,
-  and the next run's `settle_autopay_outcomes` records the outcome of any autopay payment
+  answer leaves the payment PENDING: its notification settles it, or a later run (a rerun
+  of the day, or the next day's, within `RESUME_WITHIN`) asks again with the same
+  Idempotence-Key (never a second provider payment), or the top-up expiry cancels it;
+  the next run's `settle_autopay_outcomes` records the outcome of any autopay payment
   settled elsewhere. Two hosts running the same billing day at once make one payment per
   contract: the second host's insert finds the first one's key and inserts nothing.
 * Outcomes (`autopay_outcome`, once per payment: the run's `outcome` is set from null): a
@@ -493,6 +495,9 @@ class AutopayCharge:
     method_reference: str
     email: str | None
     phone: str | None
+    # Made by an earlier run: the provider may hold a payment under its Idempotence-Key
+    # already (its answer lost), so a refusal is no decline (see `charge_at_provider`).
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,24 +676,31 @@ _TO_CHARGE = (
 )
 _MADE_BY_THIS_RUN = _TO_CHARGE.where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))
 _LEFT_BY_AN_EARLIER_RUN = _TO_CHARGE.where(
-    _runs.c.day == sa.bindparam("day", type_=sa.Date),
-    _payments.c.created_at < sa.bindparam("started", type_=_payments.c.created_at.type),
+    _payments.c.created_at < sa.bindparam("before", type_=_payments.c.created_at.type),
+    _payments.c.created_at >= sa.bindparam("since", type_=_payments.c.created_at.type),
 )
 CHARGES_READ_AT_ONCE = 1000  # payment ids a statement reads
-# A payment of the day with no provider reference this old was left by a run that stopped
-# before the provider answered (another host's run at the same time charges its own at once).
+# An autopay payment with no provider reference this old was left by a run that stopped, or
+# that the provider did not answer (another host's run at the same time charges its own at
+# once)...
 RESUME_AFTER = timedelta(minutes=2)
+# ...and is charged again by any later run (a rerun of the day, or the next day's) while the
+# provider still knows its Idempotence-Key (YooKassa keeps one for 24 hours): an older one
+# is left to the top-up expiry, never charged with a key the provider may have forgotten.
+RESUME_WITHIN = timedelta(hours=23)
 
 
 async def _charges(
-    session: AsyncSession, *, made: Sequence[int], day: date, started: datetime
+    session: AsyncSession, *, made: Sequence[int], started: datetime
 ) -> list[AutopayCharge]:
-    """What to charge: the payments this run made, and the day's autopay payments an earlier
-    run made but never got to the provider (it stopped in between; the same Idempotence-Key
-    makes the same provider payment, so asking again never charges twice)."""
+    """What to charge: the payments this run made, and the autopay payments an earlier run
+    made but never got to the provider (it stopped in between, or the provider did not
+    answer; the same Idempotence-Key makes the same provider payment, so asking again never
+    charges twice)."""
     ours = set(made)
     left = await session.execute(
-        _LEFT_BY_AN_EARLIER_RUN, {"day": day, "started": started - RESUME_AFTER}
+        _LEFT_BY_AN_EARLIER_RUN,
+        {"before": started - RESUME_AFTER, "since": started - RESUME_WITHIN},
     )
     rows = [row for row in left.all() if row.id not in ours]
     for start in range(0, len(made), CHARGES_READ_AT_ONCE):
@@ -703,6 +715,7 @@ async def _charges(
             method_reference=row.reference,
             email=row.email,
             phone=row.phone,
+            resumed=row.id not in ours,
         )
         for row in rows
     ]
@@ -710,7 +723,8 @@ async def _charges(
 
 async def charge_at_provider(settings: Settings, charge: AutopayCharge) -> ProviderPayment | None:
     """Ask the provider to charge the saved method (no transaction open). None when it did
-    not answer (the payment stays PENDING); a CANCELED answer when it refused the charge."""
+    not answer, or refused a resumed charge (the payment stays PENDING); a CANCELED answer
+    when it refused the charge."""
     try:
         return await provider_for(settings).create_payment(
             payment_id=charge.payment_id,
@@ -738,6 +752,17 @@ async def charge_at_provider(settings: Settings, charge: AutopayCharge) -> Provi
         )
         return None
     except ProviderRefused as error:
+        if charge.resumed:
+            # Asked before with this Idempotence-Key, the provider may have charged it (an
+            # answer lost) and refuse this request as not the same (the subscriber's address
+            # in the receipt, or the rule's method, changed since): never counted a decline
+            # here, the notification settles it (or the top-up expiry).
+            log.error(
+                "autopay: the provider refused a resumed charge; left PENDING: %s",
+                error,
+                extra={"payment_id": charge.payment_id},
+            )
+            return None
         log.warning(
             "autopay: the provider refused the charge: %s",
             error,
@@ -754,8 +779,9 @@ async def apply_charge_answer(
     """Apply what the provider answered for an autopay charge, in the caller's unit of work
     (untouched so far: on PostgreSQL a success may be written by the webhook's one
     statement, which locks the payment): a success or a refusal applied through the
-    webhook's own path (exactly once, the provider's reference kept) and its outcome
-    recorded; a PENDING answer only keeps the reference (the notification settles it). The
+    webhook's own path (exactly once, the provider's reference and receipt status kept) and
+    its outcome recorded; a PENDING answer only keeps the reference (the notification
+    settles it). The
     payment's status now."""
     if answer.status == "PENDING":
         if answer.reference is not None:
@@ -776,6 +802,12 @@ async def apply_charge_answer(
         payment_id=payment_id,
         succeeded=outcome.payment_status == "SUCCEEDED",
     )
+    if answer.reference is not None:
+        # The provider's fiscal receipt status (as a top-up's notification keeps it): after
+        # the event, which on PostgreSQL may have written the payment on its own connection.
+        await payments.record_provider_payment(
+            session, settings=settings, payment_id=payment_id, answer=answer
+        )
     return outcome.payment_status
 
 
@@ -797,7 +829,7 @@ async def run_autopay(
         made = await _create_payments(session, settings=settings, day=day, now=now)
     async with unit_of_work(session_factory) as session:
         await begin_write(session)
-        charges = await _charges(session, made=made, day=day, started=started)
+        charges = await _charges(session, made=made, started=started)
 
     limit = asyncio.Semaphore(PROVIDER_CONCURRENCY)
 

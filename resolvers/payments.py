@@ -1407,6 +1407,7 @@ class ProviderPaymentCheck:
     contract_id: int
     status: str
     save_payment_method: bool
+    autopay: bool = False  # a charge of a method saved already (it reports it saved)
 
 
 def kabinet_payment_id(answer: ProviderPayment) -> int | None:
@@ -1443,6 +1444,7 @@ async def check_provider_payment(
                     _payments.c.provider,
                     _payments.c.provider_reference,
                     _payments.c.save_payment_method,
+                    _payments.c.autopay,
                 ).where(_payments.c.id == payment_id)
             )
         ).first()
@@ -1461,7 +1463,9 @@ async def check_provider_payment(
         raise DomainError(
             ErrorCode.CONFLICT, "The provider's payment does not match.", field="paymentId"
         )
-    return ProviderPaymentCheck(row.id, row.contract_id, row.status, bool(row.save_payment_method))
+    return ProviderPaymentCheck(
+        row.id, row.contract_id, row.status, bool(row.save_payment_method), bool(row.autopay)
+    )
 
 
 async def keep_provider_details(
@@ -1488,7 +1492,7 @@ async def keep_provider_details(
                 provider=provider,
                 method=answer.saved_method,
             )
-        else:
+        elif not check.autopay:  # an autopay charge reports the method it charged
             log.warning(
                 "provider saved a method nobody asked to save; not kept",
                 extra={"payment_id": check.payment_id},

@@ -11,7 +11,10 @@ An ASGI app (Starlette) served by a real uvicorn (`tests.live.serve_in_thread`):
   `payment_method {type, id, saved, title}`, `receipt_registration`, `refundable`, `test`.
 * saved methods: `save_payment_method: true` saves the method when the payment succeeds
   (`payment_method.saved`, its `id` and `title` "Bank card *4444"); a payment with
-  `payment_method_id` charges a saved method at once (no confirmation): succeeded.
+  `payment_method_id` charges a saved method at once (no confirmation): succeeded, or as
+  `POST /control/charges` `{"mode": "succeed" | "pending" | "cancel"}` says (pending: the
+  bank has not answered yet, settled by the control below; canceled: the issuer declined,
+  `cancellation_details.reason` "insufficient_funds").
 * test control (not YooKassa's): `POST /control/payments/{id}/succeed|cancel` moves a
   payment and answers the notification YooKassa would post (`{"type": "notification",
   "event": ..., "object": {...}}`), also posting it to `notification_url` when one is set;
@@ -57,6 +60,7 @@ class YooKassaState:
     secret_key: str
     notification_url: str | None = None
     fault: str | None = None  # None | "503" | "hang" | "lose" | "refuse"
+    charges: str = "succeed"  # a saved method's charge: "succeed" | "pending" | "cancel"
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     saved_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -110,6 +114,7 @@ class YooKassaServer:
                 Route("/control/payments/{id}/{outcome}", self._control_payment, methods=["POST"]),
                 Route("/control/refunds/{id}/succeed", self._control_refund, methods=["POST"]),
                 Route("/control/fault", self._control_fault, methods=["POST"]),
+                Route("/control/charges", self._control_charges, methods=["POST"]),
             ]
         )
 
@@ -191,7 +196,10 @@ class YooKassaServer:
             if saved is None:
                 return _error(400, "invalid_request", "Unknown payment method", "payment_method_id")
             payment["payment_method"] = dict(saved)
-            self._succeed(payment)
+            if self.state.charges == "succeed":
+                self._succeed(payment)
+            elif self.state.charges == "cancel":
+                self._cancel(payment, party="payment_network", reason="insufficient_funds")
         else:
             confirmation = body.get("confirmation")
             if not isinstance(confirmation, dict) or confirmation.get("type") != "redirect":
@@ -239,6 +247,14 @@ class YooKassaServer:
                 }
             )
             self.state.saved_methods[method["id"]] = dict(method)
+
+    @staticmethod
+    def _cancel(payment: dict[str, Any], *, party: str, reason: str) -> None:
+        payment["status"] = "canceled"
+        payment["cancellation_details"] = {"party": party, "reason": reason}
+        if "receipt_registration" in payment:
+            payment["receipt_registration"] = "canceled"
+        payment.pop("_save", None)
 
     async def _read_payment(self, request: Request) -> Response:
         refused, _ = await self._guard(request)
@@ -316,12 +332,7 @@ class YooKassaServer:
             return JSONResponse(await self._notify("payment.succeeded", payment))
         if outcome == "cancel":
             if payment["status"] == "pending":
-                payment["status"] = "canceled"
-                payment["cancellation_details"] = {
-                    "party": "yoo_money",
-                    "reason": "expired_on_confirmation",
-                }
-                payment.pop("_save", None)
+                self._cancel(payment, party="yoo_money", reason="expired_on_confirmation")
             return JSONResponse(await self._notify("payment.canceled", payment))
         return _error(404, "not_found", "No such outcome")
 
@@ -339,6 +350,14 @@ class YooKassaServer:
         body = await request.json()
         self.state.fault = body.get("mode")
         return JSONResponse({"mode": self.state.fault})
+
+    async def _control_charges(self, request: Request) -> Response:
+        body = await request.json()
+        mode = body.get("mode")
+        if mode not in ("succeed", "pending", "cancel"):
+            return _error(400, "invalid_request", "No such mode", "mode")
+        self.state.charges = mode
+        return JSONResponse({"mode": mode})
 
 
 def random_credentials() -> tuple[str, str]:
