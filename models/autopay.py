@@ -64,6 +64,9 @@ class AutopayRun(SQLModel, table=True):
     )
     day: date = Field(primary_key=True)
     payment_id: int = fk("payments.id", index=False)
+    # The saved method the payment is made from: a retry charges this one, and only while it
+    # is not forgotten and the rule is on (never the rule's later method).
+    payment_method_id: int = fk("payment_methods.id", index=False)
     outcome: str | None = Field(default=None, max_length=16)
     created_at: datetime = created_at_field()
     settled_at: datetime | None = ts_field()

@@ -630,6 +630,7 @@ async def _create_payments(
             _payments.c.contract_id,
             sa.literal(day, sa.Date),
             _payments.c.id,
+            _rules.c.payment_method_id,
             sa.literal(now, _runs.c.created_at.type),
         )
         .select_from(
@@ -648,7 +649,7 @@ async def _create_payments(
     )
     await session.execute(
         insert(_runs)
-        .from_select(["contract_id", "day", "payment_id", "created_at"], ours)
+        .from_select(["contract_id", "day", "payment_id", "payment_method_id", "created_at"], ours)
         .on_conflict_do_nothing(index_elements=[_runs.c.contract_id, _runs.c.day])
     )
     return sorted(int(row.id) for row in made)
@@ -667,11 +668,19 @@ _TO_CHARGE = (
     .select_from(
         _payments.join(_runs, _runs.c.payment_id == _payments.c.id)
         .join(_rules, _rules.c.contract_id == _payments.c.contract_id)
-        .join(_methods, _methods.c.id == _rules.c.payment_method_id)
+        .join(_methods, _methods.c.id == _runs.c.payment_method_id)
         .join(_contracts, _contracts.c.id == _payments.c.contract_id)
         .join(_subscribers, _subscribers.c.id == _contracts.c.subscriber_id)
     )
-    .where(_payments.c.status == "PENDING", _payments.c.provider_reference.is_(None))
+    .where(
+        _payments.c.status == "PENDING",
+        _payments.c.provider_reference.is_(None),
+        # the method the payment was made from, still saved, the rule still on: a method
+        # forgotten or a rule switched off meanwhile is never charged (the top-up expiry
+        # cancels the payment)
+        _methods.c.forgotten_at.is_(None),
+        _rules.c.enabled,
+    )
     .order_by(_payments.c.id)
 )
 _MADE_BY_THIS_RUN = _TO_CHARGE.where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)))

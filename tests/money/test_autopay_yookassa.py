@@ -35,7 +35,15 @@ from resolvers.billing import run_billing_day
 from tests.conftest import gql
 from tests.factories import make_subscriber, sign_in
 from tests.money import test_yookassa
-from tests.money.test_autopay import DAY, SET_AUTOPAY, rows, save_method, set_rule
+from tests.money.test_autopay import (
+    DAY,
+    FORGET,
+    SET_AUTOPAY,
+    method_gid,
+    rows,
+    save_method,
+    set_rule,
+)
 from tests.money.test_ledger import assert_ledger_balanced
 from tests.money.test_yookassa import balance_of, control, notify, start_top_up
 from tests.yookassa_server import CARD_LAST4, YooKassaServer
@@ -408,3 +416,29 @@ async def test_a_resumed_charge_the_provider_refuses_waits_for_its_notification(
     (run,) = await rows(session_factory, AutopayRun)
     assert run.outcome == "SUCCEEDED"
     await assert_ledger_balanced(session_factory)
+
+
+async def test_a_charge_left_waiting_is_not_resumed_once_its_card_is_forgotten(
+    client: Any, settings: Settings, session_factory: Any, yookassa: YooKassaServer
+) -> None:
+    # given: a day whose charge the provider did not answer (its clock minutes back)
+    made = await make_subscriber(session_factory, settings)
+    contract_id = made.contract_ids[0]
+    card = await saved_card(yookassa, session_factory, contract_id)
+    await set_rule(session_factory, settings, contract_id, card, threshold="50000.00")
+    await control(yookassa, "fault", {"mode": "503"})
+    earlier = datetime.now(UTC) - timedelta(minutes=5)
+    await run_billing_day(session_factory, settings=settings, day=DAY, now=earlier)
+    (run,) = await rows(session_factory, AutopayRun)
+    assert run.payment_method_id == card
+    # when: the subscriber forgets the card; the provider is back; the next day is billed
+    me = await sign_in(client, str(made.login))
+    forget = {"input": {"paymentMethodId": method_gid(card)}}
+    assert (await gql(client, FORGET, forget, headers=me))["forgetPaymentMethod"]["errors"] == []
+    await control(yookassa, "fault", {"mode": None})
+    summary = await run_billing_day(session_factory, settings=settings, day=DAY + timedelta(1))
+    # then: the card is never charged again; the payment waits for the top-up expiry
+    assert (summary.autopay.created, summary.autopay.succeeded) == (0, 0)
+    assert len(autopay_posts(yookassa)) == 1  # the first, unanswered, attempt only
+    (payment,) = await rows(session_factory, Payment)
+    assert payment.status == "PENDING" and payment.provider_reference is None
