@@ -3,7 +3,6 @@ reason, as a ledger entry of the staff member and an audit entry, in one transac
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,11 +15,10 @@ from core.settings import Settings
 from models import Contract
 from models.base import table_of
 from resolvers import ledger
-from resolvers.audit import record_audit
+from resolvers.audit import checked_reason, record_audit
 from resolvers.suspension import lift_if_paid
 
 MAX_ADJUSTMENT = Decimal("100000.00")
-REASON_LENGTH = (5, 500)
 MAX_CONTRACT_NUMBER = 20
 CENT = Decimal("0.01")
 
@@ -49,17 +47,6 @@ def _check_amount(amount: Decimal) -> Decimal:
     if amount == 0:
         raise _invalid("amount", "The amount must not be zero.")
     return amount.quantize(CENT)
-
-
-def _check_reason(reason: str | None) -> str:
-    """NFKC, runs of white space made one space, trimmed; no control characters."""
-    text = " ".join(unicodedata.normalize("NFKC", reason or "").split())
-    low, high = REASON_LENGTH
-    if not low <= len(text) <= high:
-        raise _invalid("reason", f"Give a reason of {low} to {high} characters.")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
-        raise _invalid("reason", "The reason contains control characters.")
-    return text
 
 
 async def adjust_balance(
@@ -104,7 +91,7 @@ async def _adjust(
     with problems:
         amount = _check_amount(amount)
     with problems:
-        why = _check_reason(reason)
+        why = checked_reason(reason)
     problems.raise_found()
     number = (contract_number or "").strip()
     contract_id = None

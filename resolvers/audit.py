@@ -8,6 +8,7 @@ every staff member, and a password hash or a security code there would be a leak
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -17,11 +18,13 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import read_rows
+from core.errors import DomainError, ErrorCode
 from models import AuditEntry
 from models.base import string_length, table_of, utcnow
 from resolvers.pagination import Page, check_first, page_by_id
 
 MAX_PAGE_SIZE = 100
+REASON_LENGTH = (5, 500)  # a staff action's reason, kept in the audit log
 MAX_ACTION_LENGTH = 64
 
 # A key naming any of these is dropped, whatever its value: a secret never reaches the log.
@@ -47,6 +50,23 @@ AUDIT_COLUMNS = (
     _audit.c.client_address,
     _audit.c.created_at,
 )
+
+
+def checked_reason(reason: str | None) -> str:
+    """The reason a staff action gives (an adjustment, a refund): NFKC, runs of white space
+    made one space, trimmed; 5 to 500 characters, no control characters. DomainError
+    INVALID (field reason) otherwise."""
+    text = " ".join(unicodedata.normalize("NFKC", reason or "").split())
+    low, high = REASON_LENGTH
+    if not low <= len(text) <= high:
+        raise DomainError(
+            ErrorCode.INVALID, f"Give a reason of {low} to {high} characters.", field="reason"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
+        raise DomainError(
+            ErrorCode.INVALID, "The reason contains control characters.", field="reason"
+        )
+    return text
 
 
 def _is_secret(key: object) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -42,7 +41,7 @@ from core.settings import Settings
 from models import BonusAccount, BonusEntry, Contract, Payment, Refund, Subscriber
 from models.base import table_of, utcnow
 from resolvers import events, ledger, receipts
-from resolvers.audit import record_audit
+from resolvers.audit import checked_reason, record_audit
 from resolvers.bonus import points_for
 from resolvers.letters import refund_letter
 
@@ -56,7 +55,6 @@ _accounts = table_of(BonusAccount)
 _entries = table_of(BonusEntry)
 
 CENT = Decimal("0.01")
-REASON_LENGTH = (5, 500)
 # Refunds still able to succeed, or succeeded: what a new refund must leave room for.
 LIVE_STATUSES = ("PENDING", "SUCCEEDED")
 REFUND_DESCRIPTION = "Возврат платежа"
@@ -107,17 +105,6 @@ def _check_amount(amount: Decimal) -> Decimal:
     return amount.quantize(CENT)
 
 
-def _check_reason(reason: str | None) -> str:
-    """NFKC, runs of white space made one space, trimmed; no control characters."""
-    text = " ".join(unicodedata.normalize("NFKC", reason or "").split())
-    low, high = REASON_LENGTH
-    if not low <= len(text) <= high:
-        raise _invalid("reason", f"Give a reason of {low} to {high} characters.")
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
-        raise _invalid("reason", "The reason contains control characters.")
-    return text
-
-
 def _payment_reference(payment: Any) -> str:
     """The provider's id of the payment (a sandbox payment confirmed without one gets one)."""
     return str(payment.provider_reference or f"sandbox-payment-{payment.id}")
@@ -164,7 +151,7 @@ async def start_refund(
     with problems:
         amount = _check_amount(amount)
     with problems:
-        why = _check_reason(reason)
+        why = checked_reason(reason)
     problems.raise_found()
 
     await begin_write(session)

@@ -34,7 +34,7 @@ from models.base import table_of, utcnow
 from models.staff import STAFF_ROLES
 from models.subscriber import LEGAL_STATUSES
 from resolvers import bonus
-from resolvers.audit import record_audit
+from resolvers.audit import REASON_LENGTH, record_audit
 from resolvers.identity import normalize_phone
 from resolvers.letters import registration_letter
 
@@ -103,7 +103,6 @@ MAX_DOCUMENT_INPUT = 40
 MAX_REGION_CODE = 16
 DISPLAY_NAME_LENGTH = (2, 200)
 ADDRESS_LENGTH = (5, 300)
-REASON_LENGTH = (5, 500)
 MAX_CONTRACT_NUMBER = 20
 
 
