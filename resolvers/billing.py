@@ -538,8 +538,8 @@ async def _pause_day(
 
 async def _remind(session: AsyncSession, *, settings: Settings, day: date, now: datetime) -> int:
     """The last step (SPEC §8): promises due tomorrow, low balances, pauses starting
-    tomorrow, and pauses whose last day is `day` (the service is back tomorrow); each once
-    whatever the reruns. The letters queued."""
+    tomorrow, and pauses whose last day is tomorrow (the service is back the day after);
+    each once whatever the reruns. The letters queued."""
     tomorrow = day + timedelta(days=1)
     queued = await reminders.after_billing_day(session, settings=settings, day=day, now=now)
     queued += await reminders.queue_pause_starts(
@@ -552,8 +552,8 @@ async def _remind(session: AsyncSession, *, settings: Settings, day: date, now: 
     queued += await reminders.queue_pause_ends(
         session,
         settings=settings,
-        contract_ids=pause.pauses_ending(day),
-        resumes_on=tomorrow,
+        contract_ids=pause.pauses_ending(tomorrow),
+        resumes_on=tomorrow + timedelta(days=1),
         now=now,
     )
     return queued

@@ -387,8 +387,8 @@ async def test_the_billing_day_reminds_of_a_pause_the_day_before_it_starts_and_e
     await run_billing_day(session_factory, settings=settings, day=start - timedelta(days=2))
     # then nothing yet
     assert await _reminders(session_factory, "REMINDER_PAUSE_STARTS") == []
-    # when the day before it runs, twice, and the pause's days up to its last but one
-    for day in (start - timedelta(days=1), start - timedelta(days=1), start, end - timedelta(1)):
+    # when the day before it runs, twice, and the pause's days up to its last but two
+    for day in (start - timedelta(days=1), start - timedelta(days=1), start, end - timedelta(2)):
         await run_billing_day(session_factory, settings=settings, day=day)
     # then one SMS: it starts tomorrow; none yet about its end
     (starts,) = await _reminders(session_factory, "REMINDER_PAUSE_STARTS")
@@ -396,10 +396,10 @@ async def test_the_billing_day_reminds_of_a_pause_the_day_before_it_starts_and_e
     assert starts.body_text == f"Договор {number}: интернет-пауза начнётся {reminder_date(start)}."
     assert await _status(session_factory, cid) == "PAUSED"
     assert await _reminders(session_factory, "REMINDER_PAUSE_ENDS") == []
-    # when its last day runs, twice
-    for _ in range(2):
-        await run_billing_day(session_factory, settings=settings, day=end)
-    # then one SMS: the service is back the next day
+    # when the day before its last day runs, twice, and its last day
+    for day in (end - timedelta(1), end - timedelta(1), end):
+        await run_billing_day(session_factory, settings=settings, day=day)
+    # then one SMS: it ends tomorrow, the service is back the day after its last day
     (ends,) = await _reminders(session_factory, "REMINDER_PAUSE_ENDS")
     assert ends.body_text == (
         f"Договор {number}: пауза заканчивается, услуги снова с "
