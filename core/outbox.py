@@ -160,12 +160,20 @@ class ProviderAnswer:
 
 
 class ProviderRefused(RuntimeError):
-    """The gateway answered with an error status: kept on the row (`provider_status`), and
-    the row is retried as after any failure."""
+    """The gateway answered with an error status: kept on the row (`provider_status`). The
+    row is retried as after any failure, unless the refusal is `permanent` (the number can
+    never receive it): then it is given up at once, as after its last attempt."""
 
-    def __init__(self, status: str, text: str) -> None:
+    def __init__(self, status: str, text: str, *, permanent: bool = False) -> None:
         super().__init__(f"the SMS gateway answered {status}: {text}")
         self.status = status
+        self.permanent = permanent
+
+
+# SMS.ru's per-number codes that no retry changes: 202 a wrong number or no route to it, 207
+# a number that may not be sent to, 209 a number in the stop list. Others (a daily limit on
+# the number, the service unavailable, the account's balance) may pass later.
+SMS_PERMANENT_CODES = frozenset({202, 207, 209})
 
 
 class Sender(Protocol):
@@ -291,7 +299,9 @@ class HttpSmsSender:
             raise ProviderRefused("ERROR", "the answer says nothing of the number")
         status, text = _gateway_status(sms)
         if status is not None:
-            raise ProviderRefused(status, text)
+            raise ProviderRefused(
+                status, text, permanent=sms.get("status_code") in SMS_PERMANENT_CODES
+            )
         message_id = sms.get("sms_id")
         return ProviderAnswer(
             str(message_id)[:PROVIDER_FIELD_CHARS] if message_id is not None else None,
@@ -509,7 +519,10 @@ async def _mark_failed(
     at: datetime,
     error: str,
     provider_status: str | None = None,
+    give_up_at: int | None = None,
 ) -> None:
+    """Record a failed attempt: its next one after `retry_delay`; with `give_up_at` (the
+    attempts limit), none: the row is left as after its last attempt."""
     values: dict[str, Any] = {
         "locked_until": None,
         "next_attempt_at": at + retry_delay(message.attempts),
@@ -517,6 +530,8 @@ async def _mark_failed(
     }
     if provider_status is not None:
         values["provider_status"] = provider_status
+    if give_up_at is not None:
+        values["attempts"] = give_up_at
     await _write(session_factory, sa.update(OutboxMessage).where(*_ours(message)).values(values))
 
 
@@ -601,7 +616,17 @@ async def deliver_due(
             failed += 1
             description = describe_error(outcome, settings)
             refused = outcome.status if isinstance(outcome, ProviderRefused) else None
-            await _mark_failed(session_factory, message, now or utcnow(), description, refused)
+            permanent = isinstance(outcome, ProviderRefused) and outcome.permanent
+            if permanent:
+                message.attempts = max(message.attempts, settings.outbox_max_attempts)
+            await _mark_failed(
+                session_factory,
+                message,
+                now or utcnow(),
+                description,
+                refused,
+                give_up_at=message.attempts if permanent else None,
+            )
             _log_failure(message, description, settings)
     finally:
         await _mark_sent(session_factory, unmarked, now or utcnow(), answers)

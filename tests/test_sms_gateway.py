@@ -34,6 +34,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.error = (230, "Превышен лимит сообщений на этот номер в день")
         self.received: list[dict[str, str]] = []
         self.sent = 0
 
@@ -56,8 +57,8 @@ class Gateway:
                     "sms": {
                         to: {
                             "status": "ERROR",
-                            "status_code": 207,
-                            "status_text": "На этот номер нельзя отправлять сообщения",
+                            "status_code": self.error[0],
+                            "status_text": self.error[1],
                         }
                     },
                     "balance": 100.5,
@@ -88,6 +89,7 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
 def sms_settings(migrated_url: str, gateway: tuple[Gateway, str]) -> Settings:
     state, url = gateway
     state.mode = "ok"
+    state.error = (230, "Превышен лимит сообщений на этот номер в день")
     state.received.clear()
     state.sent = 0
     return fast_settings(
@@ -153,7 +155,7 @@ async def test_an_accepted_sms_keeps_the_gateways_id_and_status(
 async def test_an_error_status_is_recorded_and_retried(
     session_factory: Any, sms_settings: Settings, gateway: tuple[Gateway, str]
 ) -> None:
-    # given a gateway that refuses the number
+    # given a gateway that refuses the number for now (its daily limit)
     state, _ = gateway
     state.mode = "error"
     message_id = await _queue_sms(session_factory)
@@ -163,8 +165,8 @@ async def test_an_error_status_is_recorded_and_retried(
     assert (report.sent, report.failed) == (0, 1)
     row = await _row(session_factory, message_id)
     assert row.sent_at is None and row.attempts == 1 and row.locked_until is None
-    assert row.provider_status == "ERROR 207" and row.provider_message_id is None
-    assert row.last_error is not None and "207" in row.last_error
+    assert row.provider_status == "ERROR 230" and row.provider_message_id is None
+    assert row.last_error is not None and "230" in row.last_error
     assert API_KEY not in row.last_error
     assert row.next_attempt_at > row.created_at
     # when the gateway accepts again and the retry falls due (the clock moved, no sleep)
@@ -175,6 +177,27 @@ async def test_an_error_status_is_recorded_and_retried(
     row = await _row(session_factory, message_id)
     assert row.sent_at is not None and row.attempts == 2
     assert row.provider_status == "OK 100" and row.provider_message_id is not None
+
+
+async def test_a_number_that_can_never_receive_it_is_given_up_at_once(
+    session_factory: Any, sms_settings: Settings, gateway: tuple[Gateway, str]
+) -> None:
+    # given a gateway that says no SMS may ever go to this number
+    state, _ = gateway
+    state.mode = "error"
+    state.error = (207, "На этот номер нельзя отправлять сообщения")
+    message_id = await _queue_sms(session_factory)
+    # when
+    report = await _deliver(session_factory, sms_settings)
+    # then the refusal is kept and the row is left as after its last attempt
+    assert (report.sent, report.failed, report.remaining) == (0, 1, 0)
+    row = await _row(session_factory, message_id)
+    assert row.sent_at is None and row.attempts == sms_settings.outbox_max_attempts
+    assert row.provider_status == "ERROR 207"
+    # and it is not tried again, however late
+    state.mode = "ok"
+    later = await _deliver(session_factory, sms_settings, now=row.next_attempt_at)
+    assert (later.sent, later.failed) == (0, 0) and state.sent == 0
 
 
 async def test_a_gateway_that_does_not_answer_in_time_is_retried(
