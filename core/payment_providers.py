@@ -153,19 +153,20 @@ def refund_idempotence_key(refund_id: int, created_at: datetime) -> str:
     return f"kabinet-refund-{refund_id}-{digest[:16]}"
 
 
-class SandboxProvider:
-    """The built-in provider: `<KABINET_PUBLIC_URL>/sandbox/pay/<Payment.id>`. A saved method
-    ("Card *4444") is charged at once, one whose reference starts with
-    `SANDBOX_DECLINING_PREFIX` ("Card *0002" in the demo data) declines at once; refunds
-    succeed at once."""
+class PagedProvider:
+    """A provider whose payer pays on a page at a URL Kabinet builds (`confirmation_url`) and
+    which confirms through the signed webhook (`POST /webhooks/payments`): a payment is
+    created PENDING with that URL, and there is nothing to read back."""
 
-    name = "sandbox"
-
-    def __init__(self, settings: Settings) -> None:
-        self._base = settings.public_url.rstrip("/")
+    name: str
 
     def confirmation_url(self, payment_id_global: str, *, amount: Decimal) -> str:
-        return f"{self._base}/sandbox/pay/{quote(payment_id_global, safe='=')}"
+        raise NotImplementedError
+
+    def _charge_saved(
+        self, payment_id: int, amount: Decimal, method_reference: str
+    ) -> ProviderPayment:
+        raise ProviderRefused(f"the {self.name} provider cannot charge a saved method")
 
     async def create_payment(
         self,
@@ -180,15 +181,7 @@ class SandboxProvider:
         idempotence_key: str,
     ) -> ProviderPayment:
         if method_reference is not None:
-            # A saved sandbox method pays at once; a declining one is refused at once.
-            declined = method_reference.startswith(SANDBOX_DECLINING_PREFIX)
-            return ProviderPayment(
-                reference=f"sandbox-{payment_id}",
-                status="CANCELED" if declined else "SUCCEEDED",
-                confirmation_url=None,
-                saved_method=None,
-                amount=amount,
-            )
+            return self._charge_saved(payment_id, amount, method_reference)
         return ProviderPayment(
             reference=None,
             status="PENDING",
@@ -198,7 +191,35 @@ class SandboxProvider:
         )
 
     async def read_payment(self, reference: str) -> ProviderPayment:
-        raise ProviderRefused("the sandbox confirms through its signed webhook")
+        raise ProviderRefused(f"the {self.name} provider confirms through its signed webhook")
+
+
+class SandboxProvider(PagedProvider):
+    """The built-in provider: `<KABINET_PUBLIC_URL>/sandbox/pay/<Payment.id>`. A saved method
+    ("Card *4444") is charged at once, one whose reference starts with
+    `SANDBOX_DECLINING_PREFIX` ("Card *0002" in the demo data) declines at once; refunds
+    succeed at once."""
+
+    name = "sandbox"
+
+    def __init__(self, settings: Settings) -> None:
+        self._base = settings.public_url.rstrip("/")
+
+    def confirmation_url(self, payment_id_global: str, *, amount: Decimal) -> str:
+        return f"{self._base}/sandbox/pay/{quote(payment_id_global, safe='=')}"
+
+    def _charge_saved(
+        self, payment_id: int, amount: Decimal, method_reference: str
+    ) -> ProviderPayment:
+        # A saved sandbox method pays at once; a declining one is refused at once.
+        declined = method_reference.startswith(SANDBOX_DECLINING_PREFIX)
+        return ProviderPayment(
+            reference=f"sandbox-{payment_id}",
+            status="CANCELED" if declined else "SUCCEEDED",
+            confirmation_url=None,
+            saved_method=None,
+            amount=amount,
+        )
 
     async def create_refund(
         self,
@@ -244,7 +265,7 @@ def url_template_problem(template: str | None) -> str | None:
     return None
 
 
-class ExternalProvider:
+class ExternalProvider(PagedProvider):
     """A hosted payment page; the provider calls our webhook with the same global ID. It
     cannot be read back, charge saved methods nor refund through Kabinet."""
 
@@ -262,31 +283,6 @@ class ExternalProvider:
             payment_id=quote(payment_id_global, safe=""),
             amount=quote(f"{amount:.2f}", safe=""),
         )
-
-    async def create_payment(
-        self,
-        *,
-        payment_id: int,
-        amount: Decimal,
-        description: str,
-        return_url: str | None,
-        receipt: dict[str, Any] | None,
-        save_method: bool,
-        method_reference: str | None,
-        idempotence_key: str,
-    ) -> ProviderPayment:
-        if method_reference is not None:
-            raise ProviderRefused("the external provider cannot charge a saved method")
-        return ProviderPayment(
-            reference=None,
-            status="PENDING",
-            confirmation_url=self.confirmation_url(payment_global_id(payment_id), amount=amount),
-            saved_method=None,
-            amount=amount,
-        )
-
-    async def read_payment(self, reference: str) -> ProviderPayment:
-        raise ProviderRefused("the external provider confirms through the signed webhook")
 
     async def create_refund(
         self,
