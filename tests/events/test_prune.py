@@ -17,7 +17,7 @@ from kabinet import cli
 from models import Event, WebhookDelivery
 from models.base import table_of, utcnow
 from resolvers.events import EVENT_TYPES
-from resolvers.webhook_subscriptions import create_subscription
+from resolvers.webhook_subscriptions import create_subscription, redeliver
 from tests.factories import make_staff
 
 _events = table_of(Event)
@@ -235,3 +235,36 @@ async def test_two_prunes_at_once_delete_each_row_once(
     assert sum(r.deliveries for r in reports) == 1200
     assert sum(r.events for r in reports) == 600
     assert (await _left(session_factory)) == ({keep}, {(keep, "PENDING")})
+
+
+async def test_a_prune_leaves_a_delivery_being_redelivered(
+    session_factory: Any, settings: Any, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
+    # given: an old FAILED delivery that staff are redelivering (transaction still open)
+    staff_id, _, _ = await make_staff(session_factory, settings, username="redeliverer")
+    (one,) = await _subscriptions(session_factory, settings, 1)
+    now = utcnow()
+    event = await _event(
+        session_factory, occurred_at=now - timedelta(days=40), statuses=[(one, "FAILED")]
+    )
+    async with session_factory() as session:
+        delivery_id = (await session.scalars(sa.select(_deliveries.c.id))).one()
+    other = create_engine(settings)
+    try:
+        async with unit_of_work(session_factory) as session:
+            await redeliver(
+                session, staff_id=staff_id, delivery_id=delivery_id, client_address=None
+            )
+
+            # when: a prune runs meanwhile (its own connections)
+            report = await prune(
+                create_session_factory(other), older_than=timedelta(days=30), now=now
+            )
+    finally:
+        await other.dispose()
+
+    # then: it skipped the delivery, now PENDING again, and kept its event
+    assert (report.deliveries, report.events) == (0, 0)
+    assert (await _left(session_factory)) == ({event}, {(event, "PENDING")})
