@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # How long a claimed delivery is one deliverer's: after a crash, its claims are sent again
     # by another once this runs out. Longer than a round can take (a few 10 s timeouts).
     events_lease_seconds: int = Field(180, ge=1)
+    # `kabinet events prune` deletes delivered/failed deliveries and their events older than this.
+    events_keep_days: int = Field(30, ge=1)
 
     # -- GraphQL limits (SPEC §5)
     max_query_depth: int = Field(10, ge=1)

@@ -29,6 +29,16 @@ checked: the URL's host is replaced by that IP, `Host` keeps the name, and TLS v
 certificate for the name (httpcore's `sni_hostname`), so a DNS answer that changes between
 the check and the connection (DNS rebinding) cannot move the request elsewhere. Connections
 are never kept alive (a pooled TLS connection to one IP must not serve another name).
+
+**Pruning** (`prune`, `kabinet events prune`): the history goes once it is older than
+KABINET_EVENTS_KEEP_DAYS, by the event's `occurred_at` (one clock for an event and its
+deliveries; a delivery is final at most ~3 days after its event, so a delivery is never
+removed before it could have ended). First the final (DELIVERED, FAILED) deliveries of old
+events, then old events fanned out with no delivery left; an event not yet fanned out, or
+with a PENDING delivery, stays whatever its age. Each batch (`PRUNE_BATCH` rows) is its own
+short transaction; on PostgreSQL a batch's rows are chosen `FOR UPDATE SKIP LOCKED`, so two
+prunes take different rows, and a delivery being redelivered (locked by `redeliverWebhook`)
+is left for the next prune.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,7 +60,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db import begin_write, create_engine, create_session_factory, unit_of_work
+from core.db import begin_write, create_engine, create_session_factory, rowcount, unit_of_work
 from core.settings import Settings
 from models.base import UTCDateTime, table_of, utcnow
 from models.events import Event, WebhookDelivery, WebhookSubscription, WebhookSubscriptionEvent
@@ -70,6 +80,7 @@ SEND_DEADLINE_SECONDS = 20.0
 BATCH_SIZE = 50
 SENDS_AT_ONCE = 10
 FAN_OUT_BATCH = 500
+PRUNE_BATCH = 5000
 ERROR_MAX_CHARS = 500
 URL_MAX_CHARS = 2000
 EVENT_ID_PREFIX = "evt_"
@@ -646,5 +657,126 @@ async def deliver_all_now(settings: Settings) -> DeliveryReport:
                 given_up += report.given_up
                 if not report.full:
                     return DeliveryReport(delivered, failed, given_up, report.remaining)
+    finally:
+        await engine.dispose()
+
+
+# -- pruning the history ------------------------------------------------------------------
+
+
+def _prune_statements() -> tuple[sa.Delete, sa.Delete]:
+    cutoff = sa.bindparam("cutoff", type_=UTCDateTime)
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    final = _deliveries.c.status.in_(
+        [sa.literal_column("'DELIVERED'"), sa.literal_column("'FAILED'")]
+    )
+    old_final = (
+        sa.select(_deliveries.c.id)
+        .join(_events, _events.c.id == _deliveries.c.event_id)
+        .where(final, _events.c.occurred_at < cutoff)
+        .order_by(_deliveries.c.id)
+        .limit(limit)
+        .with_for_update(of=_deliveries, skip_locked=True)
+    )
+    deliveries = sa.delete(_deliveries).where(
+        _deliveries.c.id.in_(old_final.scalar_subquery()), final
+    )
+    # No delivery left at all (the old final ones went first): a delivery that became final
+    # since, or is being redelivered, keeps its event until the next prune. No delivery can
+    # appear for an event fanned out already, so the check holds until the DELETE.
+    old = _events.alias("old")  # not correlated with the DELETE's own `events`
+    has_delivery = sa.exists().where(_deliveries.c.event_id == old.c.id)
+    old_events = (
+        sa.select(old.c.id)
+        .where(old.c.fanned_out_at.is_not(None), old.c.occurred_at < cutoff, ~has_delivery)
+        .order_by(old.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    events = sa.delete(_events).where(
+        _events.c.id.in_(old_events.scalar_subquery()), _events.c.fanned_out_at.is_not(None)
+    )
+    return deliveries, events
+
+
+_PRUNE_DELIVERIES, _PRUNE_EVENTS = _prune_statements()
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    deliveries: int = 0
+    events: int = 0
+    cutoff: datetime | None = None
+
+    def line(self) -> str:
+        before = f" (occurred before {_instant(self.cutoff)})" if self.cutoff else ""
+        return (
+            f"events prune: {self.deliveries} deliveries and {self.events} events deleted{before}"
+        )
+
+
+async def _prune_batches(
+    session_factory: SessionFactory,
+    statement: sa.Delete,
+    *,
+    cutoff: datetime,
+    batch: int,
+    what: str,
+    progress: Callable[[str], None] | None,
+) -> int:
+    deleted = 0
+    while True:
+        async with unit_of_work(session_factory) as session:
+            await begin_write(session)
+            count = rowcount(await session.execute(statement, {"cutoff": cutoff, "limit": batch}))
+        deleted += count
+        if count and progress is not None:
+            progress(f"events prune: {deleted} {what} deleted so far")
+        if count < batch:  # the rest is another prune's (SKIP LOCKED) or not there
+            return deleted
+
+
+async def prune(
+    session_factory: SessionFactory,
+    *,
+    older_than: timedelta,
+    now: datetime | None = None,
+    batch: int = PRUNE_BATCH,
+    progress: Callable[[str], None] | None = None,
+) -> PruneReport:
+    """Delete the final deliveries of events that occurred more than `older_than` before
+    `now`, then those events once fanned out with no delivery left; `batch` rows a
+    transaction. Safe beside deliverers and other prunes (see the module's notes)."""
+    cutoff = (now or utcnow()) - older_than
+    deliveries = await _prune_batches(
+        session_factory,
+        _PRUNE_DELIVERIES,
+        cutoff=cutoff,
+        batch=batch,
+        what="deliveries",
+        progress=progress,
+    )
+    events = await _prune_batches(
+        session_factory, _PRUNE_EVENTS, cutoff=cutoff, batch=batch, what="events", progress=progress
+    )
+    return PruneReport(deliveries, events, cutoff)
+
+
+async def prune_now(
+    settings: Settings,
+    *,
+    older_than_days: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PruneReport:
+    """`kabinet events prune`: the history older than `older_than_days` (default
+    KABINET_EVENTS_KEEP_DAYS)."""
+    days = settings.events_keep_days if older_than_days is None else older_than_days
+    if days < 1:
+        raise ValueError("older_than_days must be at least 1")
+    engine = create_engine(settings)
+    try:
+        return await prune(
+            create_session_factory(engine), older_than=timedelta(days=days), progress=progress
+        )
     finally:
         await engine.dispose()

@@ -147,6 +147,24 @@ def cmd_events_deliver(_args: argparse.Namespace) -> int:
     return 0 if report.failed == 0 else 1
 
 
+def cmd_events_prune(args: argparse.Namespace) -> int:
+    from core.logs import configure_logging
+    from core.webhooks_out import prune_now
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    days = settings.events_keep_days if args.older_than_days is None else args.older_than_days
+    if days < 1:
+        print(f"kabinet: bad --older-than-days {days}: give 1 or more", file=sys.stderr)
+        return 2
+    print(f"events prune: deleting the history older than {days} days", flush=True)
+    report = asyncio.run(
+        prune_now(settings, older_than_days=days, progress=lambda p: print(p, flush=True))
+    )
+    print(report.line())
+    return 0
+
+
 def cmd_export_schema(args: argparse.Namespace) -> int:
     from schema import printed_schema
 
@@ -304,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     events_commands.add_parser(
         "deliver", help="post every event delivery that is due, once"
     ).set_defaults(func=cmd_events_deliver)
+    events_prune = events_commands.add_parser(
+        "prune",
+        help="delete delivered/failed deliveries and their events older than N days",
+    )
+    events_prune.add_argument(
+        "--older-than-days",
+        type=int,
+        metavar="N",
+        help="keep the last N days, N >= 1 (default: KABINET_EVENTS_KEEP_DAYS, 30)",
+    )
+    events_prune.set_defaults(func=cmd_events_prune)
 
     billing = commands.add_parser("billing", help="the billing day")
     billing_commands = billing.add_subparsers(

@@ -332,8 +332,12 @@ async def redeliver(
     a DELIVERED one a receiver lost: it gets the same event id). Its row as it is now."""
     await begin_write(session)
     moment = now or utcnow()
+    # Locked (PostgreSQL): a prune running now either deleted it already (NOT_FOUND) or
+    # skips it (SKIP LOCKED) and leaves it, PENDING again, with its event.
     before = (
-        await session.execute(_delivery_rows().where(_deliveries.c.id == delivery_id))
+        await session.execute(
+            _delivery_rows().where(_deliveries.c.id == delivery_id).with_for_update(of=_deliveries)
+        )
     ).first()
     if before is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such webhook delivery.", field="deliveryId")
