@@ -95,43 +95,50 @@ class ProviderRefused(Exception):
     """The provider answered and refused (4xx): repeating the same request will not help."""
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentOrder:
+    """A payment to create at the provider for Kabinet's payment `payment_id`. With
+    `method_reference` it charges that saved method at once (autopay: no confirmation);
+    else the answer's `confirmation_url` is where the payer pays. The same
+    `idempotence_key` always names the same provider payment."""
+
+    payment_id: int
+    amount: Decimal
+    description: str
+    receipt: dict[str, Any] | None
+    idempotence_key: str
+    return_url: str | None = None
+    save_method: bool = False
+    method_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOrder:
+    """A refund of `amount` of the provider's payment `payment_reference`, for Kabinet's
+    refund `refund_id`."""
+
+    refund_id: int
+    payment_reference: str
+    amount: Decimal
+    receipt: dict[str, Any] | None
+    idempotence_key: str
+
+
 class PaymentProvider(Protocol):
     """What Kabinet asks of a payment provider (SPEC §7)."""
 
     name: str
 
-    async def create_payment(
-        self,
-        *,
-        payment_id: int,
-        amount: Decimal,
-        description: str,
-        return_url: str | None,
-        receipt: dict[str, Any] | None,
-        save_method: bool,
-        method_reference: str | None,
-        idempotence_key: str,
-    ) -> ProviderPayment:
-        """Create the provider's payment for Kabinet's payment `payment_id`. With
-        `method_reference` it charges that saved method at once (autopay: no confirmation);
-        else the answer's `confirmation_url` is where the payer pays. The same
-        `idempotence_key` always names the same provider payment."""
+    async def create_payment(self, order: PaymentOrder) -> ProviderPayment:
+        """Create the provider's payment `order` describes (see PaymentOrder)."""
         ...
 
     async def read_payment(self, reference: str) -> ProviderPayment:
         """The provider's payment `reference` as it stands now."""
         ...
 
-    async def create_refund(
-        self,
-        *,
-        refund_id: int,
-        payment_reference: str,
-        amount: Decimal,
-        receipt: dict[str, Any] | None,
-        idempotence_key: str,
-    ) -> ProviderRefund:
-        """Give back `amount` of the provider's payment `payment_reference`."""
+    async def create_refund(self, order: RefundOrder) -> ProviderRefund:
+        """Make the refund `order` describes (see RefundOrder)."""
         ...
 
     async def read_refund(self, reference: str) -> ProviderRefund:
@@ -168,26 +175,17 @@ class PagedProvider:
     ) -> ProviderPayment:
         raise ProviderRefused(f"the {self.name} provider cannot charge a saved method")
 
-    async def create_payment(
-        self,
-        *,
-        payment_id: int,
-        amount: Decimal,
-        description: str,
-        return_url: str | None,
-        receipt: dict[str, Any] | None,
-        save_method: bool,
-        method_reference: str | None,
-        idempotence_key: str,
-    ) -> ProviderPayment:
-        if method_reference is not None:
-            return self._charge_saved(payment_id, amount, method_reference)
+    async def create_payment(self, order: PaymentOrder) -> ProviderPayment:
+        if order.method_reference is not None:
+            return self._charge_saved(order.payment_id, order.amount, order.method_reference)
         return ProviderPayment(
             reference=None,
             status="PENDING",
-            confirmation_url=self.confirmation_url(payment_global_id(payment_id), amount=amount),
+            confirmation_url=self.confirmation_url(
+                payment_global_id(order.payment_id), amount=order.amount
+            ),
             saved_method=None,
-            amount=amount,
+            amount=order.amount,
         )
 
     async def read_payment(self, reference: str) -> ProviderPayment:
@@ -221,20 +219,12 @@ class SandboxProvider(PagedProvider):
             amount=amount,
         )
 
-    async def create_refund(
-        self,
-        *,
-        refund_id: int,
-        payment_reference: str,
-        amount: Decimal,
-        receipt: dict[str, Any] | None,
-        idempotence_key: str,
-    ) -> ProviderRefund:
+    async def create_refund(self, order: RefundOrder) -> ProviderRefund:
         return ProviderRefund(
-            reference=f"sandbox-refund-{refund_id}",
+            reference=f"sandbox-refund-{order.refund_id}",
             status="SUCCEEDED",
-            payment_reference=payment_reference,
-            amount=amount,
+            payment_reference=order.payment_reference,
+            amount=order.amount,
         )
 
     async def read_refund(self, reference: str) -> ProviderRefund:
@@ -284,15 +274,7 @@ class ExternalProvider(PagedProvider):
             amount=quote(f"{amount:.2f}", safe=""),
         )
 
-    async def create_refund(
-        self,
-        *,
-        refund_id: int,
-        payment_reference: str,
-        amount: Decimal,
-        receipt: dict[str, Any] | None,
-        idempotence_key: str,
-    ) -> ProviderRefund:
+    async def create_refund(self, order: RefundOrder) -> ProviderRefund:
         raise ProviderRefused("the external provider takes no refunds through Kabinet")
 
     async def read_refund(self, reference: str) -> ProviderRefund:
@@ -445,55 +427,43 @@ class YooKassaProvider:
             )
         return answer
 
-    async def create_payment(
-        self,
-        *,
-        payment_id: int,
-        amount: Decimal,
-        description: str,
-        return_url: str | None,
-        receipt: dict[str, Any] | None,
-        save_method: bool,
-        method_reference: str | None,
-        idempotence_key: str,
-    ) -> ProviderPayment:
+    async def create_payment(self, order: PaymentOrder) -> ProviderPayment:
         body: dict[str, Any] = {
-            "amount": _money(amount),
+            "amount": _money(order.amount),
             "capture": True,
-            "description": description[:128],
-            "metadata": {"kabinet_payment_id": str(payment_id)},
+            "description": order.description[:128],
+            "metadata": {"kabinet_payment_id": str(order.payment_id)},
         }
-        if method_reference is not None:
-            body["payment_method_id"] = method_reference
+        if order.method_reference is not None:
+            body["payment_method_id"] = order.method_reference
         else:
             confirmation: dict[str, Any] = {"type": "redirect"}
-            if return_url:
-                confirmation["return_url"] = return_url
+            if order.return_url:
+                confirmation["return_url"] = order.return_url
             body["confirmation"] = confirmation
-            if save_method:
+            if order.save_method:
                 body["save_payment_method"] = True
-        if receipt is not None:
-            body["receipt"] = receipt
-        answer = await self._call("POST", "/payments", body=body, idempotence_key=idempotence_key)
+        if order.receipt is not None:
+            body["receipt"] = order.receipt
+        answer = await self._call(
+            "POST", "/payments", body=body, idempotence_key=order.idempotence_key
+        )
         return yookassa_payment(answer)
 
     async def read_payment(self, reference: str) -> ProviderPayment:
         answer = await self._call("GET", f"/payments/{quote(reference, safe='')}")
         return yookassa_payment(answer)
 
-    async def create_refund(
-        self,
-        *,
-        refund_id: int,
-        payment_reference: str,
-        amount: Decimal,
-        receipt: dict[str, Any] | None,
-        idempotence_key: str,
-    ) -> ProviderRefund:
-        body: dict[str, Any] = {"payment_id": payment_reference, "amount": _money(amount)}
-        if receipt is not None:
-            body["receipt"] = receipt
-        answer = await self._call("POST", "/refunds", body=body, idempotence_key=idempotence_key)
+    async def create_refund(self, order: RefundOrder) -> ProviderRefund:
+        body: dict[str, Any] = {
+            "payment_id": order.payment_reference,
+            "amount": _money(order.amount),
+        }
+        if order.receipt is not None:
+            body["receipt"] = order.receipt
+        answer = await self._call(
+            "POST", "/refunds", body=body, idempotence_key=order.idempotence_key
+        )
         return yookassa_refund(answer)
 
     async def read_refund(self, reference: str) -> ProviderRefund:

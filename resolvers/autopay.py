@@ -47,6 +47,7 @@ from core import outbox
 from core.db import begin_write, rowcount, unit_of_work
 from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import (
+    PaymentOrder,
     ProviderPayment,
     ProviderRefused,
     ProviderUnavailable,
@@ -736,22 +737,20 @@ async def charge_at_provider(settings: Settings, charge: AutopayCharge) -> Provi
     when it refused the charge."""
     try:
         return await provider_for(settings).create_payment(
-            payment_id=charge.payment_id,
-            amount=charge.amount,
-            description=f"{AUTOPAY_DESCRIPTION}, платёж {charge.payment_id}",
-            return_url=None,
-            receipt=receipts.provider_receipt(
-                vat_code=settings.receipt_vat_code,
-                payment_mode=settings.receipt_payment_mode,
-                payment_subject=settings.receipt_payment_subject,
-                email=charge.email,
-                phone=charge.phone,
+            PaymentOrder(
+                payment_id=charge.payment_id,
                 amount=charge.amount,
-                at=charge.created_at,
-            ),
-            save_method=False,
-            method_reference=charge.method_reference,
-            idempotence_key=payment_idempotence_key(charge.payment_id, charge.created_at),
+                description=f"{AUTOPAY_DESCRIPTION}, платёж {charge.payment_id}",
+                receipt=receipts.provider_receipt(
+                    settings,
+                    email=charge.email,
+                    phone=charge.phone,
+                    amount=charge.amount,
+                    at=charge.created_at,
+                ),
+                method_reference=charge.method_reference,
+                idempotence_key=payment_idempotence_key(charge.payment_id, charge.created_at),
+            )
         )
     except ProviderUnavailable as error:
         log.warning(

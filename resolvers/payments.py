@@ -68,6 +68,7 @@ from core.db import (
 from core.errors import DomainError, ErrorCode, InputProblems
 from core.payment_providers import (
     ExternalProvider,
+    PaymentOrder,
     ProviderPayment,
     ProviderRefused,
     ProviderUnavailable,
@@ -178,20 +179,7 @@ class TopUp:
     replayed: bool  # an earlier request with this idempotency key made it
     # What to ask the provider, when it has not answered for this payment yet (a remote
     # provider: see `send_to_provider`); None otherwise.
-    provider_request: ProviderRequest | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderRequest:
-    """A payment to create at the provider (`PaymentProvider.create_payment`'s arguments)."""
-
-    payment_id: int
-    amount: Decimal
-    description: str
-    return_url: str | None
-    receipt: dict[str, Any] | None
-    save_method: bool
-    idempotence_key: str
+    provider_request: PaymentOrder | None = None
 
 
 def _invalid(field: str, message: str) -> DomainError:
@@ -471,15 +459,13 @@ async def _with_request(session: AsyncSession, settings: Settings, top_up: TopUp
     ):
         return top_up
     row = (await session.execute(_PROVIDER_REQUEST_READ, {"payment_id": top_up.id})).one()
-    request = ProviderRequest(
+    request = PaymentOrder(
         payment_id=top_up.id,
         amount=top_up.amount,
         description=f"{TOP_UP_DESCRIPTION}, платёж {top_up.id}",
         return_url=row.return_url,
         receipt=receipts.provider_receipt(
-            vat_code=settings.receipt_vat_code,
-            payment_mode=settings.receipt_payment_mode,
-            payment_subject=settings.receipt_payment_subject,
+            settings,
             email=row.email,
             phone=row.phone,
             amount=top_up.amount,
@@ -491,22 +477,13 @@ async def _with_request(session: AsyncSession, settings: Settings, top_up: TopUp
     return dataclasses.replace(top_up, provider_request=request)
 
 
-async def send_to_provider(settings: Settings, request: ProviderRequest) -> ProviderPayment:
+async def send_to_provider(settings: Settings, request: PaymentOrder) -> ProviderPayment:
     """Create the payment at the provider (no transaction open: the caller's unit of work
     has ended). Raises DomainError PROVIDER_UNAVAILABLE when it did not answer or refused:
     the payment stays PENDING, and the same request later (the same idempotency key)
     resumes it with the same Idempotence-Key, so the provider never makes two payments."""
     try:
-        return await provider_for(settings).create_payment(
-            payment_id=request.payment_id,
-            amount=request.amount,
-            description=request.description,
-            return_url=request.return_url,
-            receipt=request.receipt,
-            save_method=request.save_method,
-            method_reference=None,
-            idempotence_key=request.idempotence_key,
-        )
+        return await provider_for(settings).create_payment(request)
     except ProviderUnavailable as error:
         log.warning(
             "payment provider did not answer: %s", error, extra={"payment_id": request.payment_id}

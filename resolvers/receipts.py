@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.db import insert_row, parameters
+from core.settings import Settings
 from models import Receipt
 from models.base import table_of
 
@@ -133,10 +134,8 @@ NEW_RECEIPT = receipt_insert(parameters(RECEIPT_COLUMNS))
 
 
 def provider_receipt(
+    settings: Settings,
     *,
-    vat_code: int | None,
-    payment_mode: str,
-    payment_subject: str,
     email: str | None,
     phone: str | None,
     amount: Decimal,
@@ -145,8 +144,9 @@ def provider_receipt(
     """The 54-FZ `receipt` sent to the provider with a payment or a refund of `amount` made
     at `at` (SPEC §7): the customer's email (else phone), one item with quantity "1.00",
     the VAT code of the rate in force then (`VAT_RATES`: 12 for 22/122, 6 for 20/120) unless
-    `vat_code` overrides it, the payment mode and subject. None when the subscriber has
-    neither email nor phone (the provider would refuse a receipt with no customer)."""
+    KABINET_RECEIPT_VAT_CODE overrides it, the payment mode and subject of the settings. None
+    when the subscriber has neither email nor phone (the provider would refuse a receipt with
+    no customer)."""
     if email:
         customer = {"email": email}
     elif phone:
@@ -160,9 +160,13 @@ def provider_receipt(
                 "description": RECEIPT_ITEM,
                 "quantity": "1.00",
                 "amount": {"value": f"{amount.quantize(CENT):.2f}", "currency": "RUB"},
-                "vat_code": vat_code if vat_code is not None else vat_rate_on(at).yookassa_vat_code,
-                "payment_mode": payment_mode,
-                "payment_subject": payment_subject,
+                "vat_code": (
+                    settings.receipt_vat_code
+                    if settings.receipt_vat_code is not None
+                    else vat_rate_on(at).yookassa_vat_code
+                ),
+                "payment_mode": settings.receipt_payment_mode,
+                "payment_subject": settings.receipt_payment_subject,
             }
         ],
     }

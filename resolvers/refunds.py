@@ -34,6 +34,7 @@ from core.payment_providers import (
     ProviderRefund,
     ProviderRefused,
     ProviderUnavailable,
+    RefundOrder,
     payment_global_id,
     provider_for,
 )
@@ -62,23 +63,12 @@ REFUNDABLE_PROVIDERS = frozenset({"sandbox", "yookassa"})
 
 
 @dataclass(frozen=True, slots=True)
-class RefundRequest:
-    """A refund to create at the provider (`PaymentProvider.create_refund`'s arguments)."""
-
-    refund_id: int
-    payment_reference: str
-    amount: Decimal
-    receipt: dict[str, Any] | None
-    idempotence_key: str
-
-
-@dataclass(frozen=True, slots=True)
 class RefundStarted:
     refund_id: int
     payment_id: int
     contract_id: int
     status: str
-    provider_request: RefundRequest | None  # None: the provider has answered already
+    provider_request: RefundOrder | None  # None: the provider has answered already
     resumed: bool  # an earlier refundPayment's refund, sent again
 
 
@@ -253,15 +243,13 @@ async def start_refund(
 
 def _request(
     settings: Settings, payment: Any, refund_id: int, amount: Decimal, key: str, at: datetime
-) -> RefundRequest:
-    return RefundRequest(
+) -> RefundOrder:
+    return RefundOrder(
         refund_id=refund_id,
         payment_reference=_payment_reference(payment),
         amount=amount,
         receipt=receipts.provider_receipt(
-            vat_code=settings.receipt_vat_code,
-            payment_mode=settings.receipt_payment_mode,
-            payment_subject=settings.receipt_payment_subject,
+            settings,
             email=payment.email,
             phone=payment.phone,
             amount=amount,
@@ -271,18 +259,12 @@ def _request(
     )
 
 
-async def send_refund(settings: Settings, request: RefundRequest) -> ProviderRefund:
+async def send_refund(settings: Settings, request: RefundOrder) -> ProviderRefund:
     """`POST /refunds` at the provider (no transaction open). Raises DomainError
     PROVIDER_UNAVAILABLE when it did not answer (the refund stays PENDING: repeat
     `refundPayment` to resume it); a refusal answers a CANCELED refund."""
     try:
-        return await provider_for(settings).create_refund(
-            refund_id=request.refund_id,
-            payment_reference=request.payment_reference,
-            amount=request.amount,
-            receipt=request.receipt,
-            idempotence_key=request.idempotence_key,
-        )
+        return await provider_for(settings).create_refund(request)
     except ProviderUnavailable as error:
         log.warning("refund: provider did not answer: %s", error)
         raise DomainError(
