@@ -162,19 +162,16 @@ async def _payment(
                 payment_id=checked.payment_id,
                 succeeded=outcome.payment_status == "SUCCEEDED",
             )
+        # The saved method and the provider's receipt status, in the same transaction.
+        await payments.keep_provider_details(
+            session, provider=provider_name, check=checked, answer=answer
+        )
         return outcome
 
     try:
         outcome = await _in_unit_of_work(session_factory, apply, "the payment")
     except DomainError as error:
         return WebhookAnswer(400, {"error": "bad-body", "message": error.message})
-
-    async def keep(session: Any) -> None:
-        await payments.keep_provider_details(
-            session, provider=provider_name, check=checked, answer=answer
-        )
-
-    await _in_unit_of_work(session_factory, keep, "the payment's details")
     return WebhookAnswer(
         200,
         {
